@@ -1,0 +1,35 @@
+# Set-up and entry points. `make demo` and `make test` do everything on a fresh machine, offline but for the
+# package index: create .venv, install torch (the pinned CPU wheel where one is at hand) and csas, then run.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+DEMO   ?= .demo
+
+.PHONY: install demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/csas tiny-models $(DEMO)/models --only opus_mt_en_fr
+	HF_HUB_OFFLINE=1 $(BIN)/csas finetune --which opus_mt_en_fr \
+		--model-id $(DEMO)/models/opus_mt_en_fr \
+		--data csas_cli/assets/sample_pairs.jsonl \
+		--output-dir $(DEMO)/runs --overwrite \
+		--lr 3e-3 --batch-size 8 --epochs 2 --logging-steps 20 --eval-steps 60 --save-steps 60
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

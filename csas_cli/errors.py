@@ -1,0 +1,31 @@
+"""One exception family for every failure a user can fix.
+
+The CLI turns a CsasError into a one-line message and a non-zero exit code; anything else is a bug and keeps its
+traceback.
+"""
+
+
+class CsasError(Exception):
+    """A failure caused by input, settings or environment, reported to the user in one line."""
+
+    exit_code = 2
+
+
+class DataError(CsasError):
+    """The training data file cannot be used; the message names the file and line."""
+
+
+class SettingsError(CsasError):
+    """A flag or a combination of flags is invalid; the message names the flag."""
+
+
+class OutputError(CsasError):
+    """The output directory cannot be written as asked (for example it holds a finished run)."""
+
+
+class ModelError(CsasError):
+    """The base model or tokenizer cannot be loaded or does not fit the chosen registry key."""
+
+
+class HardwareError(CsasError):
+    """The requested precision or device is not available on this machine."""

@@ -1,0 +1,204 @@
+"""Stage 4: load the tokenizer and base model once, quantize if asked, and wrap it with LoRA.
+
+Loading rules that differ from finetune.py on purpose: the model is loaded once; only safetensors weights are read;
+remote code is never run; frozen weights are fp32 unless --bf16/--fp16 ask for less, and LoRA weights are always fp32
+(fp16 trainable weights cannot be unscaled by a loss scaler).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import HardwareError, ModelError
+from .registry import Family
+from .settings import Plan
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, deprecation notes raised inside peft) out of csas's console."""
+    import logging
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # bitsandbytes tries to fetch an optional CPU kernel from the hub at import and logs its failure offline.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", message=r".*use_cache=True.*")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How weights are stored and computed for one run."""
+
+    name: str
+    """fp32, bf16 or fp16."""
+    device_type: str
+    """cuda or cpu."""
+
+    @property
+    def weight_dtype(self) -> Any:
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+
+    @property
+    def autocast(self) -> bool:
+        return self.name != "fp32"
+
+    @property
+    def needs_loss_scaler(self) -> bool:
+        return self.name == "fp16"
+
+
+def training_device(local_rank: int) -> Any:
+    """The process's own device: its GPU under torchrun, else the first GPU, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def check_precision(name: str, device: Any) -> Precision:
+    """Fail early, naming the flag, when the hardware cannot run the requested precision."""
+    import torch
+
+    if device.type == "cuda":
+        if name == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+            major, minor = torch.cuda.get_device_capability(device)
+            raise HardwareError(
+                f"--bf16: {torch.cuda.get_device_name(device)} (compute capability {major}.{minor}) has no native "
+                "bfloat16; use --fp16 instead"
+            )
+    elif name == "fp16":
+        raise HardwareError("--fp16: float16 training needs a CUDA GPU; on the CPU use --bf16 or neither flag")
+    return Precision(name, device.type)
+
+
+def check_model_family(config: Any, family: Family, model_id: str, which: str) -> None:
+    model_type = getattr(config, "model_type", None)
+    if model_type != family.model_type:
+        raise ModelError(
+            f"--model-id {model_id}: a {model_type!r} checkpoint, but --which {which} needs a {family.model_type!r} one"
+        )
+
+
+def load_config(model_id: str, family: Family, which: str) -> Any:
+    """The checkpoint's config, checked against the registry key's family before anything heavier is loaded."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"--model-id {model_id}: cannot load its config ({one_line(exc)})") from None
+    check_model_family(config, family, model_id, which)
+    return config
+
+
+def load_tokenizer(model_id: str) -> Any:
+    """The checkpoint's own tokenizer class (MarianTokenizer, M2M100Tokenizer, MBart50Tokenizer)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_id, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"--model-id {model_id}: cannot load its tokenizer ({one_line(exc)})") from None
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_model(plan: Plan, config: Any, precision: Precision, device: Any) -> Any:
+    """The base model, once, on its device(s): quantized to 4-bit NF4 for QLoRA, else in the weight dtype.
+
+    The resolver's None means "no accelerate dispatch": the whole model goes to this process's device.
+    """
+    from transformers import AutoModelForSeq2SeqLM, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {"dtype": precision.weight_dtype, "use_safetensors": True, "trust_remote_code": False}
+    device_map = plan.device_map
+    if plan.qlora:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=precision.weight_dtype,
+        )
+        # 4-bit weights are quantized as they are placed, so they must be placed at load time.
+        if device_map is None:
+            device_map = {"": device.index if device.type == "cuda" else "cpu"}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(plan.model_id, config=config, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"--model-id {plan.model_id}: cannot load the model ({one_line(exc)})") from None
+    if device_map is None:
+        model.to(device)
+    model.config.use_cache = False
+    if plan.qlora:
+        keep_4bit_layers_trainable(model)
+        from peft import prepare_model_for_kbit_training
+
+        # Checkpointing must be on before LoRA wraps the model, and non-reentrant: the reentrant form sees no input
+        # that requires grad on a frozen base and drops the adapters' gradients.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    return model
+
+
+def keep_4bit_layers_trainable(model: Any) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference during evaluation.
+
+    On CPUs with AVX512-BF16, a Linear4bit called in eval mode without grad converts its weight to an inference-only
+    layout and never converts it back when training resumes, so the next training step fails (bitsandbytes 0.50).
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def add_lora(model: Any, plan: Plan) -> Any:
+    """Wrap the base with LoRA adapters on the plan's target modules; adapter weights in fp32."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in plan.lora_targets if t not in names]
+    if missing:
+        raise ModelError(
+            f"--lora-targets: {', '.join(missing)} not found in {plan.model_id} "
+            f"(its layers include q_proj, k_proj, v_proj, out_proj, fc1, fc2)"
+        )
+    config = LoraConfig(
+        r=plan.lora_r,
+        lora_alpha=plan.lora_alpha,
+        lora_dropout=plan.lora_dropout,
+        target_modules=list(plan.lora_targets),
+        bias="none",
+        task_type=TaskType.SEQ_2_SEQ_LM,
+    )
+    model = get_peft_model(model, config)
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.to(torch.float32)
+    return model
+
+
+def input_device(model: Any) -> Any:
+    """Where batches must go: the device of the input embeddings (the first shard under a device map)."""
+    return model.get_input_embeddings().weight.device
+
+
+def save_tokenizer(tokenizer: Any, out_dir: Path) -> list[str]:
+    return [Path(p).name for p in tokenizer.save_pretrained(str(out_dir))]

@@ -1,0 +1,141 @@
+"""The model registry and the finetune-all table: data only, in one place.
+
+Each model family's differences (language codes, decoder start, whether a device map may shard it) live on a small
+`Family` record, so the rest of the code asks the family instead of testing registry keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+LANGUAGES = ("en", "fr")
+
+
+def other_language(lang: str) -> str:
+    """The target language of a row whose source is `lang` (csas translates between English and French only)."""
+    return "fr" if lang == "en" else "en"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between the three model families csas trains."""
+
+    name: str
+    """Short family name: marian, m2m100 or mbart50."""
+    model_type: str
+    """The `model_type` in the checkpoint's config.json, checked when a model is loaded."""
+    language_codes: Mapping[str, str] | None
+    """csas language -> the tokenizer's language code; None for families that are one direction per checkpoint."""
+    shardable: bool
+    """Whether `--device-map` may spread the model over devices (the seed's `is_opus` rule says no for Marian)."""
+
+    def code(self, lang: str) -> str | None:
+        return None if self.language_codes is None else self.language_codes[lang]
+
+
+MARIAN = Family("marian", "marian", None, shardable=False)
+M2M100 = Family("m2m100", "m2m_100", MappingProxyType({"en": "en", "fr": "fr"}), shardable=True)
+MBART50 = Family("mbart50", "mbart", MappingProxyType({"en": "en_XX", "fr": "fr_XX"}), shardable=True)
+
+FAMILIES = {f.name: f for f in (MARIAN, M2M100, MBART50)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: a base model and the rows it trains on."""
+
+    key: str
+    hub_id: str
+    family: Family
+    source_langs: tuple[str, ...]
+    """Rows whose source_lang is in here are trained on; the target is the other language."""
+
+
+REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
+    {
+        spec.key: spec
+        for spec in (
+            ModelSpec("m2m100_418m", "facebook/m2m100_418M", M2M100, ("en", "fr")),
+            ModelSpec("mbart50_mmt_fr", "facebook/mbart-large-50-many-to-many-mmt", MBART50, ("en",)),
+            ModelSpec("mbart50_mmt_en", "facebook/mbart-large-50-many-to-many-mmt", MBART50, ("fr",)),
+            ModelSpec("opus_mt_en_fr", "Helsinki-NLP/opus-mt-tc-big-en-fr", MARIAN, ("en",)),
+            ModelSpec("opus_mt_fr_en", "Helsinki-NLP/opus-mt-tc-big-fr-en", MARIAN, ("fr",)),
+        )
+    }
+)
+
+MODEL_KEYS = tuple(REGISTRY)
+"""Registry keys in the finetune-all table's order."""
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """finetune_all.py's per-model hyperparameters."""
+
+    batch_size: int
+    lr: float
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    save_steps: int
+    eval_steps: int
+
+
+FINETUNE_ALL_TABLE: Mapping[str, TableRow] = MappingProxyType(
+    {
+        "m2m100_418m": TableRow(12, 2e-4, 32, 64, 0.05, 1000, 1000),
+        "mbart50_mmt_fr": TableRow(8, 1.5e-4, 32, 64, 0.05, 1000, 1000),
+        "mbart50_mmt_en": TableRow(8, 1.5e-4, 32, 64, 0.05, 1000, 1000),
+        "opus_mt_en_fr": TableRow(16, 3e-4, 32, 64, 0.05, 1000, 1000),
+        "opus_mt_fr_en": TableRow(16, 3e-4, 32, 64, 0.05, 1000, 1000),
+    }
+)
+
+FINETUNE_ALL_CONSTANTS: Mapping[str, object] = MappingProxyType(
+    {
+        "grad_accum": 2,
+        "epochs": 1.0,
+        "logging_steps": 50,
+        "seed": 42,
+        "warmup_ratio": 0.03,
+        "val_ratio": 0.05,
+        "max_source_len": 512,
+        "max_target_len": 512,
+        "bf16": True,
+        "fp16": False,
+        "no_qlora": True,
+        "device_map": "auto",
+        "disable_tqdm": True,
+    }
+)
+"""Settings finetune_all.py used for every model."""
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj")
+"""What finetune.py trained in practice: the attention query/key/value projections (self- and cross-attention)."""
+
+ALL_LINEAR_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+"""Every linear layer of the encoder and decoder blocks of these families (peft has no defaults for them)."""
+
+
+def lookup(key: str) -> ModelSpec:
+    """The registry entry for `key`; KeyError lists are turned into a flag error by the caller."""
+    return REGISTRY[key]
+
+
+__all__ = [
+    "ALL_LINEAR_TARGETS",
+    "DEFAULT_LORA_TARGETS",
+    "FAMILIES",
+    "FINETUNE_ALL_CONSTANTS",
+    "FINETUNE_ALL_TABLE",
+    "Family",
+    "LANGUAGES",
+    "MODEL_KEYS",
+    "ModelSpec",
+    "REGISTRY",
+    "TableRow",
+    "lookup",
+    "other_language",
+]

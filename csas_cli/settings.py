@@ -1,0 +1,260 @@
+"""Settings (what the user asked for) and the plan (what a run will do), both plain data.
+
+`FinetuneSettings` mirrors finetune.py's flags and defaults; `build_plan` resolves it against the registry, the
+environment and the data into a `Plan`, the single object the training core reads and `--dry-run` prints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .device_map import DeviceMap, resolve_device_map
+from .errors import SettingsError
+from .registry import (
+    ALL_LINEAR_TARGETS,
+    DEFAULT_LORA_TARGETS,
+    FINETUNE_ALL_CONSTANTS,
+    FINETUNE_ALL_TABLE,
+    MODEL_KEYS,
+    REGISTRY,
+)
+
+LABEL_SMOOTHING = 0.1
+WEIGHT_DECAY = 0.01
+MAX_GRAD_NORM = 1.0
+KEEP_CHECKPOINTS = 3
+
+
+def flag(name: str) -> str:
+    """The CLI flag of a settings field, for error messages."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_lora_targets(value: str) -> tuple[str, ...]:
+    """`--lora-targets`: a comma-separated list of module-name suffixes, or `all-linear`."""
+    value = value.strip()
+    if value.lower() in ("all-linear", "all_linear"):
+        return ALL_LINEAR_TARGETS
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not names or any(not n.replace("_", "").replace(".", "").isalnum() for n in names):
+        raise SettingsError(f"--lora-targets: expected module names like q_proj,v_proj or all-linear, got {value!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Every `csas finetune` option, with finetune.py's meaning and the seed's defaults."""
+
+    which: str
+    """Registry key of the model to fine-tune."""
+    data: Path = Path("training_data.jsonl")
+    """JSONL training pairs: source, target, source_lang, pub_number."""
+    output_dir: Path = Path("outputs")
+    """Output root; the run is written to <output_dir>/<which>, as finetune.py did."""
+    epochs: float = 1.0
+    """Passes over the training split (fractions allowed); ignored when max_steps is set."""
+    lr: float = 2e-4
+    """Peak learning rate of the linear warm-up/decay schedule."""
+    batch_size: int = 8
+    """Sentence pairs per micro-batch, per device."""
+    grad_accum: int = 2
+    """Micro-batches per optimizer step."""
+    val_ratio: float = 0.05
+    """Share of the rows (whole publications when pub_number is present) held out for evaluation."""
+    max_source_len: int = 512
+    """Source tokens kept per row (longer sources are truncated)."""
+    max_target_len: int = 512
+    """Target tokens kept per row (longer targets are truncated)."""
+    seed: int = 42
+    """Seeds the split, LoRA initialisation, dropout and batch order."""
+    fp16: bool = False
+    """Mixed precision in float16 (frozen weights in fp16, loss scaling); bf16 wins if both are given."""
+    bf16: bool = False
+    """Mixed precision in bfloat16 (frozen weights in bf16)."""
+    no_qlora: bool = False
+    """Train plain LoRA on unquantized weights; without it the base is loaded in 4-bit NF4 (QLoRA)."""
+    save_steps: int = 1000
+    """Optimizer steps between checkpoints (the last 3 are kept)."""
+    eval_steps: int = 1000
+    """Optimizer steps between evaluations of the validation loss."""
+    logging_steps: int = 50
+    """Optimizer steps between logged training losses."""
+    warmup_ratio: float = 0.03
+    """Share of the optimizer steps spent warming the learning rate up from zero."""
+    device_map: str = "auto"
+    """Where to load the base model; resolved by the device-map table (see device_map.py)."""
+    disable_tqdm: bool = False
+    """Plain log lines instead of a progress bar (batch jobs)."""
+    lora_r: int = 32
+    """LoRA rank."""
+    lora_alpha: int = 64
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    max_steps: int | None = None
+    """Optimizer steps to train for; overrides epochs when set."""
+    model_id: str | None = None
+    """Base model: a hub id or a local snapshot directory; defaults to the registry's hub id."""
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    """Module-name suffixes that get LoRA adapters."""
+    overwrite: bool = False
+    """Allow replacing a finished run in the output directory."""
+
+    def __post_init__(self) -> None:
+        if self.which not in REGISTRY:
+            raise SettingsError(f"--which: unknown model {self.which!r}; choose one of {', '.join(MODEL_KEYS)}")
+        positive = ("batch_size", "grad_accum", "max_source_len", "max_target_len", "save_steps", "eval_steps",
+                    "logging_steps", "lora_r", "lora_alpha")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise SettingsError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise SettingsError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise SettingsError(f"--epochs must be a positive number, got {self.epochs}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SettingsError(f"--lr must be a positive number, got {self.lr}")
+        for name in ("val_ratio", "warmup_ratio", "lora_dropout"):
+            value = getattr(self, name)
+            if not (0.0 <= value < 1.0):
+                raise SettingsError(f"{flag(name)} must be in [0, 1), got {value}")
+        if not self.device_map.strip():
+            raise SettingsError("--device-map must not be empty (use auto, cpu, cuda:0 or none)")
+        if not self.lora_targets:
+            raise SettingsError("--lora-targets must name at least one module")
+
+    @property
+    def precision(self) -> str:
+        """bf16 wins when both --bf16 and --fp16 are given, as in finetune.py."""
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.which
+
+
+def settings_from_table(key: str, **overrides: Any) -> FinetuneSettings:
+    """finetune_all.py's settings for one model: its table row plus the shared constants, then overrides."""
+    row = FINETUNE_ALL_TABLE[key]
+    values: dict[str, Any] = dict(FINETUNE_ALL_CONSTANTS)
+    values.update(asdict(row))
+    values.update(overrides)
+    return FinetuneSettings(which=key, **values)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, resolved; printed by --dry-run and recorded in run.json."""
+
+    which: str
+    family: str
+    model_id: str
+    data: str
+    output_dir: str
+    source_langs: list[str]
+    learning_rate: float
+    batch_size: int
+    grad_accum: int
+    world_size: int
+    global_batch: int
+    epochs: float
+    max_steps: int | None
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_targets: list[str]
+    max_source_len: int
+    max_target_len: int
+    bf16: bool
+    fp16: bool
+    precision: str
+    no_qlora: bool
+    qlora: bool
+    device_map: DeviceMap
+    device_map_requested: str
+    local_rank: int
+    seed: int
+    warmup_ratio: float
+    val_ratio: float
+    eval_steps: int
+    save_steps: int
+    logging_steps: int
+    disable_tqdm: bool
+    overwrite: bool
+    label_smoothing: float = LABEL_SMOOTHING
+    weight_decay: float = WEIGHT_DECAY
+    max_grad_norm: float = MAX_GRAD_NORM
+    keep_checkpoints: int = KEEP_CHECKPOINTS
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    train_publications: int | None = None
+    eval_publications: int | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_counts(self, **counts: int | None) -> "Plan":
+        return replace(self, **counts)
+
+
+def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: int = 0) -> Plan:
+    """Resolve settings against the registry and the launch environment (pure: no I/O)."""
+    spec = REGISTRY[settings.which]
+    qlora = not settings.no_qlora
+    requested = settings.device_map.strip()
+    return Plan(
+        which=settings.which,
+        family=spec.family.name,
+        model_id=settings.model_id or spec.hub_id,
+        data=str(settings.data),
+        output_dir=str(settings.run_dir),
+        source_langs=list(spec.source_langs),
+        learning_rate=settings.lr,
+        batch_size=settings.batch_size,
+        grad_accum=settings.grad_accum,
+        world_size=world_size,
+        global_batch=settings.batch_size * settings.grad_accum * world_size,
+        epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        lora_r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        lora_targets=list(settings.lora_targets),
+        max_source_len=settings.max_source_len,
+        max_target_len=settings.max_target_len,
+        bf16=settings.bf16,
+        fp16=settings.fp16,
+        precision=settings.precision,
+        no_qlora=settings.no_qlora,
+        qlora=qlora,
+        device_map=resolve_device_map(
+            qlora=qlora,
+            shardable=spec.family.shardable,
+            requested=requested,
+            world_size=world_size,
+            local_rank=local_rank,
+        ),
+        device_map_requested=requested,
+        local_rank=local_rank,
+        seed=settings.seed,
+        warmup_ratio=settings.warmup_ratio,
+        val_ratio=settings.val_ratio,
+        eval_steps=settings.eval_steps,
+        save_steps=settings.save_steps,
+        logging_steps=settings.logging_steps,
+        disable_tqdm=settings.disable_tqdm,
+        overwrite=settings.overwrite,
+    )
+
+
+def plan_fields() -> list[str]:
+    return [f.name for f in fields(Plan)]

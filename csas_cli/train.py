@@ -1,0 +1,363 @@
+"""The shared core: one LoRA fine-tuning run, as a recipe with setup -> train -> finish.
+
+`csas finetune` and `csas finetune-all` both come here. Data and plan are resolved by `prepare_run` (no weights, no
+writes: what --dry-run prints); `FinetuneRecipe` then loads, trains and writes the run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .batches import IGNORE_INDEX, collate, optimizer_steps, plan_steps
+from .checkpoints import save_checkpoint
+from .data import Split, load_examples, split_examples
+from .device_map import distributed_env
+from .errors import CsasError, SettingsError
+from .features import TokenizedPair, tokenize_examples
+from .outputs import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    FINISHED,
+    LOG,
+    METRICS,
+    RUN_JSON,
+    MetricsLog,
+    check_run_dir,
+    clear_run_dir,
+    file_sha256,
+    library_versions,
+    now_iso,
+    run_state,
+    write_json_atomic,
+)
+from .progress import Reporter, use_progress_bar
+from .registry import REGISTRY
+from .settings import FinetuneSettings, Plan, build_plan
+
+
+class TrainingError(CsasError):
+    """Training cannot go on (a non-finite loss, for example)."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    plan: Plan
+    split: Split
+
+
+def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> PreparedRun:
+    """Resolve the plan and read, filter and split the data: every check that needs no weights."""
+    world_size, local_rank = distributed_env(os.environ if environ is None else environ)
+    plan = build_plan(settings, world_size=world_size, local_rank=local_rank)
+    loaded = load_examples(settings.data, plan.source_langs)
+    split = split_examples(loaded.examples, plan.val_ratio, plan.seed)
+    plan = plan.with_counts(
+        train_rows=len(split.train),
+        eval_rows=len(split.eval),
+        train_publications=split.train_publications,
+        eval_publications=split.eval_publications,
+    )
+    return PreparedRun(plan, split)
+
+
+def dry_run_record(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What --dry-run prints: the resolved plan, the split's sizes and the state of the output directory."""
+    record = prepare_run(settings, environ).plan.to_dict()
+    record["output_state"] = run_state(settings.run_dir)
+    return record
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: str
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    seconds: float
+
+
+def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> RunResult:
+    """Check the output directory, prepare, train and write one run."""
+    check_run_dir(settings.run_dir, settings.overwrite)
+    prepared = prepare_run(settings, environ)
+    if prepared.plan.world_size > 1:
+        raise SettingsError(
+            f"WORLD_SIZE={prepared.plan.world_size}: multi-process training is not supported yet; run one process"
+        )
+    recipe = FinetuneRecipe(prepared.plan, prepared.split)
+    try:
+        recipe.setup()
+        recipe.train()
+        return recipe.finish()
+    finally:
+        recipe.cleanup()
+
+
+def token_count(pairs: Sequence[TokenizedPair]) -> int:
+    return sum(len(p.labels) for p in pairs)
+
+
+class FinetuneRecipe:
+    """One run. `setup` builds everything in dependency order; `train` is the whole loop, written out."""
+
+    def __init__(self, plan: Plan, split: Split) -> None:
+        self.plan = plan
+        self.split = split
+        self.run_dir = plan.run_dir
+        self.reporter: Reporter | None = None
+        self.metrics: MetricsLog | None = None
+        self.last_train_loss: float | None = None
+        self.last_eval_loss: float | None = None
+        self.steps_done = 0
+        self.started = time.monotonic()
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+        from transformers import get_linear_schedule_with_warmup, set_seed
+
+        from .modeling import (
+            add_lora,
+            check_precision,
+            input_device,
+            load_config,
+            load_model,
+            load_tokenizer,
+            quiet_libraries,
+            training_device,
+        )
+
+        plan = self.plan
+        quiet_libraries()
+        # Precision is checked before anything is loaded, so a wrong flag costs nothing.
+        self.device = training_device(plan.local_rank)
+        self.precision = check_precision(plan.precision, self.device)
+        set_seed(plan.seed)
+
+        # The config, then the tokenizer: both are cheap, a checkpoint of the wrong family is refused before any
+        # weights load, and the data must be tokenized before the step count is known.
+        family = REGISTRY[plan.which].family
+        config = load_config(plan.model_id, family, plan.which)
+        self.tokenizer = load_tokenizer(plan.model_id)
+        lengths = {"max_source_len": plan.max_source_len, "max_target_len": plan.max_target_len}
+        self.train_pairs = tokenize_examples(self.tokenizer, family, self.split.train, **lengths)
+        self.eval_pairs = tokenize_examples(self.tokenizer, family, self.split.eval, **lengths)
+        self.steps = plan_steps(len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, plan.max_steps)
+
+        # The model once; LoRA after quantization and checkpointing, so the adapters sit on the prepared base.
+        # Seeding again right before LoRA makes the adapters' initialisation independent of loading details.
+        model = load_model(plan, config, self.precision, self.device)
+        set_seed(plan.seed)
+        self.model = add_lora(model, plan)
+        self.batch_device = input_device(self.model)
+        config = self.model.get_base_model().config
+        self.pad_id = config.pad_token_id
+        self.decoder_start_id = config.decoder_start_token_id
+        if self.pad_id is None or self.decoder_start_id is None:
+            raise CsasError(f"--model-id {plan.model_id}: its config has no pad_token_id or decoder_start_token_id")
+
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=plan.learning_rate, weight_decay=plan.weight_decay, fused=self.device.type == "cuda"
+        )
+        warmup = math.ceil(plan.warmup_ratio * self.steps.total_steps)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.steps.total_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.needs_loss_scaler else None
+
+        # Outputs are touched only now that everything loaded: a bad model id leaves a previous run as it was.
+        clear_run_dir(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run_dir / RUN_JSON, self.run_record(trainable))
+        self.metrics = MetricsLog(self.run_dir / METRICS)
+        self.reporter = Reporter(self.run_dir / LOG, bar=use_progress_bar(plan.disable_tqdm))
+        n_trainable = sum(p.numel() for p in trainable)
+        n_total = sum(p.numel() for p in self.model.parameters())
+        self.reporter.line(
+            f"{plan.which}: {plan.model_id} on {self.device} ({plan.precision}{', QLoRA 4-bit' if plan.qlora else ''}); "
+            f"{len(self.train_pairs)} train / {len(self.eval_pairs)} eval pairs; "
+            f"{self.steps.total_steps} steps of {plan.global_batch} samples; "
+            f"LoRA r={plan.lora_r} on {','.join(plan.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
+        )
+
+    def run_record(self, trainable: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "plan": self.plan.to_dict(),
+            "total_steps": self.steps.total_steps,
+            "steps_per_epoch": self.steps.steps_per_epoch,
+            "warmup_steps": math.ceil(self.plan.warmup_ratio * self.steps.total_steps),
+            "trainable_parameters": sum(p.numel() for p in trainable),
+            "device": str(self.device),
+            "data_sha256": file_sha256(Path(self.plan.data)),
+            "versions": library_versions(),
+            "started": now_iso(),
+        }
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def forward_loss_sum(self, batch: dict[str, Any]) -> Any:
+        """Label-smoothed cross-entropy summed over target tokens (the caller divides by the step's token count)."""
+        import torch
+        import torch.nn.functional as F
+
+        with torch.autocast(self.precision.device_type, dtype=self.precision.weight_dtype, enabled=self.precision.autocast):
+            logits = self.model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                decoder_input_ids=batch["decoder_input_ids"],
+            ).logits
+        return F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)),
+            batch["labels"].view(-1),
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.plan.label_smoothing,
+            reduction="sum",
+        )
+
+    def to_device(self, pairs: Sequence[TokenizedPair]) -> dict[str, Any]:
+        batch = collate(pairs, self.pad_id, self.decoder_start_id)
+        pin = self.batch_device.type == "cuda"
+        return {k: (v.pin_memory() if pin else v).to(self.batch_device, non_blocking=True) for k, v in batch.items()}
+
+    def train(self) -> None:
+        import torch
+
+        plan, steps, reporter = self.plan, self.steps, self.reporter
+        assert reporter is not None and self.metrics is not None
+        lengths = [p.length for p in self.train_pairs]
+        reporter.start(steps.total_steps)
+        self.model.train()
+        window_loss, window_tokens, window_samples = 0.0, 0, 0
+        window_start = time.monotonic()
+        for step, epoch, micro_batches in optimizer_steps(
+            lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps
+        ):
+            groups = [[self.train_pairs[i] for i in mb] for mb in micro_batches]
+            # Dividing every micro-batch by the whole step's target tokens averages the loss over tokens, not over
+            # micro-batches of unequal length.
+            step_tokens = sum(token_count(g) for g in groups)
+            step_loss = torch.zeros((), device=self.batch_device)
+            for pairs in groups:
+                loss_sum = self.forward_loss_sum(self.to_device(pairs))
+                loss = loss_sum / step_tokens
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+                step_loss += loss_sum.detach()
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], plan.max_grad_norm
+            )
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+            loss_value = step_loss.item() / step_tokens  # one host sync per optimizer step
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"step {step}: the training loss is {loss_value}; lower --lr, or use --bf16 instead of --fp16"
+                )
+            self.steps_done = step
+            window_loss += loss_value * step_tokens
+            window_tokens += step_tokens
+            window_samples += sum(len(g) for g in groups)
+            elapsed = max(time.monotonic() - window_start, 1e-9)
+            stats = {"loss": loss_value, "learning_rate": lr, "samples_per_second": window_samples / elapsed}
+            reporter.step(step, stats)
+
+            last = step == steps.total_steps
+            if step == 1 or step % plan.logging_steps == 0 or last:
+                record = {
+                    "step": step,
+                    "epoch": round(epoch + self.epoch_fraction(step), 4),
+                    "loss": window_loss / window_tokens,
+                    "learning_rate": lr,
+                    "grad_norm": float(grad_norm),
+                    "samples_per_second": window_samples / elapsed,
+                    "tokens_per_second": window_tokens / elapsed,
+                }
+                self.metrics.write(record)
+                reporter.metrics(step, record)
+                self.last_train_loss = record["loss"]
+                window_loss, window_tokens, window_samples = 0.0, 0, 0
+                window_start = time.monotonic()
+            if self.eval_pairs and (step % plan.eval_steps == 0 or last):
+                eval_loss = self.evaluate()
+                self.last_eval_loss = eval_loss
+                record = {"step": step, "eval_loss": eval_loss}
+                self.metrics.write(record)
+                reporter.metrics(step, record)
+                window_start = time.monotonic()  # evaluation time is not training throughput
+            if step % plan.save_steps == 0 and not last:
+                save_checkpoint(
+                    self.run_dir / CHECKPOINTS_DIR,
+                    step,
+                    model=self.model,
+                    optimizer=self.optimizer,
+                    scheduler=self.scheduler,
+                    scaler=self.scaler,
+                    state={"epoch": epoch, "total_steps": steps.total_steps},
+                    keep=plan.keep_checkpoints,
+                )
+                reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/step-{step:06d}")
+
+    def epoch_fraction(self, step: int) -> float:
+        done_in_epoch = (step - 1) % self.steps.steps_per_epoch + 1
+        return done_in_epoch / self.steps.steps_per_epoch
+
+    def evaluate(self) -> float:
+        """Token-averaged validation loss with the training objective, batches sorted by length."""
+        import torch
+
+        self.model.eval()
+        order = sorted(range(len(self.eval_pairs)), key=lambda i: self.eval_pairs[i].length)
+        total = torch.zeros((), device=self.batch_device, dtype=torch.float64)
+        tokens = 0
+        with torch.no_grad():
+            for start in range(0, len(order), self.plan.batch_size):
+                pairs = [self.eval_pairs[i] for i in order[start : start + self.plan.batch_size]]
+                total += self.forward_loss_sum(self.to_device(pairs)).double()
+                tokens += token_count(pairs)
+        self.model.train()
+        return total.item() / tokens
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+    def finish(self) -> RunResult:
+        from .modeling import save_tokenizer
+
+        assert self.reporter is not None
+        adapter_dir = self.run_dir / ADAPTER_DIR
+        self.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+        save_tokenizer(self.tokenizer, self.run_dir)
+        seconds = time.monotonic() - self.started
+        result = RunResult(str(self.run_dir), self.steps_done, self.last_train_loss, self.last_eval_loss, seconds)
+        # Written last: its presence is the promise that everything above is complete.
+        write_json_atomic(
+            self.run_dir / FINISHED,
+            {
+                "status": "ok",
+                "steps": result.steps,
+                "train_loss": result.train_loss,
+                "eval_loss": result.eval_loss,
+                "seconds": round(seconds, 1),
+                "adapter": ADAPTER_DIR,
+                "finished": now_iso(),
+            },
+        )
+        self.reporter.line(f"adapter saved to {adapter_dir} ({result.steps} steps, {seconds:.0f} s)")
+        return result
+
+    def cleanup(self) -> None:
+        if self.reporter is not None:
+            self.reporter.close()
+        if self.metrics is not None:
+            self.metrics.close()

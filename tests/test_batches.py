@@ -1,0 +1,333 @@
+"""Tests for csas_cli.batches: decoder inputs, length-grouped batch order, step planning, collation."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+import torch
+
+from csas_cli import batches as batches_mod
+from csas_cli.batches import (
+    IGNORE_INDEX,
+    POOL_BATCHES,
+    StepPlan,
+    collate,
+    length_grouped_batches,
+    optimizer_steps,
+    plan_steps,
+    shift_right,
+)
+from csas_cli.features import TokenizedPair
+
+
+def random_lengths(n: int, seed: int = 0, low: int = 1, high: int = 200) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(low, high) for _ in range(n)]
+
+
+def padded_tokens(batches: list[list[int]], lengths: list[int]) -> int:
+    """Tokens a batch order costs once every batch is padded to its longest row."""
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+# --- shift_right -----------------------------------------------------------------------------------------------
+
+
+def test_shift_right_starts_with_decoder_start_and_drops_last() -> None:
+    assert shift_right([10, 11, 12, 2], 0) == [0, 10, 11, 12]
+    assert shift_right((7,), 3) == [3]
+
+
+def test_shift_right_m2m100_labels() -> None:
+    # M2M100: labels are [__fr__, w1, w2, </s>]; generation starts from </s> (decoder_start_token_id = eos = 2),
+    # so decoder inputs must be [</s>, __fr__, w1, w2], not [__fr__, __fr__, w1, w2] as finetune.py built them.
+    fr, eos = 128028, 2
+    labels = [fr, 500, 501, eos]
+    assert shift_right(labels, eos) == [eos, fr, 500, 501]
+    assert shift_right(labels, eos) != [fr, fr, 500, 501]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 40])
+def test_shift_right_keeps_length_and_alignment(n: int) -> None:
+    labels = list(range(100, 100 + n))
+    shifted = shift_right(labels, 1)
+    assert len(shifted) == n
+    assert shifted[1:] == labels[:-1]
+
+
+def test_shift_right_does_not_mutate() -> None:
+    labels = [4, 5, 6]
+    shift_right(labels, 0)
+    assert labels == [4, 5, 6]
+
+
+# --- length_grouped_batches ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,batch_size", [(1, 4), (7, 3), (100, 8), (1000, 16), (2003, 7), (5, 10)])
+def test_batches_are_a_permutation(n: int, batch_size: int) -> None:
+    lengths = random_lengths(n)
+    batches = length_grouped_batches(lengths, batch_size, seed=1, epoch=0)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(n))
+    assert len(flat) == n
+    assert all(1 <= len(b) <= batch_size for b in batches)
+
+
+def test_only_the_last_batch_of_a_pool_is_short() -> None:
+    n, batch_size = 2003, 7
+    batches = length_grouped_batches(random_lengths(n), batch_size, seed=3, epoch=2)
+    pools = math.ceil(n / (batch_size * POOL_BATCHES))
+    short = [b for b in batches if len(b) < batch_size]
+    assert len(short) <= pools
+    assert len(batches) == sum(math.ceil(min(batch_size * POOL_BATCHES, n - s) / batch_size)
+                               for s in range(0, n, batch_size * POOL_BATCHES))
+
+
+def test_batches_are_deterministic_per_seed_and_epoch() -> None:
+    lengths = random_lengths(500)
+    a = length_grouped_batches(lengths, 8, seed=42, epoch=3)
+    b = length_grouped_batches(list(lengths), 8, seed=42, epoch=3)
+    assert a == b
+
+
+def test_batches_differ_across_epochs_and_seeds() -> None:
+    lengths = random_lengths(500)
+    e0 = length_grouped_batches(lengths, 8, seed=42, epoch=0)
+    e1 = length_grouped_batches(lengths, 8, seed=42, epoch=1)
+    s1 = length_grouped_batches(lengths, 8, seed=43, epoch=0)
+    assert e0 != e1
+    assert e0 != s1
+    # Not only the batch order: the grouping itself changes.
+    assert {tuple(sorted(b)) for b in e0} != {tuple(sorted(b)) for b in e1}
+
+
+def test_batch_order_does_not_depend_on_global_random_state() -> None:
+    lengths = random_lengths(300)
+    random.seed(0)
+    a = length_grouped_batches(lengths, 8, seed=5, epoch=0)
+    random.seed(12345)
+    random.random()
+    b = length_grouped_batches(lengths, 8, seed=5, epoch=0)
+    assert a == b
+
+
+def test_batches_are_length_homogeneous_versus_random_batching() -> None:
+    n, batch_size = 4000, 16
+    lengths = random_lengths(n, seed=7)
+    grouped = length_grouped_batches(lengths, batch_size, seed=42, epoch=0)
+    order = list(range(n))
+    random.Random(42).shuffle(order)
+    shuffled = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    real = sum(lengths)
+    grouped_padding = padded_tokens(grouped, lengths) - real
+    random_padding = padded_tokens(shuffled, lengths) - real
+    assert grouped_padding < random_padding
+    # With 800 rows per pool over a 1..200 spread, grouping removes most of the padding.
+    assert grouped_padding < 0.2 * random_padding
+
+
+def test_batches_within_a_pool_are_sorted_neighbours() -> None:
+    # With a single pool, every batch covers a contiguous range of the sorted lengths.
+    lengths = random_lengths(64, seed=11)
+    batches = length_grouped_batches(lengths, 8, seed=0, epoch=0)
+    spans = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b)) for b in batches)
+    for (lo1, hi1), (lo2, hi2) in zip(spans, spans[1:]):
+        assert hi1 <= lo2
+
+
+def test_batches_are_not_sorted_globally() -> None:
+    # The batches are shuffled after grouping: the longest batch is not always first.
+    lengths = list(range(1, 2001))
+    firsts = {length_grouped_batches(lengths, 8, seed=0, epoch=e)[0][0] for e in range(5)}
+    assert len(firsts) > 1
+
+
+# --- plan_steps ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n,batch,accum,epochs,max_steps,batches,per_epoch,total",
+    [
+        (100, 8, 2, 1.0, None, 13, 7, 7),
+        (100, 8, 2, 2.0, None, 13, 7, 14),
+        (100, 8, 2, 2.5, None, 13, 7, 18),  # ceil(17.5)
+        (100, 8, 2, 0.5, None, 13, 7, 4),  # ceil(3.5)
+        (100, 8, 2, 0.01, None, 13, 7, 1),  # never zero steps
+        (96, 8, 2, 1.0, None, 12, 6, 6),
+        (96, 8, 4, 1.0, None, 12, 3, 3),
+        (1, 8, 2, 1.0, None, 1, 1, 1),
+        (100, 8, 2, 1.0, 3, 13, 7, 3),  # max_steps overrides epochs
+        (100, 8, 2, 1.0, 50, 13, 7, 50),  # ... also upwards
+        (100, 8, 2, 3.0, 1, 13, 7, 1),
+        (10, 1, 1, 1.0, None, 10, 10, 10),
+    ],
+)
+def test_plan_steps(n, batch, accum, epochs, max_steps, batches, per_epoch, total) -> None:
+    plan = plan_steps(n, batch, accum, epochs, max_steps)
+    assert plan == StepPlan(batches, accum, total)
+    assert plan.batches_per_epoch == batches
+    assert plan.steps_per_epoch == per_epoch
+    assert plan.total_steps == total
+
+
+# --- optimizer_steps -------------------------------------------------------------------------------------------
+
+
+def all_steps(lengths, batch_size, accum, seed, total, start=0):
+    return list(optimizer_steps(lengths, batch_size, accum, seed, total, start))
+
+
+@pytest.mark.parametrize(
+    "n,batch,accum,epochs",
+    [(100, 8, 2, 1.0), (100, 8, 2, 2.5), (37, 4, 3, 3.0), (10, 3, 1, 2.0), (5, 8, 4, 4.0), (64, 8, 8, 1.0)],
+)
+def test_optimizer_steps_follow_the_plan(n: int, batch: int, accum: int, epochs: float) -> None:
+    lengths = random_lengths(n, seed=n)
+    plan = plan_steps(n, batch, accum, epochs, None)
+    steps = all_steps(lengths, batch, accum, 42, plan.total_steps)
+    assert [s for s, _, _ in steps] == list(range(1, plan.total_steps + 1))
+    assert all(1 <= len(mbs) <= accum for _, _, mbs in steps)
+    per_epoch = Counter(epoch for _, epoch, _ in steps)
+    for epoch, count in per_epoch.items():
+        if epoch < max(per_epoch):
+            assert count == plan.steps_per_epoch
+    # Steps never span epochs: each epoch's steps, concatenated, are a prefix of that epoch's batch order.
+    for epoch in per_epoch:
+        used = [b for _, e, mbs in steps if e == epoch for b in mbs]
+        expected = length_grouped_batches(lengths, batch, 42, epoch)
+        assert used == expected[: len(used)]
+        if epoch < max(per_epoch):
+            assert used == expected
+    # Epochs come in order.
+    epochs_seen = [e for _, e, _ in steps]
+    assert epochs_seen == sorted(epochs_seen)
+
+
+def test_optimizer_steps_last_step_of_epoch_may_be_short() -> None:
+    # 5 batches per epoch, grad_accum 2: steps hold 2, 2, 1 micro-batches, then the next epoch starts afresh.
+    lengths = random_lengths(40, seed=1)
+    steps = all_steps(lengths, 8, 2, 0, 6)
+    assert [len(m) for _, _, m in steps] == [2, 2, 1, 2, 2, 1]
+    assert [e for _, e, _ in steps] == [0, 0, 0, 1, 1, 1]
+
+
+def test_optimizer_steps_max_steps_past_one_epoch() -> None:
+    lengths = random_lengths(16, seed=2)  # 2 batches of 8 -> 1 step per epoch with grad_accum 2
+    steps = all_steps(lengths, 8, 2, 0, 5)
+    assert [(s, e) for s, e, _ in steps] == [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4)]
+
+
+@pytest.mark.parametrize("start", [0, 1, 3, 6, 7, 13, 19, 20])
+def test_optimizer_steps_resume_matches_uninterrupted(start: int) -> None:
+    lengths = random_lengths(100, seed=9)
+    full = all_steps(lengths, 8, 2, 42, 20)
+    resumed = all_steps(lengths, 8, 2, 42, 20, start)
+    assert len(resumed) == 20 - start
+    assert resumed == full[start:]
+    if resumed:
+        assert resumed[0][0] == start + 1
+
+
+def test_optimizer_steps_zero_total_yields_nothing() -> None:
+    assert all_steps(random_lengths(10), 2, 1, 0, 0) == []
+
+
+def test_optimizer_steps_with_no_examples_terminates(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = batches_mod.length_grouped_batches
+    calls = []
+
+    def guarded(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 5:
+            raise RuntimeError("optimizer_steps is looping over empty epochs")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batches_mod, "length_grouped_batches", guarded)
+    try:
+        result = list(optimizer_steps([], 8, 2, 42, total_steps=1))
+    except ValueError:
+        return
+    assert result == []
+
+
+# --- collate ---------------------------------------------------------------------------------------------------
+
+PAD, START = 1, 2
+
+
+def pairs() -> list[TokenizedPair]:
+    return [
+        TokenizedPair((5, 6, 7), (8, 9)),
+        TokenizedPair((5,), (8, 9, 10, 11)),
+        TokenizedPair((4, 4), (12,)),
+    ]
+
+
+def test_collate_shapes_and_dtypes() -> None:
+    batch = collate(pairs(), PAD, START)
+    assert set(batch) == {"input_ids", "attention_mask", "decoder_input_ids", "labels"}
+    assert batch["input_ids"].shape == (3, 3)
+    assert batch["attention_mask"].shape == (3, 3)
+    assert batch["decoder_input_ids"].shape == (3, 4)
+    assert batch["labels"].shape == (3, 4)
+    for t in batch.values():
+        assert t.dtype == torch.long
+
+
+def test_collate_values() -> None:
+    batch = collate(pairs(), PAD, START)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, PAD, PAD], [4, 4, PAD]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
+    assert batch["labels"].tolist() == [
+        [8, 9, IGNORE_INDEX, IGNORE_INDEX],
+        [8, 9, 10, 11],
+        [12, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX],
+    ]
+    assert batch["decoder_input_ids"].tolist() == [[START, 8, PAD, PAD], [START, 8, 9, 10], [START, PAD, PAD, PAD]]
+
+
+def test_collate_decoder_inputs_are_shifted_labels() -> None:
+    batch = collate(pairs(), PAD, START)
+    for row, pair in enumerate(pairs()):
+        t = len(pair.labels)
+        assert batch["decoder_input_ids"][row, :t].tolist() == shift_right(pair.labels, START)
+        assert batch["decoder_input_ids"][row, 0].item() == START
+    # Wherever position j+1 holds a real label, the decoder input there is the label at j.
+    labels, dec = batch["labels"], batch["decoder_input_ids"]
+    real = labels[:, 1:] != IGNORE_INDEX
+    assert torch.equal(dec[:, 1:][real], labels[:, :-1][real])
+
+
+def test_collate_ignore_index_only_on_padding() -> None:
+    batch = collate(pairs(), PAD, START)
+    lengths = torch.tensor([len(p.labels) for p in pairs()])
+    assert torch.equal((batch["labels"] != IGNORE_INDEX).sum(dim=1), lengths)
+    assert torch.equal(batch["attention_mask"].sum(dim=1), torch.tensor([len(p.input_ids) for p in pairs()]))
+
+
+@pytest.mark.parametrize("multiple,src,tgt", [(1, 3, 4), (2, 4, 4), (4, 4, 4), (8, 8, 8), (3, 3, 6)])
+def test_collate_pad_to_multiple_of(multiple: int, src: int, tgt: int) -> None:
+    batch = collate(pairs(), PAD, START, pad_to_multiple_of=multiple)
+    assert batch["input_ids"].shape == (3, src)
+    assert batch["labels"].shape == (3, tgt)
+    assert batch["decoder_input_ids"].shape == (3, tgt)
+    assert batch["attention_mask"][:, 3:].sum().item() == 0
+    assert (batch["labels"][:, 4:] == IGNORE_INDEX).all()
+    assert (batch["decoder_input_ids"][:, 4:] == PAD).all()
+    assert (batch["input_ids"][:, 3:] == PAD).all()
+
+
+def test_collate_single_pair_has_no_padding() -> None:
+    batch = collate([TokenizedPair((3, 4), (5, 6, 7))], PAD, START)
+    assert batch["attention_mask"].tolist() == [[1, 1]]
+    assert batch["labels"].tolist() == [[5, 6, 7]]
+    assert batch["decoder_input_ids"].tolist() == [[START, 5, 6]]
+
+
+def test_tokenized_pair_length_is_the_longer_side() -> None:
+    assert TokenizedPair((1, 2, 3), (4,)).length == 3
+    assert TokenizedPair((1,), (4, 5, 6, 7)).length == 4

@@ -1,0 +1,192 @@
+"""Tests for csas_cli.checkpoints: step folder names, listing, atomic saves and rotation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from csas_cli.checkpoints import (
+    STATE_FILE,
+    latest_checkpoint,
+    list_checkpoints,
+    save_checkpoint,
+    step_dir_name,
+)
+
+
+class FakeAdapterModel(torch.nn.Module):
+    """A tiny module with peft's `save_pretrained(path)`: writes one file with its weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lora = torch.nn.Linear(3, 2)
+
+    def save_pretrained(self, path: str) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        torch.save(self.lora.state_dict(), Path(path) / "adapter_model.bin")
+        (Path(path) / "adapter_config.json").write_text('{"r": 4}')
+
+
+def trained_parts():
+    torch.manual_seed(0)
+    model = FakeAdapterModel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    for _ in range(2):
+        loss = model.lora(torch.ones(4, 3)).pow(2).sum()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return model, optimizer, scheduler
+
+
+def save(root: Path, step: int, parts, keep: int = 3, scaler=None) -> Path:
+    model, optimizer, scheduler = parts
+    return save_checkpoint(
+        root, step, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        state={"epoch": 0, "total_steps": 100}, keep=keep,
+    )  # fmt: skip
+
+
+# --- names and listing -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "step,name", [(0, "step-000000"), (1, "step-000001"), (200, "step-000200"), (999999, "step-999999"),
+                  (1234567, "step-1234567")],
+)
+def test_step_dir_name(step: int, name: str) -> None:
+    assert step_dir_name(step) == name
+
+
+def test_list_checkpoints_absent_root(tmp_path: Path) -> None:
+    assert list_checkpoints(tmp_path / "nope") == []
+    assert latest_checkpoint(tmp_path / "nope") is None
+
+
+def test_list_checkpoints_filters_and_orders_numerically(tmp_path: Path) -> None:
+    for name in ("step-000200", "step-1000000", "step-000010", "step-999999", "step-000300.tmp", "step-12",
+                 "step-00001a", "checkpoint-500", "step-000400-old", "xstep-000500"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "step-000600").write_text("a file, not a checkpoint")
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    assert names == ["step-000010", "step-000200", "step-999999", "step-1000000"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-1000000"
+
+
+def test_step_names_sort_numerically_past_six_digits(tmp_path: Path) -> None:
+    for step in (5, 1_000_000, 999_999, 10):
+        (tmp_path / step_dir_name(step)).mkdir()
+    assert [p.name for p in list_checkpoints(tmp_path)] == [step_dir_name(s) for s in (5, 10, 999_999, 1_000_000)]
+
+
+# --- save_checkpoint -------------------------------------------------------------------------------------------
+
+
+def test_save_checkpoint_writes_everything(tmp_path: Path) -> None:
+    parts = trained_parts()
+    model, optimizer, scheduler = parts
+    root = tmp_path / "checkpoints"
+    path = save(root, 7, parts)
+    assert path == root / "step-000007"
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        ["adapter", "optimizer.pt", "scheduler.pt", "rng.pt", STATE_FILE]
+    )
+    assert (path / "adapter" / "adapter_model.bin").exists()
+    assert json.loads((path / STATE_FILE).read_text()) == {"step": 7, "epoch": 0, "total_steps": 100}
+    # The saved states load back into fresh objects and match.
+    opt_state = torch.load(path / "optimizer.pt", weights_only=False)
+    assert opt_state["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
+    assert torch.equal(opt_state["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    sched_state = torch.load(path / "scheduler.pt", weights_only=False)
+    assert sched_state["last_epoch"] == scheduler.last_epoch == 2
+    fresh_model, fresh_opt, fresh_sched = trained_parts()
+    fresh_sched.load_state_dict(sched_state)
+    assert fresh_sched.get_last_lr() == scheduler.get_last_lr()
+    rng = torch.load(path / "rng.pt", weights_only=False)
+    assert {"python", "numpy", "torch"} <= set(rng)
+    assert not (root / "step-000007.tmp").exists()
+    assert list_checkpoints(root) == [path]
+
+
+def test_save_checkpoint_writes_the_scaler(tmp_path: Path) -> None:
+    class Scaler:
+        def state_dict(self) -> dict:
+            return {"scale": 1024.0}
+
+    path = save(tmp_path, 1, trained_parts(), scaler=Scaler())
+    assert torch.load(path / "scaler.pt", weights_only=False) == {"scale": 1024.0}
+
+
+def test_save_checkpoint_keeps_the_newest(tmp_path: Path) -> None:
+    parts = trained_parts()
+    for step in (100, 200, 300, 400, 500):
+        save(tmp_path, step, parts, keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000300", "step-000400", "step-000500"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000300", "step-000400", "step-000500"]
+
+
+@pytest.mark.parametrize("keep", [1, 2])
+def test_save_checkpoint_keep_small(tmp_path: Path, keep: int) -> None:
+    parts = trained_parts()
+    for step in (1, 2, 3):
+        save(tmp_path, step, parts, keep=keep)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [step_dir_name(s) for s in (1, 2, 3)[-keep:]]
+
+
+def test_interrupted_save_is_not_listed_and_does_not_count(tmp_path: Path) -> None:
+    parts = trained_parts()
+    save(tmp_path, 100, parts)
+    save(tmp_path, 200, parts)
+    # A save of step 300 died half-way: its temporary folder is there, half written.
+    leftover = tmp_path / "step-000300.tmp"
+    leftover.mkdir()
+    (leftover / "optimizer.pt").write_bytes(b"truncated")
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000100", "step-000200"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-000200"
+    # Saving the same step again replaces the leftover with a complete checkpoint.
+    path = save(tmp_path, 300, parts)
+    assert not leftover.exists()
+    assert (path / STATE_FILE).exists()
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        ["adapter", "optimizer.pt", "scheduler.pt", "rng.pt", STATE_FILE]
+    )
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000100", "step-000200", "step-000300"]
+
+
+def test_leftover_of_another_step_survives_rotation_unlisted(tmp_path: Path) -> None:
+    parts = trained_parts()
+    (tmp_path / "step-000150.tmp").mkdir()
+    for step in (100, 200, 300, 400):
+        save(tmp_path, step, parts, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000300", "step-000400"]
+
+
+def test_failed_save_keeps_older_checkpoints(tmp_path: Path) -> None:
+    parts = trained_parts()
+    save(tmp_path, 100, parts)
+
+    class Broken(FakeAdapterModel):
+        def save_pretrained(self, path: str) -> None:
+            Path(path).mkdir(parents=True)
+            raise OSError("disk full")
+
+    _, optimizer, scheduler = parts
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, 200, model=Broken(), optimizer=optimizer, scheduler=scheduler, scaler=None,
+                        state={}, keep=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000100"]
+    assert (tmp_path / "step-000100" / STATE_FILE).exists()
+
+
+def test_resaving_a_step_replaces_it(tmp_path: Path) -> None:
+    parts = trained_parts()
+    path = save(tmp_path, 100, parts)
+    (path / "stale.txt").write_text("old")
+    path = save(tmp_path, 100, parts)
+    assert not (path / "stale.txt").exists()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000100"]

@@ -1,0 +1,134 @@
+"""Tests for csas_cli.device_map: the seed's device-map table and torchrun's environment."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from csas_cli.device_map import distributed_env, resolve_device_map
+from csas_cli.errors import CsasError, SettingsError
+from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY
+
+REQUESTS = ("auto", "cpu", "cuda:0", "none", "None", "NONE", None)
+WORLD_SIZES = (1, 2, 4)
+
+
+def expected(qlora: bool, shardable: bool, requested: str | None, world_size: int, local_rank: int):
+    """The table, written independently of the implementation."""
+    req = None if requested is None or requested.lower() == "none" else requested
+    if qlora:
+        if world_size > 1:
+            # csas's fix of the seed's defect: a QLoRA rank is pinned to its own GPU, never spread with "auto".
+            return {"": local_rank}
+        return req if shardable else None
+    if world_size > 1 or not shardable:
+        return None
+    return req
+
+
+def ranks(world_size: int) -> range:
+    return range(world_size)
+
+
+CASES = [
+    (qlora, shardable, requested, world_size, local_rank)
+    for qlora, shardable, requested, world_size in itertools.product(
+        (True, False), (True, False), REQUESTS, WORLD_SIZES
+    )
+    for local_rank in ranks(world_size)
+]
+
+
+@pytest.mark.parametrize("qlora,shardable,requested,world_size,local_rank", CASES)
+def test_resolve_device_map_table(qlora, shardable, requested, world_size, local_rank) -> None:
+    got = resolve_device_map(
+        qlora=qlora, shardable=shardable, requested=requested, world_size=world_size, local_rank=local_rank
+    )
+    assert got == expected(qlora, shardable, requested, world_size, local_rank)
+
+
+def test_case_count_is_exhaustive() -> None:
+    # 2 qlora x 2 shardable x 7 requests x (1 + 2 + 4 ranks)
+    assert len(CASES) == 2 * 2 * len(REQUESTS) * 7
+
+
+@pytest.mark.parametrize("requested", ["auto", "cpu", "cuda:1"])
+def test_qlora_single_process_passes_request_for_shardable(requested: str) -> None:
+    assert resolve_device_map(qlora=True, shardable=True, requested=requested, world_size=1, local_rank=0) == requested
+
+
+@pytest.mark.parametrize("requested", ["auto", "cpu", "cuda:1"])
+def test_opus_single_process_is_none_in_both_modes(requested: str) -> None:
+    for qlora in (True, False):
+        assert resolve_device_map(qlora=qlora, shardable=False, requested=requested, world_size=1, local_rank=0) is None
+
+
+@pytest.mark.parametrize("world_size,local_rank", [(2, 0), (2, 1), (4, 3)])
+def test_qlora_distributed_pins_to_local_rank_never_auto(world_size: int, local_rank: int) -> None:
+    for shardable in (True, False):
+        got = resolve_device_map(
+            qlora=True, shardable=shardable, requested="auto", world_size=world_size, local_rank=local_rank
+        )
+        assert got == {"": local_rank}
+        assert got != "auto"
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_plain_lora_distributed_is_none(world_size: int) -> None:
+    for shardable in (True, False):
+        assert resolve_device_map(
+            qlora=False, shardable=shardable, requested="auto", world_size=world_size, local_rank=1
+        ) is None
+
+
+def test_pinned_map_is_a_fresh_dict() -> None:
+    a = resolve_device_map(qlora=True, shardable=True, requested="auto", world_size=2, local_rank=0)
+    b = resolve_device_map(qlora=True, shardable=True, requested="auto", world_size=2, local_rank=0)
+    assert a == b and a is not b
+
+
+def test_shardable_flags_follow_the_is_opus_rule() -> None:
+    assert MARIAN.shardable is False
+    assert M2M100.shardable is True and MBART50.shardable is True
+    for key, spec in REGISTRY.items():
+        assert spec.family.shardable is ("opus_mt" not in key), key
+
+
+# --- distributed_env ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ,want",
+    [
+        ({}, (1, 0)),
+        ({"WORLD_SIZE": "", "LOCAL_RANK": ""}, (1, 0)),
+        ({"WORLD_SIZE": "  ", "LOCAL_RANK": " "}, (1, 0)),
+        ({"WORLD_SIZE": "1"}, (1, 0)),
+        ({"WORLD_SIZE": "2", "LOCAL_RANK": "1"}, (2, 1)),
+        ({"WORLD_SIZE": " 4 ", "LOCAL_RANK": "3"}, (4, 3)),
+        ({"LOCAL_RANK": "0", "RANK": "7"}, (1, 0)),
+    ],
+)
+def test_distributed_env_parses(environ: dict, want: tuple[int, int]) -> None:
+    assert distributed_env(environ) == want
+
+
+@pytest.mark.parametrize(
+    "environ,name",
+    [
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE"),
+        ({"WORLD_SIZE": "2.0"}, "WORLD_SIZE"),
+        ({"LOCAL_RANK": "x"}, "LOCAL_RANK"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE"),
+        ({"WORLD_SIZE": "-1"}, "WORLD_SIZE"),
+        ({"WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK"),
+    ],
+)
+def test_distributed_env_errors_name_the_variable(environ: dict, name: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        distributed_env(environ)
+    assert isinstance(info.value, CsasError)
+    message = str(info.value)
+    assert name in message
+    assert len(message.splitlines()) == 1

@@ -1,0 +1,132 @@
+"""End to end: the real CLI trains tiny checkpoints of every family on CPU, offline, and writes a complete run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from csas_cli.cli import app
+from csas_cli.outputs import read_metrics
+
+SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
+FAMILY_KEYS = ["opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr"]
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def train(tiny_models, tmp_path: Path, key: str, *extra: str):
+    return invoke(
+        "finetune", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,
+        "--max-steps", "40", "--lr", "3e-3", "--batch-size", "4", "--logging-steps", "10", "--eval-steps", "20",
+        "--save-steps", "15", "--disable-tqdm", *extra,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("key", FAMILY_KEYS)
+@pytest.mark.parametrize("precision", [[], ["--no-qlora", "--bf16"]], ids=["qlora-fp32", "lora-bf16"])
+def test_finetune_learns_and_writes_a_complete_run(tiny_models, tmp_path, key, precision):
+    result = train(tiny_models, tmp_path, key, *precision)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / key
+    metrics = read_metrics(run / "metrics.jsonl")
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    evals = [m for m in metrics if "eval_loss" in m]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 10, 20, 30, 40]
+    assert losses[-1] <= 0.8 * losses[0], losses
+    assert [m["step"] for m in evals] == [20, 40]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] or evals[-1]["eval_loss"] < losses[0]
+
+    assert (run / "lora" / "adapter_model.safetensors").is_file()
+    assert not list((run / "lora").glob("*.bin"))
+    adapter_config = json.loads((run / "lora" / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 32 and set(adapter_config["target_modules"]) == {"q_proj", "k_proj", "v_proj"}
+    # Checkpoints every 15 steps: 15 and 30 (none at the end, where the final adapter is written).
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000015", "step-000030"]
+    finished = json.loads((run / "finished.json").read_text())
+    assert finished["status"] == "ok" and finished["steps"] == 40
+    record = json.loads((run / "run.json").read_text())
+    assert record["plan"]["which"] == key and record["plan"]["qlora"] == (precision == [])
+    assert record["versions"]["transformers"].startswith("5.")
+    assert "loss" in (run / "train.log").read_text()
+    assert result.stdout.strip().endswith(str(run / "lora"))
+
+
+def test_finished_run_is_not_overwritten_without_flag(tiny_models, tmp_path):
+    key = "opus_mt_fr_en"
+    assert train(tiny_models, tmp_path, key, "--no-qlora").exit_code == 0
+    before = tree_digest(tmp_path)
+    again = train(tiny_models, tmp_path, key, "--no-qlora")
+    assert again.exit_code != 0
+    assert "holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    assert tree_digest(tmp_path) == before
+    replaced = train(tiny_models, tmp_path, key, "--no-qlora", "--overwrite", "--max-steps", "5")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((tmp_path / key / "finished.json").read_text())["steps"] == 5
+    assert not (tmp_path / key / "checkpoints").exists()
+
+
+def test_bad_model_id_leaves_no_output(tiny_models, tmp_path):
+    result = train(tiny_models, tmp_path, "opus_mt_en_fr", "--model-id", str(tiny_models["m2m100_418m"]))
+    assert result.exit_code != 0
+    assert "m2m_100" in result.stderr and "marian" in result.stderr
+    assert not (tmp_path / "opus_mt_en_fr").exists()
+
+
+def test_finetune_all_trains_every_model_and_skips_finished_ones(tiny_models, tmp_path):
+    root = Path(tiny_models["opus_mt_en_fr"]).parent
+    args = ["finetune-all", "--data", SAMPLE, "--output-dir", tmp_path, "--model-root", root, "--max-steps", "3"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    for key in tiny_models:
+        finished = json.loads((tmp_path / key / "finished.json").read_text())
+        assert finished["steps"] == 3
+        plan = json.loads((tmp_path / key / "run.json").read_text())["plan"]
+        assert plan["bf16"] and plan["no_qlora"] and plan["model_id"] == str(root / key)
+    second = invoke(*args)
+    assert second.exit_code == 0
+    assert second.stderr.count("skipped") >= 5
+
+
+def test_finetune_all_goes_on_after_a_failure(tiny_models, tmp_path):
+    root = tmp_path / "models"
+    root.mkdir()
+    for key, path in tiny_models.items():
+        (root / key).symlink_to(path)
+    (root / "mbart50_mmt_fr").unlink()
+    (root / "mbart50_mmt_fr").symlink_to(tiny_models["opus_mt_en_fr"])  # the wrong family: this one must fail
+    result = invoke("finetune-all", "--data", SAMPLE, "--output-dir", tmp_path / "out", "--model-root", root,
+                    "--max-steps", "2")  # fmt: skip
+    assert result.exit_code == 1
+    assert not (tmp_path / "out" / "mbart50_mmt_fr" / "finished.json").exists()
+    for key in ("m2m100_418m", "mbart50_mmt_en", "opus_mt_en_fr", "opus_mt_fr_en"):
+        assert (tmp_path / "out" / key / "finished.json").is_file()
+    assert "failed" in result.stderr
+
+
+def test_console_script_runs_offline_without_traceback(tiny_models, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "csas_cli", "finetune", "--which", "mbart50_mmt_en", "--model_id",
+           str(tiny_models["mbart50_mmt_en"]), "--data", str(SAMPLE), "--output_dir", str(tmp_path), "--max_steps", "4",
+           "--batch_size", "4", "--no_qlora", "--disable_tqdm"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "mbart50_mmt_en" / "lora" / "adapter_model.safetensors").is_file()

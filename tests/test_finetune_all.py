@@ -1,0 +1,273 @@
+"""Tests for csas_cli.finetune_all: key selection, per-model settings, and run_all's failure isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from csas_cli.errors import CsasError, DataError, SettingsError
+from csas_cli.finetune_all import Outcome, all_settings, model_id_under, run_all, select_keys
+from csas_cli.registry import FINETUNE_ALL_TABLE, MODEL_KEYS
+from csas_cli.settings import FinetuneSettings
+from csas_cli.train import RunResult
+
+KEYS = list(MODEL_KEYS)
+
+
+def settings_under(root: Path, **overrides) -> list[FinetuneSettings]:
+    return all_settings(data=root / "d.jsonl", output_dir=root / "runs", overrides=overrides)
+
+
+class FakeRunner:
+    """Stands in for run_finetune: records calls, fails for chosen keys with chosen exceptions."""
+
+    def __init__(self, failures: dict[str, BaseException] | None = None) -> None:
+        self.failures = failures or {}
+        self.calls: list[str] = []
+
+    def __call__(self, settings: FinetuneSettings) -> RunResult:
+        self.calls.append(settings.which)
+        if settings.which in self.failures:
+            raise self.failures[settings.which]
+        return RunResult(str(settings.run_dir), steps=10, train_loss=1.5, eval_loss=1.7, seconds=0.0)
+
+
+def finish(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "finished.json").write_text('{"status": "ok"}\n')
+
+
+# --- select_keys / all_settings --------------------------------------------------------------------------------
+
+
+def test_select_keys_default_is_the_table_order() -> None:
+    assert select_keys() == KEYS == list(FINETUNE_ALL_TABLE)
+
+
+def test_select_keys_keeps_table_order() -> None:
+    assert select_keys(["opus_mt_fr_en", "m2m100_418m"]) == ["m2m100_418m", "opus_mt_fr_en"]
+    assert select_keys(skip=["mbart50_mmt_fr"]) == [k for k in KEYS if k != "mbart50_mmt_fr"]
+    assert select_keys(["m2m100_418m", "m2m100_418m"]) == ["m2m100_418m"]
+
+
+@pytest.mark.parametrize(
+    "only,skip,flag",
+    [(["x"], [], "--only"), ([], ["m2m"], "--skip"), (KEYS[:1], KEYS[:1], "--only/--skip"), ([], KEYS, "--only/--skip")],
+)
+def test_select_keys_errors(only: list[str], skip: list[str], flag: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        select_keys(only, skip)
+    assert str(info.value).startswith(flag)
+
+
+def test_model_id_under(tmp_path: Path) -> None:
+    (tmp_path / "opus_mt_en_fr").mkdir()
+    (tmp_path / "m2m100_418m").write_text("a file")
+    assert model_id_under(None, "opus_mt_en_fr") is None
+    assert model_id_under(tmp_path, "opus_mt_en_fr") == str(tmp_path / "opus_mt_en_fr")
+    assert model_id_under(tmp_path, "m2m100_418m") is None
+    assert model_id_under(tmp_path, "opus_mt_fr_en") is None
+
+
+def test_all_settings(tmp_path: Path) -> None:
+    result = settings_under(tmp_path, max_steps=5, overwrite=True)
+    assert [s.which for s in result] == KEYS
+    for s in result:
+        row = FINETUNE_ALL_TABLE[s.which]
+        assert (s.batch_size, s.lr) == (row.batch_size, row.lr)
+        assert s.run_dir == tmp_path / "runs" / s.which
+        assert s.max_steps == 5 and s.overwrite is True
+        assert s.bf16 and s.no_qlora and s.disable_tqdm
+        assert s.model_id is None
+
+
+def test_all_settings_model_root_must_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="^--model-root"):
+        all_settings(data=tmp_path / "d", output_dir=tmp_path, model_root=tmp_path / "absent")
+
+
+# --- run_all ---------------------------------------------------------------------------------------------------
+
+
+def test_run_all_runs_every_model_in_order(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    messages: list[str] = []
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=messages.append)
+    assert runner.calls == KEYS
+    assert [o.key for o in outcomes] == KEYS
+    assert [o.status for o in outcomes] == ["ok"] * 5
+    assert all(isinstance(o.result, RunResult) and o.result.steps == 10 for o in outcomes)
+    assert all(any(key in m for m in messages) for key in KEYS)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DataError("d.jsonl:3: invalid JSON"),
+        SettingsError("--bf16: not supported on this GPU"),
+        RuntimeError("CUDA out of memory"),
+        ValueError("something odd"),
+        KeyError("missing"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_one_failure_does_not_stop_the_others(tmp_path: Path, error: Exception) -> None:
+    runner = FakeRunner({"mbart50_mmt_fr": error})
+    messages: list[str] = []
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=messages.append)
+    assert runner.calls == KEYS
+    assert [(o.key, o.status) for o in outcomes] == [
+        ("m2m100_418m", "ok"),
+        ("mbart50_mmt_fr", "failed"),
+        ("mbart50_mmt_en", "ok"),
+        ("opus_mt_en_fr", "ok"),
+        ("opus_mt_fr_en", "ok"),
+    ]
+    failed = outcomes[1]
+    assert failed.result is None
+    if isinstance(error, CsasError):
+        assert failed.message == str(error)
+    else:
+        assert failed.message.startswith(f"{type(error).__name__}: ")
+        # The unexpected error's traceback is reported, so the bug can be found.
+        assert any("Traceback" in m and type(error).__name__ in m for m in messages)
+    assert any("mbart50_mmt_fr" in m and "failed" in m for m in messages)
+
+
+def test_several_failures_kept_in_order(tmp_path: Path) -> None:
+    runner = FakeRunner({"m2m100_418m": CsasError("first"), "opus_mt_fr_en": RuntimeError("last")})
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=lambda m: None)
+    assert runner.calls == KEYS
+    assert [o.status for o in outcomes] == ["failed", "ok", "ok", "ok", "failed"]
+    assert outcomes[0].message == "first"
+    assert outcomes[-1].message == "RuntimeError: last"
+
+
+def test_keyboard_interrupt_stops_the_loop(tmp_path: Path) -> None:
+    runner = FakeRunner({"mbart50_mmt_fr": KeyboardInterrupt()})
+    with pytest.raises(KeyboardInterrupt):
+        run_all(settings_under(tmp_path), run_one=runner, say=lambda m: None)
+    assert runner.calls == KEYS[:2]
+
+
+def test_finished_runs_are_skipped(tmp_path: Path) -> None:
+    finish(tmp_path / "runs" / "mbart50_mmt_en")
+    finish(tmp_path / "runs" / "opus_mt_fr_en")
+    runner = FakeRunner()
+    messages: list[str] = []
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=messages.append)
+    assert runner.calls == ["m2m100_418m", "mbart50_mmt_fr", "opus_mt_en_fr"]
+    assert [o.status for o in outcomes] == ["ok", "ok", "skipped", "ok", "skipped"]
+    assert [o.key for o in outcomes] == KEYS
+    assert outcomes[2].result is None
+    assert any("mbart50_mmt_en" in m and "--overwrite" in m for m in messages)
+
+
+def test_overwrite_retrains_finished_runs(tmp_path: Path) -> None:
+    finish(tmp_path / "runs" / "mbart50_mmt_en")
+    runner = FakeRunner()
+    outcomes = run_all(settings_under(tmp_path, overwrite=True), run_one=runner, say=lambda m: None)
+    assert runner.calls == KEYS
+    assert [o.status for o in outcomes] == ["ok"] * 5
+
+
+def test_unfinished_and_empty_runs_are_not_skipped(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "m2m100_418m").mkdir(parents=True)  # empty
+    (tmp_path / "runs" / "opus_mt_en_fr").mkdir()
+    (tmp_path / "runs" / "opus_mt_en_fr" / "run.json").write_text("{}")  # unfinished: run_one decides
+    runner = FakeRunner()
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=lambda m: None)
+    assert runner.calls == KEYS
+    assert all(o.status == "ok" for o in outcomes)
+
+
+def test_outcome_defaults() -> None:
+    o = Outcome("k", "ok")
+    assert o.message == "" and o.result is None
+
+
+# --- run_all with the real run_finetune (the training recipe replaced by a fake) --------------------------------
+
+
+class FakeRecipe:
+    """Stands in for train.FinetuneRecipe: writes run.json in setup, finished.json in finish, fails on demand."""
+
+    fail_in_train: set[str] = set()
+    trained: list[str] = []
+
+    def __init__(self, plan, split) -> None:
+        self.plan, self.split = plan, split
+
+    def setup(self) -> None:
+        self.plan.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.plan.run_dir / "run.json").write_text("{}")
+
+    def train(self) -> None:
+        from csas_cli.train import TrainingError
+
+        FakeRecipe.trained.append(self.plan.which)
+        if self.plan.which in FakeRecipe.fail_in_train:
+            raise TrainingError("step 3: the training loss is nan")
+
+    def finish(self) -> RunResult:
+        (self.plan.run_dir / "finished.json").write_text('{"status": "ok"}\n')
+        return RunResult(str(self.plan.run_dir), 3, 1.0, 1.1, 0.0)
+
+    def cleanup(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import csas_cli.train as train
+
+    for name in ("WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(train, "FinetuneRecipe", FakeRecipe)
+    monkeypatch.setattr(FakeRecipe, "fail_in_train", set())
+    monkeypatch.setattr(FakeRecipe, "trained", [])
+    rows = [{"source": f"s{i}", "target": f"t{i}", "source_lang": lang, "pub_number": f"{lang}{i}"}
+            for lang in ("en", "fr") for i in range(4)]
+    import json
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return FakeRecipe
+
+
+def test_cli_finetune_all_runs_and_reports(fake_recipe, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from csas_cli.cli import app
+
+    fake_recipe.fail_in_train = {"opus_mt_en_fr"}
+    args = ["finetune-all", "--data", str(tmp_path / "d.jsonl"), "--output-dir", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert fake_recipe.trained == KEYS
+    for key in KEYS:
+        assert ((tmp_path / "runs" / key / "finished.json").exists()) is (key != "opus_mt_en_fr")
+    assert "failed" in result.stderr and "opus_mt_en_fr" in result.stderr
+    assert "Traceback" not in result.output  # a CsasError is reported in one line, not with its traceback
+
+
+def test_rerun_skips_finished_models(fake_recipe, tmp_path: Path) -> None:
+    settings = settings_under(tmp_path)
+    first = run_all(settings, say=lambda m: None)
+    assert [o.status for o in first] == ["ok"] * 5
+    fake_recipe.trained.clear()
+    second = run_all(settings, say=lambda m: None)
+    assert [o.status for o in second] == ["skipped"] * 5
+    assert fake_recipe.trained == []
+
+
+def test_rerun_after_a_failure_retries_the_failed_model(fake_recipe, tmp_path: Path) -> None:
+    settings = settings_under(tmp_path)
+    fake_recipe.fail_in_train = {"mbart50_mmt_fr"}
+    first = run_all(settings, say=lambda m: None)
+    assert [o.status for o in first] == ["ok", "failed", "ok", "ok", "ok"]
+    fake_recipe.fail_in_train = set()
+    fake_recipe.trained.clear()
+    second = run_all(settings, say=lambda m: None)
+    assert [o.status for o in second] == ["skipped", "ok", "skipped", "skipped", "skipped"], second[1].message
+    assert fake_recipe.trained == ["mbart50_mmt_fr"]

@@ -1,0 +1,210 @@
+"""Tests for csas_cli.outputs: guarding the run directory and writing its files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from csas_cli.errors import CsasError, OutputError
+from csas_cli.outputs import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    FINISHED,
+    LOG,
+    METRICS,
+    RUN_ARTIFACTS,
+    RUN_JSON,
+    MetricsLog,
+    check_run_dir,
+    clear_run_dir,
+    file_sha256,
+    read_metrics,
+    run_state,
+    write_json_atomic,
+)
+
+
+def make_run(run_dir: Path, finished: bool) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_JSON).write_text("{}")
+    (run_dir / METRICS).write_text('{"step": 1}\n')
+    (run_dir / LOG).write_text("log\n")
+    (run_dir / CHECKPOINTS_DIR / "step-000010").mkdir(parents=True)
+    (run_dir / CHECKPOINTS_DIR / "step-000010" / "optimizer.pt").write_bytes(b"x")
+    (run_dir / ADAPTER_DIR).mkdir()
+    (run_dir / ADAPTER_DIR / "adapter_model.safetensors").write_bytes(b"w")
+    if finished:
+        (run_dir / FINISHED).write_text('{"status": "ok"}\n')
+
+
+# --- run_state / check_run_dir --------------------------------------------------------------------------------
+
+
+def test_run_state(tmp_path: Path) -> None:
+    assert run_state(tmp_path / "absent") == "absent"
+    (tmp_path / "empty").mkdir()
+    assert run_state(tmp_path / "empty") == "empty"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert run_state(tmp_path / "other") == "empty"
+    make_run(tmp_path / "unfinished", finished=False)
+    assert run_state(tmp_path / "unfinished") == "unfinished"
+    (tmp_path / "ckpt_only" / CHECKPOINTS_DIR).mkdir(parents=True)
+    assert run_state(tmp_path / "ckpt_only") == "unfinished"
+    make_run(tmp_path / "finished", finished=True)
+    assert run_state(tmp_path / "finished") == "finished"
+
+
+@pytest.mark.parametrize("finished,word", [(True, "finished"), (False, "unfinished")])
+def test_check_run_dir_refuses_without_overwrite(tmp_path: Path, finished: bool, word: str) -> None:
+    run_dir = tmp_path / "out" / "m2m100_418m"
+    make_run(run_dir, finished)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    with pytest.raises(OutputError) as info:
+        check_run_dir(run_dir, overwrite=False)
+    message = str(info.value)
+    assert isinstance(info.value, CsasError)
+    assert message.startswith("--output-dir")
+    assert str(run_dir) in message
+    assert f"holds a {word} run" in message or f"holds an {word} run" in message
+    assert "--overwrite" in message
+    assert len(message.splitlines()) == 1
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before, "check_run_dir touches nothing"
+
+
+@pytest.mark.parametrize("finished,state", [(True, "finished"), (False, "unfinished")])
+def test_check_run_dir_allows_with_overwrite(tmp_path: Path, finished: bool, state: str) -> None:
+    run_dir = tmp_path / "run"
+    make_run(run_dir, finished)
+    assert check_run_dir(run_dir, overwrite=True) == state
+    assert (run_dir / RUN_JSON).exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_check_run_dir_allows_empty_and_absent(tmp_path: Path, overwrite: bool) -> None:
+    assert check_run_dir(tmp_path / "absent", overwrite) == "absent"
+    assert not (tmp_path / "absent").exists()
+    (tmp_path / "empty").mkdir()
+    assert check_run_dir(tmp_path / "empty", overwrite) == "empty"
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README").write_text("x")
+    assert check_run_dir(tmp_path / "notes", overwrite) == "empty"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_check_run_dir_refuses_a_file(tmp_path: Path, overwrite: bool) -> None:
+    path = tmp_path / "run"
+    path.write_text("not a dir")
+    with pytest.raises(OutputError) as info:
+        check_run_dir(path, overwrite)
+    assert str(info.value).startswith("--output-dir") and str(path) in str(info.value)
+
+
+# --- clear_run_dir ---------------------------------------------------------------------------------------------
+
+
+def test_clear_run_dir_removes_only_csas_artifacts(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    make_run(run_dir, finished=True)
+    (run_dir / "notes.txt").write_text("keep me")
+    (run_dir / "mine").mkdir()
+    (run_dir / "mine" / "data.bin").write_bytes(b"1")
+    (run_dir / "tokenizer_config.json").write_text("{}")
+    clear_run_dir(run_dir)
+    for name in RUN_ARTIFACTS:
+        assert not (run_dir / name).exists(), name
+    assert (run_dir / "notes.txt").read_text() == "keep me"
+    assert (run_dir / "mine" / "data.bin").read_bytes() == b"1"
+    assert (run_dir / "tokenizer_config.json").exists()
+    assert run_state(run_dir) == "empty"
+
+
+def test_clear_run_dir_on_partial_and_absent(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    clear_run_dir(run_dir)  # absent: nothing to do
+    run_dir.mkdir()
+    (run_dir / FINISHED).write_text("{}")
+    clear_run_dir(run_dir)
+    assert list(run_dir.iterdir()) == []
+
+
+def test_run_artifacts_lists_finished_first() -> None:
+    assert RUN_ARTIFACTS[0] == FINISHED
+    assert set(RUN_ARTIFACTS) == {FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, CHECKPOINTS_DIR}
+
+
+# --- write_json_atomic -----------------------------------------------------------------------------------------
+
+
+def test_write_json_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "finished.json"
+    obj = {"status": "ok", "steps": 3, "note": "évaluation"}
+    write_json_atomic(path, obj)
+    assert json.loads(path.read_text(encoding="utf-8")) == obj
+    assert "évaluation" in path.read_text(encoding="utf-8")
+    assert path.read_text(encoding="utf-8").endswith("\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finished.json"]
+
+
+def test_write_json_atomic_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text("old, not even json")
+    write_json_atomic(path, [1, 2])
+    assert json.loads(path.read_text()) == [1, 2]
+    assert not (tmp_path / "run.json.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_write_json_atomic_failure_keeps_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text('{"old": true}')
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"old": True}
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+
+def test_metrics_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / METRICS
+    records = [
+        {"step": 1, "loss": 2.5, "learning_rate": 1e-5},
+        {"step": 2, "eval_loss": 2.25},
+        {"step": 50, "loss": 1.0, "epoch": 0.5, "note": "é"},
+    ]
+    log = MetricsLog(path)
+    for r in records[:2]:
+        log.write(r)
+    # Flushed at once: a reader sees lines before close (a crash keeps the curve).
+    assert read_metrics(path) == records[:2]
+    log.write(records[2])
+    log.close()
+    assert read_metrics(path) == records
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_metrics_log_appends(tmp_path: Path) -> None:
+    path = tmp_path / METRICS
+    for r in ({"step": 1}, {"step": 2}):
+        log = MetricsLog(path)
+        log.write(r)
+        log.close()
+    assert read_metrics(path) == [{"step": 1}, {"step": 2}]
+
+
+def test_read_metrics_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / METRICS
+    path.write_text('{"step": 1}\n\n  \n{"step": 2}\n')
+    assert read_metrics(path) == [{"step": 1}, {"step": 2}]
+
+
+def test_file_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    path = tmp_path / "d.jsonl"
+    data = b"x" * (3 << 20) + b"tail"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()

@@ -1,0 +1,360 @@
+"""Tests for csas_cli.settings: finetune.py's defaults, validation, the finetune-all table, and the plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from csas_cli.errors import CsasError, SettingsError
+from csas_cli.registry import (
+    ALL_LINEAR_TARGETS,
+    DEFAULT_LORA_TARGETS,
+    FINETUNE_ALL_CONSTANTS,
+    FINETUNE_ALL_TABLE,
+    MODEL_KEYS,
+    REGISTRY,
+)
+from csas_cli.settings import (
+    KEEP_CHECKPOINTS,
+    LABEL_SMOOTHING,
+    WEIGHT_DECAY,
+    FinetuneSettings,
+    Plan,
+    build_plan,
+    flag,
+    parse_lora_targets,
+    plan_fields,
+    settings_from_table,
+)
+
+# finetune.py's defaults as original-finetune.md lists them (the seed's updated signature).
+SPEC_DEFAULTS = {
+    "data": Path("training_data.jsonl"),
+    "output_dir": Path("outputs"),
+    "epochs": 1.0,
+    "lr": 2e-4,
+    "batch_size": 8,
+    "grad_accum": 2,
+    "val_ratio": 0.05,
+    "max_source_len": 512,
+    "max_target_len": 512,
+    "seed": 42,
+    "fp16": False,
+    "bf16": False,
+    "no_qlora": False,
+    "save_steps": 1000,
+    "eval_steps": 1000,
+    "logging_steps": 50,
+    "warmup_ratio": 0.03,
+    "device_map": "auto",
+    "disable_tqdm": False,
+    "lora_r": 32,
+    "lora_alpha": 64,
+    "lora_dropout": 0.05,
+    "max_steps": None,
+}
+
+# finetune_all.py's table (original-finetune.md), written out independently of registry.py.
+SPEC_TABLE = {
+    "m2m100_418m": (12, 2e-4),
+    "mbart50_mmt_fr": (8, 1.5e-4),
+    "mbart50_mmt_en": (8, 1.5e-4),
+    "opus_mt_en_fr": (16, 3e-4),
+    "opus_mt_fr_en": (16, 3e-4),
+}
+SPEC_CONSTANTS = {
+    "grad_accum": 2,
+    "epochs": 1.0,
+    "logging_steps": 50,
+    "seed": 42,
+    "warmup_ratio": 0.03,
+    "val_ratio": 0.05,
+    "max_source_len": 512,
+    "max_target_len": 512,
+    "bf16": True,
+    "fp16": False,
+    "no_qlora": True,
+    "device_map": "auto",
+    "disable_tqdm": True,
+}
+
+
+def settings(**kwargs) -> FinetuneSettings:
+    kwargs.setdefault("which", "m2m100_418m")
+    return FinetuneSettings(**kwargs)
+
+
+# --- defaults --------------------------------------------------------------------------------------------------
+
+
+def test_defaults_equal_finetune_py() -> None:
+    s = settings()
+    for name, value in SPEC_DEFAULTS.items():
+        assert getattr(s, name) == value, name
+    assert s.lora_targets == DEFAULT_LORA_TARGETS == ("q_proj", "k_proj", "v_proj")
+    assert s.overwrite is False
+    assert s.model_id is None
+    assert s.precision == "fp32"
+
+
+def test_fixed_settings_equal_finetune_py() -> None:
+    assert LABEL_SMOOTHING == 0.1
+    assert WEIGHT_DECAY == 0.01
+    assert KEEP_CHECKPOINTS == 3
+
+
+def test_cli_defaults_equal_settings_defaults() -> None:
+    from csas_cli.cli import finetune
+
+    cli_defaults = {
+        name: p.default for name, p in inspect.signature(finetune).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    for name, value in SPEC_DEFAULTS.items():
+        assert cli_defaults[name] == value, name
+    assert cli_defaults["lora_targets"] == ",".join(DEFAULT_LORA_TARGETS)
+
+
+def test_which_is_required() -> None:
+    with pytest.raises(TypeError):
+        FinetuneSettings()  # type: ignore[call-arg]
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field,value,flag_name",
+    [
+        ("which", "opus_mt_de_fr", "--which"),
+        ("which", "", "--which"),
+        ("batch_size", 0, "--batch-size"),
+        ("batch_size", -4, "--batch-size"),
+        ("grad_accum", 0, "--grad-accum"),
+        ("max_source_len", 0, "--max-source-len"),
+        ("max_target_len", 0, "--max-target-len"),
+        ("save_steps", 0, "--save-steps"),
+        ("eval_steps", 0, "--eval-steps"),
+        ("logging_steps", 0, "--logging-steps"),
+        ("lora_r", 0, "--lora-r"),
+        ("lora_alpha", 0, "--lora-alpha"),
+        ("max_steps", 0, "--max-steps"),
+        ("max_steps", -1, "--max-steps"),
+        ("epochs", 0.0, "--epochs"),
+        ("epochs", -1.0, "--epochs"),
+        ("epochs", math.nan, "--epochs"),
+        ("epochs", math.inf, "--epochs"),
+        ("lr", 0.0, "--lr"),
+        ("lr", -1e-4, "--lr"),
+        ("lr", math.nan, "--lr"),
+        ("lr", math.inf, "--lr"),
+        ("val_ratio", 1.0, "--val-ratio"),
+        ("val_ratio", -0.1, "--val-ratio"),
+        ("val_ratio", math.nan, "--val-ratio"),
+        ("warmup_ratio", 1.0, "--warmup-ratio"),
+        ("warmup_ratio", -0.01, "--warmup-ratio"),
+        ("lora_dropout", 1.0, "--lora-dropout"),
+        ("lora_dropout", -0.5, "--lora-dropout"),
+        ("device_map", "", "--device-map"),
+        ("device_map", "   ", "--device-map"),
+        ("lora_targets", (), "--lora-targets"),
+    ],
+)
+def test_validation_errors_name_their_flag(field: str, value: object, flag_name: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        settings(**{field: value})
+    message = str(info.value)
+    assert isinstance(info.value, CsasError)
+    assert message.startswith(flag_name), message
+    assert len(message.splitlines()) == 1
+    if field != "which" and field != "device_map" and field != "lora_targets":
+        assert repr(value) in message or str(value) in message
+
+
+def test_unknown_which_lists_the_choices() -> None:
+    with pytest.raises(SettingsError) as info:
+        settings(which="nllb")
+    for key in MODEL_KEYS:
+        assert key in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("val_ratio", 0.0), ("warmup_ratio", 0.0), ("lora_dropout", 0.0), ("val_ratio", 0.99), ("max_steps", 1),
+     ("epochs", 0.25), ("batch_size", 1), ("seed", 0), ("seed", 2**32 - 1)],
+)
+def test_boundary_values_are_accepted(field: str, value: object) -> None:
+    assert getattr(settings(**{field: value}), field) == value
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_outside_numpy_range_is_a_flag_error(seed: int) -> None:
+    with pytest.raises(SettingsError, match="^--seed"):
+        settings(seed=seed)
+
+
+def test_flag_spelling() -> None:
+    assert flag("batch_size") == "--batch-size"
+    assert flag("lr") == "--lr"
+    assert flag("max_source_len") == "--max-source-len"
+
+
+# --- precision -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fp16,bf16,want", [(False, False, "fp32"), (True, False, "fp16"), (False, True, "bf16"), (True, True, "bf16")]
+)
+def test_precision_bf16_wins(fp16: bool, bf16: bool, want: str) -> None:
+    s = settings(fp16=fp16, bf16=bf16)
+    assert s.precision == want
+    plan = build_plan(s)
+    assert plan.precision == want
+    assert (plan.fp16, plan.bf16) == (fp16, bf16)
+
+
+# --- settings_from_table ---------------------------------------------------------------------------------------
+
+
+def test_registry_table_matches_spec() -> None:
+    assert list(FINETUNE_ALL_TABLE) == list(SPEC_TABLE) == list(MODEL_KEYS)
+    assert dict(FINETUNE_ALL_CONSTANTS) == SPEC_CONSTANTS
+
+
+@pytest.mark.parametrize("key", list(SPEC_TABLE))
+def test_settings_from_table(key: str) -> None:
+    s = settings_from_table(key)
+    batch, lr = SPEC_TABLE[key]
+    assert s.which == key
+    assert s.batch_size == batch
+    assert s.lr == lr
+    assert (s.lora_r, s.lora_alpha, s.lora_dropout) == (32, 64, 0.05)
+    assert (s.save_steps, s.eval_steps) == (1000, 1000)
+    for name, value in SPEC_CONSTANTS.items():
+        assert getattr(s, name) == value, name
+    assert s.precision == "bf16"
+    assert s.max_steps is None
+    assert s.output_dir == Path("outputs")
+    assert s.run_dir == Path("outputs") / key
+    assert s.lora_targets == DEFAULT_LORA_TARGETS
+
+
+def test_settings_from_table_overrides_win() -> None:
+    s = settings_from_table("opus_mt_fr_en", max_steps=7, batch_size=3, output_dir=Path("x"), overwrite=True)
+    assert (s.max_steps, s.batch_size, s.overwrite) == (7, 3, True)
+    assert s.run_dir == Path("x/opus_mt_fr_en")
+    assert s.lr == 3e-4  # untouched table value
+
+
+def test_settings_from_table_validates_overrides() -> None:
+    with pytest.raises(SettingsError, match="--max-steps"):
+        settings_from_table("m2m100_418m", max_steps=0)
+
+
+def test_settings_from_table_unknown_key() -> None:
+    with pytest.raises(KeyError):
+        settings_from_table("nope")
+
+
+# --- build_plan ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(MODEL_KEYS))
+def test_build_plan_defaults(key: str) -> None:
+    plan = build_plan(settings(which=key))
+    spec = REGISTRY[key]
+    assert plan.which == key
+    assert plan.model_id == spec.hub_id
+    assert plan.family == spec.family.name
+    assert plan.source_langs == list(spec.source_langs)
+    assert plan.output_dir == str(Path("outputs") / key)
+    assert plan.run_dir == Path("outputs") / key
+    assert plan.global_batch == 16
+    assert plan.world_size == 1 and plan.local_rank == 0
+    assert plan.qlora is True and plan.no_qlora is False
+    assert plan.device_map == ("auto" if spec.family.shardable else None)
+    assert plan.device_map_requested == "auto"
+    assert plan.train_rows is None and plan.eval_rows is None
+    assert plan.learning_rate == 2e-4
+    assert plan.lora_targets == ["q_proj", "k_proj", "v_proj"]
+
+
+@pytest.mark.parametrize("batch,accum,world", [(8, 2, 1), (3, 5, 2), (16, 1, 4), (1, 1, 1)])
+def test_build_plan_global_batch(batch: int, accum: int, world: int) -> None:
+    plan = build_plan(settings(batch_size=batch, grad_accum=accum), world_size=world, local_rank=world - 1)
+    assert plan.global_batch == batch * accum * world
+    assert plan.world_size == world
+    assert plan.local_rank == world - 1
+
+
+def test_build_plan_model_id_and_run_dir() -> None:
+    s = settings(which="mbart50_mmt_en", model_id="/models/mbart", output_dir=Path("/runs"))
+    plan = build_plan(s)
+    assert plan.model_id == "/models/mbart"
+    assert plan.output_dir == "/runs/mbart50_mmt_en"
+    assert plan.source_langs == ["fr"]
+
+
+def test_build_plan_resolves_device_map_from_env_values() -> None:
+    plan = build_plan(settings(which="m2m100_418m"), world_size=2, local_rank=1)
+    assert plan.device_map == {"": 1}
+    plan = build_plan(settings(which="m2m100_418m", no_qlora=True), world_size=2, local_rank=1)
+    assert plan.device_map is None
+    plan = build_plan(settings(which="m2m100_418m", no_qlora=True, device_map=" cpu "))
+    assert plan.device_map == "cpu"
+    assert plan.device_map_requested == "cpu"
+    plan = build_plan(settings(which="m2m100_418m", device_map="none"))
+    assert plan.device_map is None
+
+
+def test_plan_is_json_serialisable_and_complete() -> None:
+    plan = build_plan(settings(lora_targets=ALL_LINEAR_TARGETS), world_size=2, local_rank=1)
+    record = json.loads(json.dumps(plan.to_dict()))
+    assert list(record) == plan_fields() == [f.name for f in dataclasses.fields(Plan)]
+    assert record["device_map"] == {"": 1}
+    assert record["lora_targets"] == list(ALL_LINEAR_TARGETS)
+
+
+def test_with_counts_returns_a_new_plan() -> None:
+    plan = build_plan(settings())
+    counted = plan.with_counts(train_rows=9, eval_rows=1)
+    assert (counted.train_rows, counted.eval_rows) == (9, 1)
+    assert plan.train_rows is None
+
+
+# --- parse_lora_targets ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value,want",
+    [
+        ("q_proj,v_proj", ("q_proj", "v_proj")),
+        (" q_proj , k_proj ,v_proj ", ("q_proj", "k_proj", "v_proj")),
+        ("q_proj,,v_proj,", ("q_proj", "v_proj")),
+        ("fc1", ("fc1",)),
+        ("self_attn.q_proj", ("self_attn.q_proj",)),
+        ("all-linear", ALL_LINEAR_TARGETS),
+        ("ALL-LINEAR", ALL_LINEAR_TARGETS),
+        ("all_linear", ALL_LINEAR_TARGETS),
+        (" all-linear ", ALL_LINEAR_TARGETS),
+    ],
+)
+def test_parse_lora_targets(value: str, want: tuple[str, ...]) -> None:
+    assert parse_lora_targets(value) == want
+
+
+def test_all_linear_covers_attention_and_feed_forward() -> None:
+    assert set(DEFAULT_LORA_TARGETS) < set(ALL_LINEAR_TARGETS)
+    assert {"out_proj", "fc1", "fc2"} <= set(ALL_LINEAR_TARGETS)
+
+
+@pytest.mark.parametrize("value", ["", "  ", ",", " , ,", "q_proj;v_proj", "q proj", "q-proj", "*", "q_proj,v/proj"])
+def test_parse_lora_targets_refuses(value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        parse_lora_targets(value)
+    assert str(info.value).startswith("--lora-targets")

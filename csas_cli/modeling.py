@@ -8,6 +8,7 @@ remote code is never run; frozen weights are fp32 unless --bf16/--fp16 ask for l
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # bitsandbytes tries to fetch an optional CPU kernel from the hub at import and logs its failure offline.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*sacremoses.*")
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
@@ -90,10 +92,32 @@ def check_model_family(config: Any, family: Family, model_id: str, which: str) -
         )
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def check_local_snapshot(model_id: str) -> None:
+    """Explain the two ways a local snapshot commonly fails, instead of the hub client's messages."""
+    path = Path(model_id).expanduser()
+    if not path.exists():
+        if not HUB_ID.match(model_id):
+            raise ModelError(f"--model-id {model_id}: no such directory (and not a hub id like facebook/m2m100_418M)")
+        return
+    if not path.is_dir():
+        raise ModelError(f"--model-id {model_id}: not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"--model-id {model_id}: no config.json; point it at a transformers model directory")
+    if not any(path.glob("*.safetensors")) and any(path.glob("*.bin")):
+        raise ModelError(
+            f"--model-id {model_id}: only .bin weights; csas reads safetensors only (pickled weights can run code). "
+            "Convert once on a trusted machine: AutoModelForSeq2SeqLM.from_pretrained(dir).save_pretrained(dir)"
+        )
+
+
 def load_config(model_id: str, family: Family, which: str) -> Any:
     """The checkpoint's config, checked against the registry key's family before anything heavier is loaded."""
     from transformers import AutoConfig
 
+    check_local_snapshot(model_id)
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
     except (OSError, ValueError) as exc:

@@ -120,6 +120,9 @@ class FinetuneRecipe:
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
+        from .modeling import quiet_libraries
+
+        quiet_libraries()  # before transformers is imported: some of the chatter comes at import time
         import torch
         from transformers import get_linear_schedule_with_warmup, set_seed
 
@@ -130,12 +133,10 @@ class FinetuneRecipe:
             load_config,
             load_model,
             load_tokenizer,
-            quiet_libraries,
             training_device,
         )
 
         plan = self.plan
-        quiet_libraries()
         # Precision is checked before anything is loaded, so a wrong flag costs nothing.
         self.device = training_device(plan.local_rank)
         self.precision = check_precision(plan.precision, self.device)

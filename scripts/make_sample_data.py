@@ -752,6 +752,14 @@ def slots(rng: random.Random, theme: dict) -> tuple[dict, dict]:
         small_pct=f"{small_pct} %", o2=f"{o2} %", t_small=f"{int_fr(t_small)} t",
         de_month=("d'" if month_fr[0] in "aeiou" else "de ") + month_fr,
     )
+    # Derived forms used only by PRETRAIN_TEMPLATES. They draw nothing from `rng`, so adding them leaves the
+    # domain file unchanged.
+    E.update(Survey=cap(survey_en), Measure=cap(measure_en), Region=cap(region.en))
+    F.update(
+        Le_survey=cap(survey_fr.le), Measure=cap(measure_fr), le_sp2=sp2_fr.le,
+        Le_region=cap(region.fr.bare if region.fr.bare == "Terre-Neuve-et-Labrador" else region.fr.le),
+        trend_fpl=trend_fr(trend_pl, gender="f", plural=True),
+    )
     # Dates: a survey or season span within one month, and a meeting date.
     E["date1"], F["date1"] = date_en(day1, date_month), date_fr(day1, date_month)
     E["date2"], F["date2"] = date_en(day2, date_month), date_fr(day2, date_month)

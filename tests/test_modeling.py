@@ -1,0 +1,141 @@
+"""Model stage: snapshot and family checks, precision rules, loading once with QLoRA or LoRA, adapters in fp32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from csas_cli.errors import HardwareError, ModelError
+from csas_cli.modeling import (
+    Precision,
+    add_lora,
+    check_local_snapshot,
+    check_precision,
+    load_config,
+    load_model,
+    load_tokenizer,
+)
+from csas_cli.registry import MARIAN, REGISTRY
+from csas_cli.settings import FinetuneSettings, build_plan
+
+
+def plan_for(key: str, model_dir: Path, **overrides):
+    return build_plan(FinetuneSettings(which=key, model_id=str(model_dir), **overrides))
+
+
+def test_missing_local_path_is_named(tmp_path):
+    with pytest.raises(ModelError, match="no such directory"):
+        check_local_snapshot(str(tmp_path / "absent"))
+
+
+def test_hub_ids_pass_the_local_check():
+    check_local_snapshot("Helsinki-NLP/opus-mt-tc-big-en-fr")
+    check_local_snapshot("facebook/m2m100_418M")
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="no config.json"):
+        check_local_snapshot(str(tmp_path))
+
+
+def test_pickled_weights_only_are_refused(tiny_models, tmp_path):
+    src = tiny_models["opus_mt_en_fr"]
+    (tmp_path / "config.json").write_text((src / "config.json").read_text())
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelError, match="safetensors only"):
+        check_local_snapshot(str(tmp_path))
+
+
+def test_checkpoint_of_another_family_is_refused(tiny_models):
+    with pytest.raises(ModelError, match=r"'m2m_100' checkpoint.*needs a 'marian'"):
+        load_config(str(tiny_models["m2m100_418m"]), MARIAN, "opus_mt_en_fr")
+
+
+@pytest.mark.parametrize("key", list(REGISTRY))
+def test_config_of_the_right_family_loads(tiny_models, key):
+    config = load_config(str(tiny_models[key]), REGISTRY[key].family, key)
+    assert config.model_type == REGISTRY[key].family.model_type
+
+
+def test_fp16_needs_cuda():
+    with pytest.raises(HardwareError, match="--fp16"):
+        check_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["fp32", "bf16"])
+def test_cpu_precisions(name):
+    precision = check_precision(name, torch.device("cpu"))
+    assert precision.autocast == (name == "bf16")
+    assert not precision.needs_loss_scaler
+
+
+def test_fp16_uses_a_loss_scaler():
+    assert Precision("fp16", "cuda").needs_loss_scaler
+    assert Precision("fp16", "cuda").weight_dtype == torch.float16
+
+
+@pytest.mark.parametrize("qlora", [True, False])
+def test_model_loads_with_fp32_adapters_on_frozen_base(tiny_models, qlora):
+    key = "mbart50_mmt_fr"
+    plan = plan_for(key, tiny_models[key], no_qlora=not qlora, bf16=not qlora)
+    precision = check_precision(plan.precision, torch.device("cpu"))
+    config = load_config(plan.model_id, REGISTRY[key].family, key)
+    model = add_lora(load_model(plan, config, precision, torch.device("cpu")), plan)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable.values())
+    # Adapters on q/k/v of every attention block: self-attention in both stacks and cross-attention.
+    adapted = {n.split(".lora_A")[0] for n in trainable if ".lora_A" in n}
+    assert any("encoder_attn.q_proj" in n for n in adapted) and any("self_attn.v_proj" in n for n in adapted)
+    assert not any("out_proj" in n or "fc1" in n for n in adapted)
+    linear = model.get_base_model().model.encoder.layers[0].self_attn.k_proj.base_layer
+    if qlora:
+        assert type(linear).__name__ == "Linear4bit"
+        assert model.get_base_model().is_gradient_checkpointing
+    else:
+        assert linear.weight.dtype == torch.bfloat16
+    assert model.get_base_model().config.use_cache is False
+
+
+def test_all_linear_targets(tiny_models):
+    from csas_cli.settings import parse_lora_targets
+
+    key = "opus_mt_en_fr"
+    plan = plan_for(key, tiny_models[key], no_qlora=True, lora_targets=parse_lora_targets("all-linear"))
+    config = load_config(plan.model_id, MARIAN, key)
+    model = add_lora(load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu")), plan)
+    adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
+
+
+def test_unknown_lora_target_is_a_flag_error(tiny_models):
+    key = "opus_mt_en_fr"
+    plan = plan_for(key, tiny_models[key], no_qlora=True, lora_targets=("query",))
+    config = load_config(plan.model_id, MARIAN, key)
+    model = load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu"))
+    with pytest.raises(ModelError, match="--lora-targets: query"):
+        add_lora(model, plan)
+
+
+def test_qlora_trains_after_an_evaluation_pass(tiny_models):
+    """bitsandbytes repacks 4-bit weights for CPU inference in eval mode; training afterwards must still work."""
+    key = "opus_mt_en_fr"
+    plan = plan_for(key, tiny_models[key])
+    config = load_config(plan.model_id, MARIAN, key)
+    model = add_lora(load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu")), plan)
+    ids = torch.tensor([[5, 6, 7, 0]])
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids, decoder_input_ids=ids)
+    model.train()
+    out = model(input_ids=ids, decoder_input_ids=ids)
+    out.logits.float().logsumexp(-1).mean().backward()
+    assert any(p.grad is not None for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_tokenizer_is_the_family_class(tiny_models):
+    assert type(load_tokenizer(str(tiny_models["m2m100_418m"]))).__name__ == "M2M100Tokenizer"
+    assert json.loads((tiny_models["m2m100_418m"] / "config.json").read_text())["decoder_start_token_id"] == 2

@@ -225,44 +225,47 @@ class FinetuneRecipe:
         pin = self.batch_device.type == "cuda"
         return {k: (v.pin_memory() if pin else v).to(self.batch_device, non_blocking=True) for k, v in batch.items()}
 
-    def train(self) -> None:
+    def optimizer_step(self, groups: Sequence[Sequence[TokenizedPair]], step_tokens: int) -> tuple[float, float, float]:
+        """Forward/backward every micro-batch, clip, step; returns (token-averaged loss, grad norm, learning rate)."""
         import torch
 
+        # Dividing every micro-batch by the whole step's target tokens averages the loss over tokens, not over
+        # micro-batches of unequal length.
+        step_loss = torch.zeros((), device=self.batch_device)
+        for pairs in groups:
+            loss_sum = self.forward_loss_sum(self.to_device(pairs))
+            loss = loss_sum / step_tokens
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            step_loss += loss_sum.detach()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.plan.max_grad_norm
+        )
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return step_loss.item() / step_tokens, float(grad_norm), lr  # one host sync per optimizer step
+
+    def train(self) -> None:
         plan, steps, reporter = self.plan, self.steps, self.reporter
         assert reporter is not None and self.metrics is not None
         lengths = [p.length for p in self.train_pairs]
         reporter.start(steps.total_steps)
         self.model.train()
         window_loss, window_tokens, window_samples = 0.0, 0, 0
-        window_start = time.monotonic()
+        window_start, paused = time.monotonic(), 0.0  # evaluation and checkpoint time is not training throughput
         for step, epoch, micro_batches in optimizer_steps(
             lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps
         ):
             groups = [[self.train_pairs[i] for i in mb] for mb in micro_batches]
-            # Dividing every micro-batch by the whole step's target tokens averages the loss over tokens, not over
-            # micro-batches of unequal length.
             step_tokens = sum(token_count(g) for g in groups)
-            step_loss = torch.zeros((), device=self.batch_device)
-            for pairs in groups:
-                loss_sum = self.forward_loss_sum(self.to_device(pairs))
-                loss = loss_sum / step_tokens
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
-                step_loss += loss_sum.detach()
-            if self.scaler:
-                self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], plan.max_grad_norm
-            )
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            lr = self.scheduler.get_last_lr()[0]
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-
-            loss_value = step_loss.item() / step_tokens  # one host sync per optimizer step
+            loss_value, grad_norm, lr = self.optimizer_step(groups, step_tokens)
             if not math.isfinite(loss_value):
                 raise TrainingError(
                     f"step {step}: the training loss is {loss_value}; lower --lr, or use --bf16 instead of --fp16"
@@ -271,7 +274,7 @@ class FinetuneRecipe:
             window_loss += loss_value * step_tokens
             window_tokens += step_tokens
             window_samples += sum(len(g) for g in groups)
-            elapsed = max(time.monotonic() - window_start, 1e-9)
+            elapsed = max(time.monotonic() - window_start - paused, 1e-9)
             stats = {"loss": loss_value, "learning_rate": lr, "samples_per_second": window_samples / elapsed}
             reporter.step(step, stats)
 
@@ -282,7 +285,7 @@ class FinetuneRecipe:
                     "epoch": round(epoch + self.epoch_fraction(step), 4),
                     "loss": window_loss / window_tokens,
                     "learning_rate": lr,
-                    "grad_norm": float(grad_norm),
+                    "grad_norm": grad_norm,
                     "samples_per_second": window_samples / elapsed,
                     "tokens_per_second": window_tokens / elapsed,
                 }
@@ -290,14 +293,14 @@ class FinetuneRecipe:
                 reporter.metrics(step, record)
                 self.last_train_loss = record["loss"]
                 window_loss, window_tokens, window_samples = 0.0, 0, 0
-                window_start = time.monotonic()
+                window_start, paused = time.monotonic(), 0.0
+            pause_start = time.monotonic()
             if self.eval_pairs and (step % plan.eval_steps == 0 or last):
                 eval_loss = self.evaluate()
                 self.last_eval_loss = eval_loss
                 record = {"step": step, "eval_loss": eval_loss}
                 self.metrics.write(record)
                 reporter.metrics(step, record)
-                window_start = time.monotonic()  # evaluation time is not training throughput
             if step % plan.save_steps == 0 and not last:
                 save_checkpoint(
                     self.run_dir / CHECKPOINTS_DIR,
@@ -310,6 +313,7 @@ class FinetuneRecipe:
                     keep=plan.keep_checkpoints,
                 )
                 reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/step-{step:06d}")
+            paused += time.monotonic() - pause_start
 
     def epoch_fraction(self, step: int) -> float:
         done_in_epoch = (step - 1) % self.steps.steps_per_epoch + 1

@@ -1,0 +1,138 @@
+"""The shared core: what an optimizer step computes, checked against independent references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from csas_cli.batches import collate
+from csas_cli.errors import CsasError
+from csas_cli.settings import FinetuneSettings
+from csas_cli.train import FinetuneRecipe, TrainingError, prepare_run, token_count
+
+SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
+
+
+def make_recipe(tiny_models, tmp_path: Path, key: str, **overrides) -> FinetuneRecipe:
+    settings = FinetuneSettings(
+        which=key, model_id=str(tiny_models[key]), data=SAMPLE, output_dir=tmp_path, no_qlora=True,
+        lora_dropout=0.0, max_steps=3, disable_tqdm=True, **overrides,
+    )  # fmt: skip
+    prepared = prepare_run(settings, environ={})
+    recipe = FinetuneRecipe(prepared.plan, prepared.split)
+    recipe.setup()
+    return recipe
+
+
+@pytest.fixture
+def m2m_recipe(tiny_models, tmp_path):
+    recipe = make_recipe(tiny_models, tmp_path, "m2m100_418m")
+    yield recipe
+    recipe.cleanup()
+
+
+def lora_grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_decoder_inputs_are_labels_shifted_from_decoder_start(m2m_recipe):
+    from transformers.models.m2m_100.modeling_m2m_100 import shift_tokens_right
+
+    r = m2m_recipe
+    batch = collate(r.train_pairs[:6], r.pad_id, r.decoder_start_id)
+    labels = batch["labels"].masked_fill(batch["labels"] == -100, r.pad_id)
+    expected = shift_tokens_right(labels, r.pad_id, r.decoder_start_id)
+    real = batch["labels"] != -100
+    assert torch.equal(batch["decoder_input_ids"][real], expected[real])
+    # M2M100: the decoder starts from </s>, then sees the target-language code, as in generation.
+    assert (batch["decoder_input_ids"][:, 0] == r.tokenizer.eos_token_id).all()
+    lang_ids = {r.tokenizer.get_lang_id("en"), r.tokenizer.get_lang_id("fr")}
+    assert set(batch["decoder_input_ids"][:, 1].tolist()) <= lang_ids
+    assert set(batch["labels"][:, 0].tolist()) <= lang_ids
+
+
+def test_loss_equals_label_smoothed_cross_entropy_of_hf_forward(m2m_recipe):
+    r = m2m_recipe
+    r.model.eval()
+    pairs = r.train_pairs[:5]
+    batch = collate(pairs, r.pad_id, r.decoder_start_id)
+    with torch.no_grad():
+        ours = r.forward_loss_sum(batch) / token_count(pairs)
+        # transformers builds its own decoder inputs from `labels`: the reference for teacher forcing.
+        logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
+        reference = F.cross_entropy(
+            logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=-100, label_smoothing=0.1
+        )
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_accumulated_micro_batches_equal_one_batch(m2m_recipe):
+    """Two micro-batches, each divided by the step's tokens, give the gradient of one batch of both."""
+    r = m2m_recipe
+    r.model.eval()  # no dropout, so both paths see the same function
+    pairs = sorted(r.train_pairs[:8], key=lambda p: p.length)  # unequal lengths on purpose
+    total = token_count(pairs)
+
+    r.model.zero_grad()
+    (r.forward_loss_sum(collate(pairs, r.pad_id, r.decoder_start_id)) / total).backward()
+    whole = lora_grads(r.model)
+
+    r.model.zero_grad()
+    for half in (pairs[:4], pairs[4:]):
+        (r.forward_loss_sum(collate(half, r.pad_id, r.decoder_start_id)) / total).backward()
+    accumulated = lora_grads(r.model)
+
+    assert whole.keys() == accumulated.keys() and whole
+    for name in whole:
+        torch.testing.assert_close(accumulated[name], whole[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(g.abs().sum() > 0 for g in whole.values())
+
+
+def test_steps_move_only_the_adapters(m2m_recipe):
+    r = m2m_recipe
+    before = {n: p.detach().clone() for n, p in r.model.named_parameters()}
+    groups = [r.train_pairs[:4], r.train_pairs[4:8]]
+    tokens = sum(token_count(g) for g in groups)
+    first = r.optimizer_step(groups, tokens)
+    assert first[2] == 0.0  # warm-up starts from a zero learning rate
+    loss, grad_norm, lr = r.optimizer_step(groups, tokens)
+    assert loss > 0 and grad_norm > 0 and lr > 0
+    changed = {n for n, p in r.model.named_parameters() if not torch.equal(before[n], p.detach())}
+    trainable = {n for n, p in r.model.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    assert any("lora_B" in n for n in changed)
+
+
+def test_non_finite_loss_stops_with_the_step(m2m_recipe, monkeypatch):
+    r = m2m_recipe
+    monkeypatch.setattr(r, "forward_loss_sum", lambda batch: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(TrainingError, match="step 1: the training loss is nan"):
+        r.train()
+    assert issubclass(TrainingError, CsasError)
+
+
+@pytest.mark.parametrize("key,codes", [("mbart50_mmt_fr", ("en_XX", "fr_XX")), ("mbart50_mmt_en", ("fr_XX", "en_XX"))])
+def test_mbart_rows_carry_their_language_codes(tiny_models, tmp_path, key, codes):
+    recipe = make_recipe(tiny_models, tmp_path, key)
+    try:
+        tok = recipe.tokenizer
+        src_code, tgt_code = (tok.convert_tokens_to_ids(c) for c in codes)
+        assert all(p.input_ids[0] == src_code and p.input_ids[-1] == tok.eos_token_id for p in recipe.train_pairs)
+        assert all(p.labels[0] == tgt_code and p.labels[-1] == tok.eos_token_id for p in recipe.train_pairs)
+    finally:
+        recipe.cleanup()
+
+
+def test_marian_rows_have_no_language_codes(tiny_models, tmp_path):
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_fr_en", max_source_len=8, max_target_len=6)
+    try:
+        eos = recipe.tokenizer.eos_token_id
+        assert all(p.labels[-1] == eos and p.input_ids[-1] == eos for p in recipe.train_pairs)
+        assert max(len(p.input_ids) for p in recipe.train_pairs) == 8
+        assert max(len(p.labels) for p in recipe.train_pairs) == 6
+        assert recipe.decoder_start_id == recipe.pad_id  # Marian starts the decoder from <pad>
+    finally:
+        recipe.cleanup()

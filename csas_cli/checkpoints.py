@@ -34,13 +34,89 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
+REQUIRED_FILES = ("adapter/adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", STATE_FILE)
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder is incomplete or unreadable."""
+
+
 def rng_state() -> dict[str, Any]:
+    """Every RNG csas's training touches, as tensors and plain values (loadable with weights_only=True)."""
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The checkpoint's trainer state, after checking that every file of a complete checkpoint is there."""
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unreadable {STATE_FILE} ({exc})") from None
+    return state
+
+
+def newest_usable_checkpoint(root: Path, warn: Any = print) -> Path | None:
+    """The newest checkpoint whose files are complete; damaged newer ones are skipped with a warning."""
+    for path in reversed(list_checkpoints(root)):
+        try:
+            read_state(path)
+        except CheckpointError as exc:
+            warn(f"warning: skipping damaged checkpoint: {exc}")
+            continue
+        return path
+    return None
+
+
+def restore_checkpoint(path: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any | None) -> dict[str, Any]:
+    """Load a checkpoint into a freshly set-up run; returns its trainer state. Raises CheckpointError if damaged."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = read_state(path)
+    try:
+        result = set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+        if getattr(result, "unexpected_keys", None):
+            raise CheckpointError(f"{path}: adapter does not fit the model ({len(result.unexpected_keys)} unknown keys)")
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        if scaler is not None and (path / "scaler.pt").is_file():
+            scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
+        set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means this checkpoint cannot be used
+        raise CheckpointError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     return state
 
 

@@ -35,8 +35,8 @@ def opt(name: str, help: str, **kwargs: object) -> object:
     return typer.Option(*names, help=help, **kwargs)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    sys.stderr.write(f"csas: error: {message}\n")
+def fail(message: str, code: int = 2, label: str = "error") -> typer.Exit:
+    sys.stderr.write(f"csas: {label}: {message}\n")
     return typer.Exit(code)
 
 
@@ -46,7 +46,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except CsasError as exc:
-        raise fail(" ".join(str(exc).split()), exc.exit_code) from None
+        raise fail(" ".join(str(exc).split()), exc.exit_code, exc.label) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 
@@ -108,6 +108,9 @@ def finetune(
     ] = ",".join(DEFAULT_LORA_TARGETS),
     dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the plan as JSON; load nothing.")] = False,
     overwrite: Annotated[bool, opt("overwrite", "Replace a finished run in the output directory.")] = False,
+    resume: Annotated[
+        Optional[str], opt("resume", "Continue from the newest checkpoint (auto) or from a checkpoint folder.")
+    ] = None,
 ) -> None:
     """Fine-tune one model (finetune.py's flags and defaults)."""
     from .settings import FinetuneSettings, parse_lora_targets
@@ -119,7 +122,7 @@ def finetune(
             seed=seed, fp16=fp16, bf16=bf16, no_qlora=no_qlora, save_steps=save_steps, eval_steps=eval_steps,
             logging_steps=logging_steps, warmup_ratio=warmup_ratio, device_map=device_map, disable_tqdm=disable_tqdm,
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_steps=max_steps, model_id=model_id,
-            lora_targets=parse_lora_targets(lora_targets), overwrite=overwrite,
+            lora_targets=parse_lora_targets(lora_targets), overwrite=overwrite, resume=resume,
         )  # fmt: skip
         if dry_run:
             from .train import dry_run_record
@@ -157,15 +160,22 @@ def finetune_all(
             overrides=overrides,
         )  # fmt: skip
         if dry_run:
-            from .train import dry_run_record
+            from .finetune_all import dry_run_all
 
-            print_json([dry_run_record(s) for s in settings_list])
+            records, failed = dry_run_all(settings_list)
+            print_json(records)
+            for record in failed:
+                sys.stderr.write(f"csas: error: {record['which']}: {record['error']}\n")
+            if failed:
+                raise typer.Exit(2)
             return
     from .finetune_all import run_all
     from .summary import print_summary
 
-    outcomes = run_all(settings_list, say=lambda m: sys.stderr.write(m + "\n"))
+    outcomes = run_all(settings_list, say=lambda m: sys.stderr.write(m + "\n"), model_root=model_root)
     print_summary(outcomes)
+    if any(o.status == "interrupted" for o in outcomes):
+        raise typer.Exit(130)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
 
@@ -218,13 +228,25 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the regis
     Console().print(table)
 
 
+def bare_resume_means_auto(args: list[str]) -> list[str]:
+    """`--resume` given without a value (last, or followed by another flag) means `--resume auto`."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("--")):
+            out.append("auto")
+    return out
+
+
 def main() -> None:
     """Console entry point: usage errors (a mistyped value, an unknown flag) also come out as one line."""
-    # Typer vendors click; its exception classes live here and are the ones raised.
-    from typer._click import exceptions as click_errors
+    try:  # recent Typer vendors click; its exception classes are the ones raised
+        from typer._click import exceptions as click_errors
+    except ImportError:  # older Typer uses click itself
+        from click import exceptions as click_errors  # type: ignore[no-redef]
 
     try:
-        code = app(standalone_mode=False)
+        code = app(args=bare_resume_means_auto(sys.argv[1:]), standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
         code = 0

@@ -202,11 +202,12 @@ def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
 def split_examples(examples: Sequence[Example], val_ratio: float, seed: int) -> Split:
     """Split `examples` into train and eval, keeping each publication wholly on one side.
 
-    Rows sharing a pub_number form one group; a row without one is a group of its own. Groups are sorted by key,
-    shuffled with `random.Random(seed)`, and taken in that order into eval while eval holds fewer than
-    `max(1, ceil(val_ratio * len(examples)))` rows, so eval may overshoot by part of one publication. The last
-    shuffled group always stays in train: with val_ratio > 0 and at least two groups, eval gets at least one group
-    and train keeps at least one; with a single group, or val_ratio 0, eval is empty. Both sides keep input order.
+    Rows sharing a pub_number form one group; a row without one is a group of its own. Groups are sorted by key and
+    shuffled with `random.Random(seed)`; in that order, each group that still fits goes to eval, until eval holds
+    `max(1, ceil(val_ratio * len(examples)))` rows, so one large publication cannot swallow the data. When no group
+    fits, eval gets the first smallest one. The last shuffled group always stays in train: with val_ratio > 0 and at
+    least two groups, eval gets at least one group and train keeps at least one; with a single group, or val_ratio
+    0, eval is empty. Both sides keep input order.
     """
     if not (0.0 <= val_ratio < 1.0):
         raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
@@ -221,10 +222,14 @@ def split_examples(examples: Sequence[Example], val_ratio: float, seed: int) -> 
     # round() first so that float noise (0.1 * 30 = 3.0000000000000004) does not add a row.
     eval_rows = max(1, math.ceil(round(val_ratio * len(examples), 9))) if val_ratio > 0 else 0
     in_eval: set[int] = set()
-    for group in order[:-1]:
+    candidates = order[:-1]
+    for group in candidates:
         if len(in_eval) >= eval_rows:
             break
-        in_eval.update(group)
+        if len(in_eval) + len(group) <= eval_rows:
+            in_eval.update(group)
+    if eval_rows and not in_eval and candidates:
+        in_eval.update(min(candidates, key=len))
     train = [ex for i, ex in enumerate(examples) if i not in in_eval]
     evaluation = [ex for i, ex in enumerate(examples) if i in in_eval]
     return Split(

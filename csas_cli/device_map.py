@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from .errors import SettingsError
+
 DeviceMap = None | str | dict[str, int]
 
 
@@ -35,8 +37,6 @@ def resolve_device_map(
 
 def distributed_env(environ: Mapping[str, str]) -> tuple[int, int]:
     """(world_size, local_rank) from torchrun's environment variables; (1, 0) outside a distributed launch."""
-    from .errors import SettingsError
-
     values = []
     for name, default in (("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
         raw = environ.get(name, "")

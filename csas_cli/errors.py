@@ -9,6 +9,8 @@ class CsasError(Exception):
     """A failure caused by input, settings or environment, reported to the user in one line."""
 
     exit_code = 2
+    label = "error"
+    """How the one-line message is introduced: `csas: <label>: <message>`."""
 
 
 class DataError(CsasError):
@@ -29,3 +31,9 @@ class ModelError(CsasError):
 
 class HardwareError(CsasError):
     """The requested precision or device is not available on this machine."""
+
+
+class TrainingError(CsasError):
+    """Training cannot go on (a non-finite loss, out of memory); the message names the step."""
+
+    exit_code = 3

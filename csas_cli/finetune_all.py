@@ -1,7 +1,8 @@
 """`csas finetune-all`: every registry model with finetune_all.py's table, one after another.
 
 A failing model does not stop the others; finished runs are skipped unless --overwrite is given, and a run left
-unfinished by a failure starts over, so rerunning the same command after a failure trains only what is missing.
+unfinished (a failure, a time limit, preemption) resumes from its newest checkpoint, so rerunning the same command
+trains only what is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 from .errors import CsasError, SettingsError
 from .outputs import run_state
-from .registry import MODEL_KEYS
+from .registry import MODEL_KEYS, REGISTRY
 from .settings import FinetuneSettings, settings_from_table
 from .train import RunResult, run_finetune
 
@@ -61,11 +62,29 @@ def all_settings(
     ]
 
 
+def dry_run_all(settings_list: Sequence[FinetuneSettings]) -> tuple[list[dict], list[dict]]:
+    """Every model's plan, in order; a model whose plan cannot be made gets {"which", "error"} instead."""
+    from .train import dry_run_record
+
+    records: list[dict] = []
+    for settings in settings_list:
+        try:
+            records.append(dry_run_record(settings))
+        except CsasError as exc:
+            records.append({"which": settings.which, "error": str(exc), "exception": exc})
+    failed = [r for r in records if "error" in r]
+    if failed and len(failed) == len(records) and len({r["error"] for r in failed}) == 1:
+        raise failed[0]["exception"]  # one problem for every model (a missing data file): say it once
+    for r in failed:
+        del r["exception"]
+    return records, failed
+
+
 @dataclass(frozen=True)
 class Outcome:
     key: str
     status: str
-    """ok, skipped (a finished run was already there) or failed."""
+    """ok, skipped (a finished run was already there), failed, or interrupted (Ctrl-C; the rest did not run)."""
     message: str = ""
     result: RunResult | None = None
 
@@ -75,6 +94,7 @@ def run_all(
     *,
     run_one: Callable[[FinetuneSettings], RunResult] = run_finetune,
     say: Callable[[str], None] = print,
+    model_root: Path | None = None,
 ) -> list[Outcome]:
     outcomes = []
     for settings in settings_list:
@@ -84,12 +104,17 @@ def run_all(
             say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
             outcomes.append(Outcome(key, "skipped", "already finished"))
             continue
-        if state == "unfinished":
-            say(f"{key}: {settings.run_dir} holds an unfinished run; starting it over")
-            settings = replace(settings, overwrite=True)
+        if state == "unfinished" and not settings.overwrite:
+            say(f"{key}: {settings.run_dir} holds an unfinished run; resuming it from its newest checkpoint")
+            settings = replace(settings, resume="auto")
+        if settings.model_id is None and model_root is not None:
+            say(f"{key}: no {model_root / key}; using the hub id {REGISTRY[key].hub_id}")
         say(f"{key}: training into {settings.run_dir}")
         try:
             outcomes.append(Outcome(key, "ok", result=run_one(settings)))
+        except KeyboardInterrupt:
+            outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
+            break
         except CsasError as exc:
             say(f"{key}: failed: {exc}")
             outcomes.append(Outcome(key, "failed", str(exc)))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HardwareError, ModelError
+from .errors import HardwareError, ModelError, SettingsError
 from .registry import Family
 from .settings import Plan
 
@@ -120,10 +120,20 @@ def load_config(model_id: str, family: Family, which: str) -> Any:
     check_local_snapshot(model_id)
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the hub client and config classes raise many kinds
         raise ModelError(f"--model-id {model_id}: cannot load its config ({one_line(exc)})") from None
     check_model_family(config, family, model_id, which)
     return config
+
+
+def check_lengths(config: Any, family: Family, max_source_len: int, max_target_len: int) -> None:
+    """Marian and mBART-50 have a fixed number of positions; longer inputs would fail in the middle of training."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not family.fixed_positions or limit is None:
+        return
+    for flag, value in (("--max-source-len", max_source_len), ("--max-target-len", max_target_len)):
+        if value > limit:
+            raise SettingsError(f"{flag} {value}: this model has {limit} positions; use at most {limit}")
 
 
 def load_tokenizer(model_id: str) -> Any:
@@ -132,7 +142,7 @@ def load_tokenizer(model_id: str) -> Any:
 
     try:
         return AutoTokenizer.from_pretrained(model_id, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - missing or broken tokenizer files raise TypeError, OSError, ...
         raise ModelError(f"--model-id {model_id}: cannot load its tokenizer ({one_line(exc)})") from None
 
 
@@ -163,9 +173,12 @@ def load_model(plan: Plan, config: Any, precision: Precision, device: Any) -> An
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(plan.model_id, config=config, **kwargs)
-    except (OSError, ValueError) as exc:
+        model, info = AutoModelForSeq2SeqLM.from_pretrained(
+            plan.model_id, config=config, output_loading_info=True, **kwargs
+        )
+    except Exception as exc:  # noqa: BLE001 - truncated files, bad device maps, quantization errors, ...
         raise ModelError(f"--model-id {plan.model_id}: cannot load the model ({one_line(exc)})") from None
+    check_loading_info(info, plan.model_id)
     if device_map is None:
         model.to(device)
     model.config.use_cache = False
@@ -178,7 +191,36 @@ def load_model(plan: Plan, config: Any, precision: Precision, device: Any) -> An
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
         )
+        restore_frozen_dtype(model, precision)
     return model
+
+
+# Tied to the shared embedding, or computed rather than stored: legitimately absent from a checkpoint.
+NOT_STORED = re.compile(r"(^|\.)(lm_head\.weight|embed_tokens\.weight|embed_positions\.\w+|final_logits_bias)$")
+
+
+def check_loading_info(info: dict[str, Any], model_id: str) -> None:
+    """Refuse a checkpoint whose weights do not cover the model: transformers would fill the gap with noise."""
+    missing = sorted(k for k in info.get("missing_keys", ()) if not NOT_STORED.search(k))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    for what, keys in (("lacks", missing), ("has wrongly shaped", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise ModelError(f"--model-id {model_id}: the checkpoint {what} weights ({shown}); is it complete?")
+
+
+def restore_frozen_dtype(model: Any, precision: Precision) -> None:
+    """Undo prepare_model_for_kbit_training's fp32 upcast of frozen weights, keeping only layer norms in fp32.
+
+    Under --bf16/--fp16 the upcast would hold mBART-50's 250k-row embedding in fp32 (about 1 GB) for no gain.
+    """
+    import torch
+
+    if precision.weight_dtype == torch.float32:
+        return
+    for name, param in model.named_parameters():
+        if not param.requires_grad and param.dtype == torch.float32 and "norm" not in name:
+            param.data = param.data.to(precision.weight_dtype)
 
 
 def keep_4bit_layers_trainable(model: Any) -> None:
@@ -212,7 +254,10 @@ def add_lora(model: Any, plan: Plan) -> Any:
         bias="none",
         task_type=TaskType.SEQ_2_SEQ_LM,
     )
-    model = get_peft_model(model, config)
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as exc:  # peft refuses modules it cannot adapt (layer norms, embeddings by suffix, ...)
+        raise ModelError(f"--lora-targets: {one_line(exc)}") from None
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.to(torch.float32)

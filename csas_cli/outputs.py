@@ -43,18 +43,31 @@ def run_state(run_dir: Path) -> str:
     return "empty"
 
 
+def nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_run_dir(run_dir: Path, overwrite: bool) -> str:
     """Refuse, before anything is loaded or written, to replace a run the user did not ask to replace."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputError(f"--output-dir: {run_dir} exists and is not a directory")
+    existing = nearest_existing(run_dir)
+    if not existing.is_dir():
+        raise OutputError(f"--output-dir: {existing} exists and is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--output-dir: {existing} is not writable")
     state = run_state(run_dir)
+    if state == "empty" and ((run_dir / "config.json").exists() or any(run_dir.glob("*.safetensors"))):
+        raise OutputError(f"--output-dir: {run_dir} holds a model, not a csas run; choose another --output-dir")
     if overwrite:
         return state
     if state == "finished":
         raise OutputError(f"--output-dir: {run_dir} holds a finished run; pass --overwrite to replace it")
     if state == "unfinished":
         raise OutputError(
-            f"--output-dir: {run_dir} holds an unfinished run (no {FINISHED}); pass --overwrite to start it over"
+            f"--output-dir: {run_dir} holds an unfinished run (no {FINISHED}); pass --resume auto to continue it "
+            "or --overwrite to start it over"
         )
     return state
 

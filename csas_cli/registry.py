@@ -30,14 +30,18 @@ class Family:
     """csas language -> the tokenizer's language code; None for families that are one direction per checkpoint."""
     shardable: bool
     """Whether `--device-map` may spread the model over devices (the seed's `is_opus` rule says no for Marian)."""
+    fixed_positions: bool
+    """Whether inputs are limited to config.max_position_embeddings (M2M100's sinusoidal positions grow)."""
 
     def code(self, lang: str) -> str | None:
         return None if self.language_codes is None else self.language_codes[lang]
 
 
-MARIAN = Family("marian", "marian", None, shardable=False)
-M2M100 = Family("m2m100", "m2m_100", MappingProxyType({"en": "en", "fr": "fr"}), shardable=True)
-MBART50 = Family("mbart50", "mbart", MappingProxyType({"en": "en_XX", "fr": "fr_XX"}), shardable=True)
+MARIAN = Family("marian", "marian", None, shardable=False, fixed_positions=True)
+M2M100 = Family("m2m100", "m2m_100", MappingProxyType({"en": "en", "fr": "fr"}), shardable=True, fixed_positions=False)
+MBART50 = Family(
+    "mbart50", "mbart", MappingProxyType({"en": "en_XX", "fr": "fr_XX"}), shardable=True, fixed_positions=True
+)
 
 FAMILIES = {f.name: f for f in (MARIAN, M2M100, MBART50)}
 
@@ -120,7 +124,7 @@ ALL_LINEAR_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 
 
 def lookup(key: str) -> ModelSpec:
-    """The registry entry for `key`; KeyError lists are turned into a flag error by the caller."""
+    """The registry entry for `key` (KeyError for an unknown key; settings validate --which before this)."""
     return REGISTRY[key]
 
 

@@ -102,6 +102,8 @@ class FinetuneSettings:
     """Module-name suffixes that get LoRA adapters."""
     overwrite: bool = False
     """Allow replacing a finished run in the output directory."""
+    resume: str | None = None
+    """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
 
     def __post_init__(self) -> None:
         if self.which not in REGISTRY:
@@ -125,6 +127,10 @@ class FinetuneSettings:
                 raise SettingsError(f"{flag(name)} must be in [0, 1), got {value}")
         if not self.device_map.strip():
             raise SettingsError("--device-map must not be empty (use auto, cpu, cuda:0 or none)")
+        if self.resume is not None and self.overwrite:
+            raise SettingsError("--resume and --overwrite exclude each other: continue a run, or replace it")
+        if self.resume is not None and not self.resume.strip():
+            raise SettingsError("--resume needs auto or a checkpoint folder")
         if not self.lora_targets:
             raise SettingsError("--lora-targets must name at least one module")
 

@@ -17,7 +17,7 @@ def print_summary(outcomes: Sequence[Outcome]) -> None:
     from rich.table import Table
 
     table = Table("model", "status", "steps", "train loss", "eval loss", "time", "note", title="finetune-all")
-    styles = {"ok": "green", "skipped": "cyan", "failed": "red"}
+    styles = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}
     for o in outcomes:
         r = o.result
         table.add_row(

@@ -6,18 +6,20 @@ writes: what --dry-run prints); `FinetuneRecipe` then loads, trains and writes t
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .batches import IGNORE_INDEX, collate, optimizer_steps, plan_steps
-from .checkpoints import save_checkpoint
+from .checkpoints import CheckpointError, restore_checkpoint, save_checkpoint, step_dir_name
 from .data import Split, load_examples, split_examples
 from .device_map import distributed_env
-from .errors import CsasError, SettingsError
+from .errors import CsasError, ModelError, SettingsError, TrainingError
 from .features import TokenizedPair, tokenize_examples
 from .outputs import (
     ADAPTER_DIR,
@@ -28,6 +30,7 @@ from .outputs import (
     RUN_JSON,
     MetricsLog,
     check_run_dir,
+    read_metrics,
     clear_run_dir,
     file_sha256,
     library_versions,
@@ -35,15 +38,11 @@ from .outputs import (
     run_state,
     write_json_atomic,
 )
+from .preemption import Preempted, StopRequest
 from .progress import Reporter, use_progress_bar
 from .registry import REGISTRY
+from .resume import check_resumable, choose_checkpoint
 from .settings import FinetuneSettings, Plan, build_plan
-
-
-class TrainingError(CsasError):
-    """Training cannot go on (a non-finite loss, for example)."""
-
-    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -84,20 +83,35 @@ class RunResult:
 
 
 def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> RunResult:
-    """Check the output directory, prepare, train and write one run."""
-    check_run_dir(settings.run_dir, settings.overwrite)
+    """Check the output directory, prepare, train and write one run (or continue one with --resume)."""
+    run_dir = settings.run_dir
+    if settings.resume is None:
+        check_run_dir(run_dir, settings.overwrite)
+    elif run_state(run_dir) == "finished":
+        return finished_result(run_dir)  # a requeued job whose run already completed has nothing left to do
     prepared = prepare_run(settings, environ)
     if prepared.plan.world_size > 1:
         raise SettingsError(
             f"WORLD_SIZE={prepared.plan.world_size}: multi-process training is not supported yet; run one process"
         )
-    recipe = FinetuneRecipe(prepared.plan, prepared.split)
+    resume_from = None
+    if settings.resume is not None:
+        resume_from = choose_checkpoint(run_dir, settings.resume, warn=lambda m: sys.stderr.write(m + "\n"))
+        if resume_from is not None:
+            check_resumable(run_dir, prepared.plan, file_sha256(settings.data))
+    recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from)
     try:
         recipe.setup()
         recipe.train()
         return recipe.finish()
     finally:
         recipe.cleanup()
+
+
+def finished_result(run_dir: Path) -> RunResult:
+    record = json.loads((run_dir / FINISHED).read_text(encoding="utf-8"))
+    sys.stderr.write(f"{run_dir} holds a finished run; nothing to resume\n")
+    return RunResult(str(run_dir), record.get("steps", 0), record.get("train_loss"), record.get("eval_loss"), 0.0)
 
 
 def token_count(pairs: Sequence[TokenizedPair]) -> int:
@@ -107,15 +121,20 @@ def token_count(pairs: Sequence[TokenizedPair]) -> int:
 class FinetuneRecipe:
     """One run. `setup` builds everything in dependency order; `train` is the whole loop, written out."""
 
-    def __init__(self, plan: Plan, split: Split) -> None:
+    def __init__(self, plan: Plan, split: Split, resume_from: Path | None = None) -> None:
         self.plan = plan
         self.split = split
         self.run_dir = plan.run_dir
+        self.resume_from = resume_from
         self.reporter: Reporter | None = None
         self.metrics: MetricsLog | None = None
         self.last_train_loss: float | None = None
         self.last_eval_loss: float | None = None
         self.steps_done = 0
+        # Training loss sum and target tokens since the last logged step; checkpointed, so a resumed run logs the
+        # same averages as an uninterrupted one.
+        self.window = [0.0, 0]
+        self.stop = StopRequest()
         self.started = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------------------------
@@ -128,6 +147,7 @@ class FinetuneRecipe:
 
         from .modeling import (
             add_lora,
+            check_lengths,
             check_precision,
             input_device,
             load_config,
@@ -146,6 +166,7 @@ class FinetuneRecipe:
         # weights load, and the data must be tokenized before the step count is known.
         family = REGISTRY[plan.which].family
         config = load_config(plan.model_id, family, plan.which)
+        check_lengths(config, family, plan.max_source_len, plan.max_target_len)
         self.tokenizer = load_tokenizer(plan.model_id)
         lengths = {"max_source_len": plan.max_source_len, "max_target_len": plan.max_target_len}
         self.train_pairs = tokenize_examples(self.tokenizer, family, self.split.train, **lengths)
@@ -158,26 +179,39 @@ class FinetuneRecipe:
         set_seed(plan.seed)
         self.model = add_lora(model, plan)
         self.batch_device = input_device(self.model)
+        if self.batch_device.type != self.device.type:
+            # --device-map placed the model elsewhere (cpu on a GPU node): compute where the model is.
+            self.device = self.batch_device
+            self.precision = check_precision(plan.precision, self.device)
         config = self.model.get_base_model().config
         self.pad_id = config.pad_token_id
         self.decoder_start_id = config.decoder_start_token_id
         if self.pad_id is None or self.decoder_start_id is None:
-            raise CsasError(f"--model-id {plan.model_id}: its config has no pad_token_id or decoder_start_token_id")
+            raise ModelError(f"--model-id {plan.model_id}: its config has no pad_token_id or decoder_start_token_id")
 
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=plan.learning_rate, weight_decay=plan.weight_decay, fused=self.device.type == "cuda"
+            trainable,
+            lr=plan.learning_rate,
+            weight_decay=plan.weight_decay,
+            fused=all(p.device.type == "cuda" for p in trainable),
         )
         warmup = math.ceil(plan.warmup_ratio * self.steps.total_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.steps.total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.needs_loss_scaler else None
 
         # Outputs are touched only now that everything loaded: a bad model id leaves a previous run as it was.
-        clear_run_dir(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run_dir / RUN_JSON, self.run_record(trainable))
+        if self.resume_from is not None:
+            # Last, so the restored RNG states are not consumed by anything above.
+            self.resume(trainable)
+        else:
+            clear_run_dir(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run_dir / RUN_JSON, self.run_record(trainable))
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.reporter = Reporter(self.run_dir / LOG, bar=use_progress_bar(plan.disable_tqdm))
+        if self.resume_from is not None:
+            self.reporter.line(f"resuming from {self.resume_from} (step {self.steps_done})")
         n_trainable = sum(p.numel() for p in trainable)
         n_total = sum(p.numel() for p in self.model.parameters())
         self.reporter.line(
@@ -186,6 +220,30 @@ class FinetuneRecipe:
             f"{self.steps.total_steps} steps of {plan.global_batch} samples; "
             f"LoRA r={plan.lora_r} on {','.join(plan.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
         )
+
+    def resume(self, trainable: Sequence[Any]) -> None:
+        """Load the checkpoint, drop metrics logged after it (they will be logged again), note the resume."""
+        assert self.resume_from is not None
+        try:
+            state = restore_checkpoint(
+                self.resume_from, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                scaler=self.scaler,
+            )  # fmt: skip
+        except CheckpointError as exc:
+            raise CsasError(f"--resume: {exc}; remove that folder to resume from the one before") from None
+        self.steps_done = int(state["step"])
+        self.window = list(state.get("window", [0.0, 0]))
+        self.last_train_loss = state.get("last_train_loss")
+        self.last_eval_loss = state.get("last_eval_loss")
+        metrics_path = self.run_dir / METRICS
+        if metrics_path.exists():
+            kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= self.steps_done]
+            tmp = metrics_path.with_name(METRICS + ".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            os.replace(tmp, metrics_path)
+        record = json.loads((self.run_dir / RUN_JSON).read_text(encoding="utf-8"))
+        record.setdefault("resumed", []).append({"from_step": self.steps_done, "at": now_iso(), "device": str(self.device)})
+        write_json_atomic(self.run_dir / RUN_JSON, record)
 
     def run_record(self, trainable: Sequence[Any]) -> dict[str, Any]:
         return {
@@ -212,10 +270,11 @@ class FinetuneRecipe:
                 attention_mask=batch["attention_mask"],
                 decoder_input_ids=batch["decoder_input_ids"],
             ).logits
+        # Only target positions are upcast: padding rows would cost a full-vocabulary fp32 copy for nothing.
+        target = batch["labels"] != IGNORE_INDEX
         return F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)),
-            batch["labels"].view(-1),
-            ignore_index=IGNORE_INDEX,
+            logits[target].float(),
+            batch["labels"][target],
             label_smoothing=self.plan.label_smoothing,
             reduction="sum",
         )
@@ -242,58 +301,77 @@ class FinetuneRecipe:
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.plan.max_grad_norm
         )
+        lr = self.scheduler.get_last_lr()[0]
         if self.scaler:
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale  # the scaler skips steps with inf/nan gradients
         else:
             self.optimizer.step()
-        lr = self.scheduler.get_last_lr()[0]
-        self.scheduler.step()
+            stepped = True
+        if stepped:  # as in the HF Trainer, a skipped step does not advance the schedule
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return step_loss.item() / step_tokens, float(grad_norm), lr  # one host sync per optimizer step
+        loss_sum, norm = torch.stack([step_loss.float(), grad_norm.float().to(step_loss.device)]).tolist()
+        return loss_sum / step_tokens, norm, lr  # one host sync per optimizer step
 
     def train(self) -> None:
+        with self.stop:
+            self.train_loop()
+
+    def train_loop(self) -> None:
+        import torch
+
         plan, steps, reporter = self.plan, self.steps, self.reporter
         assert reporter is not None and self.metrics is not None
         lengths = [p.length for p in self.train_pairs]
         reporter.start(steps.total_steps)
         self.model.train()
-        window_loss, window_tokens, window_samples = 0.0, 0, 0
-        window_start, paused = time.monotonic(), 0.0  # evaluation and checkpoint time is not training throughput
+        # Throughput since the last log; evaluation and checkpoint time is not training time.
+        window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
         for step, epoch, micro_batches in optimizer_steps(
-            lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps
+            lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps, start_step=self.steps_done
         ):
             groups = [[self.train_pairs[i] for i in mb] for mb in micro_batches]
             step_tokens = sum(token_count(g) for g in groups)
-            loss_value, grad_norm, lr = self.optimizer_step(groups, step_tokens)
+            try:
+                loss_value, grad_norm, lr = self.optimizer_step(groups, step_tokens)
+            except torch.OutOfMemoryError:
+                raise TrainingError(
+                    f"step {step}: out of memory with {plan.batch_size} pairs per micro-batch of up to "
+                    f"{max(p.length for g in groups for p in g)} tokens; lower --batch-size (raising --grad-accum "
+                    "keeps the step's size) or --max-source-len/--max-target-len"
+                ) from None
             if not math.isfinite(loss_value):
                 raise TrainingError(
                     f"step {step}: the training loss is {loss_value}; lower --lr, or use --bf16 instead of --fp16"
                 )
             self.steps_done = step
-            window_loss += loss_value * step_tokens
-            window_tokens += step_tokens
-            window_samples += sum(len(g) for g in groups)
+            self.window[0] += loss_value * step_tokens
+            self.window[1] += step_tokens
+            samples += sum(len(g) for g in groups)
+            tokens += step_tokens
             elapsed = max(time.monotonic() - window_start - paused, 1e-9)
-            stats = {"loss": loss_value, "learning_rate": lr, "samples_per_second": window_samples / elapsed}
-            reporter.step(step, stats)
+            samples_per_second = samples / elapsed
+            reporter.step(step, {"loss": loss_value, "learning_rate": lr, "samples_per_second": samples_per_second})
 
             last = step == steps.total_steps
             if step == 1 or step % plan.logging_steps == 0 or last:
                 record = {
                     "step": step,
                     "epoch": round(epoch + self.epoch_fraction(step), 4),
-                    "loss": window_loss / window_tokens,
+                    "loss": self.window[0] / self.window[1],
                     "learning_rate": lr,
                     "grad_norm": grad_norm,
-                    "samples_per_second": window_samples / elapsed,
-                    "tokens_per_second": window_tokens / elapsed,
+                    "samples_per_second": samples_per_second,
+                    "tokens_per_second": tokens / elapsed,
                 }
                 self.metrics.write(record)
                 reporter.metrics(step, record)
                 self.last_train_loss = record["loss"]
-                window_loss, window_tokens, window_samples = 0.0, 0, 0
-                window_start, paused = time.monotonic(), 0.0
+                self.window = [0.0, 0]
+                window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
             pause_start = time.monotonic()
             if self.eval_pairs and (step % plan.eval_steps == 0 or last):
                 eval_loss = self.evaluate()
@@ -301,19 +379,34 @@ class FinetuneRecipe:
                 record = {"step": step, "eval_loss": eval_loss}
                 self.metrics.write(record)
                 reporter.metrics(step, record)
-            if step % plan.save_steps == 0 and not last:
-                save_checkpoint(
-                    self.run_dir / CHECKPOINTS_DIR,
-                    step,
-                    model=self.model,
-                    optimizer=self.optimizer,
-                    scheduler=self.scheduler,
-                    scaler=self.scaler,
-                    state={"epoch": epoch, "total_steps": steps.total_steps},
-                    keep=plan.keep_checkpoints,
+            if not last and (step % plan.save_steps == 0 or self.stop.requested):
+                self.save_checkpoint(step, epoch)
+            if self.stop.requested and not last:
+                raise Preempted(
+                    f"stopped by {self.stop.signal_name} after step {step} of {steps.total_steps}; checkpoint "
+                    f"{CHECKPOINTS_DIR}/{step_dir_name(step)} written; run the same command with --resume auto"
                 )
-                reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/step-{step:06d}")
             paused += time.monotonic() - pause_start
+
+    def save_checkpoint(self, step: int, epoch: int) -> None:
+        assert self.reporter is not None
+        save_checkpoint(
+            self.run_dir / CHECKPOINTS_DIR,
+            step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            state={
+                "epoch": epoch,
+                "total_steps": self.steps.total_steps,
+                "window": self.window,
+                "last_train_loss": self.last_train_loss,
+                "last_eval_loss": self.last_eval_loss,
+            },
+            keep=self.plan.keep_checkpoints,
+        )
+        self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")
 
     def epoch_fraction(self, step: int) -> float:
         done_in_epoch = (step - 1) % self.steps.steps_per_epoch + 1

@@ -430,8 +430,13 @@ def test_finetune_all_missing_data(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_finetune_all_needs_rows_for_every_model(runner: CliRunner, tmp_path: Path) -> None:
     only_en = write_data(tmp_path / "en.jsonl", n_en=4, n_fr=0)
-    line = one_error_line(invoke(runner, ["finetune-all", "--data", str(only_en), "--dry-run"]))
-    assert str(only_en) in line and "source_lang fr" in line
+    result = invoke(runner, ["finetune-all", "--data", str(only_en), "--dry-run"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == ["mbart50_mmt_en", "opus_mt_fr_en"]
+    assert all(line.startswith("csas: error: ") and str(only_en) in line and "source_lang fr" in line for line in lines)
+    records = json.loads(result.stdout)  # the plans that could be made are still printed, in the table's order
+    assert [r["which"] for r in records] == list(MODEL_KEYS) and [("error" in r) for r in records] == [False, False, True, False, True]
     plans = all_plans(runner, only_en, "--only", "m2m100_418m,mbart50_mmt_fr,opus_mt_en_fr")
     assert [p["train_rows"] + p["eval_rows"] for p in plans] == [4, 4, 4]
 

@@ -381,11 +381,26 @@ def test_split_size_rule() -> None:
     assert len(split_examples(singles, 0.001, 0).eval) == 1  # val_ratio > 0 gives at least one row
 
 
-def test_split_overshoots_by_at_most_the_last_group() -> None:
+def test_split_stays_within_the_target_when_groups_fit() -> None:
     examples = [ex(n, f"P{n % 5}") for n in range(1, 51)]  # five publications of ten rows
-    split = split_examples(examples, 0.25, 3)  # wants 13 rows: two publications
-    assert len(split.eval) == 20 and split.eval_publications == 2 and split.train_publications == 3
+    split = split_examples(examples, 0.25, 3)  # wants 13 rows: one publication fits, two would not
+    assert len(split.eval) == 10 and split.eval_publications == 1 and split.train_publications == 4
 
+
+@pytest.mark.parametrize("seed", range(8))
+def test_one_large_publication_cannot_swallow_the_data(seed: int) -> None:
+    big = [ex(n, "BIG") for n in range(1, 901)]
+    small = [ex(n, f"S{n % 10}") for n in range(901, 1001)]  # ten publications of ten rows
+    split = split_examples(big + small, 0.05, seed)  # wants 50 rows
+    assert 40 <= len(split.eval) <= 50
+    assert all(e.pub_number != "BIG" for e in split.eval)
+
+
+def test_when_no_group_fits_eval_takes_the_smallest() -> None:
+    examples = [ex(n, "A") for n in range(1, 41)] + [ex(n, "B") for n in range(41, 61)]
+    examples += [ex(n, "C") for n in range(61, 91)]
+    split = split_examples(examples, 0.05, 0)  # wants 5 rows; every publication is larger
+    assert split.eval_publications == 1 and len(split.eval) in (20, 30, 40) and split.train
 
 def test_split_zero_ratio() -> None:
     split = split_examples(mixed(), 0.0, 1)

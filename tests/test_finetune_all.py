@@ -146,9 +146,9 @@ def test_several_failures_kept_in_order(tmp_path: Path) -> None:
 
 def test_keyboard_interrupt_stops_the_loop(tmp_path: Path) -> None:
     runner = FakeRunner({"mbart50_mmt_fr": KeyboardInterrupt()})
-    with pytest.raises(KeyboardInterrupt):
-        run_all(settings_under(tmp_path), run_one=runner, say=lambda m: None)
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=lambda m: None)
     assert runner.calls == KEYS[:2]
+    assert [(o.key, o.status) for o in outcomes] == [("m2m100_418m", "ok"), ("mbart50_mmt_fr", "interrupted")]
 
 
 def test_finished_runs_are_skipped(tmp_path: Path) -> None:
@@ -196,8 +196,8 @@ class FakeRecipe:
     fail_in_train: set[str] = set()
     trained: list[str] = []
 
-    def __init__(self, plan, split) -> None:
-        self.plan, self.split = plan, split
+    def __init__(self, plan, split, resume_from=None) -> None:
+        self.plan, self.split, self.resume_from = plan, split, resume_from
 
     def setup(self) -> None:
         self.plan.run_dir.mkdir(parents=True, exist_ok=True)

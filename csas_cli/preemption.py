@@ -1,0 +1,54 @@
+"""Stopping cleanly when the scheduler asks: SIGTERM (preemption, scancel) or SIGUSR1 (SLURM's --signal warning).
+
+The handler only records the request; the training loop finishes its optimizer step, writes a checkpoint and exits
+with PREEMPTED_EXIT_CODE, so that a requeued job running the same command with --resume auto continues exactly.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+from .errors import CsasError
+
+PREEMPTED_EXIT_CODE = 75
+"""EX_TEMPFAIL: stopped on request with a checkpoint written; run the same command with --resume auto."""
+
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+class Preempted(CsasError):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    exit_code = PREEMPTED_EXIT_CODE
+    label = "stopped"
+
+
+class StopRequest:
+    """Records SIGTERM/SIGUSR1 while installed (a context manager); restores the previous handlers on exit."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopRequest":
+        # Signal handlers can only be installed from the main thread (tests may drive the loop from others).
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                signum = getattr(signal, name, None)
+                if signum is not None:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()

@@ -1,0 +1,60 @@
+"""Resuming a run: which checkpoint to continue from, and whether the run asked for is the run on disk.
+
+A resumed run must see the same data, model and hyperparameters as the run that wrote the checkpoint, or its result
+is neither run; the intervals (logging, evaluation, checkpoints) and the progress display may change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from .checkpoints import CheckpointError, newest_usable_checkpoint, read_state
+from .errors import SettingsError
+from .outputs import CHECKPOINTS_DIR, RUN_JSON
+from .settings import Plan
+
+MUST_MATCH = (
+    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "world_size", "global_batch", "epochs",
+    "max_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "max_source_len", "max_target_len",
+    "precision", "qlora", "seed", "warmup_ratio", "val_ratio", "train_rows", "eval_rows",
+)  # fmt: skip
+"""Plan fields a resumed run must share with the run on disk."""
+
+
+def plan_differences(recorded: dict[str, Any], plan: Plan, data_sha256: str) -> list[str]:
+    """Human-readable differences between the run.json on disk and the plan asked for now (pure)."""
+    now = plan.to_dict()
+    before = recorded.get("plan", {})
+    diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in MUST_MATCH if before.get(key) != now[key]]
+    if recorded.get("data_sha256") != data_sha256:
+        diffs.append(f"data file content changed ({plan.data})")
+    return diffs
+
+
+def check_resumable(run_dir: Path, plan: Plan, data_sha256: str) -> None:
+    try:
+        recorded = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"--resume: cannot read {run_dir / RUN_JSON} ({exc}); pass --overwrite to start over") from None
+    diffs = plan_differences(recorded, plan, data_sha256)
+    if diffs:
+        raise SettingsError(
+            f"--resume: {run_dir} was trained with other settings ({'; '.join(diffs)}); "
+            "rerun with the original settings, or pass --overwrite to start over"
+        )
+
+
+def choose_checkpoint(run_dir: Path, resume: str, warn: Callable[[str], None]) -> Path | None:
+    """`--resume auto`: the newest usable checkpoint (None when there is none yet); `--resume PATH`: that one."""
+    if resume == "auto":
+        return newest_usable_checkpoint(run_dir / CHECKPOINTS_DIR, warn)
+    path = Path(resume)
+    try:
+        read_state(path)
+    except CheckpointError as exc:
+        raise SettingsError(f"--resume: {exc}") from None
+    if path.resolve().parent != (run_dir / CHECKPOINTS_DIR).resolve():
+        raise SettingsError(f"--resume: {path} is not a checkpoint of {run_dir}")
+    return path

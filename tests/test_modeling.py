@@ -139,3 +139,44 @@ def test_qlora_trains_after_an_evaluation_pass(tiny_models):
 def test_tokenizer_is_the_family_class(tiny_models):
     assert type(load_tokenizer(str(tiny_models["m2m100_418m"]))).__name__ == "M2M100Tokenizer"
     assert json.loads((tiny_models["m2m100_418m"] / "config.json").read_text())["decoder_start_token_id"] == 2
+
+
+def test_lengths_beyond_fixed_positions_are_refused(tiny_models):
+    from csas_cli.errors import SettingsError
+    from csas_cli.modeling import check_lengths
+    from csas_cli.registry import M2M100
+
+    config = load_config(str(tiny_models["opus_mt_en_fr"]), MARIAN, "opus_mt_en_fr")
+    limit = config.max_position_embeddings
+    check_lengths(config, MARIAN, limit, limit)
+    with pytest.raises(SettingsError, match=f"--max-target-len {limit + 1}: this model has {limit} positions"):
+        check_lengths(config, MARIAN, limit, limit + 1)
+    check_lengths(config, M2M100, 10 * limit, 10 * limit)  # sinusoidal positions that grow
+
+
+def test_checkpoint_missing_weights_is_refused(tiny_models, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    key = "m2m100_418m"
+    broken = tmp_path / key
+    shutil.copytree(tiny_models[key], broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if "encoder.layers.0." not in k}, str(broken / "model.safetensors"),
+              metadata={"format": "pt"})  # fmt: skip
+    plan = plan_for(key, broken, no_qlora=True)
+    config = load_config(plan.model_id, REGISTRY[key].family, key)
+    with pytest.raises(ModelError, match=r"lacks weights \(model\.encoder\.layers\.0\."):
+        load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu"))
+
+
+def test_qlora_keeps_frozen_weights_in_the_requested_dtype(tiny_models):
+    key = "mbart50_mmt_fr"
+    plan = plan_for(key, tiny_models[key], bf16=True)
+    config = load_config(plan.model_id, REGISTRY[key].family, key)
+    model = load_model(plan, config, check_precision("bf16", torch.device("cpu")), torch.device("cpu"))
+    dtypes = {n: p.dtype for n, p in model.named_parameters() if p.dtype != torch.uint8}
+    assert dtypes["model.shared.weight"] == torch.bfloat16
+    assert all(d == torch.float32 for n, d in dtypes.items() if "norm" in n)
+    assert not any(d == torch.float32 for n, d in dtypes.items() if "norm" not in n)

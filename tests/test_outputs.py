@@ -208,3 +208,22 @@ def test_file_sha256(tmp_path: Path) -> None:
     data = b"x" * (3 << 20) + b"tail"
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_output_dir_under_a_file_is_refused(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(OutputError, match="is not a directory"):
+        check_run_dir(afile / "run", overwrite=False)
+
+
+def test_unwritable_output_root_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("csas_cli.outputs.os.access", lambda path, mode: False)
+    with pytest.raises(OutputError, match="not writable"):
+        check_run_dir(tmp_path / "new" / "run", overwrite=False)
+
+
+def test_model_snapshot_is_not_an_output_dir(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(OutputError, match="holds a model"):
+        check_run_dir(tmp_path, overwrite=False)

@@ -50,6 +50,15 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+def kill_after_checkpoint(tiny_models, out: Path, step: int) -> None:
+    """Start a LoRA run and SIGKILL it as soon as checkpoint `step` exists, before it can finish."""
+    proc = start(command(tiny_models, out, "--no-qlora"))
+    wait_for(out / KEY / "checkpoints" / step_dir_name(step), proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not (out / KEY / "finished.json").exists()
+
+
 def adapter(run_dir: Path) -> dict:
     return load_file(str(run_dir / "lora" / "adapter_model.safetensors"))
 
@@ -98,11 +107,7 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_
 
 
 def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_path, uninterrupted):
-    proc = start(command(tiny_models, tmp_path, "--no-qlora"))
-    wait_for(tmp_path / KEY / "checkpoints" / step_dir_name(8), proc)
-    proc.kill()
-    proc.communicate(timeout=60)
-    assert not (tmp_path / KEY / "finished.json").exists()
+    kill_after_checkpoint(tiny_models, tmp_path, 8)
     # A checkpoint interrupted half-way through its save is left as a .tmp folder and must be ignored.
     (tmp_path / KEY / "checkpoints" / (step_dir_name(12) + ".tmp")).mkdir(exist_ok=True)
     resumed = run(command(tiny_models, tmp_path, "--no-qlora", "--resume"))
@@ -111,11 +116,7 @@ def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted(tiny_mode
 
 
 def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tiny_models, tmp_path, uninterrupted):
-    proc = start(command(tiny_models, tmp_path, "--no-qlora"))
-    wait_for(tmp_path / KEY / "checkpoints" / step_dir_name(8), proc)
-    proc.kill()
-    proc.communicate(timeout=60)
-    assert not (tmp_path / KEY / "finished.json").exists()
+    kill_after_checkpoint(tiny_models, tmp_path, 8)
     newest = sorted((tmp_path / KEY / "checkpoints").glob("step-*"))[-1]
     (newest / "optimizer.pt").unlink()
     resumed = run(command(tiny_models, tmp_path, "--no-qlora", "--resume", "auto"))

@@ -126,10 +126,7 @@ def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tiny_models, tmp_pa
 
 
 def test_resume_refuses_other_hyperparameters(tiny_models, tmp_path):
-    proc = start(command(tiny_models, tmp_path, "--no-qlora"))
-    wait_for(tmp_path / KEY / "checkpoints" / step_dir_name(4), proc)
-    proc.kill()
-    proc.communicate(timeout=60)
+    kill_after_checkpoint(tiny_models, tmp_path, 4)
     changed = command(tiny_models, tmp_path, "--no-qlora", "--resume", "auto")
     changed[changed.index("--lr") + 1] = "1e-3"
     done = run(changed)

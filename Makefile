@@ -28,7 +28,7 @@ demo: install
 		--model-id $(DEMO)/models/opus_mt_en_fr \
 		--data csas_cli/assets/sample_pairs.jsonl \
 		--output-dir $(DEMO)/runs --overwrite \
-		--lr 3e-3 --batch-size 8 --epochs 2 --logging-steps 20 --eval-steps 60 --save-steps 60
+		--lr 3e-3 --logging-steps 10 --eval-steps 40 --save-steps 40
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

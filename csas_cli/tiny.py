@@ -1,14 +1,24 @@
-"""Tiny, randomly initialised, offline stand-ins for every registry model, for tests, CI and the demo.
+"""Tiny, pretrained, offline stand-ins for every registry model, for tests, CI and the demo.
 
 `build_tiny_models(out_dir)` writes `out_dir/<key>` for each registry key: a checkpoint of the key's family
-(MarianMTModel, M2M100ForConditionalGeneration, MBartForConditionalGeneration) with d_model 64 and two encoder and
-two decoder layers, saved with `save_pretrained` (safetensors, config.json, generation_config.json) next to the
-family's *real* tokenizer class (MarianTokenizer, M2M100Tokenizer, MBart50Tokenizer), so `AutoTokenizer` and
-`AutoModelForSeq2SeqLM.from_pretrained(dir)` load them offline without trust_remote_code.
+(MarianMTModel, M2M100ForConditionalGeneration, MBartForConditionalGeneration) with TINY_DIMS (d_model 128, two
+encoder and two decoder layers), saved with `save_pretrained` (float32 safetensors, config.json,
+generation_config.json) next to the family's *real* tokenizer class (MarianTokenizer, M2M100Tokenizer,
+MBart50Tokenizer), so `AutoTokenizer` and `AutoModelForSeq2SeqLM.from_pretrained(dir)` load them offline without
+trust_remote_code.
 
-The tokenizers share one SentencePiece unigram model trained on both languages of the shipped
-`assets/sample_pairs.jsonl` (character coverage 1.0, so every character of that text - French accents included -
-round-trips). Each family lays it out as its hub checkpoints do:
+The weights are not random: they come from `assets/tiny/<base>.safetensors` (float16), which
+`scripts/pretrain_tiny.py` trained on `assets/pretrain_pairs.jsonl`: general sentences about the same fish, places,
+numbers and dates as the domain file `assets/sample_pairs.jsonl`, from a disjoint set of templates. The bases
+therefore translate a little, and LoRA fine-tuning on the domain file has something real to learn: its phrasing.
+There are four bases: the two Marian directions are separate models (as on the hub), M2M100 is one bidirectional
+model, and mBART-50 is one bidirectional model shared by both mBART keys. `random_init=True` builds the same
+architecture with random weights instead (for benchmarks).
+
+The tokenizers share one SentencePiece unigram model, `assets/tiny/spm.model`, trained once on both languages of
+both shipped files (`train_sentencepiece`; character coverage 1.0, so every character of that text - French accents
+included - round-trips) and committed, so every machine builds the same vocabulary. Each family lays it out as its
+hub checkpoints do:
 
 - Marian: `source.spm`, `target.spm` and a `vocab.json` of `</s>`=0, `<unk>`=1, pieces..., `<pad>`=last;
   pad is the decoder start token, eos is 0.
@@ -18,10 +28,10 @@ round-trips). Each family lays it out as its hub checkpoints do:
 - mBART-50: `tokenizer.json` (built from `sentencepiece.bpe.model`): `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3,
   pieces..., the 52 `xx_XX` language codes, `<mask>`. Decoder start = eos = 2; learned positions (1024 + 2 rows).
 
-Weights are random (seeded from the hub id, so the two mBART-50 keys share a checkpoint as on the hub); the tied
+Random weights (the starting point of pretraining, and `random_init=True`) are seeded from the hub id; the tied
 token embeddings are drawn as fairseq draws them, N(0, d_model^-1/2) with a zero pad row. Everything is
-deterministic: building twice gives byte-identical files. torch, transformers and sentencepiece are
-imported inside the functions so importing csas_cli stays cheap.
+deterministic: building twice gives byte-identical files. torch, transformers and sentencepiece are imported inside
+the functions so importing csas_cli stays cheap.
 """
 
 from __future__ import annotations
@@ -37,14 +47,20 @@ from typing import Iterable
 
 from csas_cli.registry import MODEL_KEYS, lookup
 
-SAMPLE_PAIRS = Path(__file__).resolve().parent / "assets" / "sample_pairs.jsonl"
-"""The shipped bilingual text the SentencePiece model is trained on."""
+ASSETS = Path(__file__).resolve().parent / "assets"
+SAMPLE_PAIRS = ASSETS / "sample_pairs.jsonl"
+"""The shipped domain text: what csas fine-tunes on in tests and the demo."""
+PRETRAIN_PAIRS = ASSETS / "pretrain_pairs.jsonl"
+"""The shipped general text the tiny bases were pretrained on (disjoint templates from SAMPLE_PAIRS)."""
+TINY_ASSETS = ASSETS / "tiny"
+SPM_MODEL = TINY_ASSETS / "spm.model"
+"""The committed SentencePiece model every tiny tokenizer is built from."""
 
 SPM_VOCAB_SIZE = 1500
-"""SentencePiece pieces (the shipped text supports at most about 1,700 unigram pieces)."""
+"""SentencePiece pieces (the shipped text supports at most about 2,400 unigram pieces)."""
 
 SPM_SEED = 20240917
-TINY_DIMS = dict(d_model=64, layers=2, heads=4, ffn=128)
+TINY_DIMS = dict(d_model=128, layers=2, heads=4, ffn=512)
 GENERATION_MAX_LENGTH = 64
 M2M100_MADEUP_WORDS = 8
 
@@ -52,22 +68,27 @@ _MARIAN_MAX_POSITIONS = 1024  # the opus-mt-tc-big checkpoints; sinusoidal, not 
 _FAIRSEQ_MAX_POSITIONS = 1024  # m2m100 (sinusoidal) and mbart-50 (learned, +2 offset rows)
 
 
-def train_sentencepiece(corpus: Path = SAMPLE_PAIRS, vocab_size: int = SPM_VOCAB_SIZE) -> bytes:
-    """A serialized SentencePiece unigram model trained (deterministically) on both sides of `corpus`.
+def train_sentencepiece(
+    corpora: Iterable[Path] = (SAMPLE_PAIRS, PRETRAIN_PAIRS), vocab_size: int = SPM_VOCAB_SIZE
+) -> bytes:
+    """A serialized SentencePiece unigram model trained (deterministically) on both sides of `corpora`.
 
     Piece ids follow SentencePiece's defaults (`<unk>`=0, `<s>`=1, `</s>`=2, no pad), which is what
-    MBart50Tokenizer's conversion expects when it reorders them into fairseq order.
+    MBart50Tokenizer's conversion expects when it reorders them into fairseq order. Builds do not call this: they
+    read the committed SPM_MODEL, which scripts/pretrain_tiny.py --retrain-spm wrote with it (sentencepiece versions
+    may train slightly different models, and the pretrained weights belong to one vocabulary).
     """
     import io
 
     import sentencepiece as spm
 
     sentences = []
-    with open(corpus, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                sentences += [row["source"], row["target"]]
+    for corpus in corpora:
+        with open(corpus, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    sentences += [row["source"], row["target"]]
     model = io.BytesIO()
     spm.set_random_generator_seed(SPM_SEED)
     spm.SentencePieceTrainer.train(
@@ -87,25 +108,44 @@ def train_sentencepiece(corpus: Path = SAMPLE_PAIRS, vocab_size: int = SPM_VOCAB
     return model.getvalue()
 
 
-def build_tiny_models(out_dir: Path, keys: Iterable[str] = MODEL_KEYS) -> dict[str, Path]:
+def base_name(key: str) -> str:
+    """The pretrained base a registry key uses: marian-en-fr, marian-fr-en, m2m100 or mbart50."""
+    spec = lookup(key)
+    if spec.family.language_codes is None:
+        source = spec.source_langs[0]
+        return f"{spec.family.name}-{source}-{'fr' if source == 'en' else 'en'}"
+    return spec.family.name
+
+
+def base_weights(key: str) -> Path:
+    """The committed float16 weights of `key`'s base."""
+    return TINY_ASSETS / f"{base_name(key)}.safetensors"
+
+
+def build_tiny_models(
+    out_dir: Path, keys: Iterable[str] = MODEL_KEYS, *, random_init: bool = False
+) -> dict[str, Path]:
     """Write a tiny checkpoint for each of `keys` into `out_dir/<key>`; returns key -> directory."""
     keys = list(keys)
     for key in keys:
         lookup(key)  # KeyError before any work
-    spm_model = train_sentencepiece()
-    return {key: _build(key, Path(out_dir), spm_model) for key in keys}
+    spm_model = SPM_MODEL.read_bytes()
+    return {key: _build(key, Path(out_dir), spm_model, random_init) for key in keys}
 
 
-def build_tiny_model(key: str, out_dir: Path) -> Path:
-    """Write the tiny checkpoint of registry `key` into `out_dir/<key>` and return that directory."""
+def build_tiny_model(key: str, out_dir: Path, *, random_init: bool = False) -> Path:
+    """Write the tiny checkpoint of registry `key` into `out_dir/<key>` and return that directory.
+
+    The weights are `key`'s pretrained base, or random ones (same architecture and seed) with `random_init`.
+    """
     lookup(key)
-    return _build(key, Path(out_dir), train_sentencepiece())
+    return _build(key, Path(out_dir), SPM_MODEL.read_bytes(), random_init)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _build(key: str, out_dir: Path, spm_model: bytes) -> Path:
+def _build(key: str, out_dir: Path, spm_model: bytes, random_init: bool) -> Path:
     spec = lookup(key)
     builders = {"marian": _marian, "m2m100": _m2m100, "mbart50": _mbart50}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +157,10 @@ def _build(key: str, out_dir: Path, spm_model: bytes) -> Path:
         staging.mkdir()
         tokenizer, config, generation = builders[spec.family.name](spec, staging, spm_model)
         tokenizer.save_pretrained(result)
-        _save_model(spec.family.name, config, generation, result, seed=zlib.crc32(spec.hub_id.encode()))
+        weights = None if random_init else base_weights(key)
+        if weights is not None and not weights.exists():  # TEMPORARY while the bases are being pretrained
+            weights = None
+        _save_model(spec.family.name, config, generation, result, zlib.crc32(spec.hub_id.encode()), weights)
         if target.exists():
             shutil.rmtree(target)
         os.replace(result, target)
@@ -269,7 +312,7 @@ def _mbart50(spec, staging: Path, spm_model: bytes):
     return tokenizer, config, generation
 
 
-def _save_model(family: str, config, generation: dict, directory: Path, seed: int) -> None:
+def _save_model(family: str, config, generation: dict, directory: Path, seed: int, weights: Path | None) -> None:
     import torch
     from transformers import (
         GenerationConfig,
@@ -290,14 +333,16 @@ def _save_model(family: str, config, generation: dict, directory: Path, seed: in
         model = model_class(config)
         # Token embeddings as fairseq initialises them: N(0, d_model^-1/2), pad row zero. With scale_embedding the
         # encoder input then has unit variance (with transformers' init_std=0.02 the sinusoidal positions swamp the
-        # tokens), and the tied lm_head gives logits a usable range, so LoRA fine-tuning visibly lowers the loss.
+        # tokens), and the tied lm_head gives logits a usable range.
         embeddings = model.get_input_embeddings().weight
         with torch.no_grad():
             embeddings.normal_(0.0, config.d_model**-0.5)
             embeddings[config.pad_token_id].zero_()
+    if weights is not None:
+        load_weights(model, weights)
     model.generation_config = GenerationConfig(**generation, max_length=GENERATION_MAX_LENGTH)
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # "Writing model shards" for a 1 MB file
+    hf_logging.disable_progress_bar()  # "Writing model shards" for a small file
     try:
         model.save_pretrained(directory, safe_serialization=True)
     finally:
@@ -305,4 +350,32 @@ def _save_model(family: str, config, generation: dict, directory: Path, seed: in
             hf_logging.enable_progress_bar()
 
 
-__all__ = ["SAMPLE_PAIRS", "build_tiny_model", "build_tiny_models", "train_sentencepiece"]
+# Weights a checkpoint file does not hold: the token embeddings tied to `shared`, and sinusoidal positions.
+_NOT_STORED = ("embed_tokens.weight", "lm_head.weight", "embed_positions.weight", "embed_positions.weights")
+
+
+def load_weights(model, path: Path) -> None:
+    """Load a float16 base (written by scripts/pretrain_tiny.py) into `model`, as float32; every stored tensor
+    must match a parameter or buffer of `model`, and every weight it lacks must be tied or computed."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = {name: tensor.to(torch.float32) for name, tensor in load_file(str(path)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    untied = [name for name in missing if not name.endswith(_NOT_STORED)]
+    if unexpected or untied:
+        raise RuntimeError(f"{path.name} does not fit {type(model).__name__}: unexpected {unexpected}, missing {untied}")
+
+
+__all__ = [
+    "PRETRAIN_PAIRS",
+    "SAMPLE_PAIRS",
+    "SPM_MODEL",
+    "TINY_DIMS",
+    "base_name",
+    "base_weights",
+    "build_tiny_model",
+    "build_tiny_models",
+    "load_weights",
+    "train_sentencepiece",
+]

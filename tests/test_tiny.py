@@ -15,6 +15,7 @@ import pytest
 
 from csas_cli.registry import MODEL_KEYS, REGISTRY
 from csas_cli.tiny import (
+    HELDOUT_PAIRS,
     PRETRAIN_PAIRS,
     SAMPLE_PAIRS,
     SPM_MODEL,
@@ -276,6 +277,7 @@ def test_random_init_is_the_same_architecture_with_other_weights(loaded, random_
     config, random_config = model.config.to_dict(), random_model.config.to_dict()
     config.pop("_name_or_path"), random_config.pop("_name_or_path")
     assert config == random_config
+    assert config["dropout"] == config["attention_dropout"] == 0.0  # none in the shipped checkpoints
     weights, random_weights = model.state_dict(), random_model.state_dict()
     assert weights.keys() == random_weights.keys()
     assert not torch.equal(weights["model.shared.weight"], random_weights["model.shared.weight"])
@@ -338,15 +340,27 @@ def test_importing_tiny_does_not_import_torch():
 # --- the shipped text -------------------------------------------------------------------------------------------------
 
 
-def test_sample_data_script_regenerates_both_shipped_files(tmp_path):
-    out, pretrain = tmp_path / "pairs.jsonl", tmp_path / "pretrain.jsonl"
+def test_sample_data_script_regenerates_the_shipped_files(tmp_path):
+    out, heldout, pretrain = tmp_path / "pairs.jsonl", tmp_path / "heldout.jsonl", tmp_path / "pretrain.jsonl"
     subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out), "--pretrain-out", str(pretrain)],
+        [sys.executable, str(SCRIPT), "--out", out, "--heldout-out", heldout, "--pretrain-out", pretrain],
         check=True,
         capture_output=True,
     )
     assert out.read_bytes() == SAMPLE_PAIRS.read_bytes()
+    assert heldout.read_bytes() == HELDOUT_PAIRS.read_bytes()
     assert pretrain.read_bytes() == PRETRAIN_PAIRS.read_bytes()
+
+
+def test_heldout_pairs_are_later_publications_of_the_same_domain():
+    rows, domain = _rows(HELDOUT_PAIRS), _rows()
+    assert 300 <= len(rows) <= 400
+    assert all(set(row) == {"source", "target", "source_lang", "pub_number"} for row in rows)
+    assert {row["pub_number"][:4] for row in rows} <= {"2025", "2026"}
+    assert not {row["pub_number"] for row in rows} & {row["pub_number"] for row in domain}
+    assert not {row["source"] for row in rows} & {row["source"] for row in domain}  # unseen sentences
+    english = sum(row["source_lang"] == "en" for row in rows)
+    assert 0.35 < english / len(rows) < 0.65
 
 
 def test_shipped_sample_pairs_shape():

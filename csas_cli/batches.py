@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TypeVar
 
 from .features import TokenizedPair
 
 IGNORE_INDEX = -100
+T = TypeVar("T")
 POOL_BATCHES = 50
 """Length grouping sorts within pools of this many batches: enough to cut padding, small enough to stay random."""
 
@@ -47,40 +48,69 @@ class StepPlan:
     batches_per_epoch: int
     grad_accum: int
     total_steps: int
+    world_size: int = 1
+
+    @property
+    def micro_batches_per_step(self) -> int:
+        """Micro-batches in one optimizer step, over every process."""
+        return self.grad_accum * self.world_size
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.batches_per_epoch / self.grad_accum)
+        return math.ceil(self.batches_per_epoch / self.micro_batches_per_step)
 
 
-def plan_steps(num_examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int | None) -> StepPlan:
-    """Total optimizer steps: max_steps when given, else ceil(epochs x steps per epoch), as the HF Trainer counts."""
+def plan_steps(
+    num_examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int | None, world_size: int = 1
+) -> StepPlan:
+    """Total optimizer steps: max_steps when given, else ceil(epochs x steps per epoch), as the HF Trainer counts.
+
+    Under data parallelism a step takes grad_accum micro-batches on each of world_size processes, so an epoch has
+    world_size times fewer steps.
+    """
     batches = math.ceil(num_examples / batch_size)
-    steps_per_epoch = math.ceil(batches / grad_accum)
+    steps_per_epoch = math.ceil(batches / (grad_accum * world_size))
     total = max_steps if max_steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
-    return StepPlan(batches, grad_accum, total)
+    return StepPlan(batches, grad_accum, total, world_size)
 
 
 def optimizer_steps(
-    lengths: Sequence[int], batch_size: int, grad_accum: int, seed: int, total_steps: int, start_step: int = 0
+    lengths: Sequence[int],
+    batch_size: int,
+    grad_accum: int,
+    seed: int,
+    total_steps: int,
+    start_step: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[int, int, list[list[int]]]]:
     """Yield (step, epoch, micro-batches) for steps start_step+1 .. total_steps.
 
+    A step holds grad_accum x world_size micro-batches of one batch sequence, so N processes with grad_accum A see
+    exactly the steps of one process with grad_accum N x A; each process takes its `rank_share`.
     Steps never span two epochs (the last step of an epoch may hold fewer micro-batches), as in the HF Trainer.
     """
     if not lengths:
         raise ValueError("optimizer_steps: no training examples")
+    per_step = grad_accum * world_size
     step = 0
     epoch = 0
     while True:
         batches = length_grouped_batches(lengths, batch_size, seed, epoch)
-        for i in range(0, len(batches), grad_accum):
+        for i in range(0, len(batches), per_step):
             step += 1
             if step > total_steps:
                 return
             if step > start_step:
-                yield step, epoch, batches[i : i + grad_accum]
+                yield step, epoch, batches[i : i + per_step]
         epoch += 1
+
+
+def rank_share(micro_batches: Sequence[T], world_size: int, rank: int) -> list[T]:
+    """Process `rank`'s micro-batches of one step: every world_size-th, so a short last step stays balanced.
+
+    Empty only when the step has fewer micro-batches than processes (the end of a small epoch).
+    """
+    return list(micro_batches[rank::world_size])
 
 
 def collate(

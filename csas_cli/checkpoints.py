@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 STATE_FILE = "trainer_state.json"
 
@@ -120,6 +122,21 @@ def restore_checkpoint(path: Path, *, model: Any, optimizer: Any, scheduler: Any
     return state
 
 
+def save_failure(root: Path, final: Path, exc: BaseException) -> str:
+    """One line: what failed, what survived, how much room is left, what to do."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
+    kept = latest_checkpoint(root)
+    try:
+        free = f"; {shutil.disk_usage(root).free / 1e6:,.0f} MB free there"
+    except OSError:
+        free = ""
+    return (
+        f"cannot write checkpoint {final} ({reason}{free}); "
+        f"{f'the previous checkpoint {kept.name} is intact' if kept else 'no earlier checkpoint exists'}; "
+        "free some space and rerun the same command with --resume auto"
+    )
+
+
 def save_checkpoint(
     root: Path,
     step: int,
@@ -131,24 +148,34 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write checkpoint `step` and keep only the newest `keep`; an interrupted save leaves the older ones intact."""
+    """Write checkpoint `step` and keep only the newest `keep`; an interrupted save leaves the older ones intact.
+
+    A save that fails (a full disk, a quota) removes its half-written folder and raises OutputError in one line.
+    """
     import torch
 
     if keep < 1:
         raise ValueError(f"save_checkpoint: keep must be at least 1, got {keep}")
-    root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
     tmp = root / (final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    model.save_pretrained(str(tmp / "adapter"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    if scaler is not None:
-        torch.save(scaler.state_dict(), tmp / "scaler.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n", encoding="utf-8")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        model.save_pretrained(str(tmp / "adapter"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n", encoding="utf-8")
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # torch.save reports a failed write as a RuntimeError, safetensors as a SafetensorError.
+        if isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "SafetensorError":
+            raise OutputError(save_failure(root, final, exc)) from None
+        raise
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

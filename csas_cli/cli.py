@@ -8,6 +8,7 @@ scripts call it with underscores.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,8 @@ import typer
 
 from . import __version__
 from .errors import CsasError
-from .registry import DEFAULT_LORA_TARGETS, MODEL_KEYS, REGISTRY
+from .preemption import PREEMPTED_EXIT_CODE
+from .registry import DEFAULT_LORA_TARGETS, MODEL_KEYS, REGISTRY, SWEEP_CONSTANTS
 
 app = typer.Typer(
     name="csas",
@@ -49,6 +51,16 @@ def user_errors() -> Iterator[None]:
         raise fail(" ".join(str(exc).split()), exc.exit_code, exc.label) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+
+
+def main_process() -> bool:
+    """False on torchrun's ranks other than 0: they train but leave messages and results to rank 0."""
+    return os.environ.get("RANK", "").strip() in ("", "0")
+
+
+def say(message: str) -> None:
+    if main_process():
+        sys.stderr.write(message + "\n")
 
 
 def print_json(obj: object) -> None:
@@ -100,6 +112,12 @@ def finetune(
     lora_alpha: Annotated[int, opt("lora_alpha", "LoRA alpha.")] = 64,
     lora_dropout: Annotated[float, opt("lora_dropout", "LoRA dropout.")] = 0.05,
     max_steps: Annotated[Optional[int], opt("max_steps", "Optimizer steps; overrides --epochs.")] = None,
+    max_train_samples: Annotated[
+        Optional[int], opt("max_train_samples", "Train on at most N rows of the split (a seeded random subset).")
+    ] = None,
+    max_eval_samples: Annotated[
+        Optional[int], opt("max_eval_samples", "Evaluate on at most N rows of the split (a seeded random subset).")
+    ] = None,
     model_id: Annotated[
         Optional[str], opt("model_id", "Base model: hub id or local snapshot (default: the registry's).")
     ] = None,
@@ -122,6 +140,7 @@ def finetune(
             seed=seed, fp16=fp16, bf16=bf16, no_qlora=no_qlora, save_steps=save_steps, eval_steps=eval_steps,
             logging_steps=logging_steps, warmup_ratio=warmup_ratio, device_map=device_map, disable_tqdm=disable_tqdm,
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_steps=max_steps, model_id=model_id,
+            max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
             lora_targets=parse_lora_targets(lora_targets), overwrite=overwrite, resume=resume,
         )  # fmt: skip
         if dry_run:
@@ -132,7 +151,8 @@ def finetune(
         from .train import run_finetune
 
         result = run_finetune(settings)
-    sys.stdout.write(f"adapter: {Path(result.run_dir) / 'lora'}\n")
+    if main_process():
+        sys.stdout.write(f"adapter: {Path(result.run_dir) / 'lora'}\n")
 
 
 @app.command("finetune-all")
@@ -172,11 +192,104 @@ def finetune_all(
     from .finetune_all import run_all
     from .summary import print_summary
 
-    outcomes = run_all(settings_list, say=lambda m: sys.stderr.write(m + "\n"), model_root=model_root)
-    print_summary(outcomes)
+    outcomes = run_all(settings_list, say=say, model_root=model_root)
+    if main_process():
+        print_summary(outcomes)
+    if any(o.status == "stopped" for o in outcomes):
+        raise typer.Exit(PREEMPTED_EXIT_CODE)
     if any(o.status == "interrupted" for o in outcomes):
         raise typer.Exit(130)
     if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+# --- sweep -----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def sweep(
+    which: Annotated[str, opt("which", f"Registry key: {', '.join(MODEL_KEYS)}.")],
+    data: Annotated[Path, opt("data", "Training pairs, JSON Lines.")] = Path("training_data.jsonl"),
+    output_dir: Annotated[
+        Path, opt("output_dir", "Sweep root; trials go to OUTPUT_DIR/WHICH/trial-NN-..., results beside them.")
+    ] = Path("sweeps"),
+    lrs: Annotated[
+        Optional[str], opt("lrs", "Learning rates, comma-separated, e.g. 1e-4,2e-4 (default: the model's grid).")
+    ] = None,
+    ranks: Annotated[Optional[str], opt("ranks", "LoRA ranks, comma-separated (default: the model's grid).")] = None,
+    dropouts: Annotated[Optional[str], opt("dropouts", "LoRA dropouts, comma-separated (default: 0.05).")] = None,
+    lora_alpha: Annotated[Optional[int], opt("lora_alpha", "One LoRA alpha for every trial (default: 2 x r).")] = None,
+    max_steps: Annotated[
+        Optional[int], opt("max_steps", f"Optimizer steps per trial (default: {SWEEP_CONSTANTS['max_steps']}).")
+    ] = None,
+    max_train_samples: Annotated[
+        Optional[int],
+        opt("max_train_samples", f"Training rows per trial (default: {SWEEP_CONSTANTS['max_train_samples']}).")
+    ] = None,
+    max_eval_samples: Annotated[
+        Optional[int],
+        opt("max_eval_samples", f"Validation rows per trial (default: {SWEEP_CONSTANTS['max_eval_samples']}).")
+    ] = None,
+    model_id: Annotated[
+        Optional[str], opt("model_id", "Base model: hub id or local snapshot (default: the registry's).")
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], opt("batch_size", "Pairs per micro-batch (default: the finetune-all table's).")
+    ] = None,
+    grad_accum: Annotated[Optional[int], opt("grad_accum", "Micro-batches per optimizer step (default: 2).")] = None,
+    seed: Annotated[Optional[int], opt("seed", "Seed for split, sample caps, initialisation (default: 42).")] = None,
+    save_steps: Annotated[Optional[int], opt("save_steps", "Steps between checkpoints (default: 1000).")] = None,
+    eval_steps: Annotated[Optional[int], opt("eval_steps", "Steps between evaluations (default: 1000).")] = None,
+    logging_steps: Annotated[Optional[int], opt("logging_steps", "Steps between logged losses (default: 50).")] = None,
+    bf16: Annotated[
+        Optional[bool], typer.Option("--bf16/--no-bf16", help="Mixed precision in bfloat16 (default: on).")
+    ] = None,
+    qlora: Annotated[
+        Optional[bool], typer.Option("--qlora/--no-qlora", help="4-bit QLoRA instead of plain LoRA (default: off).")
+    ] = None,
+    metric: Annotated[str, opt("metric", "Rank trials by eval_loss, train_loss or chrf, best first.")] = "eval_loss",
+    dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the trials' plans as a JSON array.")] = False,
+    overwrite: Annotated[bool, opt("overwrite", "Retrain trials whose run is finished.")] = False,
+) -> None:
+    """Train a grid of learning rates x LoRA ranks x dropouts for one model; results in sweep_results.csv."""
+    from .sweep import check_metric, dry_run_trials, parse_dropouts, parse_lrs, parse_ranks, sweep_settings
+
+    with user_errors():
+        check_metric(metric)
+        given = {
+            "max_steps": max_steps, "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
+            "model_id": model_id, "batch_size": batch_size, "grad_accum": grad_accum, "seed": seed,
+            "save_steps": save_steps, "eval_steps": eval_steps, "logging_steps": logging_steps, "bf16": bf16,
+            "no_qlora": None if qlora is None else not qlora,
+        }  # fmt: skip
+        trials = sweep_settings(
+            which, data=data, output_dir=output_dir,
+            lrs=None if lrs is None else parse_lrs(lrs),
+            ranks=None if ranks is None else parse_ranks(ranks),
+            dropouts=None if dropouts is None else parse_dropouts(dropouts),
+            lora_alpha=lora_alpha,
+            overrides={"overwrite": overwrite, **{k: v for k, v in given.items() if v is not None}},
+        )  # fmt: skip
+        if dry_run:
+            records, failed = dry_run_trials(trials)
+            print_json(records)
+            for record in failed:
+                sys.stderr.write(f"csas: error: {record['trial']}: {record['error']}\n")
+            if failed:
+                raise typer.Exit(2)
+            return
+    from .summary import print_sweep_table
+    from .sweep import run_sweep
+
+    results, path = run_sweep(trials, say=say, write_results=main_process())
+    if main_process():
+        print_sweep_table(results, metric)
+        sys.stdout.write(f"results: {path}\n")
+    if any(r.status == "stopped" for r in results):
+        raise typer.Exit(PREEMPTED_EXIT_CODE)
+    if any(r.status == "interrupted" for r in results):
+        raise typer.Exit(130)
+    if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 
@@ -226,6 +339,202 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the regis
             str(r["batch_size"]), f"{r['lr']:g}",
         )  # fmt: skip
     Console().print(table)
+
+
+# Options shared by translate and evaluate: which model, which direction, how to generate.
+ModelOption = Annotated[
+    Optional[Path], typer.Option("--model", "-m", help="A finished run directory or a `csas merge` output directory.")
+]
+WhichOption = Annotated[
+    Optional[str], opt("which", "Registry key: a base model alone, or a model directory without csas_merge.json.")
+]
+BaseOption = Annotated[
+    Optional[str], opt("model_id", "Base model (hub id or local path): a run's base on this machine, or with --which.")
+]
+SourceLangOption = Annotated[
+    Optional[str], opt("source_lang", "Source language, en or fr (required for m2m100_418m, which goes both ways).")
+]
+NumBeamsOption = Annotated[int, opt("num_beams", "Beam search width (1: greedy).")]
+MaxNewTokensOption = Annotated[int, opt("max_new_tokens", "Most tokens generated per sentence.")]
+BatchSizeOption = Annotated[int, opt("batch_size", "Sentences per batch (batches are sorted by length).")]
+
+
+def show_progress() -> bool:
+    from .progress import use_progress_bar
+
+    return use_progress_bar(False, sys.stderr)
+
+
+@app.command()
+def translate(
+    input_path: Annotated[
+        str, typer.Argument(metavar="INPUT", help="Text file (a sentence per line), - for stdin, or .jsonl pairs.")
+    ],
+    model: ModelOption = None,
+    which: WhichOption = None,
+    model_id: BaseOption = None,
+    source_lang: SourceLangOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    overwrite: Annotated[bool, opt("overwrite", "Replace an existing --output file.")] = False,
+    num_beams: NumBeamsOption = 4,
+    max_new_tokens: MaxNewTokensOption = 256,
+    batch_size: BatchSizeOption = 16,
+) -> None:
+    """Translate a file with a finished run, a merged model or a base model: one output line per input line."""
+    from .inference import GenerationSettings
+    from .translate import run_translate
+
+    with user_errors():
+        run_translate(
+            input_path=input_path, model=model, which=which, model_id=model_id, source_lang=source_lang,
+            output=output, overwrite=overwrite, settings=GenerationSettings(num_beams, max_new_tokens, batch_size),
+            say=lambda m: sys.stderr.write(m + "\n"), bar=show_progress(),
+        )  # fmt: skip
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, opt("data", "Pairs, JSON Lines (the rows of the model's direction are scored).")],
+    model: ModelOption = None,
+    which: WhichOption = None,
+    model_id: BaseOption = None,
+    source_lang: SourceLangOption = None,
+    limit: Annotated[Optional[int], opt("limit", "Score only the first N rows of the direction.")] = None,
+    compare_base: Annotated[bool, opt("compare_base", "Also score the base model, side by side.")] = False,
+    hypotheses: Annotated[Optional[Path], opt("hypotheses", "Write the model's translations here.")] = None,
+    overwrite: Annotated[bool, opt("overwrite", "Replace an existing --hypotheses file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    num_beams: NumBeamsOption = 4,
+    max_new_tokens: MaxNewTokensOption = 256,
+    batch_size: BatchSizeOption = 16,
+) -> None:
+    """Score a run, a merged model or a base model with sacrebleu BLEU and chrF on a JSONL pairs file."""
+    from .evaluate import print_report, run_evaluate
+    from .inference import GenerationSettings
+
+    with user_errors():
+        report = run_evaluate(
+            data=data, model=model, which=which, model_id=model_id, source_lang=source_lang, limit=limit,
+            compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
+            settings=GenerationSettings(num_beams, max_new_tokens, batch_size), bar=show_progress(),
+        )  # fmt: skip
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_report(report)
+
+
+@app.command()
+def merge(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A finished run directory (run.json, lora/, finished.json).")
+    ],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Where to write the merged transformers model.")],
+    dtype: Annotated[str, opt("dtype", "Saved weights: float32 (exact), bfloat16 or float16 (half the size).")] = (
+        "float32"
+    ),
+    model_id: Annotated[
+        Optional[str], opt("model_id", "The run's base on this machine (default: the one run.json records).")
+    ] = None,
+    overwrite: Annotated[bool, opt("overwrite", "Replace a non-empty OUT_DIR.")] = False,
+) -> None:
+    """Fold a run's LoRA adapter into its (unquantized) base and save a standard transformers model directory."""
+    from .merge import merge_run
+
+    with user_errors():
+        result = merge_run(run_dir, out_dir, dtype=dtype, overwrite=overwrite, model_id=model_id)
+    if result.both_directions:
+        sys.stderr.write(
+            f"{result.which} translates both ways, so no target language is forced: `csas translate` needs "
+            "--source-lang, and transformers users pass forced_bos_token_id=tokenizer.get_lang_id(target)\n"
+        )
+    sys.stdout.write(f"merged: {result.out_dir}\n")
+
+
+@app.command("merge-all")
+def merge_all(
+    runs_dir: Annotated[
+        Path, typer.Argument(metavar="RUNS_DIR", help="A finetune-all output root (one run folder per model).")
+    ],
+    out_dir: Annotated[
+        Path, typer.Argument(metavar="OUT_DIR", help="Output root: each run is merged into OUT_DIR/<run folder>.")
+    ],
+    dtype: Annotated[str, opt("dtype", "Saved weights: float32 (exact), bfloat16 or float16 (half the size).")] = (
+        "float32"
+    ),
+    model_root: Annotated[
+        Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as a run's base where that folder exists.")
+    ] = None,
+    overwrite: Annotated[bool, opt("overwrite", "Merge again into non-empty output folders.")] = False,
+) -> None:
+    """Merge every finished run of a finetune-all output root; unfinished runs are skipped."""
+    from .merge import merge_all as merge_every_run
+    from .merge import print_merge_summary
+
+    with user_errors():
+        outcomes = merge_every_run(
+            runs_dir, out_dir, dtype=dtype, overwrite=overwrite, model_root=model_root,
+            say=lambda m: sys.stderr.write(m + "\n"),
+        )  # fmt: skip
+    print_merge_summary(outcomes)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+# --- bench -----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def bench(
+    which: Annotated[str, opt("which", f"Registry key: {', '.join(MODEL_KEYS)}.")],
+    random_init: Annotated[
+        bool, opt("random_init", "The model's real architecture with random weights: nothing is downloaded.")
+    ] = False,
+    preset: Annotated[
+        Optional[str], opt("preset", "A small random-weight Marian model instead (small or tiny; opus_mt keys).")
+    ] = None,
+    model_id: Annotated[
+        Optional[str], opt("model_id", "Base model: hub id or local snapshot (default: the registry's).")
+    ] = None,
+    data: Annotated[
+        Optional[Path], opt("data", "Pairs (JSON Lines) to measure on; default: synthetic CSAS-like lengths.")
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], opt("batch_size", "Pairs per micro-batch (default: the finetune-all table's).")
+    ] = None,
+    grad_accum: Annotated[int, opt("grad_accum", "Micro-batches per optimizer step.")] = 2,
+    steps: Annotated[int, opt("steps", "Timed optimizer steps.")] = 20,
+    warmup_steps: Annotated[int, opt("warmup_steps", "Optimizer steps before the clock starts.")] = 3,
+    device: Annotated[str, opt("device", "auto, cpu or cuda.")] = "auto",
+    bf16: Annotated[bool, opt("bf16", "Mixed precision in bfloat16.")] = False,
+    fp16: Annotated[bool, opt("fp16", "Mixed precision in float16 (CUDA).")] = False,
+    no_qlora: Annotated[bool, opt("no_qlora", "Plain LoRA; without it the base is loaded in 4-bit (QLoRA).")] = False,
+    lora_r: Annotated[int, opt("lora_r", "LoRA rank.")] = 32,
+    lora_alpha: Annotated[int, opt("lora_alpha", "LoRA alpha.")] = 64,
+    lora_targets: Annotated[
+        str, opt("lora_targets", "Comma-separated module names, or all-linear.")
+    ] = ",".join(DEFAULT_LORA_TARGETS),
+    max_source_len: Annotated[int, opt("max_source_len", "Source tokens kept.")] = 512,
+    max_target_len: Annotated[int, opt("max_target_len", "Target tokens kept.")] = 512,
+    seed: Annotated[int, opt("seed", "Seed for weights, pairs and batch order.")] = 42,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the measurement as JSON.")] = False,
+) -> None:
+    """Measure csas's training throughput and peak memory for one model on this machine (size a batch first)."""
+    from .bench import BenchSettings, format_record, run_bench
+    from .settings import parse_lora_targets
+
+    with user_errors():
+        settings = BenchSettings(
+            which=which, model_id=model_id, random_init=random_init, preset=preset, data=data, batch_size=batch_size,
+            grad_accum=grad_accum, steps=steps, warmup_steps=warmup_steps, device=device, bf16=bf16, fp16=fp16,
+            qlora=not no_qlora, lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=parse_lora_targets(lora_targets),
+            max_source_len=max_source_len, max_target_len=max_target_len, seed=seed,
+        )  # fmt: skip
+        record = run_bench(settings)
+    if as_json:
+        print_json(record)
+    else:
+        sys.stdout.write(format_record(record) + "\n")
 
 
 def bare_resume_means_auto(args: list[str]) -> list[str]:

@@ -199,8 +199,15 @@ def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
     return LoadedData(examples, rows_read, rows_other, rows_empty)
 
 
-def split_examples(examples: Sequence[Example], val_ratio: float, seed: int) -> Split:
-    """Split `examples` into train and eval, keeping each publication wholly on one side.
+def split_examples(
+    examples: Sequence[Example],
+    val_ratio: float,
+    seed: int,
+    *,
+    max_train: int | None = None,
+    max_eval: int | None = None,
+) -> Split:
+    """Split `examples` into train and eval, keeping each publication wholly on one side, then cap each side.
 
     Rows sharing a pub_number form one group; a row without one is a group of its own. Groups are sorted by key and
     shuffled with `random.Random(seed)`; in that order, each group that still fits goes to eval, until eval holds
@@ -208,6 +215,9 @@ def split_examples(examples: Sequence[Example], val_ratio: float, seed: int) -> 
     fits, eval gets the first smallest one. The last shuffled group always stays in train: with val_ratio > 0 and at
     least two groups, eval gets at least one group and train keeps at least one; with a single group, or val_ratio
     0, eval is empty. Both sides keep input order.
+
+    `max_train`/`max_eval` (None: no cap) are applied after the split, by `subsample`, so the caps never move a
+    publication across the split: they only thin each side out.
     """
     if not (0.0 <= val_ratio < 1.0):
         raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
@@ -230,8 +240,8 @@ def split_examples(examples: Sequence[Example], val_ratio: float, seed: int) -> 
             in_eval.update(group)
     if eval_rows and not in_eval and candidates:
         in_eval.update(min(candidates, key=len))
-    train = [ex for i, ex in enumerate(examples) if i not in in_eval]
-    evaluation = [ex for i, ex in enumerate(examples) if i in in_eval]
+    train = subsample([ex for i, ex in enumerate(examples) if i not in in_eval], max_train, seed)
+    evaluation = subsample([ex for i, ex in enumerate(examples) if i in in_eval], max_eval, seed)
     return Split(
         train=train,
         eval=evaluation,
@@ -240,4 +250,18 @@ def split_examples(examples: Sequence[Example], val_ratio: float, seed: int) -> 
     )
 
 
-__all__ = ["Example", "LoadedData", "Split", "load_examples", "read_jsonl", "split_examples"]
+def subsample(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
+    """At most `limit` rows: the first `limit` of a `random.Random(seed)` shuffle, returned in input order.
+
+    Drawn at random rather than from the file's head, which is often sorted by publication or date; a smaller limit
+    gives a subset of a larger one (the same shuffle, a shorter prefix). None, or a limit not below the row count,
+    keeps every row.
+    """
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    return [examples[i] for i in sorted(order[:limit])]
+
+
+__all__ = ["Example", "LoadedData", "Split", "load_examples", "read_jsonl", "split_examples", "subsample"]

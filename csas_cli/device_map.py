@@ -13,7 +13,7 @@ from typing import Mapping
 
 from .errors import SettingsError
 
-DeviceMap = None | str | dict[str, int]
+DeviceMap = None | str | dict[str, int | str]
 
 
 def resolve_device_map(
@@ -33,6 +33,13 @@ def resolve_device_map(
     if distributed or not shardable:
         return None
     return requested
+
+
+def on_cpu(device_map: DeviceMap) -> DeviceMap:
+    """The map for a machine without a GPU: a pinned map ({"": LOCAL_RANK} under torchrun) names the CPU instead."""
+    if isinstance(device_map, dict):
+        return {module: "cpu" for module in device_map}
+    return device_map
 
 
 def distributed_env(environ: Mapping[str, str]) -> tuple[int, int]:

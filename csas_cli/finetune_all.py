@@ -1,8 +1,9 @@
 """`csas finetune-all`: every registry model with finetune_all.py's table, one after another.
 
-A failing model does not stop the others; finished runs are skipped unless --overwrite is given, and a run left
-unfinished (a failure, a time limit, preemption) resumes from its newest checkpoint, so rerunning the same command
-trains only what is missing.
+A failing model does not stop the others; a stop signal (SIGTERM/SIGUSR1) does, since the job is ending: the model
+in training writes a checkpoint and the command exits with 75. Finished runs are skipped unless --overwrite is given,
+and a run left unfinished (a failure, a time limit, preemption) resumes from its newest checkpoint, so rerunning the
+same command trains only what is missing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 from .errors import CsasError, SettingsError
 from .outputs import run_state
+from .preemption import Preempted
 from .registry import MODEL_KEYS, REGISTRY
 from .settings import FinetuneSettings, settings_from_table
 from .train import RunResult, run_finetune
@@ -83,8 +85,10 @@ def dry_run_all(settings_list: Sequence[FinetuneSettings]) -> tuple[list[dict], 
 @dataclass(frozen=True)
 class Outcome:
     key: str
+    """The run's name: its registry key, or its trial name in a sweep."""
     status: str
-    """ok, skipped (a finished run was already there), failed, or interrupted (Ctrl-C; the rest did not run)."""
+    """ok, skipped (a finished run was already there), failed, interrupted (Ctrl-C; the rest did not run) or stopped
+    (SIGTERM/SIGUSR1: a checkpoint was written and the rest did not run, so the requeued job resumes right there)."""
     message: str = ""
     result: RunResult | None = None
 
@@ -96,9 +100,10 @@ def run_all(
     say: Callable[[str], None] = print,
     model_root: Path | None = None,
 ) -> list[Outcome]:
+    """Train each run in turn (csas sweep runs its trials here too); see the module docstring."""
     outcomes = []
     for settings in settings_list:
-        key = settings.which
+        key = settings.run_name or settings.which
         state = run_state(settings.run_dir)
         if not settings.overwrite and state == "finished":
             say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
@@ -108,12 +113,16 @@ def run_all(
             say(f"{key}: {settings.run_dir} holds an unfinished run; resuming it from its newest checkpoint")
             settings = replace(settings, resume="auto")
         if settings.model_id is None and model_root is not None:
-            say(f"{key}: no {model_root / key}; using the hub id {REGISTRY[key].hub_id}")
+            say(f"{key}: no {model_root / settings.which}; using the hub id {REGISTRY[settings.which].hub_id}")
         say(f"{key}: training into {settings.run_dir}")
         try:
             outcomes.append(Outcome(key, "ok", result=run_one(settings)))
         except KeyboardInterrupt:
             outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
+            break
+        except Preempted as exc:  # the job's time is nearly up: starting the next model would only waste it
+            say(f"{key}: {exc}")
+            outcomes.append(Outcome(key, "stopped", "signal: checkpoint written, rerun with the same command"))
             break
         except CsasError as exc:
             say(f"{key}: failed: {exc}")

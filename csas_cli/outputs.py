@@ -114,18 +114,23 @@ def library_versions() -> dict[str, str]:
 
 
 class MetricsLog:
-    """Appends one JSON object per line to metrics.jsonl, flushed so a crashed run keeps its curve."""
+    """Appends one JSON object per line to metrics.jsonl, flushed so a crashed run keeps its curve.
 
-    def __init__(self, path: Path) -> None:
+    With no path it discards every record (the processes other than rank 0 under torchrun).
+    """
+
+    def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._fh: TextIO = open(path, "a", encoding="utf-8")
+        self._fh: TextIO | None = open(path, "a", encoding="utf-8") if path is not None else None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        if self._fh is not None:
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 The handler only records the request; the training loop finishes its optimizer step, writes a checkpoint and exits
 with PREEMPTED_EXIT_CODE, so that a requeued job running the same command with --resume auto continues exactly.
+Under torchrun the processes agree after every step whether any of them was asked to stop, so all of them stop
+after the same step and rank 0 writes one checkpoint.
 """
 
 from __future__ import annotations

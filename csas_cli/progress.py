@@ -27,19 +27,27 @@ def format_step(step: int, total: int, record: dict[str, Any]) -> str:
 
 
 class Reporter:
-    """Writes log lines to the console (stderr, so stdout stays for machine-readable output) and to train.log."""
+    """Writes log lines to the console (stderr, so stdout stays for machine-readable output) and to train.log.
 
-    def __init__(self, log_path: Path | None, bar: bool, console_stream: TextIO | None = None) -> None:
+    `quiet`: say nothing at all (the processes other than rank 0 under torchrun, so the console reads as one run).
+    """
+
+    def __init__(
+        self, log_path: Path | None, bar: bool, console_stream: TextIO | None = None, quiet: bool = False
+    ) -> None:
         from rich.console import Console
 
+        self.quiet = quiet
         self.console = Console(file=console_stream or sys.stderr, highlight=False, soft_wrap=True)
         self._log: TextIO | None = open(log_path, "a", encoding="utf-8") if log_path else None
-        self._bar_wanted = bar
+        self._bar_wanted = bar and not quiet
         self._progress: Any = None
         self._task: Any = None
         self._total = 0
 
     def line(self, message: str) -> None:
+        if self.quiet:
+            return
         stamped = f"{time.strftime('%H:%M:%S')} {message}"
         if self._progress is not None:
             self._progress.console.print(stamped, markup=False)

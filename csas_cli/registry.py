@@ -1,4 +1,4 @@
-"""The model registry and the finetune-all table: data only, in one place.
+"""The model registry, the finetune-all table and the sweep grids: data only, in one place.
 
 Each model family's differences (language codes, decoder start, whether a device map may shard it) live on a small
 `Family` record, so the rest of the code asks the family instead of testing registry keys.
@@ -116,6 +116,37 @@ FINETUNE_ALL_CONSTANTS: Mapping[str, object] = MappingProxyType(
 )
 """Settings finetune_all.py used for every model."""
 
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """The sweep launcher's default grid for one model; every combination is one trial."""
+
+    lrs: tuple[float, ...]
+    ranks: tuple[int, ...]
+    """LoRA ranks; a trial's alpha is 2 x r unless --lora-alpha fixes it."""
+    dropouts: tuple[float, ...] = (0.05,)
+
+
+M2M100_GRID = SweepGrid(lrs=(7e-5, 1e-4, 2e-4), ranks=(8, 16, 32))
+MBART50_GRID = SweepGrid(lrs=(7e-5, 1e-4, 1.5e-4), ranks=(16, 32))
+OPUS_GRID = SweepGrid(lrs=(1e-4, 2e-4, 3e-4), ranks=(8, 16, 32))
+
+SWEEP_TABLE: Mapping[str, SweepGrid] = MappingProxyType(
+    {
+        "m2m100_418m": M2M100_GRID,
+        "mbart50_mmt_fr": MBART50_GRID,
+        "mbart50_mmt_en": MBART50_GRID,
+        "opus_mt_en_fr": OPUS_GRID,
+        "opus_mt_fr_en": OPUS_GRID,
+    }
+)
+
+SWEEP_CONSTANTS: Mapping[str, object] = MappingProxyType(
+    {"max_steps": 4000, "max_train_samples": 200_000, "max_eval_samples": 10_000}
+)
+"""What every sweep trial adds to the model's finetune-all row and constants: capped steps and samples."""
+
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj")
 """What finetune.py trained in practice: the attention query/key/value projections (self- and cross-attention)."""
 
@@ -139,6 +170,9 @@ __all__ = [
     "MODEL_KEYS",
     "ModelSpec",
     "REGISTRY",
+    "SWEEP_CONSTANTS",
+    "SWEEP_TABLE",
+    "SweepGrid",
     "TableRow",
     "lookup",
     "other_language",

@@ -54,6 +54,8 @@ class FinetuneSettings:
     """JSONL training pairs: source, target, source_lang, pub_number."""
     output_dir: Path = Path("outputs")
     """Output root; the run is written to <output_dir>/<which>, as finetune.py did."""
+    run_name: str | None = None
+    """The run's folder under output_dir instead of <which> (csas sweep names its trials so); one folder name."""
     epochs: float = 1.0
     """Passes over the training split (fractions allowed); ignored when max_steps is set."""
     lr: float = 2e-4
@@ -96,6 +98,11 @@ class FinetuneSettings:
     """Dropout on the LoRA branch."""
     max_steps: int | None = None
     """Optimizer steps to train for; overrides epochs when set."""
+    max_train_samples: int | None = None
+    """Train on at most this many rows of the training split: the first N of a shuffle seeded by `seed`, kept in
+    file order, so a smaller cap is a subset of a larger one; None trains on the whole split."""
+    max_eval_samples: int | None = None
+    """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
     model_id: str | None = None
     """Base model: a hub id or a local snapshot directory; defaults to the registry's hub id."""
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
@@ -115,8 +122,13 @@ class FinetuneSettings:
                 raise SettingsError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise SettingsError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise SettingsError(f"--max-steps must be at least 1, got {self.max_steps}")
+        for name in ("max_steps", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SettingsError(f"{flag(name)} must be at least 1, got {value}")
+        run_name = self.run_name
+        if run_name is not None and (run_name in ("", ".", "..") or Path(run_name).name != run_name):
+            raise SettingsError(f"run name must be one folder name, got {run_name!r}")
         if not (math.isfinite(self.epochs) and self.epochs > 0):
             raise SettingsError(f"--epochs must be a positive number, got {self.epochs}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -141,7 +153,7 @@ class FinetuneSettings:
 
     @property
     def run_dir(self) -> Path:
-        return self.output_dir / self.which
+        return self.output_dir / (self.run_name or self.which)
 
 
 def settings_from_table(key: str, **overrides: Any) -> FinetuneSettings:
@@ -170,6 +182,8 @@ class Plan:
     global_batch: int
     epochs: float
     max_steps: int | None
+    max_train_samples: int | None
+    max_eval_samples: int | None
     lora_r: int
     lora_alpha: int
     lora_dropout: float
@@ -231,6 +245,8 @@ def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: i
         global_batch=settings.batch_size * settings.grad_accum * world_size,
         epochs=settings.epochs,
         max_steps=settings.max_steps,
+        max_train_samples=settings.max_train_samples,
+        max_eval_samples=settings.max_eval_samples,
         lora_r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,

@@ -1,11 +1,14 @@
-"""The table that closes a finetune-all run."""
+"""The tables that close a finetune-all run and a sweep."""
 
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .finetune_all import Outcome
+
+if TYPE_CHECKING:
+    from .sweep import TrialResult
 
 
 def fmt_loss(value: float | None) -> str:
@@ -17,7 +20,7 @@ def print_summary(outcomes: Sequence[Outcome]) -> None:
     from rich.table import Table
 
     table = Table("model", "status", "steps", "train loss", "eval loss", "time", "note", title="finetune-all")
-    styles = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}
+    styles = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "stopped": "yellow"}
     for o in outcomes:
         r = o.result
         table.add_row(
@@ -29,4 +32,31 @@ def print_summary(outcomes: Sequence[Outcome]) -> None:
             "-" if r is None else f"{r.seconds:.0f} s",
             o.message,
         )
+    Console(file=sys.stderr).print(table)
+
+
+def print_sweep_table(results: Sequence["TrialResult"], metric: str) -> None:
+    """The trials, best `metric` first; the best one in bold."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .sweep import rank_results, short_number
+
+    ranked = rank_results(results, metric)
+    caption = None
+    if metric == "chrf" and all(r.chrf is None for r in results):
+        caption = "no trial recorded a chrF score (eval_chrf): rows are in trial order"
+    table = Table(
+        "trial", "lr", "r", "alpha", "dropout", "train loss", "eval loss", "chrF", "steps", "time", "status",
+        title=f"sweep: best {metric} first", caption=caption,
+    )  # fmt: skip
+    styles = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "stopped": "yellow"}
+    styles["not run"] = "dim"
+    for i, r in enumerate(ranked):
+        table.add_row(
+            r.trial, short_number(r.lr), str(r.r), str(r.alpha), f"{r.dropout:g}", fmt_loss(r.train_loss),
+            fmt_loss(r.eval_loss), "-" if r.chrf is None else f"{r.chrf:.2f}", "-" if r.steps is None else str(r.steps),
+            "-" if r.seconds is None else f"{r.seconds:.0f} s", f"[{styles.get(r.status, 'white')}]{r.status}[/]",
+            style="bold" if i == 0 and r.metric(metric) is not None else None,
+        )  # fmt: skip
     Console(file=sys.stderr).print(table)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .batches import IGNORE_INDEX, collate, optimizer_steps, plan_steps
+from .batches import IGNORE_INDEX, collate, optimizer_steps, plan_steps, rank_share
 from .checkpoints import CheckpointError, restore_checkpoint, save_checkpoint, step_dir_name
 from .data import Split, load_examples, split_examples
-from .device_map import distributed_env
-from .errors import CsasError, ModelError, SettingsError, TrainingError
+from .device_map import distributed_env, on_cpu
+from .distributed import ProcessGroup
+from .errors import CsasError, ModelError, TrainingError
 from .features import TokenizedPair, tokenize_examples
 from .outputs import (
     ADAPTER_DIR,
@@ -56,7 +58,9 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
     world_size, local_rank = distributed_env(os.environ if environ is None else environ)
     plan = build_plan(settings, world_size=world_size, local_rank=local_rank)
     loaded = load_examples(settings.data, plan.source_langs)
-    split = split_examples(loaded.examples, plan.val_ratio, plan.seed)
+    split = split_examples(
+        loaded.examples, plan.val_ratio, plan.seed, max_train=plan.max_train_samples, max_eval=plan.max_eval_samples
+    )
     plan = plan.with_counts(
         train_rows=len(split.train),
         eval_rows=len(split.eval),
@@ -83,23 +87,19 @@ class RunResult:
 
 
 def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> RunResult:
-    """Check the output directory, prepare, train and write one run (or continue one with --resume)."""
-    run_dir = settings.run_dir
-    if settings.resume is None:
-        check_run_dir(run_dir, settings.overwrite)
-    elif run_state(run_dir) == "finished":
-        return finished_result(run_dir)  # a requeued job whose run already completed has nothing left to do
+    """Check the output directory, prepare, train and write one run (or continue one with --resume).
+
+    Under torchrun every process comes here, in the process group it joins on its first run.
+    """
+    environ = os.environ if environ is None else environ
+    group = ProcessGroup.join(*distributed_env(environ))
+    # Rank 0 alone reads the output directory and hands its answer (or its error) to the others, so every process
+    # starts from the same checkpoint; nothing is written there before setup's barrier.
+    if group.from_main(lambda: nothing_left_to_do(settings)):
+        return finished_result(settings.run_dir, say=group.is_main)
     prepared = prepare_run(settings, environ)
-    if prepared.plan.world_size > 1:
-        raise SettingsError(
-            f"WORLD_SIZE={prepared.plan.world_size}: multi-process training is not supported yet; run one process"
-        )
-    resume_from = None
-    if settings.resume is not None:
-        resume_from = choose_checkpoint(run_dir, settings.resume, warn=lambda m: sys.stderr.write(m + "\n"))
-        if resume_from is not None:
-            check_resumable(run_dir, prepared.plan, file_sha256(settings.data))
-    recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from)
+    resume_from = group.from_main(lambda: resume_point(settings, prepared.plan))
+    recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from)  # in the group joined above
     try:
         recipe.setup()
         recipe.train()
@@ -108,9 +108,28 @@ def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None =
         recipe.cleanup()
 
 
-def finished_result(run_dir: Path) -> RunResult:
+def nothing_left_to_do(settings: FinetuneSettings) -> bool:
+    """With --resume: whether the run is already finished (a requeued job). Without: refuse to replace a run."""
+    if settings.resume is None:
+        check_run_dir(settings.run_dir, settings.overwrite)
+        return False
+    return run_state(settings.run_dir) == "finished"
+
+
+def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
+    """The checkpoint --resume continues from (None for a fresh start), after checking the run is the same run."""
+    if settings.resume is None:
+        return None
+    resume_from = choose_checkpoint(settings.run_dir, settings.resume, warn=lambda m: sys.stderr.write(m + "\n"))
+    if resume_from is not None:
+        check_resumable(settings.run_dir, plan, file_sha256(settings.data))
+    return resume_from
+
+
+def finished_result(run_dir: Path, say: bool = True) -> RunResult:
     record = json.loads((run_dir / FINISHED).read_text(encoding="utf-8"))
-    sys.stderr.write(f"{run_dir} holds a finished run; nothing to resume\n")
+    if say:
+        sys.stderr.write(f"{run_dir} holds a finished run; nothing to resume\n")
     return RunResult(str(run_dir), record.get("steps", 0), record.get("train_loss"), record.get("eval_loss"), 0.0)
 
 
@@ -119,13 +138,24 @@ def token_count(pairs: Sequence[TokenizedPair]) -> int:
 
 
 class FinetuneRecipe:
-    """One run. `setup` builds everything in dependency order; `train` is the whole loop, written out."""
+    """One run. `setup` builds everything in dependency order; `train` is the whole loop, written out.
 
-    def __init__(self, plan: Plan, split: Split, resume_from: Path | None = None) -> None:
+    Under torchrun each process holds one recipe: it trains on its share of every optimizer step, and only rank 0
+    writes the run directory and reports progress.
+    """
+
+    def __init__(
+        self, plan: Plan, split: Split, resume_from: Path | None = None, group: ProcessGroup | None = None
+    ) -> None:
         self.plan = plan
         self.split = split
         self.run_dir = plan.run_dir
         self.resume_from = resume_from
+        self.group = group if group is not None else ProcessGroup.current()
+        if self.group.world_size != plan.world_size:
+            raise CsasError(
+                f"WORLD_SIZE={plan.world_size}, but the process group has {self.group.world_size} processes"
+            )
         self.reporter: Reporter | None = None
         self.metrics: MetricsLog | None = None
         self.last_train_loss: float | None = None
@@ -136,6 +166,7 @@ class FinetuneRecipe:
         self.window = [0.0, 0]
         self.stop = StopRequest()
         self.started = time.monotonic()
+        self.ddp: Any = None
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -156,7 +187,7 @@ class FinetuneRecipe:
             training_device,
         )
 
-        plan = self.plan
+        plan, group = self.plan, self.group
         # Precision is checked before anything is loaded, so a wrong flag costs nothing.
         self.device = training_device(plan.local_rank)
         self.precision = check_precision(plan.precision, self.device)
@@ -171,11 +202,14 @@ class FinetuneRecipe:
         lengths = {"max_source_len": plan.max_source_len, "max_target_len": plan.max_target_len}
         self.train_pairs = tokenize_examples(self.tokenizer, family, self.split.train, **lengths)
         self.eval_pairs = tokenize_examples(self.tokenizer, family, self.split.eval, **lengths)
-        self.steps = plan_steps(len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, plan.max_steps)
+        self.steps = plan_steps(
+            len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, plan.max_steps, plan.world_size
+        )
 
         # The model once; LoRA after quantization and checkpointing, so the adapters sit on the prepared base.
         # Seeding again right before LoRA makes the adapters' initialisation independent of loading details.
-        model = load_model(plan, config, self.precision, self.device)
+        placed = replace(plan, device_map=on_cpu(plan.device_map)) if self.device.type == "cpu" else plan
+        model = load_model(placed, config, self.precision, self.device)
         set_seed(plan.seed)
         self.model = add_lora(model, plan)
         self.batch_device = input_device(self.model)
@@ -200,16 +234,28 @@ class FinetuneRecipe:
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.steps.total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.needs_loss_scaler else None
 
-        # Outputs are touched only now that everything loaded: a bad model id leaves a previous run as it was.
         if self.resume_from is not None:
             # Last, so the restored RNG states are not consumed by anything above.
-            self.resume(trainable)
-        else:
-            clear_run_dir(self.run_dir)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.run_dir / RUN_JSON, self.run_record(trainable))
-        self.metrics = MetricsLog(self.run_dir / METRICS)
-        self.reporter = Reporter(self.run_dir / LOG, bar=use_progress_bar(plan.disable_tqdm))
+            self.restore()
+        # Under torchrun the loop calls the model through DDP, whose constructor hands rank 0's weights to all.
+        self.ddp = group.data_parallel(self.model) if group.distributed else None
+
+        # Outputs are touched only now that everything loaded, on every process: a bad model id leaves a previous
+        # run as it was. Rank 0 alone writes them; the others keep no file open in the run directory.
+        group.barrier()
+        if group.is_main:
+            if self.resume_from is not None:
+                self.note_resume()
+            else:
+                clear_run_dir(self.run_dir)
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(self.run_dir / RUN_JSON, self.run_record(trainable))
+        self.metrics = MetricsLog(self.run_dir / METRICS if group.is_main else None)
+        self.reporter = Reporter(
+            self.run_dir / LOG if group.is_main else None,
+            bar=group.is_main and use_progress_bar(plan.disable_tqdm),
+            quiet=not group.is_main,
+        )
         if self.resume_from is not None:
             self.reporter.line(f"resuming from {self.resume_from} (step {self.steps_done})")
         n_trainable = sum(p.numel() for p in trainable)
@@ -217,12 +263,16 @@ class FinetuneRecipe:
         self.reporter.line(
             f"{plan.which}: {plan.model_id} on {self.device} ({plan.precision}{', QLoRA 4-bit' if plan.qlora else ''}); "
             f"{len(self.train_pairs)} train / {len(self.eval_pairs)} eval pairs; "
-            f"{self.steps.total_steps} steps of {plan.global_batch} samples; "
+            f"{self.steps.total_steps} steps of {plan.global_batch} samples{self.global_batch_parts()}; "
             f"LoRA r={plan.lora_r} on {','.join(plan.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
         )
 
-    def resume(self, trainable: Sequence[Any]) -> None:
-        """Load the checkpoint, drop metrics logged after it (they will be logged again), note the resume."""
+    def global_batch_parts(self) -> str:
+        plan = self.plan
+        return f" ({plan.world_size} processes x {plan.batch_size} x {plan.grad_accum})" if plan.world_size > 1 else ""
+
+    def restore(self) -> None:
+        """Load the checkpoint into this process's model, optimizer, scheduler, scaler and RNGs."""
         assert self.resume_from is not None
         try:
             state = restore_checkpoint(
@@ -235,6 +285,9 @@ class FinetuneRecipe:
         self.window = list(state.get("window", [0.0, 0]))
         self.last_train_loss = state.get("last_train_loss")
         self.last_eval_loss = state.get("last_eval_loss")
+
+    def note_resume(self) -> None:
+        """Drop metrics logged after the checkpoint (they will be logged again) and record the resume in run.json."""
         metrics_path = self.run_dir / METRICS
         if metrics_path.exists():
             kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= self.steps_done]
@@ -259,13 +312,18 @@ class FinetuneRecipe:
         }
 
     # -- the loop ------------------------------------------------------------------------------------------------
+    @property
+    def wrapped(self) -> Any:
+        """The model as the loop calls it: through DistributedDataParallel under torchrun, else the model itself."""
+        return self.model if self.ddp is None else self.ddp
+
     def forward_loss_sum(self, batch: dict[str, Any]) -> Any:
         """Label-smoothed cross-entropy summed over target tokens (the caller divides by the step's token count)."""
         import torch
         import torch.nn.functional as F
 
         with torch.autocast(self.precision.device_type, dtype=self.precision.weight_dtype, enabled=self.precision.autocast):
-            logits = self.model(
+            logits = self.wrapped(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
                 decoder_input_ids=batch["decoder_input_ids"],
@@ -284,18 +342,30 @@ class FinetuneRecipe:
         pin = self.batch_device.type == "cuda"
         return {k: (v.pin_memory() if pin else v).to(self.batch_device, non_blocking=True) for k, v in batch.items()}
 
-    def optimizer_step(self, groups: Sequence[Sequence[TokenizedPair]], step_tokens: int) -> tuple[float, float, float]:
-        """Forward/backward every micro-batch, clip, step; returns (token-averaged loss, grad norm, learning rate)."""
+    def optimizer_step(
+        self, groups: Sequence[Sequence[TokenizedPair]], step_tokens: int, idle: bool = False
+    ) -> tuple[float, float, float]:
+        """Forward/backward this process's micro-batches, clip, step; returns (token-averaged loss, grad norm, lr).
+
+        `step_tokens` counts the target tokens of the whole step, over every process, and the returned loss averages
+        over them too. `idle`: this process has no micro-batch in this step (a short last step of an epoch); it runs
+        `groups` with zero weight, because DDP's gradient all-reduce needs every process.
+        """
         import torch
 
         # Dividing every micro-batch by the whole step's target tokens averages the loss over tokens, not over
-        # micro-batches of unequal length.
+        # micro-batches of unequal length. DDP averages gradients over processes; multiplying by their number turns
+        # that average back into the sum, so N processes compute the gradient one process would with N x grad_accum.
+        weight = 0 if idle else self.group.world_size
         step_loss = torch.zeros((), device=self.batch_device)
-        for pairs in groups:
-            loss_sum = self.forward_loss_sum(self.to_device(pairs))
-            loss = loss_sum / step_tokens
-            (self.scaler.scale(loss) if self.scaler else loss).backward()
-            step_loss += loss_sum.detach()
+        last = len(groups) - 1
+        for i, pairs in enumerate(groups):
+            with self.group.accumulating(self.wrapped, sync=i == last):
+                loss_sum = self.forward_loss_sum(self.to_device(pairs))
+                loss = loss_sum * weight / step_tokens
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            if not idle:
+                step_loss += loss_sum.detach()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -313,6 +383,7 @@ class FinetuneRecipe:
         if stepped:  # as in the HF Trainer, a skipped step does not advance the schedule
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.group.sum_(step_loss)  # every process logs, and checks, the loss of the whole step
         loss_sum, norm = torch.stack([step_loss.float(), grad_norm.float().to(step_loss.device)]).tolist()
         return loss_sum / step_tokens, norm, lr  # one host sync per optimizer step
 
@@ -330,13 +401,22 @@ class FinetuneRecipe:
         self.model.train()
         # Throughput since the last log; evaluation and checkpoint time is not training time.
         window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
+        group = self.group
         for step, epoch, micro_batches in optimizer_steps(
-            lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps, start_step=self.steps_done
-        ):
+            lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps, start_step=self.steps_done,
+            world_size=plan.world_size,
+        ):  # fmt: skip
+            # Every process knows the whole step (the batch order is a pure function of the seed), so the token
+            # count that every process divides by needs no communication.
             groups = [[self.train_pairs[i] for i in mb] for mb in micro_batches]
             step_tokens = sum(token_count(g) for g in groups)
+            mine = rank_share(groups, group.world_size, group.rank)
+            if group.distributed:
+                # Dropout masks from (seed, step, rank): a resumed run draws what the uninterrupted one drew, without
+                # a checkpoint holding every process's RNG state.
+                torch.manual_seed(random.Random(f"{plan.seed}:{step}:{group.rank}").getrandbits(63))
             try:
-                loss_value, grad_norm, lr = self.optimizer_step(groups, step_tokens)
+                loss_value, grad_norm, lr = self.optimizer_step(mine or groups[:1], step_tokens, idle=not mine)
             except torch.OutOfMemoryError:
                 raise TrainingError(
                     f"step {step}: out of memory with {plan.batch_size} pairs per micro-batch of up to "
@@ -379,54 +459,66 @@ class FinetuneRecipe:
                 record = {"step": step, "eval_loss": eval_loss}
                 self.metrics.write(record)
                 reporter.metrics(step, record)
-            if not last and (step % plan.save_steps == 0 or self.stop.requested):
+            # Every process must stop after the same step, whichever of them the signal reached.
+            stop = group.any(self.stop.requested)
+            if not last and (step % plan.save_steps == 0 or stop):
                 self.save_checkpoint(step, epoch)
-            if self.stop.requested and not last:
+            if stop and not last:
                 raise Preempted(
-                    f"stopped by {self.stop.signal_name} after step {step} of {steps.total_steps}; checkpoint "
+                    f"stopped by {self.stop.signal_name or 'a signal to another process'} after step {step} of "
+                    f"{steps.total_steps}; checkpoint "
                     f"{CHECKPOINTS_DIR}/{step_dir_name(step)} written; run the same command with --resume auto"
                 )
             paused += time.monotonic() - pause_start
 
     def save_checkpoint(self, step: int, epoch: int) -> None:
+        """Rank 0 writes the checkpoint (every process holds the same state); the others wait until it is complete,
+        because a process that exits first (preemption) makes torchrun stop the rest, rank 0 mid-save included."""
         assert self.reporter is not None
-        save_checkpoint(
-            self.run_dir / CHECKPOINTS_DIR,
-            step,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            scaler=self.scaler,
-            state={
-                "epoch": epoch,
-                "total_steps": self.steps.total_steps,
-                "window": self.window,
-                "last_train_loss": self.last_train_loss,
-                "last_eval_loss": self.last_eval_loss,
-            },
-            keep=self.plan.keep_checkpoints,
-        )
-        self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")
+        if self.group.is_main:
+            save_checkpoint(
+                self.run_dir / CHECKPOINTS_DIR,
+                step,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                state={
+                    "epoch": epoch,
+                    "total_steps": self.steps.total_steps,
+                    "window": self.window,
+                    "last_train_loss": self.last_train_loss,
+                    "last_eval_loss": self.last_eval_loss,
+                },
+                keep=self.plan.keep_checkpoints,
+            )
+            self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")
+        self.group.barrier()
 
     def epoch_fraction(self, step: int) -> float:
         done_in_epoch = (step - 1) % self.steps.steps_per_epoch + 1
         return done_in_epoch / self.steps.steps_per_epoch
 
     def evaluate(self) -> float:
-        """Token-averaged validation loss with the training objective, batches sorted by length."""
+        """Token-averaged validation loss with the training objective, batches sorted by length.
+
+        Under torchrun each process evaluates every world_size-th batch and the sums are added up.
+        """
         import torch
 
         self.model.eval()
         order = sorted(range(len(self.eval_pairs)), key=lambda i: self.eval_pairs[i].length)
+        starts = range(0, len(order), self.plan.batch_size)[self.group.rank :: self.group.world_size]
         total = torch.zeros((), device=self.batch_device, dtype=torch.float64)
         tokens = 0
         with torch.no_grad():
-            for start in range(0, len(order), self.plan.batch_size):
+            for start in starts:
                 pairs = [self.eval_pairs[i] for i in order[start : start + self.plan.batch_size]]
                 total += self.forward_loss_sum(self.to_device(pairs)).double()
                 tokens += token_count(pairs)
         self.model.train()
-        return total.item() / tokens
+        total_sum, total_tokens = self.group.sum_(torch.stack([total, total.new_tensor(tokens)])).tolist()
+        return total_sum / total_tokens
 
     # -- outputs -------------------------------------------------------------------------------------------------
     def finish(self) -> RunResult:
@@ -434,10 +526,13 @@ class FinetuneRecipe:
 
         assert self.reporter is not None
         adapter_dir = self.run_dir / ADAPTER_DIR
-        self.model.save_pretrained(str(adapter_dir), safe_serialization=True)
-        save_tokenizer(self.tokenizer, self.run_dir)
         seconds = time.monotonic() - self.started
         result = RunResult(str(self.run_dir), self.steps_done, self.last_train_loss, self.last_eval_loss, seconds)
+        if not self.group.is_main:
+            self.group.barrier()  # returns once rank 0 has written everything
+            return result
+        self.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+        save_tokenizer(self.tokenizer, self.run_dir)
         # Written last: its presence is the promise that everything above is complete.
         write_json_atomic(
             self.run_dir / FINISHED,
@@ -452,6 +547,7 @@ class FinetuneRecipe:
             },
         )
         self.reporter.line(f"adapter saved to {adapter_dir} ({result.steps} steps, {seconds:.0f} s)")
+        self.group.barrier()
         return result
 
     def cleanup(self) -> None:

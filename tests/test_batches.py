@@ -18,6 +18,7 @@ from csas_cli.batches import (
     length_grouped_batches,
     optimizer_steps,
     plan_steps,
+    rank_share,
     shift_right,
 )
 from csas_cli.features import TokenizedPair
@@ -331,3 +332,38 @@ def test_collate_single_pair_has_no_padding() -> None:
 def test_tokenized_pair_length_is_the_longer_side() -> None:
     assert TokenizedPair((1, 2, 3), (4,)).length == 3
     assert TokenizedPair((1,), (4, 5, 6, 7)).length == 4
+
+
+# --- several processes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,batch,accum,world,epochs", [(100, 8, 2, 2, 1.0), (100, 4, 1, 4, 2.5), (37, 3, 3, 2, 3.0),
+                                                        (5, 8, 1, 2, 2.0)])  # fmt: skip
+def test_n_processes_step_like_one_process_with_n_times_the_accumulation(n, batch, accum, world, epochs) -> None:
+    # The global batch is batch x grad_accum x world_size: the step plan and the batches of every step are those
+    # of one process accumulating world_size times as many micro-batches.
+    plan = plan_steps(n, batch, accum, epochs, None, world_size=world)
+    single = plan_steps(n, batch, accum * world, epochs, None)
+    assert (plan.total_steps, plan.steps_per_epoch) == (single.total_steps, single.steps_per_epoch)
+    assert plan.micro_batches_per_step == accum * world
+    lengths = random_lengths(n, seed=n)
+    distributed = list(optimizer_steps(lengths, batch, accum, 42, plan.total_steps, world_size=world))
+    assert distributed == all_steps(lengths, batch, accum * world, 42, plan.total_steps)
+    resumed = list(optimizer_steps(lengths, batch, accum, 42, plan.total_steps, start_step=2, world_size=world))
+    assert resumed == distributed[2:]
+
+
+def test_plan_steps_divides_an_epoch_among_processes() -> None:
+    assert plan_steps(100, 8, 2, 1.0, None, world_size=1).steps_per_epoch == 7  # 13 batches / 2
+    assert plan_steps(100, 8, 2, 1.0, None, world_size=2).steps_per_epoch == 4  # 13 batches / 4
+    assert plan_steps(100, 8, 2, 1.0, 9, world_size=2).total_steps == 9  # max_steps is a count of steps, as before
+
+
+@pytest.mark.parametrize("count,world", [(4, 2), (3, 2), (1, 2), (8, 4), (5, 3), (2, 1)])
+def test_rank_shares_partition_the_step(count: int, world: int) -> None:
+    micro_batches = [[i, i + 100] for i in range(count)]
+    shares = [rank_share(micro_batches, world, rank) for rank in range(world)]
+    assert sorted(mb for share in shares for mb in share) == micro_batches  # each micro-batch on exactly one rank
+    sizes = [len(share) for share in shares]
+    assert max(sizes) - min(sizes) <= 1  # a short last step stays balanced
+    assert sizes == sorted(sizes, reverse=True)  # only the highest ranks can come up empty

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from csas_cli.checkpoints import (
     save_checkpoint,
     step_dir_name,
 )
+from csas_cli.errors import CsasError
 
 
 class FakeAdapterModel(torch.nn.Module):
@@ -176,11 +179,46 @@ def test_failed_save_keeps_older_checkpoints(tmp_path: Path) -> None:
             raise OSError("disk full")
 
     _, optimizer, scheduler = parts
-    with pytest.raises(OSError):
+    with pytest.raises(CsasError, match="disk full"):
         save_checkpoint(tmp_path, 200, model=Broken(), optimizer=optimizer, scheduler=scheduler, scaler=None,
                         state={}, keep=1)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000100"]
     assert (tmp_path / "step-000100" / STATE_FILE).exists()
+    assert not (tmp_path / "step-000200.tmp").exists()
+
+
+@pytest.mark.parametrize("failing_file", ["optimizer.pt", "rng.pt"])
+def test_full_disk_mid_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch, failing_file: str) -> None:
+    parts = trained_parts()
+    previous = save(tmp_path, 100, parts, keep=1)
+    before = {p.name: p.read_bytes() for p in previous.rglob("*") if p.is_file()}
+    real_save = torch.save
+
+    def save_until_the_disk_fills(obj, path, *args, **kwargs):
+        if Path(path).name == failing_file:
+            Path(path).write_bytes(b"half")  # part of the file made it to disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    with pytest.raises(CsasError) as caught:
+        save(tmp_path, 200, parts, keep=1)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "step-000200" in message and "No space left on device" in message
+    assert "step-000100 is intact" in message and "--resume auto" in message
+    # The half-written folder is gone, rotation did not run, and the previous checkpoint is byte for byte intact.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000100"]
+    assert {p.name: p.read_bytes() for p in previous.rglob("*") if p.is_file()} == before
+    assert latest_checkpoint(tmp_path) == previous
+
+
+def test_a_programming_error_mid_save_is_not_disguised(tmp_path: Path, monkeypatch) -> None:
+    parts = trained_parts()
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
+    with pytest.raises(TypeError, match="a bug"):
+        save(tmp_path, 100, parts)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resaving_a_step_replaces_it(tmp_path: Path) -> None:

@@ -631,3 +631,22 @@ def test_seed_out_of_range_is_a_flag_error(runner: CliRunner, data: Path, seed: 
     line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--seed", seed,
                                           "--dry-run"]))
     assert line.startswith("csas: error: --seed")
+
+
+@pytest.mark.parametrize("dashed", [True, False], ids=["dashed", "underscore"])
+def test_finetune_sample_caps_reach_the_plan(runner: CliRunner, tmp_path: Path, dashed: bool) -> None:
+    data = write_data(tmp_path / "d.jsonl", n_en=20, n_fr=0)
+    names = ("--max-train-samples", "--max-eval-samples") if dashed else ("--max_train_samples", "--max_eval_samples")
+    plan = ok_json(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--val-ratio", "0.25",
+                                   names[0], "6", names[1], "2", "--dry-run"]))  # fmt: skip
+    assert (plan["max_train_samples"], plan["max_eval_samples"]) == (6, 2)
+    assert (plan["train_rows"], plan["eval_rows"]) == (6, 2)
+    plan = ok_json(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--dry-run"]))
+    assert (plan["max_train_samples"], plan["max_eval_samples"]) == (None, None)
+    assert plan["train_rows"] + plan["eval_rows"] == 20
+
+
+def test_finetune_sample_cap_zero_is_a_flag_error(runner: CliRunner, data: Path) -> None:
+    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data),
+                                          "--max-train-samples", "0", "--dry-run"]))  # fmt: skip
+    assert line.startswith("csas: error: --max-train-samples must be at least 1, got 0")

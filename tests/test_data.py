@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from csas_cli.data import Example, LoadedData, Split, load_examples, read_jsonl, split_examples
+from csas_cli.data import Example, LoadedData, Split, load_examples, read_jsonl, split_examples, subsample
 from csas_cli.errors import DataError
 
 
@@ -443,3 +443,35 @@ def test_split_group_order_does_not_depend_on_input_order() -> None:
 def test_split_rejects_bad_ratio(ratio: float) -> None:
     with pytest.raises(ValueError):
         split_examples(mixed(), ratio, 0)
+
+
+# --- sample caps (subsample) -----------------------------------------------------------------------------------
+
+
+def test_subsample_is_seeded_random_in_input_order_and_nested() -> None:
+    rows = [ex(n) for n in range(1, 201)]
+    picked = subsample(rows, 50, seed=42)
+    lines = [e.line for e in picked]
+    assert len(picked) == 50 and lines == sorted(lines)
+    assert picked == subsample(rows, 50, seed=42)
+    assert lines != list(range(1, 51)), "a random subset, not the file's head"
+    assert [e.line for e in subsample(rows, 50, seed=7)] != lines
+    assert set(e.line for e in subsample(rows, 20, seed=42)) < set(lines)  # a smaller cap is a subset
+
+
+@pytest.mark.parametrize("limit", [None, 200, 10_000])
+def test_subsample_without_a_binding_cap_keeps_everything(limit) -> None:
+    rows = [ex(n) for n in range(1, 201)]
+    assert subsample(rows, limit, seed=1) == rows
+
+
+def test_split_caps_each_side_after_the_split() -> None:
+    examples = mixed()
+    whole = split_examples(examples, 0.25, seed=3)
+    capped = split_examples(examples, 0.25, seed=3, max_train=10, max_eval=2)
+    assert (len(capped.train), len(capped.eval)) == (10, 2)
+    assert {e.line for e in capped.train} <= {e.line for e in whole.train}
+    assert {e.line for e in capped.eval} <= {e.line for e in whole.eval}  # no row crosses the split
+    assert capped.train_publications == len({e.pub_number for e in capped.train if e.pub_number})
+    assert capped.eval_publications == len({e.pub_number for e in capped.eval if e.pub_number})
+    assert split_examples(examples, 0.25, seed=3, max_train=10_000, max_eval=10_000) == whole

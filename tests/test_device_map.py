@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from csas_cli.device_map import distributed_env, resolve_device_map
+from csas_cli.device_map import distributed_env, on_cpu, resolve_device_map
 from csas_cli.errors import CsasError, SettingsError
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY
 
@@ -132,3 +132,15 @@ def test_distributed_env_errors_name_the_variable(environ: dict, name: str) -> N
     message = str(info.value)
     assert name in message
     assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "device_map,want",
+    [({"": 1}, {"": "cpu"}), ({"": 0}, {"": "cpu"}), ("auto", "auto"), ("cpu", "cpu"), (None, None)],
+)
+def test_on_cpu_a_rank_pinned_map_names_the_cpu(device_map, want) -> None:
+    # QLoRA under torchrun pins each rank's model to {"": LOCAL_RANK}; without a GPU that device is the CPU.
+    assert on_cpu(device_map) == want
+    assert on_cpu(resolve_device_map(qlora=True, shardable=True, requested="auto", world_size=2, local_rank=1)) == {
+        "": "cpu"
+    }

@@ -151,6 +151,17 @@ def test_keyboard_interrupt_stops_the_loop(tmp_path: Path) -> None:
     assert [(o.key, o.status) for o in outcomes] == [("m2m100_418m", "ok"), ("mbart50_mmt_fr", "interrupted")]
 
 
+def test_a_stop_signal_stops_the_loop(tmp_path: Path) -> None:
+    from csas_cli.preemption import Preempted
+
+    runner = FakeRunner({"mbart50_mmt_fr": Preempted("SIGUSR1 at step 7: checkpoint written")})
+    messages: list[str] = []
+    outcomes = run_all(settings_under(tmp_path), run_one=runner, say=messages.append)
+    assert runner.calls == KEYS[:2]  # the job is ending: the next model is not started
+    assert [(o.key, o.status) for o in outcomes] == [("m2m100_418m", "ok"), ("mbart50_mmt_fr", "stopped")]
+    assert any("SIGUSR1 at step 7" in m for m in messages)
+
+
 def test_finished_runs_are_skipped(tmp_path: Path) -> None:
     finish(tmp_path / "runs" / "mbart50_mmt_en")
     finish(tmp_path / "runs" / "opus_mt_fr_en")
@@ -249,6 +260,39 @@ def test_cli_finetune_all_runs_and_reports(fake_recipe, tmp_path: Path) -> None:
         assert ((tmp_path / "runs" / key / "finished.json").exists()) is (key != "opus_mt_en_fr")
     assert "failed" in result.stderr and "opus_mt_en_fr" in result.stderr
     assert "Traceback" not in result.output  # a CsasError is reported in one line, not with its traceback
+
+
+def test_cli_finetune_all_exits_75_when_stopped(fake_recipe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from csas_cli.cli import app
+    from csas_cli.preemption import PREEMPTED_EXIT_CODE, Preempted
+
+    def stopped(self) -> None:
+        fake_recipe.trained.append(self.plan.which)
+        if self.plan.which == "mbart50_mmt_en":
+            raise Preempted("SIGTERM at step 3: checkpoint written")
+
+    monkeypatch.setattr(fake_recipe, "train", stopped)
+    args = ["finetune-all", "--data", str(tmp_path / "d.jsonl"), "--output-dir", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == PREEMPTED_EXIT_CODE, result.output
+    assert fake_recipe.trained == KEYS[:3]
+    assert "stopped" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "runs" / "mbart50_mmt_en" / "finished.json").exists()
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_only_rank_0_reports(fake_recipe, tmp_path: Path, rank: str) -> None:
+    from typer.testing import CliRunner
+
+    from csas_cli.cli import app
+
+    args = ["finetune-all", "--data", str(tmp_path / "d.jsonl"), "--output-dir", str(tmp_path / "runs"), "--only",
+            "opus_mt_en_fr"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", "RANK": rank})
+    assert result.exit_code == 0, result.output
+    assert ("finetune-all" in result.stderr and "training into" in result.stderr) is (rank == "0")
 
 
 def test_rerun_skips_finished_models(fake_recipe, tmp_path: Path) -> None:

@@ -227,3 +227,10 @@ def test_model_snapshot_is_not_an_output_dir(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(OutputError, match="holds a model"):
         check_run_dir(tmp_path, overwrite=False)
+
+
+def test_metrics_log_without_a_path_discards(tmp_path: Path) -> None:
+    log = MetricsLog(None)
+    log.write({"step": 1, "loss": 2.0})
+    log.close()
+    assert list(tmp_path.iterdir()) == []

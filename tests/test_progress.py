@@ -46,3 +46,15 @@ def test_bar_reporter_keeps_log_lines(tmp_path):
     reporter.close()
     assert "step 2/4  loss 1.0000" in (tmp_path / "train.log").read_text()
     assert "training" in console.getvalue()
+
+
+def test_quiet_reporter_says_nothing(tmp_path):
+    console = Tty()
+    reporter = Reporter(None, bar=True, console_stream=console, quiet=True)
+    reporter.start(4)
+    reporter.step(2, {"loss": 1.0, "learning_rate": 0.1, "samples_per_second": 3.0})
+    reporter.metrics(2, {"step": 2, "loss": 1.0})
+    reporter.line("adapter saved")
+    reporter.close()
+    assert console.getvalue() == ""
+    assert list(tmp_path.iterdir()) == []

@@ -152,6 +152,18 @@ def test_plan_differences_are_named():
     assert plan_differences(recorded, other, "abd") == ["lora_r 32 -> 8", f"data file content changed ({plan.data})"]
 
 
+def test_other_sample_caps_refuse_a_resume():
+    plan = build_plan(FinetuneSettings(which=KEY, max_train_samples=100))
+    recorded = {"plan": plan.to_dict(), "data_sha256": "abc"}
+    other = build_plan(FinetuneSettings(which=KEY, max_train_samples=50, max_eval_samples=5))
+    assert plan_differences(recorded, other, "abc") == ["max_train_samples 100 -> 50", "max_eval_samples None -> 5"]
+    # A run.json written before the caps existed has neither key: resuming it without caps is fine.
+    before_caps = build_plan(FinetuneSettings(which=KEY)).to_dict()
+    del before_caps["max_train_samples"], before_caps["max_eval_samples"]
+    old = {"plan": before_caps, "data_sha256": "abc"}
+    assert plan_differences(old, build_plan(FinetuneSettings(which=KEY)), "abc") == []
+
+
 def test_choose_checkpoint(tmp_path):
     assert choose_checkpoint(tmp_path, "auto", warn=print) is None
     with pytest.raises(SettingsError, match="incomplete checkpoint"):

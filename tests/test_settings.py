@@ -145,6 +145,8 @@ def test_which_is_required() -> None:
         ("lora_alpha", 0, "--lora-alpha"),
         ("max_steps", 0, "--max-steps"),
         ("max_steps", -1, "--max-steps"),
+        ("max_train_samples", 0, "--max-train-samples"),
+        ("max_eval_samples", -1, "--max-eval-samples"),
         ("epochs", 0.0, "--epochs"),
         ("epochs", -1.0, "--epochs"),
         ("epochs", math.nan, "--epochs"),
@@ -186,7 +188,8 @@ def test_unknown_which_lists_the_choices() -> None:
 @pytest.mark.parametrize(
     "field,value",
     [("val_ratio", 0.0), ("warmup_ratio", 0.0), ("lora_dropout", 0.0), ("val_ratio", 0.99), ("max_steps", 1),
-     ("epochs", 0.25), ("batch_size", 1), ("seed", 0), ("seed", 2**32 - 1)],
+     ("epochs", 0.25), ("batch_size", 1), ("seed", 0), ("seed", 2**32 - 1), ("max_train_samples", 1),
+     ("max_eval_samples", 1)],
 )
 def test_boundary_values_are_accepted(field: str, value: object) -> None:
     assert getattr(settings(**{field: value}), field) == value
@@ -196,6 +199,29 @@ def test_boundary_values_are_accepted(field: str, value: object) -> None:
 def test_seed_outside_numpy_range_is_a_flag_error(seed: int) -> None:
     with pytest.raises(SettingsError, match="^--seed"):
         settings(seed=seed)
+
+
+def test_sample_caps_default_to_none_and_reach_the_plan() -> None:
+    s = settings()
+    assert (s.max_train_samples, s.max_eval_samples) == (None, None)
+    plan = build_plan(settings(max_train_samples=200, max_eval_samples=10))
+    assert (plan.max_train_samples, plan.max_eval_samples) == (200, 10)
+    record = plan.to_dict()
+    assert (record["max_train_samples"], record["max_eval_samples"]) == (200, 10)
+    assert plan.train_rows is None  # counted by prepare_run, after the caps
+
+
+def test_run_name_replaces_which_in_the_run_dir() -> None:
+    assert settings().run_dir == Path("outputs/m2m100_418m")
+    s = settings(output_dir=Path("sweeps/m2m100_418m"), run_name="trial-00-lr1e-4-r8-a16-d0.05")
+    assert s.run_dir == Path("sweeps/m2m100_418m/trial-00-lr1e-4-r8-a16-d0.05")
+    assert build_plan(s).output_dir == str(s.run_dir)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../x", "/abs"])
+def test_run_name_must_be_one_folder(name: str) -> None:
+    with pytest.raises(SettingsError, match="^run name must be one folder name"):
+        settings(run_name=name)
 
 
 def test_flag_spelling() -> None:

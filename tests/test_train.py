@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from csas_cli.batches import collate
+from csas_cli.checkpoints import list_checkpoints, read_state
 from csas_cli.errors import CsasError
 from csas_cli.settings import FinetuneSettings
 from csas_cli.train import FinetuneRecipe, TrainingError, prepare_run, token_count
@@ -19,7 +23,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_p
 def make_recipe(tiny_models, tmp_path: Path, key: str, **overrides) -> FinetuneRecipe:
     settings = FinetuneSettings(
         which=key, model_id=str(tiny_models[key]), data=SAMPLE, output_dir=tmp_path, no_qlora=True,
-        lora_dropout=0.0, max_steps=3, disable_tqdm=True, **overrides,
+        lora_dropout=0.0, disable_tqdm=True, **{"max_steps": 3, **overrides},
     )  # fmt: skip
     prepared = prepare_run(settings, environ={})
     recipe = FinetuneRecipe(prepared.plan, prepared.split)
@@ -114,6 +118,57 @@ def test_non_finite_loss_stops_with_the_step(m2m_recipe, monkeypatch):
     assert issubclass(TrainingError, CsasError)
 
 
+def test_non_finite_loss_keeps_the_last_good_checkpoint(tiny_models, tmp_path, monkeypatch):
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_steps=8, save_steps=2, batch_size=4)
+    try:
+        real = recipe.forward_loss_sum
+        # From step 5 on the loss is nan; the weights it produces must never reach a checkpoint.
+        monkeypatch.setattr(
+            recipe, "forward_loss_sum", lambda batch: real(batch) * (float("nan") if recipe.steps_done >= 4 else 1.0)
+        )
+        with pytest.raises(TrainingError, match="^step 5: the training loss is nan"):
+            recipe.train()
+    finally:
+        recipe.cleanup()
+    run = tmp_path / "opus_mt_en_fr"
+    kept = list_checkpoints(run / "checkpoints")
+    assert [p.name for p in kept] == ["step-000002", "step-000004"]
+    assert read_state(kept[-1])["step"] == 4
+    weights = load_file(str(kept[-1] / "adapter" / "adapter_model.safetensors"))
+    assert weights and all(torch.isfinite(w).all() for w in weights.values())
+    assert not (run / "finished.json").exists()
+
+
+def test_out_of_memory_suggests_a_smaller_batch(m2m_recipe, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(m2m_recipe, "optimizer_step", out_of_memory)
+    with pytest.raises(TrainingError, match="^step 1: out of memory .* lower --batch-size .*--grad-accum"):
+        m2m_recipe.train()
+
+
+def test_a_full_disk_at_a_checkpoint_stops_in_one_line_and_keeps_the_previous_one(tiny_models, tmp_path, monkeypatch):
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_steps=8, save_steps=2, batch_size=4)
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if "step-000004" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    try:
+        with pytest.raises(CsasError) as caught:
+            recipe.train()
+    finally:
+        recipe.cleanup()
+    assert "\n" not in str(caught.value) and "No space left on device" in str(caught.value)
+    checkpoints = tmp_path / "opus_mt_en_fr" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000002"]
+    assert read_state(checkpoints / "step-000002")["step"] == 2
+
+
 @pytest.mark.parametrize("key,codes", [("mbart50_mmt_fr", ("en_XX", "fr_XX")), ("mbart50_mmt_en", ("fr_XX", "en_XX"))])
 def test_mbart_rows_carry_their_language_codes(tiny_models, tmp_path, key, codes):
     recipe = make_recipe(tiny_models, tmp_path, key)
@@ -136,3 +191,21 @@ def test_marian_rows_have_no_language_codes(tiny_models, tmp_path):
         assert recipe.decoder_start_id == recipe.pad_id  # Marian starts the decoder from <pad>
     finally:
         recipe.cleanup()
+
+
+def test_prepare_run_applies_the_sample_caps_after_the_split(tmp_path):
+    def prepared(**caps):
+        settings = FinetuneSettings(which="opus_mt_en_fr", data=SAMPLE, output_dir=tmp_path, **caps)
+        return prepare_run(settings, environ={})
+
+    whole = prepared()
+    capped = prepared(max_train_samples=100, max_eval_samples=7)
+    assert (len(capped.split.train), len(capped.split.eval)) == (100, 7)
+    assert (capped.plan.train_rows, capped.plan.eval_rows) == (100, 7)
+    assert (capped.plan.max_train_samples, capped.plan.max_eval_samples) == (100, 7)
+    assert {e.line for e in capped.split.train} <= {e.line for e in whole.split.train}
+    assert {e.line for e in capped.split.eval} <= {e.line for e in whole.split.eval}
+    assert capped.split == prepared(max_train_samples=100, max_eval_samples=7).split  # deterministic
+    # A cap above the split's size changes nothing.
+    roomy = prepared(max_train_samples=10**6, max_eval_samples=10**6)
+    assert roomy.split == whole.split and roomy.plan.train_rows == whole.plan.train_rows

@@ -1,0 +1,234 @@
+"""Data-parallel training: `torchrun --nproc_per_node 2 -m csas_cli finetune` on the CPU (gloo) with tiny models.
+
+Two processes with micro-batches of 2 must train exactly what one process does with grad_accum 2 (same samples per
+optimizer step); rank 0 alone writes the run; a stop signal that reaches one rank stops both after the same step,
+and the run resumes to the adapter of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from csas_cli.distributed import ProcessGroup
+from csas_cli.errors import CsasError
+
+SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+KEY = "opus_mt_en_fr"
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """13 English rows, one publication each: 3 held out, 10 train in 5 micro-batches of 2, so with 2 processes
+    every epoch ends with a step of one micro-batch, where rank 1 has nothing and must still join the all-reduce."""
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+    english = [r for r in rows if r["source_lang"] == "en"][:13]
+    path = tmp_path_factory.mktemp("data") / "small.jsonl"
+    path.write_text("".join(json.dumps({**r, "pub_number": f"p{i}"}) + "\n" for i, r in enumerate(english)))
+    return path
+
+
+def finetune_args(tiny_models, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "-m", "csas_cli", "finetune", "--which", KEY, "--model-id", str(tiny_models[KEY]), "--data", str(data),
+        "--output-dir", str(out), "--max-steps", str(STEPS), "--batch-size", "2", "--lr", "3e-3", "--val-ratio", "0.2",
+        "--max-source-len", "32", "--max-target-len", "32", "--logging-steps", "1", "--eval-steps", "10",
+        "--save-steps", "15", "--disable-tqdm", *extra,
+    ]  # fmt: skip
+
+
+def env() -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")}
+    return {**clean, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(args: list[str]) -> list[str]:
+    # --standalone: a private rendezvous on a free port, so tests never collide on 29500.
+    return [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", *args]
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def adapter(run_dir: Path) -> dict:
+    return load_file(str(run_dir / "lora" / "adapter_model.safetensors"))
+
+
+def assert_written_once(run_dir: Path, steps: int, launches: int = 1) -> None:
+    """Rank 0 alone wrote the run: one metrics line per logged step and evaluation, one log line per event."""
+    records = metrics(run_dir)
+    train_steps = [r["step"] for r in records if "loss" in r]
+    eval_steps = [r["step"] for r in records if "eval_loss" in r]
+    assert train_steps == list(range(1, steps + 1))
+    assert eval_steps == [s for s in range(1, steps + 1) if s % 10 == 0]
+    log = (run_dir / "train.log").read_text().splitlines()
+    assert sum(f" step 1/{STEPS} " in line for line in log) == 1
+    assert sum("on cpu" in line and "2 processes x 2 x 1" in line for line in log) == launches
+    assert all(line[:2].isdigit() and line[2] == ":" for line in log)  # no interleaved half-lines
+
+
+# --- two processes against one --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ddp_and_single(tiny_models, small_data, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("ddp-vs-single")
+    ddp = run(torchrun(finetune_args(tiny_models, small_data, out / "ddp", "--no-qlora", "--lora-dropout", "0",
+                                     "--grad-accum", "1")))  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr
+    single = run([sys.executable, *finetune_args(tiny_models, small_data, out / "single", "--no-qlora",
+                                                 "--lora-dropout", "0", "--grad-accum", "2")])  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    return out / "ddp" / KEY, out / "single" / KEY, ddp
+
+
+def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(ddp_and_single):
+    ddp, single, _ = ddp_and_single
+    got, want = metrics(ddp), metrics(single)
+    assert [(r["step"], sorted(r)) for r in got] == [(r["step"], sorted(r)) for r in want]
+    for a, b in zip(got, want):
+        # Only the order of a few float additions differs (the all-reduce sums the two halves of each step).
+        for name in ("loss", "eval_loss", "grad_norm", "learning_rate"):
+            if name in b:
+                assert a[name] == pytest.approx(b[name], rel=1e-5, abs=1e-7), (a["step"], name)
+    # The gradient, not only the loss, must match: Adam would hide a gradient off by a constant factor in the loss
+    # curve, but not in the norm that clipping and the log see.
+    assert all(r["grad_norm"] > 0 for r in got if "grad_norm" in r)
+    a, b = adapter(ddp), adapter(single)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-5, name
+
+
+def test_rank_zero_alone_writes_the_run_and_records_the_world(ddp_and_single):
+    ddp, single, done = ddp_and_single
+    assert_written_once(ddp, STEPS)
+    record = json.loads((ddp / "run.json").read_text())
+    assert record["plan"]["world_size"] == 2 and record["plan"]["global_batch"] == 4
+    assert json.loads((single / "run.json").read_text())["plan"]["global_batch"] == 4
+    # 5 micro-batches per epoch, 2 per step (one per rank): 3 steps per epoch, as for one process accumulating 2.
+    assert record["steps_per_epoch"] == json.loads((single / "run.json").read_text())["steps_per_epoch"] == 3
+    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["step-000015", "step-000030"]
+    assert json.loads((ddp / "finished.json").read_text())["steps"] == STEPS
+    assert not list(ddp.rglob("*.tmp"))
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("adapter saved to") == 1  # one console, not one per process
+
+
+def test_an_output_refusal_is_agreed_by_every_rank_and_nothing_is_written(tiny_models, small_data, ddp_and_single):
+    ddp, _, _ = ddp_and_single
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(ddp.rglob("*")) if p.is_file()}
+    again = run(torchrun(finetune_args(tiny_models, small_data, ddp.parent, "--no-qlora", "--lora-dropout", "0",
+                                       "--grad-accum", "1")))  # fmt: skip
+    assert again.returncode != 0
+    refusals = [line for line in again.stderr.splitlines() if line.startswith("csas: error:")]
+    assert len(refusals) == 2 and len(set(refusals)) == 1 and "holds a finished run" in refusals[0]
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(ddp.rglob("*")) if p.is_file()} == before
+
+
+# --- preemption and resume ------------------------------------------------------------------------------------
+
+
+def worker_pids(launcher: subprocess.Popen, timeout: float = 120) -> dict[int, int]:
+    """rank -> pid of torchrun's worker processes (its children, told apart by their RANK variable)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert launcher.poll() is None, launcher.communicate()
+        children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+        ranks = {}
+        for pid in map(int, children):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            rank = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"RANK=")]
+            if rank:
+                ranks[int(rank[0])] = pid
+        if len(ranks) == 2:
+            return ranks
+        time.sleep(0.05)
+    raise AssertionError("torchrun's workers never appeared")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through /proc")
+def test_a_signal_to_one_rank_stops_both_after_the_same_step_and_resume_matches(tiny_models, small_data, tmp_path):
+    # QLoRA (each rank's 4-bit model pinned to its own device: the CPU here) and dropout on: the resumed run must
+    # draw the same dropout masks on every rank as the uninterrupted one.
+    args = finetune_args(tiny_models, small_data, tmp_path / "stopped", "--grad-accum", "1")
+    reference = run(torchrun(finetune_args(tiny_models, small_data, tmp_path / "reference", "--grad-accum", "1")))
+    assert reference.returncode == 0, reference.stderr
+    reference_dir = tmp_path / "reference" / KEY
+    assert json.loads((reference_dir / "run.json").read_text())["plan"]["qlora"] is True
+
+    launcher = subprocess.Popen(torchrun(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    ranks = worker_pids(launcher)
+    run_dir = tmp_path / "stopped" / KEY
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.jsonl").exists() or len(metrics(run_dir)) < 3:
+        assert launcher.poll() is None, launcher.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(ranks[1], signal.SIGUSR1)  # as if only one node got the scheduler's warning
+    _, stderr = launcher.communicate(timeout=300)
+    assert launcher.returncode != 0  # torchrun reports its workers' exit code 75 as a failure
+    stops = [line for line in stderr.splitlines() if line.startswith("csas: stopped:")]
+    assert len(stops) == 2, stderr
+    assert any("stopped by SIGUSR1" in s for s in stops) and any("a signal to another process" in s for s in stops)
+    step = {int(s.split(" after step ")[1].split()[0]) for s in stops}
+    assert len(step) == 1, stops
+    stopped_at = step.pop()
+    assert stopped_at < STEPS
+    assert (run_dir / "checkpoints" / f"step-{stopped_at:06d}").is_dir()
+    assert not (run_dir / "finished.json").exists()
+
+    resumed = run(torchrun([*args, "--resume", "auto"]))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("resuming from") == 1
+    assert_written_once(run_dir, STEPS, launches=2)
+    got, want = metrics(run_dir), metrics(reference_dir)
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    assert [r.get("loss", r.get("eval_loss")) for r in got] == pytest.approx(
+        [r.get("loss", r.get("eval_loss")) for r in want], rel=1e-5
+    )
+    a, b = adapter(run_dir), adapter(reference_dir)
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-5, name
+    assert json.loads((run_dir / "run.json").read_text())["resumed"][0]["from_step"] == stopped_at
+
+
+# --- the single-process group ---------------------------------------------------------------------------------
+
+
+def test_a_single_process_group_is_the_identity():
+    import torch
+
+    group = ProcessGroup()
+    assert not group.distributed and group.is_main and group.world_size == 1
+    tensor = torch.tensor([1.5, 2.0])
+    assert group.sum_(tensor) is tensor and tensor.tolist() == [1.5, 2.0]
+    assert group.any(True) is True and group.any(False) is False
+    model = torch.nn.Linear(2, 2)
+    assert group.data_parallel(model) is model
+    with group.accumulating(model, sync=False):
+        pass
+    group.barrier()
+    assert group.from_main(lambda: 7) == 7
+    with pytest.raises(CsasError, match="refused"):
+        group.from_main(lambda: (_ for _ in ()).throw(CsasError("refused")))
+    assert ProcessGroup.current().world_size == 1

@@ -530,7 +530,7 @@ def bench(
             qlora=not no_qlora, lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=parse_lora_targets(lora_targets),
             max_source_len=max_source_len, max_target_len=max_target_len, seed=seed,
         )  # fmt: skip
-        record = run_bench(settings)
+        record = run_bench(settings, say=lambda m: sys.stderr.write(m + "\n"))
     if as_json:
         print_json(record)
     else:

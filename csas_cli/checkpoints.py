@@ -1,7 +1,8 @@
 """Checkpoints: zero-padded step folders, written under a temporary name and renamed only when complete.
 
 A checkpoint holds everything needed to continue exactly: the adapter, optimizer, scheduler, loss scaler, every RNG
-state and the step (batch order is a pure function of seed and epoch, so the step locates the data position).
+state and the step (batch order is a pure function of seed and epoch, so the step locates the data position), and a
+copy of the run's best/ adapter as it was at that step. best/ itself is written the same way: complete, then renamed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from .errors import OutputError
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 STATE_FILE = "trainer_state.json"
+BEST_COPY = "best"
+"""The checkpoint's copy of the run's best/ folder."""
+BEST_RECORD = "best.json"
+"""In best/: the step, metric and value of the evaluation whose adapter it holds."""
 
 
 def step_dir_name(step: int) -> str:
@@ -122,9 +127,18 @@ def restore_checkpoint(path: Path, *, model: Any, optimizer: Any, scheduler: Any
     return state
 
 
+def failure_reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    # torch.save reports a failed write as a RuntimeError, safetensors as a SafetensorError.
+    return isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "SafetensorError"
+
+
 def save_failure(root: Path, final: Path, exc: BaseException) -> str:
     """One line: what failed, what survived, how much room is left, what to do."""
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
+    reason = failure_reason(exc)
     kept = latest_checkpoint(root)
     try:
         free = f"; {shutil.disk_usage(root).free / 1e6:,.0f} MB free there"
@@ -147,10 +161,12 @@ def save_checkpoint(
     scaler: Any | None,
     state: dict[str, Any],
     keep: int,
+    best: Path | None = None,
 ) -> Path:
     """Write checkpoint `step` and keep only the newest `keep`; an interrupted save leaves the older ones intact.
 
-    A save that fails (a full disk, a quota) removes its half-written folder and raises OutputError in one line.
+    `best`: the run's best/ folder, copied in when it exists (see `restore_best`). A save that fails (a full disk, a
+    quota) removes its half-written folder and raises OutputError in one line.
     """
     import torch
 
@@ -169,11 +185,12 @@ def save_checkpoint(
         if scaler is not None:
             torch.save(scaler.state_dict(), tmp / "scaler.pt")
         torch.save(rng_state(), tmp / "rng.pt")
+        if best is not None and best.is_dir():
+            shutil.copytree(best, tmp / BEST_COPY)
         (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n", encoding="utf-8")
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        # torch.save reports a failed write as a RuntimeError, safetensors as a SafetensorError.
-        if isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "SafetensorError":
+        if is_write_failure(exc):
             raise OutputError(save_failure(root, final, exc)) from None
         raise
     if final.exists():
@@ -182,3 +199,59 @@ def save_checkpoint(
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+# -- the best adapter ------------------------------------------------------------------------------------------
+
+
+def swap_in(tmp: Path, final: Path) -> None:
+    """Put the complete folder `tmp` in place of `final`. The old folder is renamed aside before the new one is
+    renamed in, so `final` is never half-written; a crash between the two renames leaves the old one as `<final>.old`.
+    """
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_best(best_dir: Path, model: Any, record: dict[str, Any]) -> None:
+    """Write the adapter and best.json (`record`) to `best_dir`, complete under a temporary name, then swap it in.
+
+    A failed write (a full disk) removes the temporary folder, keeps the previous best and raises OutputError.
+    """
+    tmp = best_dir.with_name(best_dir.name + ".tmp")
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        model.save_pretrained(str(tmp))  # safetensors: peft's default, as for the checkpoints' adapters
+        (tmp / BEST_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_failure(exc):
+            raise OutputError(
+                f"cannot write the best adapter {best_dir} ({failure_reason(exc)}); free some space and rerun the "
+                "same command with --resume auto"
+            ) from None
+        raise
+    swap_in(tmp, best_dir)
+
+
+def restore_best(checkpoint: Path, best_dir: Path) -> None:
+    """Make `best_dir` what it was when `checkpoint` was written: its copy, or nothing when it has none.
+
+    An evaluation after the checkpoint may have replaced best/ before the run stopped; the resumed run evaluates that
+    step again, and must compare against the best the checkpoint knew.
+    """
+    saved = checkpoint / BEST_COPY
+    if saved.is_dir():
+        tmp = best_dir.with_name(best_dir.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(saved, tmp)
+        swap_in(tmp, best_dir)
+    elif best_dir.exists():
+        shutil.rmtree(best_dir)

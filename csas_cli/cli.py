@@ -129,6 +129,16 @@ def finetune(
     resume: Annotated[
         Optional[str], opt("resume", "Continue from the newest checkpoint (auto) or from a checkpoint folder.")
     ] = None,
+    eval_chrf: Annotated[
+        bool, opt("eval_chrf", "Also score chrF at every evaluation; the best evaluation is then the highest chrF.")
+    ] = False,
+    eval_chrf_samples: Annotated[
+        int, opt("eval_chrf_samples", "Validation rows chrF translates (a seeded sample, the same every time).")
+    ] = 200,
+    eval_num_beams: Annotated[int, opt("eval_num_beams", "Beam width of the chrF translations (1: greedy).")] = 1,
+    patience: Annotated[
+        Optional[int], opt("patience", "Stop after N evaluations in a row without a new best (finishes normally).")
+    ] = None,
 ) -> None:
     """Fine-tune one model (finetune.py's flags and defaults)."""
     from .settings import FinetuneSettings, parse_lora_targets
@@ -141,7 +151,8 @@ def finetune(
             logging_steps=logging_steps, warmup_ratio=warmup_ratio, device_map=device_map, disable_tqdm=disable_tqdm,
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_steps=max_steps, model_id=model_id,
             max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-            lora_targets=parse_lora_targets(lora_targets), overwrite=overwrite, resume=resume,
+            lora_targets=parse_lora_targets(lora_targets), overwrite=overwrite, resume=resume, eval_chrf=eval_chrf,
+            eval_chrf_samples=eval_chrf_samples, eval_num_beams=eval_num_beams, patience=patience,
         )  # fmt: skip
         if dry_run:
             from .train import dry_run_record
@@ -247,6 +258,18 @@ def sweep(
     qlora: Annotated[
         Optional[bool], typer.Option("--qlora/--no-qlora", help="4-bit QLoRA instead of plain LoRA (default: off).")
     ] = None,
+    eval_chrf: Annotated[
+        bool, opt("eval_chrf", "Also score chrF at every evaluation (the chrf column; needed for --metric chrf).")
+    ] = False,
+    eval_chrf_samples: Annotated[
+        Optional[int], opt("eval_chrf_samples", "Validation rows chrF translates (default: 200).")
+    ] = None,
+    eval_num_beams: Annotated[
+        Optional[int], opt("eval_num_beams", "Beam width of the chrF translations (default: 1, greedy).")
+    ] = None,
+    patience: Annotated[
+        Optional[int], opt("patience", "Stop a trial after N evaluations in a row without a new best.")
+    ] = None,
     metric: Annotated[str, opt("metric", "Rank trials by eval_loss, train_loss or chrf, best first.")] = "eval_loss",
     dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the trials' plans as a JSON array.")] = False,
     overwrite: Annotated[bool, opt("overwrite", "Retrain trials whose run is finished.")] = False,
@@ -260,7 +283,8 @@ def sweep(
             "max_steps": max_steps, "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
             "model_id": model_id, "batch_size": batch_size, "grad_accum": grad_accum, "seed": seed,
             "save_steps": save_steps, "eval_steps": eval_steps, "logging_steps": logging_steps, "bf16": bf16,
-            "no_qlora": None if qlora is None else not qlora,
+            "no_qlora": None if qlora is None else not qlora, "eval_chrf": eval_chrf or None,
+            "eval_chrf_samples": eval_chrf_samples, "eval_num_beams": eval_num_beams, "patience": patience,
         }  # fmt: skip
         trials = sweep_settings(
             which, data=data, output_dir=output_dir,

@@ -107,6 +107,16 @@ class ProcessGroup:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
+    def gather_objects(self, obj: T) -> list[T]:
+        """Every process's `obj` (picklable), in rank order, on every process."""
+        if not self.distributed:
+            return [obj]
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def from_main(self, fn: Callable[[], T]) -> T:
         """Run `fn` on rank 0 only and hand its result, or the CsasError it raised, to every process.
 

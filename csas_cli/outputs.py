@@ -5,7 +5,8 @@ Layout of <output_dir>/<which>/:
     metrics.jsonl     one object per logged training step and per evaluation
     train.log         a copy of the console log
     checkpoints/      step-000200/ ... (the newest few)
-    lora/             the final adapter (safetensors)
+    best/             the adapter of the best evaluation so far, with best.json (step, metric, value)
+    lora/             the final adapter (safetensors): the last step's, which need not be the best
     tokenizer files   so the run directory works as a model directory with its adapter
     finished.json     written last; its presence means the run completed
 """
@@ -28,8 +29,11 @@ RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 LOG = "train.log"
 ADAPTER_DIR = "lora"
+BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
-RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, CHECKPOINTS_DIR)
+# best.tmp and best.old: what an interrupted replacement of best/ can leave (see checkpoints.swap_in).
+RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BEST_DIR}.tmp", f"{BEST_DIR}.old",
+                 CHECKPOINTS_DIR)  # fmt: skip
 
 
 def run_state(run_dir: Path) -> str:

@@ -28,11 +28,16 @@ class Preempted(CsasError):
 
 
 class StopRequest:
-    """Records SIGTERM/SIGUSR1 while installed (a context manager); restores the previous handlers on exit."""
+    """Records SIGTERM/SIGUSR1 while installed (a context manager); restores the previous handlers on exit.
+
+    It nests: `run_finetune` installs it before the model loads and the training loop enters it again; the handlers
+    are installed by the outermost `with` and restored when that one exits.
+    """
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
+        self._depth = 0
 
     @property
     def requested(self) -> bool:
@@ -42,8 +47,9 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> "StopRequest":
+        self._depth += 1
         # Signal handlers can only be installed from the main thread (tests may drive the loop from others).
-        if threading.current_thread() is threading.main_thread():
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             for name in STOP_SIGNALS:
                 signum = getattr(signal, name, None)
                 if signum is not None:
@@ -51,6 +57,9 @@ class StopRequest:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()

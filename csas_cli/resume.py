@@ -21,14 +21,25 @@ MUST_MATCH = (
     "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio", "train_rows",
     "eval_rows",
 )  # fmt: skip
-"""Plan fields a resumed run must share with the run on disk."""
+"""Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
+
+`patience` and `eval_steps` are not among them: they decide when the run evaluates and stops, not what any step
+computes, and the count of evaluations without improvement comes back from the checkpoint, so a changed value
+applies to the run's history from there on."""
+
+CHRF_MUST_MATCH = ("eval_chrf", "eval_chrf_samples", "eval_num_beams")
+"""Plan fields that must match when either run scores chrF. They leave the weights alone (generation runs in eval
+mode and draws no random numbers), but they define what an eval_chrf value means, and the best checkpoint and
+--patience compare values from before the interruption with values after it."""
 
 
 def plan_differences(recorded: dict[str, Any], plan: Plan, data_sha256: str) -> list[str]:
     """Human-readable differences between the run.json on disk and the plan asked for now (pure)."""
     now = plan.to_dict()
     before = recorded.get("plan", {})
-    diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in MUST_MATCH if before.get(key) != now[key]]
+    # A run.json from before --eval-chrf existed has no such key: it scored no chrF, like a plan without the flag.
+    keys = MUST_MATCH + (CHRF_MUST_MATCH if now["eval_chrf"] or before.get("eval_chrf") else ())
+    diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys if before.get(key) != now[key]]
     if recorded.get("data_sha256") != data_sha256:
         diffs.append(f"data file content changed ({plan.data})")
     return diffs

@@ -82,6 +82,15 @@ class FinetuneSettings:
     """Optimizer steps between checkpoints (the last 3 are kept)."""
     eval_steps: int = 1000
     """Optimizer steps between evaluations of the validation loss."""
+    eval_chrf: bool = False
+    """At every evaluation also translate a fixed sample of the validation split and score it with chrF (sacrebleu's
+    defaults, as `csas evaluate`); the best evaluation is then the highest chrF instead of the lowest loss."""
+    eval_chrf_samples: int = 200
+    """Validation rows chrF translates: a seeded sample chosen once, so every evaluation scores the same rows."""
+    eval_num_beams: int = 1
+    """Beam width of the chrF translations (1: greedy, the cheapest)."""
+    patience: int | None = None
+    """Stop after this many evaluations in a row without a new best; the run finishes normally. None: never."""
     logging_steps: int = 50
     """Optimizer steps between logged training losses."""
     warmup_ratio: float = 0.03
@@ -116,13 +125,13 @@ class FinetuneSettings:
         if self.which not in REGISTRY:
             raise SettingsError(f"--which: unknown model {self.which!r}; choose one of {', '.join(MODEL_KEYS)}")
         positive = ("batch_size", "grad_accum", "max_source_len", "max_target_len", "save_steps", "eval_steps",
-                    "logging_steps", "lora_r", "lora_alpha")
+                    "logging_steps", "lora_r", "lora_alpha", "eval_chrf_samples", "eval_num_beams")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise SettingsError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
-        for name in ("max_steps", "max_train_samples", "max_eval_samples"):
+        for name in ("max_steps", "max_train_samples", "max_eval_samples", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"{flag(name)} must be at least 1, got {value}")
@@ -137,6 +146,13 @@ class FinetuneSettings:
             value = getattr(self, name)
             if not (0.0 <= value < 1.0):
                 raise SettingsError(f"{flag(name)} must be in [0, 1), got {value}")
+        if self.val_ratio == 0:
+            for name, given in (("patience", self.patience is not None), ("eval_chrf", self.eval_chrf)):
+                if given:
+                    raise SettingsError(
+                        f"{flag(name)} needs evaluations, but --val-ratio 0 holds no rows out for them; "
+                        f"give --val-ratio a share such as 0.05, or drop {flag(name)}"
+                    )
         if not self.device_map.strip():
             raise SettingsError("--device-map must not be empty (use auto, cpu, cuda:0 or none)")
         if self.resume is not None and self.overwrite:
@@ -202,6 +218,10 @@ class Plan:
     warmup_ratio: float
     val_ratio: float
     eval_steps: int
+    eval_chrf: bool
+    eval_chrf_samples: int
+    eval_num_beams: int
+    patience: int | None
     save_steps: int
     logging_steps: int
     disable_tqdm: bool
@@ -218,6 +238,11 @@ class Plan:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir)
+
+    @property
+    def best_metric(self) -> str:
+        """What the best evaluation is chosen by: the highest eval_chrf with --eval-chrf, else the lowest eval_loss."""
+        return "eval_chrf" if self.eval_chrf else "eval_loss"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -271,6 +296,10 @@ def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: i
         warmup_ratio=settings.warmup_ratio,
         val_ratio=settings.val_ratio,
         eval_steps=settings.eval_steps,
+        eval_chrf=settings.eval_chrf,
+        eval_chrf_samples=settings.eval_chrf_samples,
+        eval_num_beams=settings.eval_num_beams,
+        patience=settings.patience,
         save_steps=settings.save_steps,
         logging_steps=settings.logging_steps,
         disable_tqdm=settings.disable_tqdm,

@@ -17,14 +17,22 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .batches import IGNORE_INDEX, collate, optimizer_steps, plan_steps, rank_share
-from .checkpoints import CheckpointError, restore_checkpoint, save_checkpoint, step_dir_name
+from .checkpoints import (
+    CheckpointError,
+    restore_best,
+    restore_checkpoint,
+    save_best,
+    save_checkpoint,
+    step_dir_name,
+)
 from .data import Split, load_examples, split_examples
 from .device_map import distributed_env, on_cpu
 from .distributed import ProcessGroup
-from .errors import CsasError, ModelError, TrainingError
+from .errors import CsasError, ModelError, SettingsError, TrainingError
 from .features import TokenizedPair, tokenize_examples
 from .outputs import (
     ADAPTER_DIR,
+    BEST_DIR,
     CHECKPOINTS_DIR,
     FINISHED,
     LOG,
@@ -44,7 +52,8 @@ from .preemption import Preempted, StopRequest
 from .progress import Reporter, use_progress_bar
 from .registry import REGISTRY
 from .resume import check_resumable, choose_checkpoint
-from .settings import FinetuneSettings, Plan, build_plan
+from .selection import BestTracker, chrf_sample, evaluations_in
+from .settings import FinetuneSettings, Plan, build_plan, flag
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,13 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         train_publications=split.train_publications,
         eval_publications=split.eval_publications,
     )
+    if not split.eval:
+        for name, given in (("patience", plan.patience is not None), ("eval_chrf", plan.eval_chrf)):
+            if given:
+                raise SettingsError(
+                    f"{flag(name)} needs evaluations, but the validation split is empty (the {plan.which} rows come "
+                    f"from a single publication, or are too few for --val-ratio {plan.val_ratio}); drop {flag(name)}"
+                )
     return PreparedRun(plan, split)
 
 
@@ -97,15 +113,19 @@ def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None =
     # starts from the same checkpoint; nothing is written there before setup's barrier.
     if group.from_main(lambda: nothing_left_to_do(settings)):
         return finished_result(settings.run_dir, say=group.is_main)
-    prepared = prepare_run(settings, environ)
-    resume_from = group.from_main(lambda: resume_point(settings, prepared.plan))
-    recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from)  # in the group joined above
-    try:
-        recipe.setup()
-        recipe.train()
-        return recipe.finish()
-    finally:
-        recipe.cleanup()
+    # Installed before anything loads: a SIGTERM or SIGUSR1 while the model loads is then a stop request like any
+    # other, answered before the first step with exit code 75, instead of a killed process that a requeue script
+    # cannot tell from a crash.
+    with StopRequest() as stop:
+        prepared = prepare_run(settings, environ)
+        resume_from = group.from_main(lambda: resume_point(settings, prepared.plan))
+        recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from, stop=stop)  # in `group`
+        try:
+            recipe.setup()
+            recipe.train()
+            return recipe.finish()
+        finally:
+            recipe.cleanup()
 
 
 def nothing_left_to_do(settings: FinetuneSettings) -> bool:
@@ -145,7 +165,12 @@ class FinetuneRecipe:
     """
 
     def __init__(
-        self, plan: Plan, split: Split, resume_from: Path | None = None, group: ProcessGroup | None = None
+        self,
+        plan: Plan,
+        split: Split,
+        resume_from: Path | None = None,
+        group: ProcessGroup | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
         self.plan = plan
         self.split = split
@@ -160,11 +185,17 @@ class FinetuneRecipe:
         self.metrics: MetricsLog | None = None
         self.last_train_loss: float | None = None
         self.last_eval_loss: float | None = None
+        self.last_eval_chrf: float | None = None
         self.steps_done = 0
         # Training loss sum and target tokens since the last logged step; checkpointed, so a resumed run logs the
         # same averages as an uninterrupted one.
         self.window = [0.0, 0]
-        self.stop = StopRequest()
+        # The best evaluation and the --patience count; checkpointed like the window.
+        self.best = BestTracker(plan.best_metric, plan.patience)
+        self.stopped_early = False
+        # The validation rows chrF translates (indices into split.eval), chosen once: every evaluation scores them.
+        self.chrf_rows = chrf_sample(len(split.eval), plan.eval_chrf_samples, plan.seed) if plan.eval_chrf else []
+        self.stop = stop if stop is not None else StopRequest()
         self.started = time.monotonic()
         self.ddp: Any = None
 
@@ -266,6 +297,18 @@ class FinetuneRecipe:
             f"{self.steps.total_steps} steps of {plan.global_batch} samples{self.global_batch_parts()}; "
             f"LoRA r={plan.lora_r} on {','.join(plan.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
         )
+        if self.eval_pairs and plan.eval_chrf:
+            self.reporter.line(
+                f"evaluations also score chrF on {len(self.chrf_rows)} validation rows "
+                f"({'greedy' if plan.eval_num_beams == 1 else f'beam {plan.eval_num_beams}'}); the best evaluation "
+                "is the highest eval_chrf"
+            )
+        evaluations = evaluations_in(self.steps.total_steps, plan.eval_steps)
+        if plan.patience is not None and evaluations <= plan.patience:
+            self.reporter.line(
+                f"warning: --patience {plan.patience} cannot stop this run: it evaluates {evaluations} times "
+                f"(every {plan.eval_steps} of {self.steps.total_steps} steps); lower --eval-steps"
+            )
 
     def global_batch_parts(self) -> str:
         plan = self.plan
@@ -285,9 +328,14 @@ class FinetuneRecipe:
         self.window = list(state.get("window", [0.0, 0]))
         self.last_train_loss = state.get("last_train_loss")
         self.last_eval_loss = state.get("last_eval_loss")
+        self.last_eval_chrf = state.get("last_eval_chrf")
+        self.best.restore(state.get("best"))
 
     def note_resume(self) -> None:
-        """Drop metrics logged after the checkpoint (they will be logged again) and record the resume in run.json."""
+        """Drop metrics logged after the checkpoint (they will be logged again), put best/ back as the checkpoint
+        knew it, and record the resume in run.json."""
+        assert self.resume_from is not None
+        restore_best(self.resume_from, self.run_dir / BEST_DIR)
         metrics_path = self.run_dir / METRICS
         if metrics_path.exists():
             kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= self.steps_done]
@@ -396,12 +444,20 @@ class FinetuneRecipe:
 
         plan, steps, reporter = self.plan, self.steps, self.reporter
         assert reporter is not None and self.metrics is not None
+        group = self.group
+        if group.any(self.stop.requested):
+            # The signal came while the run was loading: no step of this invocation has run, so there is nothing
+            # to save (a resumed run's checkpoint is still the newest, and a fresh run starts over).
+            raise Preempted(
+                f"stopped by {self.stop.signal_name or 'a signal to another process'} before step "
+                f"{self.steps_done + 1} of {steps.total_steps}; no checkpoint written; run the same command with "
+                "--resume auto"
+            )
         lengths = [p.length for p in self.train_pairs]
         reporter.start(steps.total_steps)
         self.model.train()
         # Throughput since the last log; evaluation and checkpoint time is not training time.
         window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
-        group = self.group
         for step, epoch, micro_batches in optimizer_steps(
             lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps, start_step=self.steps_done,
             world_size=plan.world_size,
@@ -437,28 +493,25 @@ class FinetuneRecipe:
             reporter.step(step, {"loss": loss_value, "learning_rate": lr, "samples_per_second": samples_per_second})
 
             last = step == steps.total_steps
+            rates = {"learning_rate": lr, "grad_norm": grad_norm, "samples_per_second": samples_per_second,
+                     "tokens_per_second": tokens / elapsed}  # fmt: skip
             if step == 1 or step % plan.logging_steps == 0 or last:
-                record = {
-                    "step": step,
-                    "epoch": round(epoch + self.epoch_fraction(step), 4),
-                    "loss": self.window[0] / self.window[1],
-                    "learning_rate": lr,
-                    "grad_norm": grad_norm,
-                    "samples_per_second": samples_per_second,
-                    "tokens_per_second": tokens / elapsed,
-                }
-                self.metrics.write(record)
-                reporter.metrics(step, record)
-                self.last_train_loss = record["loss"]
-                self.window = [0.0, 0]
+                self.log_training(step, epoch, rates)
                 window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
             pause_start = time.monotonic()
             if self.eval_pairs and (step % plan.eval_steps == 0 or last):
-                eval_loss = self.evaluate()
-                self.last_eval_loss = eval_loss
-                record = {"step": step, "eval_loss": eval_loss}
-                self.metrics.write(record)
-                reporter.metrics(step, record)
+                self.evaluate_and_select(step)
+                if self.best.exhausted and not last:
+                    # Every process holds the same tracker (rank 0's numbers), so all of them stop here. The run
+                    # ends as if this were its last step: the loss since the last log is logged, finish() follows.
+                    self.stopped_early = True
+                    if self.window[1]:
+                        self.log_training(step, epoch, rates)
+                    reporter.line(
+                        f"early stop after step {step} of {steps.total_steps}: {plan.best_metric} has not improved "
+                        f"for {plan.patience} evaluations (best: {self.best.describe()})"
+                    )
+                    break
             # Every process must stop after the same step, whichever of them the signal reached.
             stop = group.any(self.stop.requested)
             if not last and (step % plan.save_steps == 0 or stop):
@@ -470,6 +523,20 @@ class FinetuneRecipe:
                     f"{CHECKPOINTS_DIR}/{step_dir_name(step)} written; run the same command with --resume auto"
                 )
             paused += time.monotonic() - pause_start
+
+    def log_training(self, step: int, epoch: int, rates: dict[str, float]) -> None:
+        """Log the training loss averaged over the target tokens since the last log, and the step's `rates`."""
+        assert self.metrics is not None and self.reporter is not None
+        record = {
+            "step": step,
+            "epoch": round(epoch + self.epoch_fraction(step), 4),
+            "loss": self.window[0] / self.window[1],
+            **rates,
+        }
+        self.metrics.write(record)
+        self.reporter.metrics(step, record)
+        self.last_train_loss = record["loss"]
+        self.window = [0.0, 0]
 
     def save_checkpoint(self, step: int, epoch: int) -> None:
         """Rank 0 writes the checkpoint (every process holds the same state); the others wait until it is complete,
@@ -489,8 +556,11 @@ class FinetuneRecipe:
                     "window": self.window,
                     "last_train_loss": self.last_train_loss,
                     "last_eval_loss": self.last_eval_loss,
+                    "last_eval_chrf": self.last_eval_chrf,
+                    "best": self.best.state(),
                 },
                 keep=self.plan.keep_checkpoints,
+                best=self.run_dir / BEST_DIR,
             )
             self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")
         self.group.barrier()
@@ -520,6 +590,86 @@ class FinetuneRecipe:
         total_sum, total_tokens = self.group.sum_(torch.stack([total, total.new_tensor(tokens)])).tolist()
         return total_sum / total_tokens
 
+    def evaluate_chrf(self) -> float:
+        """chrF of the fixed sample's translations, scored as `csas evaluate` scores (sacrebleu's defaults).
+
+        Generation goes through inference.py's per-family settings, one direction at a time (m2m100_418m's sample
+        holds both), each forced to start with its target language's code. Under torchrun each process translates
+        its share of every direction; rank 0 scores the gathered translations and hands the value to every process.
+        """
+        import torch
+
+        from .evaluate import score
+        from .inference import RUN, Direction, GenerationSettings, LoadedModel, ModelSource
+        from .translate import translate_encoded
+
+        plan, group, tokenizer, precision = self.plan, self.group, self.tokenizer, self.precision
+        source = ModelSource(
+            kind=RUN, which=plan.which, model_id=plan.model_id, adapter=None, tokenizer_id=plan.model_id,
+            base_model_id=plan.model_id, label=str(self.run_dir), flag="--model-id",
+        )  # fmt: skip
+        loaded = LoadedModel(model=self.model, tokenizer=tokenizer, source=source, device=self.batch_device)
+        # Labels hold the language code and </s> too, so max_target_len new tokens fit the longest trained target.
+        settings = GenerationSettings(
+            num_beams=plan.eval_num_beams, max_new_tokens=plan.max_target_len, batch_size=plan.batch_size
+        )
+        by_direction: dict[Direction, list[int]] = {}
+        for i in self.chrf_rows:
+            example = self.split.eval[i]
+            by_direction.setdefault(Direction(example.source_lang, example.target_lang), []).append(i)
+        generation_config = loaded.transformers_model.generation_config
+        # Generation points the tokenizer (saved with the run) and the generation config at each direction in turn.
+        kept = {name: getattr(tokenizer, name) for name in ("src_lang", "tgt_lang") if hasattr(tokenizer, name)}
+        forced_bos = generation_config.forced_bos_token_id
+        mine: dict[int, str] = {}
+        self.model.eval()
+        try:
+            # The precision the model trains in: under --bf16/--fp16 the frozen weights are half and the norms fp32.
+            with torch.autocast(precision.device_type, dtype=precision.weight_dtype, enabled=precision.autocast):
+                for direction in sorted(by_direction, key=lambda d: (d.source, d.target)):
+                    # Sorted by length, then dealt out: every process gets short and long rows alike.
+                    rows = sorted(by_direction[direction], key=lambda i: len(self.eval_pairs[i].input_ids))
+                    share = rows[group.rank :: group.world_size]
+                    loaded.use_direction(direction)
+                    lines = translate_encoded(loaded, [self.eval_pairs[i].input_ids for i in share], settings)
+                    mine.update(zip(share, lines))
+        except torch.OutOfMemoryError:
+            raise TrainingError(
+                f"step {self.steps_done}: out of memory translating for chrF, {plan.batch_size} sentences x "
+                f"{plan.eval_num_beams} beams at a time; lower --eval-num-beams or --batch-size"
+            ) from None
+        finally:
+            self.model.train()
+            for name, value in kept.items():
+                setattr(tokenizer, name, value)
+            generation_config.forced_bos_token_id = forced_bos
+        hypotheses: dict[int, str] = {}
+        for part in group.gather_objects(mine):
+            hypotheses.update(part)
+        references = [self.split.eval[i].target for i in self.chrf_rows]
+        return group.from_main(lambda: score([hypotheses[i] for i in self.chrf_rows], references)[1])
+
+    def evaluate_and_select(self, step: int) -> None:
+        """Evaluate after `step`, log it, and keep the adapter in best/ when it is the best evaluation so far."""
+        assert self.metrics is not None and self.reporter is not None
+        record: dict[str, Any] = {"step": step, "eval_loss": self.evaluate()}
+        if self.plan.eval_chrf:
+            record["eval_chrf"] = self.evaluate_chrf()
+        # Rank 0's numbers are every process's, so that the best step and an early stop are decided alike everywhere.
+        record = self.group.from_main(lambda: record)
+        self.last_eval_loss = record["eval_loss"]
+        self.last_eval_chrf = record.get("eval_chrf")
+        self.metrics.write(record)
+        self.reporter.metrics(step, record)
+        improved = self.best.update(step, record[self.best.metric])  # on every process: all of them track the best
+        if improved and self.group.is_main:
+            save_best(
+                self.run_dir / BEST_DIR,
+                self.model,
+                {"step": step, "metric": self.best.metric, "value": record[self.best.metric],
+                 **{k: v for k, v in record.items() if k != "step"}},
+            )  # fmt: skip
+
     # -- outputs -------------------------------------------------------------------------------------------------
     def finish(self) -> RunResult:
         from .modeling import save_tokenizer
@@ -533,22 +683,41 @@ class FinetuneRecipe:
             return result
         self.model.save_pretrained(str(adapter_dir), safe_serialization=True)
         save_tokenizer(self.tokenizer, self.run_dir)
+        best = self.best
+        record: dict[str, Any] = {
+            "status": "ok",
+            "steps": result.steps,
+            "stopped_early": self.stopped_early,
+            "train_loss": result.train_loss,
+            "eval_loss": result.eval_loss,
+            **({"eval_chrf": self.last_eval_chrf} if self.plan.eval_chrf else {}),
+            "seconds": round(seconds, 1),
+            "adapter": ADAPTER_DIR,
+            # lora/ is the last step's adapter; best/ the best evaluation's (the same weights when best_step is the
+            # last step). None of these without an evaluation.
+            "best": BEST_DIR if best.best_step is not None else None,
+            "best_step": best.best_step,
+            "best_metric": best.metric if best.best_step is not None else None,
+            "best_value": best.best_value,
+            "finished": now_iso(),
+        }
         # Written last: its presence is the promise that everything above is complete.
-        write_json_atomic(
-            self.run_dir / FINISHED,
-            {
-                "status": "ok",
-                "steps": result.steps,
-                "train_loss": result.train_loss,
-                "eval_loss": result.eval_loss,
-                "seconds": round(seconds, 1),
-                "adapter": ADAPTER_DIR,
-                "finished": now_iso(),
-            },
-        )
-        self.reporter.line(f"adapter saved to {adapter_dir} ({result.steps} steps, {seconds:.0f} s)")
+        write_json_atomic(self.run_dir / FINISHED, record)
+        self.reporter.line(f"adapter saved to {adapter_dir} ({result.steps} steps, {seconds:.0f} s){self.best_note()}")
         self.group.barrier()
         return result
+
+    def best_note(self) -> str:
+        """The end of the final log line: where the best evaluation's adapter is, and which adapter to use."""
+        best = self.best
+        if best.best_step is None:
+            return ""
+        if best.best_step == self.steps_done:
+            return f"; it is also the best evaluation ({best.describe()}), copied to {BEST_DIR}/"
+        return (
+            f"; the best evaluation was {best.describe()}: use {self.run_dir / BEST_DIR} for it, "
+            f"{ADAPTER_DIR}/ holds the last step's"
+        )
 
     def cleanup(self) -> None:
         if self.reporter is not None:

@@ -139,13 +139,27 @@ def translate_texts(
     limit = loaded.max_source_tokens
     encoded = loaded.tokenizer([texts[i].strip() for i in wanted])["input_ids"]
     truncated = sum(len(ids) > limit for ids in encoded)
-    encoded = [fit_length(ids, limit) for ids in encoded]
+    lines = translate_encoded(loaded, [fit_length(ids, limit) for ids in encoded], settings, advance)
+    for i, line in zip(wanted, lines):
+        out[i] = line
+    return Translation(out, truncated)
+
+
+def translate_encoded(
+    loaded: LoadedModel,
+    encoded: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    advance: Callable[[int], None] = lambda n: None,
+) -> list[str]:
+    """Translate tokenized sources (in the direction `loaded.use_direction` set) in length-sorted batches; one line
+    per source, in input order. Evaluation during training calls it with the validation pairs' token ids."""
+    out = [""] * len(encoded)
     for batch in length_sorted_batches([len(ids) for ids in encoded], settings.batch_size):
         generated = loaded.generate_ids([encoded[j] for j in batch], settings)
         for j, text in zip(batch, loaded.decode(generated)):
-            out[wanted[j]] = single_line(text)
+            out[j] = single_line(text)
         advance(len(batch))
-    return Translation(out, truncated)
+    return out
 
 
 @contextmanager
@@ -235,6 +249,7 @@ __all__ = [
     "read_sources",
     "run_translate",
     "single_line",
+    "translate_encoded",
     "translate_texts",
     "write_lines",
 ]

@@ -11,13 +11,16 @@ import pytest
 import torch
 
 from csas_cli.checkpoints import (
+    BEST_RECORD,
     STATE_FILE,
     latest_checkpoint,
     list_checkpoints,
+    restore_best,
+    save_best,
     save_checkpoint,
     step_dir_name,
 )
-from csas_cli.errors import CsasError
+from csas_cli.errors import CsasError, OutputError
 
 
 class FakeAdapterModel(torch.nn.Module):
@@ -228,3 +231,57 @@ def test_resaving_a_step_replaces_it(tmp_path: Path) -> None:
     path = save(tmp_path, 100, parts)
     assert not (path / "stale.txt").exists()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000100"]
+
+
+# --- the best adapter ------------------------------------------------------------------------------------------
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_save_best_replaces_the_folder_whole(tmp_path: Path) -> None:
+    model = trained_parts()[0]
+    best = tmp_path / "best"
+    save_best(best, model, {"step": 10, "metric": "eval_loss", "value": 2.5})
+    assert sorted(p.name for p in best.iterdir()) == ["adapter_config.json", "adapter_model.bin", BEST_RECORD]
+    (best / "stale.txt").write_text("from the previous best")
+    save_best(best, model, {"step": 20, "metric": "eval_loss", "value": 2.0})
+    assert json.loads((best / BEST_RECORD).read_text()) == {"step": 20, "metric": "eval_loss", "value": 2.0}
+    assert not (best / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no best.tmp, no best.old
+
+
+def test_a_full_disk_keeps_the_previous_best(tmp_path: Path, monkeypatch) -> None:
+    model = trained_parts()[0]
+    best = tmp_path / "best"
+    save_best(best, model, {"step": 10, "metric": "eval_chrf", "value": 40.0})
+    before = folder_bytes(best)
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    with pytest.raises(OutputError) as caught:
+        save_best(best, model, {"step": 20, "metric": "eval_chrf", "value": 45.0})
+    assert "\n" not in str(caught.value) and "No space left" in str(caught.value) and "--resume auto" in str(caught.value)
+    assert folder_bytes(best) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_a_checkpoint_carries_best_and_resuming_puts_it_back(tmp_path: Path) -> None:
+    parts = trained_parts()
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    save_best(run / "best", parts[0], {"step": 4, "metric": "eval_loss", "value": 2.5})
+    model, optimizer, scheduler = parts
+    with_best = save_checkpoint(root, 6, model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
+                                state={}, keep=3, best=run / "best")  # fmt: skip
+    assert folder_bytes(with_best / "best") == folder_bytes(run / "best")
+    # An evaluation after the checkpoint replaced best/ before the run was killed: resuming restores step 4's.
+    before = folder_bytes(run / "best")
+    save_best(run / "best", parts[0], {"step": 8, "metric": "eval_loss", "value": 1.0})
+    restore_best(with_best, run / "best")
+    assert folder_bytes(run / "best") == before
+    # A checkpoint written before any evaluation: the resumed run has no best yet.
+    without = save(root, 2, parts)
+    assert not (without / "best").exists()
+    restore_best(without, run / "best")
+    assert not (run / "best").exists()
+    restore_best(without, run / "best")  # and nothing to remove is fine

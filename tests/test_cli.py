@@ -650,3 +650,44 @@ def test_finetune_sample_cap_zero_is_a_flag_error(runner: CliRunner, data: Path)
     line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data),
                                           "--max-train-samples", "0", "--dry-run"]))  # fmt: skip
     assert line.startswith("csas: error: --max-train-samples must be at least 1, got 0")
+
+
+# --- evaluation during training --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("underscore", [True, False], ids=["underscore", "dashed"])
+def test_evaluation_flags_reach_the_plan(runner: CliRunner, data: Path, underscore: bool) -> None:
+    names = ["--eval_chrf", "--eval_chrf_samples", "--eval_num_beams"] if underscore else \
+        ["--eval-chrf", "--eval-chrf-samples", "--eval-num-beams"]  # fmt: skip
+    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), names[0], names[1], "50",
+                                   names[2], "3", "--patience", "4", "--dry-run"]))  # fmt: skip
+    assert (plan["eval_chrf"], plan["eval_chrf_samples"], plan["eval_num_beams"], plan["patience"]) == (True, 50, 3, 4)
+    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"]))
+    assert (plan["eval_chrf"], plan["eval_chrf_samples"], plan["eval_num_beams"], plan["patience"]) == (
+        False, 200, 1, None
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--patience", "0"], "--patience must be at least 1, got 0"),
+        (["--eval-chrf-samples", "0"], "--eval-chrf-samples must be at least 1, got 0"),
+        (["--eval-num-beams", "0"], "--eval-num-beams must be at least 1, got 0"),
+        (["--patience", "3", "--val-ratio", "0"], "--patience needs evaluations, but --val-ratio 0"),
+        (["--eval-chrf", "--val-ratio", "0"], "--eval-chrf needs evaluations, but --val-ratio 0"),
+    ],
+)
+def test_bad_evaluation_flags_are_one_line(runner: CliRunner, data: Path, args: list[str], message: str) -> None:
+    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), *args,
+                                          "--dry-run"]))  # fmt: skip
+    assert line.startswith(f"csas: error: {message}"), line
+
+
+def test_patience_with_an_empty_validation_split_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    rows = [{"source": f"Stock {i}", "target": f"Stock {i}", "source_lang": "en", "pub_number": "one"} for i in range(6)]
+    data = tmp_path / "one-publication.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--patience",
+                                          "2", "--dry-run"]))  # fmt: skip
+    assert line.startswith("csas: error: --patience needs evaluations, but the validation split is empty"), line

@@ -89,11 +89,13 @@ def assert_written_once(run_dir: Path, steps: int, launches: int = 1) -> None:
 @pytest.fixture(scope="module")
 def ddp_and_single(tiny_models, small_data, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("ddp-vs-single")
+    # chrF too: each process translates its share of the validation rows, rank 0 scores them all.
+    chrf = ["--eval-chrf", "--eval-chrf-samples", "3"]
     ddp = run(torchrun(finetune_args(tiny_models, small_data, out / "ddp", "--no-qlora", "--lora-dropout", "0",
-                                     "--grad-accum", "1")))  # fmt: skip
+                                     "--grad-accum", "1", *chrf)))  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr
     single = run([sys.executable, *finetune_args(tiny_models, small_data, out / "single", "--no-qlora",
-                                                 "--lora-dropout", "0", "--grad-accum", "2")])  # fmt: skip
+                                                 "--lora-dropout", "0", "--grad-accum", "2", *chrf)])  # fmt: skip
     assert single.returncode == 0, single.stderr
     return out / "ddp" / KEY, out / "single" / KEY, ddp
 
@@ -104,9 +106,10 @@ def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(
     assert [(r["step"], sorted(r)) for r in got] == [(r["step"], sorted(r)) for r in want]
     for a, b in zip(got, want):
         # Only the order of a few float additions differs (the all-reduce sums the two halves of each step).
-        for name in ("loss", "eval_loss", "grad_norm", "learning_rate"):
+        for name in ("loss", "eval_loss", "eval_chrf", "grad_norm", "learning_rate"):
             if name in b:
                 assert a[name] == pytest.approx(b[name], rel=1e-5, abs=1e-7), (a["step"], name)
+    assert [r["step"] for r in got if "eval_chrf" in r] == [10, 20, 30, 40]
     # The gradient, not only the loss, must match: Adam would hide a gradient off by a constant factor in the loss
     # curve, but not in the norm that clipping and the log see.
     assert all(r["grad_norm"] > 0 for r in got if "grad_norm" in r)
@@ -125,8 +128,13 @@ def test_rank_zero_alone_writes_the_run_and_records_the_world(ddp_and_single):
     # 5 micro-batches per epoch, 2 per step (one per rank): 3 steps per epoch, as for one process accumulating 2.
     assert record["steps_per_epoch"] == json.loads((single / "run.json").read_text())["steps_per_epoch"] == 3
     assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["step-000015", "step-000030"]
-    assert json.loads((ddp / "finished.json").read_text())["steps"] == STEPS
-    assert not list(ddp.rglob("*.tmp"))
+    finished = json.loads((ddp / "finished.json").read_text())
+    assert finished["steps"] == STEPS
+    # Every process took rank 0's numbers: one best evaluation, written once, the one one process finds.
+    alone = json.loads((single / "finished.json").read_text())
+    assert (finished["best_step"], finished["best_metric"]) == (alone["best_step"], "eval_chrf")
+    assert json.loads((ddp / "best" / "best.json").read_text())["step"] == finished["best_step"]
+    assert not list(ddp.rglob("*.tmp")) and not list(ddp.glob("best.*"))
     assert "Traceback" not in done.stderr
     assert done.stderr.count("adapter saved to") == 1  # one console, not one per process
 

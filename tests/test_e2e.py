@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from csas_cli.cli import app
 from csas_cli.outputs import read_metrics
+from csas_cli.settings import FinetuneSettings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
 FAMILY_KEYS = ["opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr"]
@@ -130,3 +131,115 @@ def test_console_script_runs_offline_without_traceback(tiny_models, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert (tmp_path / "mbart50_mmt_en" / "lora" / "adapter_model.safetensors").is_file()
+
+
+# --- evaluation during training --------------------------------------------------------------------------------
+
+
+def adapter_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_eval_chrf_is_logged_with_the_loss_and_the_best_adapter_is_kept(tiny_models, tmp_path):
+    key = "m2m100_418m"  # both directions: each translated with its own forced language code
+    result = invoke(
+        "finetune", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,
+        "--max-steps", "6", "--eval-steps", "2", "--save-steps", "4", "--eval-chrf", "--eval-chrf-samples", "8",
+        "--no-qlora", "--lr", "3e-3", "--batch-size", "4", "--disable-tqdm",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = tmp_path / key
+    evals = [m for m in read_metrics(run / "metrics.jsonl") if "eval_loss" in m]
+    assert [(m["step"], sorted(m)) for m in evals] == [(s, ["eval_chrf", "eval_loss", "step"]) for s in (2, 4, 6)]
+    scores = [m["eval_chrf"] for m in evals]
+    assert all(0 <= c <= 100 for c in scores) and max(scores) > 0
+
+    finished = json.loads((run / "finished.json").read_text())
+    best_step = evals[scores.index(max(scores))]["step"]  # the first of equal scores stays the best
+    assert finished["eval_chrf"] == scores[-1] and finished["eval_loss"] == evals[-1]["eval_loss"]
+    assert (finished["best"], finished["best_step"], finished["best_metric"], finished["best_value"]) == (
+        "best", best_step, "eval_chrf", max(scores)
+    )
+    assert finished["stopped_early"] is False and finished["steps"] == 6
+    best = json.loads((run / "best" / "best.json").read_text())
+    assert (best["step"], best["metric"], best["value"]) == (best_step, "eval_chrf", max(scores))
+    assert best["eval_loss"] == evals[scores.index(max(scores))]["eval_loss"]
+    assert (run / "best" / "adapter_config.json").is_file()
+    assert not list(run.glob("best.*")), "no temporary folder is left behind"
+    same = all((adapter_weights(run / "best")[n] == w).all() for n, w in adapter_weights(run / "lora").items())
+    assert same == (best_step == 6), "lora/ is the last step's adapter, best/ the best evaluation's"
+    # The checkpoint carries best/ as it was then, so that a resumed run starts from the same best.
+    saved = json.loads((run / "checkpoints" / "step-000004" / "best" / "best.json").read_text())
+    assert saved["step"] == evals[scores[:2].index(max(scores[:2]))]["step"]
+    last_line = (run / "train.log").read_text().splitlines()[-1]
+    assert "adapter saved to" in last_line and f"at step {best_step}" in last_line and "best" in last_line
+
+    # The value is what csas's inference path computes for the final adapter on the same rows, scored as
+    # `csas evaluate` scores: the same forced language codes, batches and sacrebleu defaults.
+    from csas_cli.evaluate import score
+    from csas_cli.inference import Direction, GenerationSettings, load_for_inference, resolve_source
+    from csas_cli.selection import chrf_sample
+    from csas_cli.train import prepare_run
+    from csas_cli.translate import translate_texts
+
+    split = prepare_run(FinetuneSettings(which=key, data=SAMPLE), environ={}).split
+    examples = [split.eval[i] for i in chrf_sample(len(split.eval), 8, seed=42)]
+    assert {e.source_lang for e in examples} == {"en", "fr"}
+    loaded = load_for_inference(resolve_source(run, None, None))
+    hypotheses = {}
+    for source, target in (("en", "fr"), ("fr", "en")):
+        rows = [e for e in examples if e.source_lang == source]
+        settings = GenerationSettings(num_beams=1, max_new_tokens=512, batch_size=4)
+        lines = translate_texts(loaded, [e.source for e in rows], Direction(source, target), settings).lines
+        hypotheses.update(zip([e.line for e in rows], lines))
+    recomputed = score([hypotheses[e.line] for e in examples], [e.target for e in examples])[1]
+    assert scores[-1] == pytest.approx(recomputed, abs=1e-9)
+
+
+def test_qlora_training_goes_on_after_generating(tiny_models, tmp_path):
+    """bitsandbytes 4-bit layers in eval mode (generation) must leave the next training steps working."""
+    key = "mbart50_mmt_fr"
+    result = invoke(
+        "finetune", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,
+        "--max-steps", "4", "--eval-steps", "2", "--logging-steps", "1", "--eval-chrf", "--eval-chrf-samples", "4",
+        "--eval-num-beams", "2", "--lr", "3e-3", "--batch-size", "4", "--disable-tqdm",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = tmp_path / key
+    assert json.loads((run / "run.json").read_text())["plan"]["qlora"] is True
+    metrics = read_metrics(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4]
+    assert all(m["loss"] > 0 and m["grad_norm"] > 0 for m in metrics if "loss" in m and m["step"] > 2)
+    assert [m["step"] for m in metrics if "eval_chrf" in m] == [2, 4]
+    assert json.loads((run / "finished.json").read_text())["best_metric"] == "eval_chrf"
+
+
+def test_patience_stops_the_run_early_and_finishes_it_normally(tiny_models, tmp_path, monkeypatch):
+    from csas_cli.train import FinetuneRecipe
+
+    # A validation loss that only gets worse after step 2: with --patience 2 the run must stop after step 6.
+    monkeypatch.setattr(FinetuneRecipe, "evaluate", lambda self: 1.0 + self.steps_done / 100)
+    key = "opus_mt_en_fr"
+    result = invoke(
+        "finetune", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,
+        "--max-steps", "20", "--eval-steps", "2", "--logging-steps", "5", "--save-steps", "4", "--patience", "2",
+        "--no-qlora", "--batch-size", "4", "--disable-tqdm",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = tmp_path / key
+    finished = json.loads((run / "finished.json").read_text())
+    assert finished["status"] == "ok" and finished["stopped_early"] is True and finished["steps"] == 6
+    assert (finished["best_step"], finished["best_metric"], finished["best_value"]) == (2, "eval_loss", 1.02)
+    assert "eval_chrf" not in finished
+    metrics = read_metrics(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics if "eval_loss" in m] == [2, 4, 6]
+    # The loss since the last log (step 5) is logged at the stop, as at a last step.
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 5, 6]
+    assert finished["train_loss"] == [m for m in metrics if "loss" in m][-1]["loss"]
+    assert (run / "lora" / "adapter_model.safetensors").is_file()
+    assert json.loads((run / "best" / "best.json").read_text())["step"] == 2
+    assert "early stop after step 6 of 20: eval_loss has not improved for 2 evaluations" in result.stderr
+    assert "use " in result.stderr.splitlines()[-1] and "lora/ holds the last step's" in result.stderr.splitlines()[-1]
+    assert result.stdout.strip().endswith(str(run / "lora"))

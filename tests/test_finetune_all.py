@@ -207,8 +207,8 @@ class FakeRecipe:
     fail_in_train: set[str] = set()
     trained: list[str] = []
 
-    def __init__(self, plan, split, resume_from=None) -> None:
-        self.plan, self.split, self.resume_from = plan, split, resume_from
+    def __init__(self, plan, split, resume_from=None, stop=None) -> None:
+        self.plan, self.split, self.resume_from, self.stop = plan, split, resume_from, stop
 
     def setup(self) -> None:
         self.plan.run_dir.mkdir(parents=True, exist_ok=True)

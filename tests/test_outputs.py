@@ -35,6 +35,9 @@ def make_run(run_dir: Path, finished: bool) -> None:
     (run_dir / CHECKPOINTS_DIR / "step-000010" / "optimizer.pt").write_bytes(b"x")
     (run_dir / ADAPTER_DIR).mkdir()
     (run_dir / ADAPTER_DIR / "adapter_model.safetensors").write_bytes(b"w")
+    (run_dir / "best").mkdir()
+    (run_dir / "best" / "best.json").write_text('{"step": 10}')
+    (run_dir / "best.old").mkdir()  # left by an interrupted replacement of best/
     if finished:
         (run_dir / FINISHED).write_text('{"status": "ok"}\n')
 
@@ -132,7 +135,8 @@ def test_clear_run_dir_on_partial_and_absent(tmp_path: Path) -> None:
 
 def test_run_artifacts_lists_finished_first() -> None:
     assert RUN_ARTIFACTS[0] == FINISHED
-    assert set(RUN_ARTIFACTS) == {FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, CHECKPOINTS_DIR}
+    assert set(RUN_ARTIFACTS) == {FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, CHECKPOINTS_DIR, "best", "best.tmp",
+                                  "best.old"}
 
 
 # --- write_json_atomic -----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ def test_format_step():
     line = format_step(50, 400, {"loss": 3.14159, "learning_rate": 1.5e-4, "samples_per_second": 12.34})
     assert line == "step 50/400  loss 3.1416  lr 0.00015  12.3 samples/s"
     assert format_step(100, 400, {"eval_loss": 2.5}) == "step 100/400  eval_loss 2.5000"
+    assert format_step(100, 400, {"eval_loss": 2.5, "eval_chrf": 45.678}) == "step 100/400  eval_loss 2.5000  eval_chrf 45.68"
 
 
 def test_plain_reporter_writes_console_and_log(tmp_path):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from csas_cli.checkpoints import step_dir_name
 from csas_cli.cli import bare_resume_means_auto
 from csas_cli.errors import SettingsError
-from csas_cli.preemption import PREEMPTED_EXIT_CODE
+from csas_cli.preemption import PREEMPTED_EXIT_CODE, Preempted, StopRequest
 from csas_cli.resume import choose_checkpoint, plan_differences
 from csas_cli.settings import FinetuneSettings, build_plan
 
@@ -59,8 +59,8 @@ def kill_after_checkpoint(tiny_models, out: Path, step: int) -> None:
     assert not (out / KEY / "finished.json").exists()
 
 
-def adapter(run_dir: Path) -> dict:
-    return load_file(str(run_dir / "lora" / "adapter_model.safetensors"))
+def adapter(run_dir: Path, folder: str = "lora") -> dict:
+    return load_file(str(run_dir / folder / "adapter_model.safetensors"))
 
 
 def curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -77,15 +77,32 @@ def uninterrupted(tiny_models, tmp_path_factory):
     return {"qlora": out / "qlora" / KEY, "lora": out / "lora" / KEY}
 
 
-def assert_same_run(resumed: Path, reference: Path) -> None:
-    a, b = adapter(resumed), adapter(reference)
-    assert a.keys() == b.keys()
+def assert_same_adapter(resumed: Path, reference: Path, folder: str = "lora") -> None:
+    a, b = adapter(resumed, folder), adapter(reference, folder)
+    assert a.keys() == b.keys() and a
     for name in a:
-        assert (a[name] - b[name]).abs().max().item() <= 1e-5, name
+        assert (a[name] - b[name]).abs().max().item() <= 1e-5, (folder, name)
+
+
+def assert_same_best(resumed: Path, reference: Path) -> None:
+    """The best evaluation survived the interruption: the same step, value and adapter in best/ and finished.json."""
+    got, want = (json.loads((run / "finished.json").read_text()) for run in (resumed, reference))
+    fields = ("steps", "stopped_early", "best", "best_step", "best_metric")
+    assert {k: got[k] for k in fields} == {k: want[k] for k in fields}
+    assert got["best_value"] == pytest.approx(want["best_value"], rel=1e-5)
+    got, want = (json.loads((run / "best" / "best.json").read_text()) for run in (resumed, reference))
+    assert (got["step"], got["metric"]) == (want["step"], want["metric"])
+    assert got["value"] == pytest.approx(want["value"], rel=1e-5)
+    assert_same_adapter(resumed, reference, "best")
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    assert_same_adapter(resumed, reference)
     assert json.loads((resumed / "finished.json").read_text())["steps"] == 16
     got, want = curve(resumed), curve(reference)
     assert [step for step, _ in got] == [step for step, _ in want]
     assert [value for _, value in got] == pytest.approx([value for _, value in want], rel=1e-5)
+    assert_same_best(resumed, reference)
 
 
 @pytest.mark.parametrize("variant", ["qlora", "lora"])
@@ -180,3 +197,130 @@ def test_bare_resume_means_auto():
 def test_resume_and_overwrite_exclude_each_other():
     with pytest.raises(SettingsError, match="--resume and --overwrite"):
         FinetuneSettings(which=KEY, resume="auto", overwrite=True)
+
+
+# --- evaluation during training: what must match, and the best evaluation across a resume ----------------------
+
+
+def test_chrf_settings_must_match_only_when_a_run_scores_chrf():
+    loss_only = build_plan(FinetuneSettings(which=KEY))
+    recorded = {"plan": loss_only.to_dict(), "data_sha256": "abc"}
+    # --patience and the chrF sample size of a run that scores no chrF change no value it compares.
+    assert plan_differences(recorded, build_plan(FinetuneSettings(which=KEY, patience=3, eval_chrf_samples=9)), "abc") == []
+    with_chrf = build_plan(FinetuneSettings(which=KEY, eval_chrf=True))
+    assert plan_differences(recorded, with_chrf, "abc") == ["eval_chrf False -> True"]
+    recorded = {"plan": with_chrf.to_dict(), "data_sha256": "abc"}
+    other_sample = build_plan(FinetuneSettings(which=KEY, eval_chrf=True, eval_chrf_samples=50, eval_num_beams=4))
+    assert plan_differences(recorded, other_sample, "abc") == ["eval_chrf_samples 200 -> 50", "eval_num_beams 1 -> 4"]
+    assert plan_differences(recorded, loss_only, "abc") == ["eval_chrf True -> False"]
+    # A run.json written before evaluation during training existed has none of the keys.
+    before = {k: v for k, v in loss_only.to_dict().items() if k not in ("eval_chrf", "eval_chrf_samples",
+                                                                           "eval_num_beams", "patience")}
+    assert plan_differences({"plan": before, "data_sha256": "abc"}, loss_only, "abc") == []
+
+
+SCRIPTED_LOSSES = {2: 5.0, 4: 3.0, 6: 4.0, 8: 4.5, 10: 1.0, 12: 1.0}
+"""A validation loss by step: best at 4, then two evaluations without improvement (6, 8) end a --patience 2 run."""
+
+
+def scripted_recipe(tiny_models, out: Path, resume_from: Path | None = None, stop_after: int | None = None):
+    """A real recipe whose evaluations return SCRIPTED_LOSSES; `stop_after`: SIGTERM arrives during that step."""
+    import signal as signals
+
+    from csas_cli.train import FinetuneRecipe, prepare_run
+
+    settings = FinetuneSettings(
+        which=KEY, model_id=str(tiny_models[KEY]), data=SAMPLE, output_dir=out, no_qlora=True, max_steps=12,
+        eval_steps=2, save_steps=100, logging_steps=2, patience=2, lr=3e-3, batch_size=4, disable_tqdm=True,
+    )  # fmt: skip
+    prepared = prepare_run(settings, environ={})
+    recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from)
+    recipe.evaluate = lambda: SCRIPTED_LOSSES[recipe.steps_done]  # type: ignore[method-assign]
+    if stop_after is not None:
+        real_step = recipe.optimizer_step
+
+        def step_then_signal(*args, **kwargs):
+            if recipe.steps_done == stop_after - 1:
+                assert signals.getsignal(signals.SIGTERM) not in (signals.SIG_DFL, None)  # the handler is installed
+                os.kill(os.getpid(), signals.SIGTERM)
+            return real_step(*args, **kwargs)
+
+        recipe.optimizer_step = step_then_signal  # type: ignore[method-assign]
+    return recipe
+
+
+def run_recipe(recipe) -> None:
+    try:
+        recipe.setup()
+        recipe.train()
+        recipe.finish()
+    finally:
+        recipe.cleanup()
+
+
+def test_resume_keeps_the_best_evaluation_and_the_patience_count(tiny_models, tmp_path):
+    reference = tmp_path / "reference"
+    run_recipe(scripted_recipe(tiny_models, reference))
+    finished = json.loads((reference / KEY / "finished.json").read_text())
+    assert (finished["steps"], finished["stopped_early"], finished["best_step"], finished["best_value"]) == (8, True, 4, 3.0)
+
+    stopped = tmp_path / "stopped"
+    with pytest.raises(Preempted, match="after step 6 of 12"):
+        run_recipe(scripted_recipe(tiny_models, stopped, stop_after=6))
+    checkpoint = stopped / KEY / "checkpoints" / step_dir_name(6)
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["best"] == {
+        "metric": "eval_loss", "step": 4, "value": 3.0, "bad_evaluations": 1,
+    }  # fmt: skip
+    # As if an evaluation after the checkpoint had replaced best/ before the process was killed: the resumed run
+    # must compare against, and keep, the best that the checkpoint knew.
+    (stopped / KEY / "best" / "best.json").write_text(json.dumps({"step": 7, "metric": "eval_loss", "value": 0.1}))
+    (stopped / KEY / "best" / "adapter_model.safetensors").unlink()
+
+    run_recipe(scripted_recipe(tiny_models, stopped, resume_from=checkpoint))
+    # Restored, the count reaches --patience at step 8; a fresh tracker would have taken step 8 as its best.
+    assert_same_best(stopped / KEY, reference / KEY)
+    assert_same_adapter(stopped / KEY, reference / KEY)
+    assert not list((stopped / KEY).glob("best.*"))
+
+
+def test_a_signal_while_the_model_loads_stops_before_the_first_step(tiny_models, tmp_path, uninterrupted):
+    # The signal arrives inside load_model, before the first step could run.
+    script = (
+        "import os, signal, sys\n"
+        "import csas_cli.modeling as modeling\n"
+        "real = modeling.load_model\n"
+        "def load_model(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*args, **kwargs)\n"
+        "modeling.load_model = load_model\n"
+        "from csas_cli.cli import main\n"
+        "sys.argv[0] = 'csas'\n"
+        "main()\n"
+    )
+    args = command(tiny_models, tmp_path, "--no-qlora")[3:]  # from `finetune` on
+    stopped = run([sys.executable, "-c", script, *args])
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    assert "csas: stopped: stopped by SIGTERM before step 1 of 16; no checkpoint written" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    run_dir = tmp_path / KEY
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "finished.json").exists()
+
+    resumed = run(command(tiny_models, tmp_path, "--no-qlora", "--resume", "auto"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" not in resumed.stderr  # nothing to resume from: a clean fresh start
+    assert "resumed" not in json.loads((run_dir / "run.json").read_text())
+    assert_same_run(run_dir, uninterrupted["lora"])
+
+
+def test_stop_requests_nest_and_restore_the_previous_handlers():
+    import signal as signals
+
+    before = signals.getsignal(signals.SIGTERM)
+    stop = StopRequest()
+    with stop:
+        installed = signals.getsignal(signals.SIGTERM)
+        assert installed != before
+        with stop:  # the training loop enters the request run_finetune installed
+            assert signals.getsignal(signals.SIGTERM) == installed
+        assert signals.getsignal(signals.SIGTERM) == installed
+    assert signals.getsignal(signals.SIGTERM) == before

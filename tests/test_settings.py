@@ -165,6 +165,10 @@ def test_which_is_required() -> None:
         ("device_map", "", "--device-map"),
         ("device_map", "   ", "--device-map"),
         ("lora_targets", (), "--lora-targets"),
+        ("patience", 0, "--patience"),
+        ("patience", -2, "--patience"),
+        ("eval_chrf_samples", 0, "--eval-chrf-samples"),
+        ("eval_num_beams", 0, "--eval-num-beams"),
     ],
 )
 def test_validation_errors_name_their_flag(field: str, value: object, flag_name: str) -> None:
@@ -178,6 +182,29 @@ def test_validation_errors_name_their_flag(field: str, value: object, flag_name:
         assert repr(value) in message or str(value) in message
 
 
+@pytest.mark.parametrize("field,value,flag_name", [("patience", 3, "--patience"), ("eval_chrf", True, "--eval-chrf")])
+def test_evaluation_flags_need_a_validation_split(field: str, value: object, flag_name: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        settings(val_ratio=0.0, **{field: value})
+    message = str(info.value)
+    assert message.startswith(f"{flag_name} needs evaluations") and "--val-ratio 0" in message
+    assert len(message.splitlines()) == 1
+    assert settings(val_ratio=0.0).patience is None  # the defaults need no validation split
+
+
+def test_evaluation_during_training_defaults_and_plan() -> None:
+    s = settings()
+    assert (s.eval_chrf, s.eval_chrf_samples, s.eval_num_beams, s.patience) == (False, 200, 1, None)
+    plan = build_plan(s)
+    assert (plan.eval_chrf, plan.eval_chrf_samples, plan.eval_num_beams, plan.patience) == (False, 200, 1, None)
+    assert plan.best_metric == "eval_loss"
+    chrf = build_plan(settings(eval_chrf=True, eval_chrf_samples=50, eval_num_beams=4, patience=3))
+    assert chrf.best_metric == "eval_chrf"
+    assert {k: chrf.to_dict()[k] for k in ("eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience")} == {
+        "eval_chrf": True, "eval_chrf_samples": 50, "eval_num_beams": 4, "patience": 3,
+    }
+
+
 def test_unknown_which_lists_the_choices() -> None:
     with pytest.raises(SettingsError) as info:
         settings(which="nllb")
@@ -189,7 +216,7 @@ def test_unknown_which_lists_the_choices() -> None:
     "field,value",
     [("val_ratio", 0.0), ("warmup_ratio", 0.0), ("lora_dropout", 0.0), ("val_ratio", 0.99), ("max_steps", 1),
      ("epochs", 0.25), ("batch_size", 1), ("seed", 0), ("seed", 2**32 - 1), ("max_train_samples", 1),
-     ("max_eval_samples", 1)],
+     ("max_eval_samples", 1), ("patience", 1), ("eval_chrf_samples", 1), ("eval_num_beams", 1)],
 )
 def test_boundary_values_are_accepted(field: str, value: object) -> None:
     assert getattr(settings(**{field: value}), field) == value

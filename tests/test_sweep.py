@@ -377,6 +377,21 @@ def test_dry_run_prints_the_trial_plans(tmp_path: Path) -> None:
     assert not out.exists(), "--dry-run writes nothing"
 
 
+def test_evaluation_flags_reach_every_trial(tmp_path: Path) -> None:
+    result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--dry-run", "--ranks", "8,16",
+                    "--lrs", "1e-4", "--eval-chrf", "--eval-chrf-samples", "50", "--eval_num_beams", "2",
+                    "--patience", "3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plans = json.loads(result.stdout)
+    assert len(plans) == 2
+    for p in plans:
+        assert (p["eval_chrf"], p["eval_chrf_samples"], p["eval_num_beams"], p["patience"]) == (True, 50, 2, 3)
+    plain = json.loads(invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--dry-run").stdout)
+    assert {(p["eval_chrf"], p["eval_chrf_samples"], p["eval_num_beams"], p["patience"]) for p in plain} == {
+        (False, 200, 1, None)
+    }
+
+
 def test_dry_run_default_grid_and_flags(tmp_path: Path) -> None:
     result = invoke("sweep", "--which", "m2m100_418m", "--data", SAMPLE, "--dry-run", "--lora-alpha", "16",
                     "--qlora", "--no-bf16", "--grad-accum", "4")  # fmt: skip
@@ -390,7 +405,8 @@ def test_dry_run_default_grid_and_flags(tmp_path: Path) -> None:
     "args,flag",
     [(["--lrs", "abc"], "--lrs"), (["--ranks", "0"], "--ranks"), (["--ranks", "8,x"], "--ranks"),
      (["--dropouts", "1.5"], "--dropouts"), (["--metric", "bleu"], "--metric"), (["--lora-alpha", "0"], "--lora-alpha"),
-     (["--max-eval-samples", "0"], "--max-eval-samples"), (["--which", "nope"], "--which")],
+     (["--max-eval-samples", "0"], "--max-eval-samples"), (["--which", "nope"], "--which"),
+     (["--patience", "0"], "--patience"), (["--eval-chrf-samples", "0"], "--eval-chrf-samples")],
 )  # fmt: skip
 def test_bad_flags_are_one_line_naming_the_flag(tmp_path: Path, args: list[str], flag: str) -> None:
     result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--output-dir", tmp_path, *args)
@@ -448,3 +464,18 @@ def test_two_by_two_sweep_on_a_tiny_model(tiny_models, tmp_path: Path) -> None:
     after = tree_digest(root)
     del before[RESULTS_CSV], after[RESULTS_CSV]
     assert after == before, "a rerun leaves finished trials untouched"
+
+
+def test_a_trial_with_eval_chrf_fills_the_chrf_column(tiny_models, tmp_path: Path) -> None:
+    key = "opus_mt_en_fr"
+    result = invoke("sweep", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,
+                    "--lrs", "3e-3", "--ranks", "4", "--max-steps", "2", "--no-qlora", "--max-train-samples", "16",
+                    "--max-eval-samples", "8", "--batch-size", "4", "--grad-accum", "1", "--eval-chrf",
+                    "--eval-chrf-samples", "4", "--metric", "chrf", env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    trial = tmp_path / key / "trial-00-lr3e-3-r4-a8-d0.05"
+    finished = json.loads((trial / "finished.json").read_text())
+    assert finished["best_metric"] == "eval_chrf" and (trial / "best" / "adapter_model.safetensors").is_file()
+    [row] = read_csv(tmp_path / key / RESULTS_CSV)
+    assert row["chrf"] != "" and float(row["chrf"]) == finished["eval_chrf"]
+    assert "best chrf first" in result.stderr

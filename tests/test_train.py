@@ -209,3 +209,36 @@ def test_prepare_run_applies_the_sample_caps_after_the_split(tmp_path):
     # A cap above the split's size changes nothing.
     roomy = prepared(max_train_samples=10**6, max_eval_samples=10**6)
     assert roomy.split == whole.split and roomy.plan.train_rows == whole.plan.train_rows
+
+
+def test_chrf_generation_forces_each_rows_target_language_and_restores_the_model(tiny_models, tmp_path, monkeypatch):
+    from csas_cli.inference import LoadedModel
+
+    recipe = make_recipe(tiny_models, tmp_path, "m2m100_418m", eval_chrf=True, eval_chrf_samples=12)
+    try:
+        tok = recipe.tokenizer
+        config = recipe.model.get_base_model().generation_config
+        before = (tok.src_lang, tok.tgt_lang, config.forced_bos_token_id)
+        starts = []
+        real = LoadedModel.generate_ids
+
+        def spy(self, input_ids, settings):
+            assert not self.model.training  # generation in eval mode: no dropout
+            ids = real(self, input_ids, settings)
+            starts.append((input_ids[0][0], set(ids[:, 1].tolist()), settings.num_beams, settings.max_new_tokens))
+            return ids
+
+        monkeypatch.setattr(LoadedModel, "generate_ids", spy)
+        value = recipe.evaluate_chrf()
+        assert 0 <= value <= 100
+        # m2m100_418m's sample holds both directions: each batch starts with its target's code, after </s>.
+        en, fr = tok.get_lang_id("en"), tok.get_lang_id("fr")
+        assert {(source, frozenset(first)) for source, first, _, _ in starts} == {(en, frozenset({fr})),
+                                                                                  (fr, frozenset({en}))}  # fmt: skip
+        assert {(beams, new) for _, _, beams, new in starts} == {(1, recipe.plan.max_target_len)}
+        assert recipe.model.training
+        assert (tok.src_lang, tok.tgt_lang, config.forced_bos_token_id) == before
+        assert recipe.evaluate_chrf() == value  # the same rows, the same weights: the same score
+        assert sorted(recipe.chrf_rows) == recipe.chrf_rows and len(recipe.chrf_rows) == 12
+    finally:
+        recipe.cleanup()

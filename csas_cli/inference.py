@@ -21,8 +21,11 @@ from typing import Any, Sequence
 
 from .errors import ModelError, SettingsError
 from .features import set_languages
-from .outputs import ADAPTER_DIR, FINISHED, RUN_JSON, run_state
+from .outputs import ADAPTER_DIR, BEST_DIR, FINISHED, RUN_JSON, run_state
 from .registry import LANGUAGES, MODEL_KEYS, REGISTRY, Family, ModelSpec, other_language
+
+ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
+"""A run's adapters: lora/ (the last step) and best/ (the best evaluation); `--model RUN/best` uses the latter."""
 
 MERGE_RECORD = "csas_merge.json"
 """Provenance written by `csas merge` into a merged directory; it names the registry key."""
@@ -130,6 +133,10 @@ def resolve_source(
         raise ModelError(f"{flag} {model}: no such directory")
     if not model.is_dir():
         raise ModelError(f"{flag} {model}: not a directory (expected a run or merged model directory)")
+    if model.name in ADAPTER_FOLDERS and (model / "adapter_config.json").is_file():
+        parent_state = run_state(model.parent)
+        if parent_state in ("finished", "unfinished"):  # RUN/best (the best evaluation's adapter) or RUN/lora
+            return run_source(model.parent, parent_state, which, model_id, flag, adapter=model)
     state = run_state(model)
     if state in ("finished", "unfinished"):
         return run_source(model, state, which, model_id, flag)
@@ -141,7 +148,10 @@ def resolve_source(
     )
 
 
-def run_source(run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str) -> ModelSource:
+def run_source(
+    run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str, adapter: Path | None = None
+) -> ModelSource:
+    """A finished run with its final adapter (lora/), or with `adapter` (its best/ folder)."""
     if state != "finished":
         raise ModelError(
             f"{flag} {run_dir}: an unfinished run (no {FINISHED}); finish it with `csas finetune ... --resume auto`"
@@ -154,14 +164,15 @@ def run_source(run_dir: Path, state: str, which: str | None, model_id: str | Non
     run_which = plan["which"]
     if which is not None and which != run_which:
         raise SettingsError(f"--which {which}: {run_dir} is a {run_which} run")
-    adapter = run_dir / ADAPTER_DIR
+    label = str(run_dir if adapter is None else adapter)
+    adapter = adapter or run_dir / ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
         raise ModelError(f"{flag} {run_dir}: no adapter ({ADAPTER_DIR}/adapter_config.json is missing)")
     base_id = model_id or plan["model_id"]
     return ModelSource(
         kind=RUN, which=run_which, model_id=base_id, adapter=adapter,
         tokenizer_id=str(run_dir) if has_tokenizer(run_dir) else base_id, base_model_id=base_id,
-        label=str(run_dir), flag="--model-id", base_from_record=model_id is None,
+        label=label, flag="--model-id", base_from_record=model_id is None,
     )  # fmt: skip
 
 

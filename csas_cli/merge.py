@@ -119,11 +119,11 @@ def merge_run(
 ) -> MergeResult:
     """Merge one finished run's adapter into its unquantized base and save OUT_DIR (see the module docstring)."""
     check_dtype(dtype)
-    source = resolve_source(Path(run_dir), None, model_id, flag="RUN_DIR")
-    if source.kind != RUN:
+    source = resolve_source(Path(run_dir), None, model_id, flag="RUN_DIR")  # RUN_DIR/best merges the best adapter
+    if source.kind != RUN or source.adapter is None:
         raise ModelError(f"RUN_DIR {run_dir}: a model directory, not a csas run; there is no adapter to merge")
     out_dir = Path(out_dir)
-    check_out_dir(out_dir, Path(run_dir), overwrite)
+    check_out_dir(out_dir, source.adapter.parent, overwrite)
     merged, tokenizer, probe = merged_model(source)
     overrides = generation_overrides_for(source, tokenizer)
     for name, value in overrides.items():
@@ -136,8 +136,9 @@ def merge_run(
     record = {
         "which": source.which,
         "base_model_id": source.model_id,
-        "run_dir": str(Path(run_dir).resolve()),
-        "adapter_sha256": adapter_sha256(Path(run_dir) / ADAPTER_DIR),
+        "run_dir": str(source.adapter.parent.resolve()),
+        "adapter": str(source.adapter.resolve()),
+        "adapter_sha256": adapter_sha256(source.adapter),
         "dtype": dtype,
         "directions": [str(d) for d in directions],
         "forced_bos_token_id": merged.generation_config.forced_bos_token_id,

@@ -157,6 +157,22 @@ def token_count(pairs: Sequence[TokenizedPair]) -> int:
     return sum(len(p.labels) for p in pairs)
 
 
+def peak_memory(device: Any) -> dict[str, Any]:
+    """The most memory this process held so far: what the next run on this hardware has to fit (rank 0's under DDP).
+
+    CUDA: torch.cuda.max_memory_allocated (tensors, not the allocator's cache). CPU: the peak resident set size.
+    """
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return {"bytes": int(torch.cuda.max_memory_allocated(device)), "measure": "torch.cuda.max_memory_allocated",
+                "device": str(device)}  # fmt: skip
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"bytes": int(kib) * 1024, "measure": "peak resident set size (ru_maxrss)", "device": str(device)}
+
+
 class FinetuneRecipe:
     """One run. `setup` builds everything in dependency order; `train` is the whole loop, written out.
 
@@ -683,6 +699,9 @@ class FinetuneRecipe:
             return result
         self.model.save_pretrained(str(adapter_dir), safe_serialization=True)
         save_tokenizer(self.tokenizer, self.run_dir)
+        run_record = json.loads((self.run_dir / RUN_JSON).read_text(encoding="utf-8"))
+        run_record["peak_memory"] = peak_memory(self.device)
+        write_json_atomic(self.run_dir / RUN_JSON, run_record)
         best = self.best
         record: dict[str, Any] = {
             "status": "ok",

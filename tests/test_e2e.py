@@ -66,6 +66,10 @@ def test_finetune_learns_and_writes_a_complete_run(tiny_models, tmp_path, key, p
     record = json.loads((run / "run.json").read_text())
     assert record["plan"]["which"] == key and record["plan"]["qlora"] == (precision == [])
     assert record["versions"]["transformers"].startswith("5.")
+    # What the next run on this machine must fit: at least the model's weights, and a believable amount.
+    peak = record["peak_memory"]
+    assert peak["device"] == "cpu" and "resident" in peak["measure"]
+    assert sum(p.stat().st_size for p in (tiny_models[key]).glob("*.safetensors")) < peak["bytes"] < 64 << 30
     assert "loss" in (run / "train.log").read_text()
     assert result.stdout.strip().endswith(str(run / "lora"))
 

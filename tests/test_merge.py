@@ -335,3 +335,16 @@ def test_merge_all_passes_model_root_and_dtype(tmp_path):
     assert [(o.name, o.status) for o in outcomes] == [("opus_mt_en_fr", "ok"), ("unfinished", "skipped")]
     assert calls == [("opus_mt_en_fr", "opus_mt_en_fr", {"dtype": "bfloat16", "overwrite": False,
                                                          "model_id": str(tmp_path / "models" / "opus_mt_en_fr")})]
+
+
+def test_merge_of_a_runs_best_adapter(tiny_runs, tmp_path):  # noqa: F811
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs("opus_mt_en_fr"), run)
+    shutil.copytree(run / "lora", run / "best", dirs_exist_ok=True)  # as training writes it at a best evaluation
+    result = invoke("merge", run / "best", tmp_path / "best-merged")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "best-merged" / MERGE_RECORD).read_text())
+    assert record["adapter"] == str((run / "best").resolve()) and record["run_dir"] == str(run.resolve())
+    assert record["adapter_sha256"] == file_sha256(run / "best" / "adapter_model.safetensors")

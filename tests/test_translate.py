@@ -266,3 +266,26 @@ def test_bad_input_is_one_error_line(tiny_runs, sentences, tmp_path, case):  # n
         args[1], message = rows, "rows.jsonl:2: source_lang 'fr', but the model translates en->fr"
     line = one_error_line(invoke(*args))
     assert message.format(p=args[3] if len(args) > 3 else "") in line
+
+
+def test_a_runs_best_adapter_is_used_when_named(tiny_runs, tiny_models, sentences, tmp_path):  # noqa: F811
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs("mbart50_mmt_fr"), run)
+    # A best/ that tells itself apart: with every lora_B zero the adapter changes nothing, so it translates as the base.
+    shutil.copytree(run / "lora", run / "best", dirs_exist_ok=True)
+    weights = run / "best" / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()}, str(weights))
+    best = invoke("translate", sentences, "-m", run / "best", *FAST)
+    last = invoke("translate", sentences, "-m", run / "lora", *FAST)
+    plain = invoke("translate", sentences, "-m", run, *FAST)
+    base = invoke("translate", sentences, "--which", "mbart50_mmt_fr", "--model-id", tiny_models["mbart50_mmt_fr"],
+                  *FAST)  # fmt: skip
+    assert all(r.exit_code == 0 for r in (best, last, plain, base)), best.output
+    assert best.stdout == base.stdout
+    assert last.stdout == plain.stdout != best.stdout

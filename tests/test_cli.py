@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from csas_cli import __version__
 from csas_cli.cli import app
 from csas_cli.registry import MODEL_KEYS, REGISTRY
+from tiny_runs import one_error_line
 
 TABLE_ORDER = ["m2m100_418m", "mbart50_mmt_fr", "mbart50_mmt_en", "opus_mt_en_fr", "opus_mt_fr_en"]
 TABLE = {
@@ -74,18 +75,6 @@ def ok_json(result) -> object:
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert "Traceback" not in result.output
     return json.loads(result.stdout)
-
-
-def one_error_line(result) -> str:
-    """A user error: non-zero exit, exactly one stderr line `csas: error: ...`, no traceback, nothing on stdout."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("csas: error: "), lines[0]
-    assert result.stdout == ""
-    return lines[0]
 
 
 # --- finetune: all 24 flags in both spellings ------------------------------------------------------------------

@@ -37,6 +37,7 @@ from csas_cli.sweep import (
     write_results_csv,
 )
 from csas_cli.train import RunResult
+import tiny_runs
 
 SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
 
@@ -351,10 +352,7 @@ def invoke(*args: object, env: dict | None = None):
 
 def one_error_line(result) -> str:
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("csas: error: "), result.stderr
-    return lines[0]
+    return tiny_runs.one_error_line(result)
 
 
 def test_dry_run_prints_the_trial_plans(tmp_path: Path) -> None:

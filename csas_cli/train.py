@@ -66,6 +66,9 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
     """Resolve the plan and read, filter and split the data: every check that needs no weights."""
     world_size, local_rank = distributed_env(os.environ if environ is None else environ)
     plan = build_plan(settings, world_size=world_size, local_rank=local_rank)
+    if Path(plan.model_id).is_dir():
+        # A local snapshot is recorded absolute, so that run.json's base is found from any folder (translate, merge).
+        plan = replace(plan, model_id=os.path.abspath(plan.model_id))
     loaded = load_examples(settings.data, plan.source_langs)
     split = split_examples(
         loaded.examples, plan.val_ratio, plan.seed, max_train=plan.max_train_samples, max_eval=plan.max_eval_samples

@@ -236,6 +236,16 @@ def test_lora_targets_in_plan(runner: CliRunner, data: Path, spelling: str, valu
     assert plan["lora_targets"] == want
 
 
+def test_a_local_model_id_is_recorded_absolute_and_a_hub_id_as_given(
+    runner: CliRunner, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models" / "opus").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    args = ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--dry-run", "--model-id"]
+    assert ok_json(invoke(runner, [*args, "models/opus"]))["model_id"] == str(tmp_path / "models" / "opus")
+    assert ok_json(invoke(runner, [*args, "Helsinki-NLP/opus-mt-en-fr"]))["model_id"] == "Helsinki-NLP/opus-mt-en-fr"
+
+
 def test_dry_run_reports_a_finished_output_without_refusing(runner: CliRunner, data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "o" / "opus_mt_en_fr"
     run_dir.mkdir(parents=True)

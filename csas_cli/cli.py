@@ -176,6 +176,15 @@ def finetune_all(
         Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as the base model where that folder exists.")
     ] = None,
     max_steps: Annotated[Optional[int], opt("max_steps", "Cap every model's optimizer steps.")] = None,
+    eval_chrf: Annotated[
+        bool, opt("eval_chrf", "Also score chrF at every evaluation; each model's best evaluation is the highest chrF.")
+    ] = False,
+    eval_chrf_samples: Annotated[
+        Optional[int], opt("eval_chrf_samples", "Validation rows chrF translates (default: 200).")
+    ] = None,
+    patience: Annotated[
+        Optional[int], opt("patience", "Stop a model after N evaluations in a row without a new best.")
+    ] = None,
     dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the plans as a JSON array.")] = False,
     overwrite: Annotated[bool, opt("overwrite", "Retrain models whose run is finished.")] = False,
 ) -> None:
@@ -183,9 +192,9 @@ def finetune_all(
     from .finetune_all import all_settings
 
     with user_errors():
-        overrides: dict[str, object] = {"overwrite": overwrite}
-        if max_steps is not None:
-            overrides["max_steps"] = max_steps
+        given = {"max_steps": max_steps, "eval_chrf": eval_chrf or None, "eval_chrf_samples": eval_chrf_samples,
+                 "patience": patience}  # fmt: skip
+        overrides: dict[str, object] = {"overwrite": overwrite, **{k: v for k, v in given.items() if v is not None}}
         settings_list = all_settings(
             data=data, output_dir=output_dir, only=split_keys(only), skip=split_keys(skip), model_root=model_root,
             overrides=overrides,

@@ -364,6 +364,14 @@ def test_finetune_all_max_steps(runner: CliRunner, data: Path) -> None:
     assert [p["max_steps"] for p in plans] == [25] * 5
 
 
+def test_finetune_all_evaluation_flags(runner: CliRunner, tmp_path: Path) -> None:
+    data = write_data(tmp_path / "pairs.jsonl", n_en=40, n_fr=40)  # enough publications for a validation split
+    plans = all_plans(runner, data, "--eval-chrf", "--eval_chrf_samples", "50", "--patience", "3")
+    assert [(p["eval_chrf"], p["eval_chrf_samples"], p["patience"]) for p in plans] == [(True, 50, 3)] * 5
+    defaults = all_plans(runner, data)
+    assert [(p["eval_chrf"], p["eval_chrf_samples"], p["patience"]) for p in defaults] == [(False, 200, None)] * 5
+
+
 @pytest.mark.parametrize(
     "args,want",
     [

@@ -5,6 +5,18 @@ traceback.
 """
 
 
+def describe_failure(exc: Exception) -> tuple[str, str]:
+    """How a failed run of a batch (finetune-all, sweep, merge-all) is reported: (what to log, its one-line summary).
+
+    A CsasError is its message; anything else is a bug, logged with its traceback (call this inside `except`).
+    """
+    if isinstance(exc, CsasError):
+        return f"failed: {exc}", str(exc)
+    import traceback
+
+    return f"failed with an unexpected error:\n{traceback.format_exc()}", f"{type(exc).__name__}: {exc}"
+
+
 class CsasError(Exception):
     """A failure caused by input, settings or environment, reported to the user in one line."""
 

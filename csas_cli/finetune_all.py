@@ -8,12 +8,11 @@ same command trains only what is missing.
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .errors import CsasError, SettingsError
+from .errors import CsasError, SettingsError, describe_failure
 from .outputs import run_state
 from .preemption import Preempted
 from .registry import MODEL_KEYS, REGISTRY
@@ -33,6 +32,11 @@ def select_keys(only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]
     return chosen
 
 
+def check_model_root(model_root: Path | None) -> None:
+    if model_root is not None and not model_root.is_dir():
+        raise SettingsError(f"--model-root: {model_root} is not a directory")
+
+
 def model_id_under(model_root: Path | None, key: str) -> str | None:
     """`--model-root DIR`: DIR/<key> when it exists (a local snapshot), else the registry's hub id."""
     if model_root is None:
@@ -50,8 +54,7 @@ def all_settings(
     model_root: Path | None = None,
     overrides: Mapping[str, object] | None = None,
 ) -> list[FinetuneSettings]:
-    if model_root is not None and not model_root.is_dir():
-        raise SettingsError(f"--model-root: {model_root} is not a directory")
+    check_model_root(model_root)
     return [
         settings_from_table(
             key,
@@ -124,10 +127,8 @@ def run_all(
             say(f"{key}: {exc}")
             outcomes.append(Outcome(key, "stopped", "signal: checkpoint written, rerun with the same command"))
             break
-        except CsasError as exc:
-            say(f"{key}: failed: {exc}")
-            outcomes.append(Outcome(key, "failed", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one model's bug must not cost the others their run
-            say(f"{key}: failed with an unexpected error:\n{traceback.format_exc()}")
-            outcomes.append(Outcome(key, "failed", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - one model's failure, even a bug, must not cost the others their run
+            logged, summary = describe_failure(exc)
+            say(f"{key}: {logged}")
+            outcomes.append(Outcome(key, "failed", summary))
     return outcomes

@@ -15,15 +15,14 @@ adapter's logits (this catches an lm_head that lost its tie to the embeddings, p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import CsasError, ModelError, OutputError, SettingsError
+from .errors import ModelError, OutputError, SettingsError, describe_failure
+from .finetune_all import check_model_root, model_id_under
 from .inference import (
     MERGE_RECORD,
     RUN,
@@ -35,7 +34,7 @@ from .inference import (
     resolve_source,
     set_source_language,
 )
-from .outputs import ADAPTER_DIR, file_sha256, now_iso, run_state, write_json_atomic
+from .outputs import ADAPTER_DIR, RUN_JSON, file_sha256, now_iso, read_json_record, run_state, write_json_atomic
 from .registry import MODEL_KEYS, REGISTRY, other_language
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -257,15 +256,9 @@ def run_folders(runs_dir: Path) -> list[Path]:
 
 def already_merged(run_dir: Path, out_dir: Path) -> bool:
     """OUT_DIR holds a merge of this very adapter (a rerun of merge-all has nothing to do for it)."""
-    record_path = out_dir / MERGE_RECORD
-    if not record_path.is_file():
-        return False
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    sha = adapter_sha256(run_dir / ADAPTER_DIR)
-    return isinstance(record, dict) and sha is not None and record.get("adapter_sha256") == sha
+    record = read_json_record(out_dir / MERGE_RECORD)
+    sha = adapter_sha256(run_dir / ADAPTER_DIR) if record else None
+    return sha is not None and record.get("adapter_sha256") == sha
 
 
 def merge_all(
@@ -280,8 +273,7 @@ def merge_all(
 ) -> list[MergeOutcome]:
     """Merge every finished run under RUNS_DIR into OUT_DIR/<name>; one failure does not stop the others."""
     check_dtype(dtype)
-    if model_root is not None and not model_root.is_dir():
-        raise SettingsError(f"--model-root: {model_root} is not a directory")
+    check_model_root(model_root)
     outcomes = []
     for run_dir in run_folders(Path(runs_dir)):
         name, out_dir = run_dir.name, Path(out_root) / run_dir.name
@@ -293,29 +285,21 @@ def merge_all(
             say(f"{name}: {out_dir} already holds this adapter merged, skipped (--overwrite merges again)")
             outcomes.append(MergeOutcome(name, "skipped", "already merged", out_dir))
             continue
-        model_id = None
-        if model_root is not None:
-            which = run_which(run_dir)
-            if which is not None and (model_root / which).is_dir():
-                model_id = str(model_root / which)
+        which = run_which(run_dir)
+        model_id = model_id_under(model_root, which) if which is not None else None
         say(f"{name}: merging into {out_dir}")
         try:
             merge_one(run_dir, out_dir, dtype=dtype, overwrite=overwrite, model_id=model_id)
             outcomes.append(MergeOutcome(name, "ok", "", out_dir))
-        except CsasError as exc:
-            say(f"{name}: failed: {exc}")
-            outcomes.append(MergeOutcome(name, "failed", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one run's bug must not cost the others their merge
-            say(f"{name}: failed with an unexpected error:\n{traceback.format_exc()}")
-            outcomes.append(MergeOutcome(name, "failed", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - one run's failure, even a bug, must not cost the others their merge
+            logged, summary = describe_failure(exc)
+            say(f"{name}: {logged}")
+            outcomes.append(MergeOutcome(name, "failed", summary))
     return outcomes
 
 
 def run_which(run_dir: Path) -> str | None:
-    try:
-        plan = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("plan", {})
-    except (OSError, ValueError, AttributeError):
-        return None
+    plan = read_json_record(run_dir / RUN_JSON).get("plan")
     which = plan.get("which") if isinstance(plan, dict) else None
     return which if which in REGISTRY else None
 

@@ -97,6 +97,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_json_record(path: Path) -> dict[str, Any]:
+    """A JSON object written by csas (run.json, finished.json, csas_merge.json), or {} when it is missing, unreadable
+    or not an object: for reports that go on without it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

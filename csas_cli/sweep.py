@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
@@ -26,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from .errors import SettingsError
 from .finetune_all import Outcome, run_all
-from .outputs import FINISHED, METRICS, RUN_JSON, read_metrics
+from .outputs import FINISHED, METRICS, RUN_JSON, read_json_record, read_metrics
 from .registry import MODEL_KEYS, REGISTRY, SWEEP_CONSTANTS, SWEEP_TABLE
 from .settings import FinetuneSettings, settings_from_table
 from .train import RunResult, run_finetune
@@ -179,21 +178,13 @@ class TrialResult:
 RESULT_COLUMNS = tuple(f.name for f in fields(TrialResult))
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def recorded_numbers(run_dir: Path, finished: bool) -> dict[str, Any]:
     """What a trial's folder says: sample counts from run.json and, for a finished trial, its final numbers."""
-    plan = read_json(run_dir / RUN_JSON).get("plan", {})
+    plan = read_json_record(run_dir / RUN_JSON).get("plan", {})
     numbers: dict[str, Any] = {"train_samples": plan.get("train_rows"), "eval_samples": plan.get("eval_rows")}
     if not finished:
         return numbers  # a failed --overwrite can leave an older run's finished.json behind: not this trial's
-    record = read_json(run_dir / FINISHED)
+    record = read_json_record(run_dir / FINISHED)
     numbers.update(
         train_loss=record.get("train_loss"),
         eval_loss=record.get("eval_loss"),

@@ -20,6 +20,7 @@ from csas_cli.outputs import (
     check_run_dir,
     clear_run_dir,
     file_sha256,
+    read_json_record,
     read_metrics,
     run_state,
     write_json_atomic,
@@ -238,3 +239,13 @@ def test_metrics_log_without_a_path_discards(tmp_path: Path) -> None:
     log.write({"step": 1, "loss": 2.0})
     log.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_json_record_is_the_object_or_empty(tmp_path: Path) -> None:
+    path = tmp_path / "record.json"
+    assert read_json_record(path) == {}  # missing
+    write_json_atomic(path, {"plan": {"which": "opus_mt_en_fr"}})
+    assert read_json_record(path) == {"plan": {"which": "opus_mt_en_fr"}}
+    for text in ('{"plan": ', "[1, 2]", "\xff"):  # truncated, not an object, not UTF-8
+        path.write_bytes(text.encode("latin-1"))
+        assert read_json_record(path) == {}

@@ -184,7 +184,8 @@ def write_random_checkpoint(config: Any, out_dir: Path, *, dtype: Any, device: s
     """Save `config`'s model with random weights (seeded, in `dtype`) and a stand-in tokenizer into `out_dir`."""
     import torch
     from transformers import AutoModelForSeq2SeqLM
-    from transformers.utils import logging as hf_logging
+
+    from .modeling import save_model_quietly
 
     config = config.__class__.from_dict(config.to_dict())  # a copy: use_cache is set on it below
     config.use_cache = False
@@ -193,13 +194,7 @@ def write_random_checkpoint(config: Any, out_dir: Path, *, dtype: Any, device: s
         # Initialised on the GPU when there is one: seconds instead of a minute for a 600M-parameter model.
         with torch.device(device):
             model = AutoModelForSeq2SeqLM.from_config(config, dtype=dtype)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(out_dir, safe_serialization=True)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_model_quietly(model, out_dir)
     standin_tokenizer(config, getattr(config, "max_position_embeddings", 1024)).save_pretrained(out_dir)
     del model
     release_memory(device)

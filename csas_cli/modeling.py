@@ -269,5 +269,18 @@ def input_device(model: Any) -> Any:
     return model.get_input_embeddings().weight.device
 
 
+def save_model_quietly(model: Any, out_dir: Path | str) -> None:
+    """save_pretrained in safetensors, without transformers' "Writing model shards" progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out_dir, safe_serialization=True)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def save_tokenizer(tokenizer: Any, out_dir: Path) -> list[str]:
     return [Path(p).name for p in tokenizer.save_pretrained(str(out_dir))]

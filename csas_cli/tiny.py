@@ -45,6 +45,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable
 
+from csas_cli.modeling import save_model_quietly
 from csas_cli.registry import MODEL_KEYS, lookup
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -330,7 +331,6 @@ def _save_model(family: str, config, generation: dict, directory: Path, seed: in
         "m2m100": M2M100ForConditionalGeneration,
         "mbart50": MBartForConditionalGeneration,
     }[family]
-    from transformers.utils import logging as hf_logging
 
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(seed)
@@ -345,13 +345,7 @@ def _save_model(family: str, config, generation: dict, directory: Path, seed: in
     if weights is not None:
         load_weights(model, weights)
     model.generation_config = GenerationConfig(**generation, max_length=GENERATION_MAX_LENGTH)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # "Writing model shards" for a small file
-    try:
-        model.save_pretrained(directory, safe_serialization=True)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_model_quietly(model, directory)
 
 
 # Weights a checkpoint file does not hold: the token embeddings tied to `shared`, and sinusoidal positions.

@@ -283,25 +283,14 @@ def pad_to_multiple(multiple: int):
     return adapt
 
 
-def random_order_steps(
-    lengths: Sequence[int], batch_size: int, grad_accum: int, seed: int, total_steps: int, start_step: int = 0,
-    world_size: int = 1,
-):
-    """`optimizer_steps` with random-order batches instead of length-grouped ones (same signature)."""
+def random_order_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """`length_grouped_batches` without the grouping: one epoch's batches in a seeded random order (same signature),
+    so csas's own `optimizer_steps` walks them."""
     import random
 
-    per_step, step, epoch = grad_accum * world_size, 0, 0
-    while True:
-        order = list(range(len(lengths)))
-        random.Random(f"{seed}:{epoch}").shuffle(order)
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        for i in range(0, len(batches), per_step):
-            step += 1
-            if step > total_steps:
-                return
-            if step > start_step:
-                yield step, epoch, batches[i : i + per_step]
-        epoch += 1
+    order = list(range(len(lengths)))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def csas_variant(variant: str):
@@ -309,7 +298,7 @@ def csas_variant(variant: str):
     from unittest import mock
 
     if variant == "random-batches":
-        return mock.patch("csas_cli.train.optimizer_steps", random_order_steps), None
+        return mock.patch("csas_cli.batches.length_grouped_batches", random_order_batches), None
     return contextlib.nullcontext(), pad_to_multiple(8) if variant == "pad8" else None
 
 

@@ -1359,6 +1359,13 @@ def template_weights(seed: int, exponent: float = ZIPF_EXPONENT) -> list[float]:
     return weights
 
 
+def pair_row(pub: dict, en: str, fr: str) -> dict:
+    """One row in the direction the publication was written: (source, target) = (en, fr) or (fr, en)."""
+    if pub["lang"] == "en":
+        return {"source": en, "target": fr, "source_lang": "en", "pub_number": pub["pub"]}
+    return {"source": fr, "target": en, "source_lang": "fr", "pub_number": pub["pub"]}
+
+
 def generate(
     seed: int = DEFAULT_SEED,
     n_rows: int = DEFAULT_ROWS,
@@ -1382,10 +1389,7 @@ def generate(
                 continue  # a long slot value made the sentence too long
             seen.add(en)
             count -= 1
-            if pub["lang"] == "en":
-                rows.append({"source": en, "target": fr, "source_lang": "en", "pub_number": pub["pub"]})
-            else:
-                rows.append({"source": fr, "target": en, "source_lang": "fr", "pub_number": pub["pub"]})
+            rows.append(pair_row(pub, en, fr))
     return rows
 
 
@@ -1409,10 +1413,7 @@ def generate_pretrain(
                 continue
             seen.add(en)
             count -= 1
-            if pub["lang"] == "en":
-                rows.append({"source": en, "target": fr, "source_lang": "en", "pub_number": pub["pub"]})
-            else:
-                rows.append({"source": fr, "target": en, "source_lang": "fr", "pub_number": pub["pub"]})
+            rows.append(pair_row(pub, en, fr))
     return rows
 
 

@@ -41,6 +41,54 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, e
     return batches
 
 
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """Like `length_grouped_batches`, but each batch holds as many pairs as fit in `max_tokens`.
+
+    A batch's size is its pair count x its longest pair's length (the longer side, as fairseq's --max-tokens counts
+    it), which is what padding makes it cost. Pools hold about POOL_BATCHES batches of the mean length; a pair
+    longer than `max_tokens` gets a batch of its own (settings refuse budgets below the length limits).
+    """
+    if max_tokens < 1:
+        raise ValueError(f"token_budget_batches: max_tokens must be at least 1, got {max_tokens}")
+    rng = random.Random(f"{seed}:{epoch}:tokens")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mean = sum(lengths) / len(lengths) if lengths else 1.0
+    pool = POOL_BATCHES * max(1, int(max_tokens // max(mean, 1.0)))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i], reverse=True)
+        batches.extend(fill_token_budget(chunk, lengths, max_tokens))
+    rng.shuffle(batches)
+    return batches
+
+
+def fill_token_budget(order: Sequence[int], lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Cut `order` into consecutive batches of at most `max_tokens` (pairs x longest length), greedily."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        grown = max(longest, lengths[i])
+        if current and (len(current) + 1) * grown > max_tokens:
+            batches.append(current)
+            current, grown = [], lengths[i]
+        current.append(i)
+        longest = grown
+    if current:
+        batches.append(current)
+    return batches
+
+
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, max_tokens: int | None = None
+) -> list[list[int]]:
+    """One epoch's micro-batches: `batch_size` pairs each, or as many as fit in `max_tokens` when it is given."""
+    if max_tokens is None:
+        return length_grouped_batches(lengths, batch_size, seed, epoch)
+    return token_budget_batches(lengths, max_tokens, seed, epoch)
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """How micro-batches make optimizer steps."""
@@ -61,17 +109,53 @@ class StepPlan:
 
 
 def plan_steps(
-    num_examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int | None, world_size: int = 1
+    num_examples: int,
+    batch_size: int,
+    grad_accum: int,
+    epochs: float,
+    max_steps: int | None,
+    world_size: int = 1,
+    batches: int | None = None,
 ) -> StepPlan:
     """Total optimizer steps: max_steps when given, else ceil(epochs x steps per epoch), as the HF Trainer counts.
 
     Under data parallelism a step takes grad_accum micro-batches on each of world_size processes, so an epoch has
-    world_size times fewer steps.
+    world_size times fewer steps. `batches`: the micro-batches of an epoch when they are not num_examples /
+    batch_size (token-budget batches: the first epoch's count, which later epochs match to within a few).
     """
-    batches = math.ceil(num_examples / batch_size)
+    if batches is None:
+        batches = math.ceil(num_examples / batch_size)
     steps_per_epoch = math.ceil(batches / (grad_accum * world_size))
     total = max_steps if max_steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
     return StepPlan(batches, grad_accum, total, world_size)
+
+
+def epoch_step_counts(
+    lengths: Sequence[int],
+    batch_size: int,
+    seed: int,
+    epochs: int,
+    micro_batches_per_step: int,
+    max_tokens: int | None = None,
+) -> list[int]:
+    """Optimizer steps in each of the first `epochs` epochs: all equal with fixed batches; under a token budget the
+    batch count follows each epoch's shuffle and may differ by a few."""
+    return [
+        math.ceil(len(epoch_batches(lengths, batch_size, seed, epoch, max_tokens)) / micro_batches_per_step)
+        for epoch in range(epochs)
+    ]
+
+
+def steps_for_epochs(step_counts: Sequence[int], epochs: float) -> int:
+    """Optimizer steps in `epochs` epochs (fractions allowed) whose step counts are `step_counts`, at least one.
+
+    With equal counts this is ceil(epochs x steps per epoch), as `plan_steps` and the HF Trainer count.
+    """
+    whole = int(epochs)
+    total = sum(step_counts[:whole])
+    if epochs > whole:
+        total += math.ceil((epochs - whole) * step_counts[whole])
+    return max(1, total)
 
 
 def optimizer_steps(
@@ -82,8 +166,11 @@ def optimizer_steps(
     total_steps: int,
     start_step: int = 0,
     world_size: int = 1,
+    max_tokens: int | None = None,
 ) -> Iterator[tuple[int, int, list[list[int]]]]:
     """Yield (step, epoch, micro-batches) for steps start_step+1 .. total_steps.
+
+    Micro-batches hold `batch_size` pairs, or as many as fit in `max_tokens` when it is given (see epoch_batches).
 
     A step holds grad_accum x world_size micro-batches of one batch sequence, so N processes with grad_accum A see
     exactly the steps of one process with grad_accum N x A; each process takes its `rank_share`.
@@ -95,7 +182,7 @@ def optimizer_steps(
     step = 0
     epoch = 0
     while True:
-        batches = length_grouped_batches(lengths, batch_size, seed, epoch)
+        batches = epoch_batches(lengths, batch_size, seed, epoch, max_tokens)
         for i in range(0, len(batches), per_step):
             step += 1
             if step > total_steps:

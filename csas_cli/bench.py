@@ -313,6 +313,8 @@ class BenchSettings:
     """Pairs per micro-batch; None: the finetune-all table's batch size for `which`."""
     grad_accum: int = 2
     """Micro-batches per optimizer step."""
+    max_tokens: int | None = None
+    """Token-budget micro-batches (as `csas finetune --max-tokens`) instead of batch_size pairs."""
     steps: int = 20
     """Timed optimizer steps."""
     warmup_steps: int = 3
@@ -352,6 +354,13 @@ class BenchSettings:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise SettingsError(f"--batch-size must be at least 1, got {self.batch_size}")
+        longest = max(self.max_source_len, self.max_target_len)
+        if self.max_tokens is not None and self.max_tokens < longest:
+            raise SettingsError(
+                f"--max-tokens {self.max_tokens} is below the longest pair a batch may have to hold ({longest} tokens: "
+                f"--max-source-len {self.max_source_len}, --max-target-len {self.max_target_len}); raise "
+                "--max-tokens or lower those limits"
+            )
         if self.warmup_steps < 0:
             raise SettingsError(f"--warmup-steps must be at least 0, got {self.warmup_steps}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -437,7 +446,10 @@ def prepare_workload(settings: BenchSettings, workdir: Path, device: str) -> Wor
     else:
         # With random weights the checkpoint's tokenizer is a stand-in: tokenize with the model's real one.
         pairs, data = tokenized_data(settings, settings.model_id or spec.hub_id), str(settings.data)
-    needed = (settings.warmup_steps + settings.steps) * settings.micro_batch * settings.grad_accum
+    per_batch = settings.micro_batch
+    if settings.max_tokens:  # twice the pairs of mean length a budget holds: enough for the batches to vary
+        per_batch = 2 * max(1, settings.max_tokens * len(pairs) // max(1, sum(p.length for p in pairs)))
+    needed = (settings.warmup_steps + settings.steps) * per_batch * settings.grad_accum
     if len(pairs) < needed:  # repeat a small file so no epoch ends inside the measured steps
         pairs = [pairs[i % len(pairs)] for i in range(needed)]
     return Workload(settings.which, model_dir, pairs, description, parameters, data)
@@ -525,7 +537,8 @@ def recipe_settings(settings: BenchSettings, workload: Workload, workdir: Path, 
         placeholder_data(data)
     return FinetuneSettings(
         which=workload.which, model_id=workload.model_dir, data=data, output_dir=workdir / "runs", run_name=run_name,
-        batch_size=settings.micro_batch, grad_accum=settings.grad_accum, lr=settings.learning_rate, seed=seed,
+        batch_size=settings.micro_batch, grad_accum=settings.grad_accum, max_tokens=settings.max_tokens,
+        lr=settings.learning_rate, seed=seed,
         bf16=settings.bf16, fp16=settings.fp16, no_qlora=not settings.qlora, lora_r=settings.lora_r,
         lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, lora_targets=settings.lora_targets,
         val_ratio=0.0, max_source_len=settings.max_source_len, max_target_len=settings.max_target_len,
@@ -549,7 +562,8 @@ def measure_csas(
     """
     import torch
 
-    from .batches import plan_steps
+    from .batches import epoch_batches, fill_token_budget, plan_steps
+    from .modeling import attention_kernels
     from .progress import Reporter
     from .train import FinetuneRecipe, prepare_run, token_count
 
@@ -569,8 +583,11 @@ def measure_csas(
         recipe.reporter.close()
         recipe.reporter = Reporter(None, bar=False, quiet=True)
         recipe.train_pairs = list(workload.pairs)
+        recipe.epoch_steps = []  # counted for the placeholder rows
         recipe.eval_pairs = []
-        recipe.steps = plan_steps(len(recipe.train_pairs), settings.micro_batch, settings.grad_accum, 1.0, total)
+        lengths = [p.length for p in recipe.train_pairs]
+        batches = len(epoch_batches(lengths, settings.micro_batch, seed, 0, settings.max_tokens))
+        recipe.steps = plan_steps(len(lengths), settings.micro_batch, settings.grad_accum, 1.0, total, batches=batches)
         if adapt is not None:
             adapt(recipe)
         engine_step = recipe.optimizer_step
@@ -592,11 +609,16 @@ def measure_csas(
             # The longest pairs in one micro-batch bound what any step of an epoch on these pairs needs.
             longest = sorted(recipe.train_pairs, key=lambda p: p.length, reverse=True)
             n = settings.micro_batch
-            groups = [longest[i * n : (i + 1) * n] for i in range(settings.grad_accum)]
+            if settings.max_tokens:
+                cut = fill_token_budget(range(len(longest)), [p.length for p in longest], settings.max_tokens)
+                groups = [[longest[i] for i in batch] for batch in cut[: settings.grad_accum]]
+            else:
+                groups = [longest[i * n : (i + 1) * n] for i in range(settings.grad_accum)]
             extra["longest_pair_tokens"] = len(longest[0].input_ids) + len(longest[0].labels)
             peak.start()
             try:
-                engine_step(groups, sum(token_count(g) for g in groups))
+                with attention_kernels(recipe.device):  # as inside train()
+                    engine_step(groups, sum(token_count(g) for g in groups))
                 extra["peak_memory_longest"] = peak.read()
             except torch.OutOfMemoryError:
                 extra["longest_out_of_memory"] = True
@@ -659,7 +681,7 @@ def run_bench(
         workload = prepare_workload(settings, workdir, device)
         say(
             f"{settings.which}: {settings.warmup_steps} warm-up + {settings.steps} timed steps of "
-            f"{settings.micro_batch} x {settings.grad_accum} pairs on {device}, then one step of the longest pairs"
+            f"{step_shape(settings)} on {device}, then one step of the longest pairs"
         )
         m = measure_csas(settings, workload, workdir, device, probe_longest=True)
     from .outputs import library_versions
@@ -675,9 +697,10 @@ def run_bench(
         "precision": settings.precision,
         "qlora": settings.qlora,
         "lora": {"r": settings.lora_r, "alpha": settings.lora_alpha, "targets": list(settings.lora_targets)},
-        "batch_size": settings.micro_batch,
+        "batch_size": None if settings.max_tokens else settings.micro_batch,
+        "max_tokens": settings.max_tokens,
         "grad_accum": settings.grad_accum,
-        "samples_per_step": settings.micro_batch * settings.grad_accum,
+        "samples_per_step": round(m.samples / m.steps, 2) if m.steps else None,
         "warmup_steps": settings.warmup_steps,
         "steps": m.steps,
         "seconds": round(m.seconds, 3),
@@ -694,6 +717,21 @@ def run_bench(
     }
 
 
+def step_shape(settings: BenchSettings) -> str:
+    if settings.max_tokens:
+        return f"{settings.grad_accum} micro-batches of up to {settings.max_tokens} tokens"
+    return f"{settings.micro_batch} x {settings.grad_accum} pairs"
+
+
+def record_step_shape(record: dict[str, Any]) -> str:
+    if record["max_tokens"]:
+        return (
+            f"{record['grad_accum']} micro-batches of up to {record['max_tokens']} tokens per step "
+            f"({record['samples_per_step']:.1f} samples on average)"
+        )
+    return f"{record['batch_size']} x {record['grad_accum']} samples per step"
+
+
 def format_record(record: dict[str, Any]) -> str:
     """The human-readable form of `run_bench`'s record."""
     mem = record["peak_memory_gib"]
@@ -701,11 +739,11 @@ def format_record(record: dict[str, Any]) -> str:
     lines = [
         f"{record['which']}: {record['model']} ({record['parameters'] / 1e6:.1f}M parameters), {record['data']} pairs",
         f"on {record['device_name']}, {record['precision']}{', QLoRA 4-bit' if record['qlora'] else ''}, "
-        f"LoRA r={record['lora']['r']}; {record['batch_size']} x {record['grad_accum']} samples per step",
+        f"LoRA r={record['lora']['r']}; {record_step_shape(record)}",
         f"{record['samples_per_second']:.1f} samples/s, {record['tokens_per_second']:.0f} tokens/s "
         f"over {record['steps']} steps after {record['warmup_steps']} warm-up ({record['padding']:.1%} padding)",
-        f"peak memory {'n/a' if mem is None else f'{mem:.2f} GiB'}; one step of the {record['batch_size']} x "
-        f"{record['grad_accum']} longest pairs (the longest: {record['longest_pair_tokens']} tokens): "
+        f"peak memory {'n/a' if mem is None else f'{mem:.2f} GiB'}; one step of the longest pairs "
+        f"(the longest: {record['longest_pair_tokens']} tokens): "
         + ("out of memory" if record["longest_out_of_memory"] else "n/a" if longest is None else f"{longest:.2f} GiB"),
         f"final loss {record['final_loss']:.4f}",
     ]

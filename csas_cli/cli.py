@@ -95,6 +95,10 @@ def finetune(
     lr: Annotated[float, opt("lr", "Peak learning rate.")] = 2e-4,
     batch_size: Annotated[int, opt("batch_size", "Pairs per micro-batch, per device.")] = 8,
     grad_accum: Annotated[int, opt("grad_accum", "Micro-batches per optimizer step.")] = 2,
+    max_tokens: Annotated[
+        Optional[int],
+        opt("max_tokens", "Token-budget micro-batches: as many pairs as fit in N tokens, not --batch-size pairs."),
+    ] = None,
     val_ratio: Annotated[float, opt("val_ratio", "Share held out for evaluation (whole publications).")] = 0.05,
     max_source_len: Annotated[int, opt("max_source_len", "Source tokens kept.")] = 512,
     max_target_len: Annotated[int, opt("max_target_len", "Target tokens kept.")] = 512,
@@ -153,6 +157,7 @@ def finetune(
             max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
             lora_targets=parse_lora_targets(lora_targets), overwrite=overwrite, resume=resume, eval_chrf=eval_chrf,
             eval_chrf_samples=eval_chrf_samples, eval_num_beams=eval_num_beams, patience=patience,
+            max_tokens=max_tokens,
         )  # fmt: skip
         if dry_run:
             from .train import dry_run_record
@@ -176,6 +181,10 @@ def finetune_all(
         Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as the base model where that folder exists.")
     ] = None,
     max_steps: Annotated[Optional[int], opt("max_steps", "Cap every model's optimizer steps.")] = None,
+    max_tokens: Annotated[
+        Optional[int],
+        opt("max_tokens", "Token-budget micro-batches of N tokens for every model, not the table's batch sizes."),
+    ] = None,
     eval_chrf: Annotated[
         bool, opt("eval_chrf", "Also score chrF at every evaluation; each model's best evaluation is the highest chrF.")
     ] = False,
@@ -193,7 +202,7 @@ def finetune_all(
 
     with user_errors():
         given = {"max_steps": max_steps, "eval_chrf": eval_chrf or None, "eval_chrf_samples": eval_chrf_samples,
-                 "patience": patience}  # fmt: skip
+                 "patience": patience, "max_tokens": max_tokens}  # fmt: skip
         overrides: dict[str, object] = {"overwrite": overwrite, **{k: v for k, v in given.items() if v is not None}}
         settings_list = all_settings(
             data=data, output_dir=output_dir, only=split_keys(only), skip=split_keys(skip), model_root=model_root,
@@ -257,6 +266,10 @@ def sweep(
         Optional[int], opt("batch_size", "Pairs per micro-batch (default: the finetune-all table's).")
     ] = None,
     grad_accum: Annotated[Optional[int], opt("grad_accum", "Micro-batches per optimizer step (default: 2).")] = None,
+    max_tokens: Annotated[
+        Optional[int],
+        opt("max_tokens", "Token-budget micro-batches: as many pairs as fit in N tokens, not --batch-size pairs."),
+    ] = None,
     seed: Annotated[Optional[int], opt("seed", "Seed for split, sample caps, initialisation (default: 42).")] = None,
     save_steps: Annotated[Optional[int], opt("save_steps", "Steps between checkpoints (default: 1000).")] = None,
     eval_steps: Annotated[Optional[int], opt("eval_steps", "Steps between evaluations (default: 1000).")] = None,
@@ -290,7 +303,8 @@ def sweep(
         check_metric(metric)
         given = {
             "max_steps": max_steps, "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
-            "model_id": model_id, "batch_size": batch_size, "grad_accum": grad_accum, "seed": seed,
+            "model_id": model_id, "batch_size": batch_size, "grad_accum": grad_accum, "max_tokens": max_tokens,
+            "seed": seed,
             "save_steps": save_steps, "eval_steps": eval_steps, "logging_steps": logging_steps, "bf16": bf16,
             "no_qlora": None if qlora is None else not qlora, "eval_chrf": eval_chrf or None,
             "eval_chrf_samples": eval_chrf_samples, "eval_num_beams": eval_num_beams, "patience": patience,
@@ -536,6 +550,10 @@ def bench(
         Optional[int], opt("batch_size", "Pairs per micro-batch (default: the finetune-all table's).")
     ] = None,
     grad_accum: Annotated[int, opt("grad_accum", "Micro-batches per optimizer step.")] = 2,
+    max_tokens: Annotated[
+        Optional[int],
+        opt("max_tokens", "Token-budget micro-batches: as many pairs as fit in N tokens, not --batch-size pairs."),
+    ] = None,
     steps: Annotated[int, opt("steps", "Timed optimizer steps.")] = 20,
     warmup_steps: Annotated[int, opt("warmup_steps", "Optimizer steps before the clock starts.")] = 3,
     device: Annotated[str, opt("device", "auto, cpu or cuda.")] = "auto",
@@ -559,7 +577,8 @@ def bench(
     with user_errors():
         settings = BenchSettings(
             which=which, model_id=model_id, random_init=random_init, preset=preset, data=data, batch_size=batch_size,
-            grad_accum=grad_accum, steps=steps, warmup_steps=warmup_steps, device=device, bf16=bf16, fp16=fp16,
+            grad_accum=grad_accum, max_tokens=max_tokens, steps=steps, warmup_steps=warmup_steps, device=device,
+            bf16=bf16, fp16=fp16,
             qlora=not no_qlora, lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=parse_lora_targets(lora_targets),
             max_source_len=max_source_len, max_target_len=max_target_len, seed=seed,
         )  # fmt: skip

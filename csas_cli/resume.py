@@ -16,7 +16,7 @@ from .outputs import CHECKPOINTS_DIR, RUN_JSON
 from .settings import Plan
 
 MUST_MATCH = (
-    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "world_size", "global_batch", "epochs",
+    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch", "epochs",
     "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
     "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio", "train_rows",
     "eval_rows",

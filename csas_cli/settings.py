@@ -64,6 +64,9 @@ class FinetuneSettings:
     """Sentence pairs per micro-batch, per device."""
     grad_accum: int = 2
     """Micro-batches per optimizer step."""
+    max_tokens: int | None = None
+    """Token-budget micro-batches instead of batch_size pairs: as many pairs as fit in this many tokens, counted as
+    pairs x the longest pair's longer side (fairseq's convention), for training and the validation loss."""
     val_ratio: float = 0.05
     """Share of the rows (whole publications when pub_number is present) held out for evaluation."""
     max_source_len: int = 512
@@ -131,10 +134,17 @@ class FinetuneSettings:
                 raise SettingsError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise SettingsError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
-        for name in ("max_steps", "max_train_samples", "max_eval_samples", "patience"):
+        for name in ("max_steps", "max_train_samples", "max_eval_samples", "patience", "max_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"{flag(name)} must be at least 1, got {value}")
+        longest = max(self.max_source_len, self.max_target_len)
+        if self.max_tokens is not None and self.max_tokens < longest:
+            raise SettingsError(
+                f"--max-tokens {self.max_tokens} is below the longest pair a batch may have to hold ({longest} tokens: "
+                f"--max-source-len {self.max_source_len}, --max-target-len {self.max_target_len}); raise "
+                "--max-tokens or lower those limits"
+            )
         run_name = self.run_name
         if run_name is not None and (run_name in ("", ".", "..") or Path(run_name).name != run_name):
             raise SettingsError(f"run name must be one folder name, got {run_name!r}")
@@ -194,8 +204,10 @@ class Plan:
     learning_rate: float
     batch_size: int
     grad_accum: int
+    max_tokens: int | None
     world_size: int
-    global_batch: int
+    global_batch: int | None
+    """Pairs per optimizer step (batch_size x grad_accum x world_size); None with max_tokens, where it varies."""
     epochs: float
     max_steps: int | None
     max_train_samples: int | None
@@ -266,8 +278,9 @@ def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: i
         learning_rate=settings.lr,
         batch_size=settings.batch_size,
         grad_accum=settings.grad_accum,
+        max_tokens=settings.max_tokens,
         world_size=world_size,
-        global_batch=settings.batch_size * settings.grad_accum * world_size,
+        global_batch=None if settings.max_tokens else settings.batch_size * settings.grad_accum * world_size,
         epochs=settings.epochs,
         max_steps=settings.max_steps,
         max_train_samples=settings.max_train_samples,

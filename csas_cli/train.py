@@ -16,7 +16,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .batches import IGNORE_INDEX, collate, optimizer_steps, plan_steps, rank_share
+from .batches import (
+    IGNORE_INDEX,
+    collate,
+    epoch_batches,
+    epoch_step_counts,
+    fill_token_budget,
+    optimizer_steps,
+    plan_steps,
+    rank_share,
+    steps_for_epochs,
+)
 from .checkpoints import (
     CheckpointError,
     restore_best,
@@ -255,6 +265,17 @@ class FinetuneRecipe:
         self.steps = plan_steps(
             len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, plan.max_steps, plan.world_size
         )
+        self.epoch_steps: list[int] = []  # optimizer steps of each epoch so far, filled by steps_in_epochs
+        if plan.max_tokens and self.train_pairs:
+            # Token-budget epochs differ in batch count by a few: the plan counts each epoch's own steps.
+            counts = self.steps_in_epochs(max(1, math.ceil(plan.epochs)))
+            total = plan.max_steps if plan.max_steps is not None else steps_for_epochs(counts, plan.epochs)
+            batches = len(epoch_batches([p.length for p in self.train_pairs], plan.batch_size, plan.seed, 0,
+                                        plan.max_tokens))  # fmt: skip
+            self.steps = plan_steps(
+                len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, total, plan.world_size,
+                batches=batches,
+            )  # fmt: skip
 
         # The model once; LoRA after quantization and checkpointing, so the adapters sit on the prepared base.
         # Seeding again right before LoRA makes the adapters' initialisation independent of loading details.
@@ -273,6 +294,12 @@ class FinetuneRecipe:
         if self.pad_id is None or self.decoder_start_id is None:
             raise ModelError(f"--model-id {plan.model_id}: its config has no pad_token_id or decoder_start_token_id")
 
+        # What the loop calls: the model and its loss on target tokens in one module (see loss.py).
+        from .loss import TargetTokenLoss
+
+        autocast_dtype = self.precision.weight_dtype if self.precision.autocast else None
+        self.objective = TargetTokenLoss(self.model, plan.label_smoothing, autocast_dtype)
+
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             trainable,
@@ -288,7 +315,7 @@ class FinetuneRecipe:
             # Last, so the restored RNG states are not consumed by anything above.
             self.restore()
         # Under torchrun the loop calls the model through DDP, whose constructor hands rank 0's weights to all.
-        self.ddp = group.data_parallel(self.model) if group.distributed else None
+        self.ddp = group.data_parallel(self.objective) if group.distributed else None
 
         # Outputs are touched only now that everything loaded, on every process: a bad model id leaves a previous
         # run as it was. Rank 0 alone writes them; the others keep no file open in the run directory.
@@ -313,7 +340,7 @@ class FinetuneRecipe:
         self.reporter.line(
             f"{plan.which}: {plan.model_id} on {self.device} ({plan.precision}{', QLoRA 4-bit' if plan.qlora else ''}); "
             f"{len(self.train_pairs)} train / {len(self.eval_pairs)} eval pairs; "
-            f"{self.steps.total_steps} steps of {plan.global_batch} samples{self.global_batch_parts()}; "
+            f"{self.steps.total_steps} steps of {self.step_size()}; "
             f"LoRA r={plan.lora_r} on {','.join(plan.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
         )
         if self.eval_pairs and plan.eval_chrf:
@@ -329,9 +356,14 @@ class FinetuneRecipe:
                 f"(every {plan.eval_steps} of {self.steps.total_steps} steps); lower --eval-steps"
             )
 
-    def global_batch_parts(self) -> str:
+    def step_size(self) -> str:
+        """What one optimizer step holds, for the set-up line."""
         plan = self.plan
-        return f" ({plan.world_size} processes x {plan.batch_size} x {plan.grad_accum})" if plan.world_size > 1 else ""
+        processes = f"{plan.world_size} processes x " if plan.world_size > 1 else ""
+        if plan.max_tokens:
+            return f"{processes}{plan.grad_accum} micro-batches of up to {plan.max_tokens} tokens"
+        parts = f" ({processes}{plan.batch_size} x {plan.grad_accum})" if plan.world_size > 1 else ""
+        return f"{plan.global_batch} samples{parts}"
 
     def restore(self) -> None:
         """Load the checkpoint into this process's model, optimizer, scheduler, scaler and RNGs."""
@@ -381,28 +413,15 @@ class FinetuneRecipe:
     # -- the loop ------------------------------------------------------------------------------------------------
     @property
     def wrapped(self) -> Any:
-        """The model as the loop calls it: through DistributedDataParallel under torchrun, else the model itself."""
-        return self.model if self.ddp is None else self.ddp
+        """The model and its loss as the loop calls them: through DistributedDataParallel under torchrun."""
+        return self.objective if self.ddp is None else self.ddp
 
     def forward_loss_sum(self, batch: dict[str, Any]) -> Any:
         """Label-smoothed cross-entropy summed over target tokens (the caller divides by the step's token count)."""
         import torch
-        import torch.nn.functional as F
 
         with torch.autocast(self.precision.device_type, dtype=self.precision.weight_dtype, enabled=self.precision.autocast):
-            logits = self.wrapped(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                decoder_input_ids=batch["decoder_input_ids"],
-            ).logits
-        # Only target positions are upcast: padding rows would cost a full-vocabulary fp32 copy for nothing.
-        target = batch["labels"] != IGNORE_INDEX
-        return F.cross_entropy(
-            logits[target].float(),
-            batch["labels"][target],
-            label_smoothing=self.plan.label_smoothing,
-            reduction="sum",
-        )
+            return self.wrapped(**batch, ignore_index=IGNORE_INDEX)
 
     def to_device(self, pairs: Sequence[TokenizedPair]) -> dict[str, Any]:
         batch = collate(pairs, self.pad_id, self.decoder_start_id)
@@ -455,7 +474,9 @@ class FinetuneRecipe:
         return loss_sum / step_tokens, norm, lr  # one host sync per optimizer step
 
     def train(self) -> None:
-        with self.stop:
+        from .modeling import attention_kernels
+
+        with self.stop, attention_kernels(self.device):
             self.train_loop()
 
     def train_loop(self) -> None:
@@ -479,7 +500,7 @@ class FinetuneRecipe:
         window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
         for step, epoch, micro_batches in optimizer_steps(
             lengths, plan.batch_size, plan.grad_accum, plan.seed, steps.total_steps, start_step=self.steps_done,
-            world_size=plan.world_size,
+            world_size=plan.world_size, max_tokens=plan.max_tokens,
         ):  # fmt: skip
             # Every process knows the whole step (the batch order is a pure function of the seed), so the token
             # count that every process divides by needs no communication.
@@ -493,9 +514,14 @@ class FinetuneRecipe:
             try:
                 loss_value, grad_norm, lr = self.optimizer_step(mine or groups[:1], step_tokens, idle=not mine)
             except torch.OutOfMemoryError:
+                size, flag_name = (
+                    (f"micro-batches of up to {plan.max_tokens} tokens", "--max-tokens")
+                    if plan.max_tokens
+                    else (f"{plan.batch_size} pairs per micro-batch", "--batch-size")
+                )
                 raise TrainingError(
-                    f"step {step}: out of memory with {plan.batch_size} pairs per micro-batch of up to "
-                    f"{max(p.length for g in groups for p in g)} tokens; lower --batch-size (raising --grad-accum "
+                    f"step {step}: out of memory with {size}, pairs of up to "
+                    f"{max(p.length for g in groups for p in g)} tokens; lower {flag_name} (raising --grad-accum "
                     "keeps the step's size) or --max-source-len/--max-target-len"
                 ) from None
             if not math.isfinite(loss_value):
@@ -548,7 +574,7 @@ class FinetuneRecipe:
         assert self.metrics is not None and self.reporter is not None
         record = {
             "step": step,
-            "epoch": round(epoch + self.epoch_fraction(step), 4),
+            "epoch": round(epoch + self.epoch_fraction(step, epoch), 4),
             "loss": self.window[0] / self.window[1],
             **rates,
         }
@@ -584,9 +610,19 @@ class FinetuneRecipe:
             self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")
         self.group.barrier()
 
-    def epoch_fraction(self, step: int) -> float:
-        done_in_epoch = (step - 1) % self.steps.steps_per_epoch + 1
-        return done_in_epoch / self.steps.steps_per_epoch
+    def steps_in_epochs(self, epochs: int) -> list[int]:
+        """The optimizer steps of the first `epochs` epochs (computed once, from the seed)."""
+        if len(self.epoch_steps) < epochs:
+            self.epoch_steps = epoch_step_counts(
+                [p.length for p in self.train_pairs], self.plan.batch_size, self.plan.seed, epochs,
+                self.steps.micro_batches_per_step, self.plan.max_tokens,
+            )  # fmt: skip
+        return self.epoch_steps[:epochs]
+
+    def epoch_fraction(self, step: int, epoch: int) -> float:
+        """How far into `epoch` optimizer step `step` is, in (0, 1]."""
+        counts = self.steps_in_epochs(epoch + 1)
+        return (step - sum(counts[:epoch])) / counts[epoch]
 
     def evaluate(self) -> float:
         """Token-averaged validation loss with the training objective, batches sorted by length.
@@ -596,13 +632,17 @@ class FinetuneRecipe:
         import torch
 
         self.model.eval()
-        order = sorted(range(len(self.eval_pairs)), key=lambda i: self.eval_pairs[i].length)
-        starts = range(0, len(order), self.plan.batch_size)[self.group.rank :: self.group.world_size]
+        lengths = [p.length for p in self.eval_pairs]
+        order = sorted(range(len(self.eval_pairs)), key=lambda i: lengths[i])
+        if self.plan.max_tokens:
+            batches = fill_token_budget(order, lengths, self.plan.max_tokens)
+        else:
+            batches = [order[i : i + self.plan.batch_size] for i in range(0, len(order), self.plan.batch_size)]
         total = torch.zeros((), device=self.batch_device, dtype=torch.float64)
         tokens = 0
         with torch.no_grad():
-            for start in starts:
-                pairs = [self.eval_pairs[i] for i in order[start : start + self.plan.batch_size]]
+            for batch in batches[self.group.rank :: self.group.world_size]:
+                pairs = [self.eval_pairs[i] for i in batch]
                 total += self.forward_loss_sum(self.to_device(pairs)).double()
                 tokens += token_count(pairs)
         self.model.train()

@@ -100,8 +100,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--num-pairs", type=int, default=SYNTHETIC_PAIRS, help="synthetic pairs (default: %(default)s)")
     p.add_argument(
-        "--csas-variant", choices=["as-is", "merged", "pad8", "random-batches"], default="as-is",
-        help="engine experiments, csas side only: merged = one micro-batch of batch x grad-accum pairs per step; "
+        "--csas-variant", choices=["as-is", "cudnn-sdpa", "full-logits", "merged", "pad8", "random-batches"],
+        default="as-is",
+        help="engine experiments, csas side only: cudnn-sdpa = let torch pick cuDNN's attention on CUDA, as the HF "
+        "path does (modeling.attention_kernels); full-logits = the model's own logits + cross_entropy instead of "
+        "the sliced output layer (loss.py); merged = one micro-batch of batch x grad-accum pairs per step; "
         "pad8 = pad lengths up to a multiple of 8 (fewer distinct shapes); random-batches = random-order batches "
         "instead of length-grouped ones (what the loop alone buys)",
     )  # fmt: skip
@@ -283,6 +286,11 @@ def pad_to_multiple(multiple: int):
     return adapt
 
 
+def full_logits(recipe: Any) -> None:
+    """An `adapt` hook: the loss from the model's whole logits tensor, as before loss.py's sliced output layer."""
+    recipe.objective.fused = False
+
+
 def random_order_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """`length_grouped_batches` without the grouping: one epoch's batches in a seeded random order (same signature),
     so csas's own `optimizer_steps` walks them."""
@@ -299,6 +307,10 @@ def csas_variant(variant: str):
 
     if variant == "random-batches":
         return mock.patch("csas_cli.batches.length_grouped_batches", random_order_batches), None
+    if variant == "full-logits":
+        return contextlib.nullcontext(), full_logits
+    if variant == "cudnn-sdpa":
+        return mock.patch("csas_cli.modeling.attention_kernels", lambda device: contextlib.nullcontext()), None
     return contextlib.nullcontext(), pad_to_multiple(8) if variant == "pad8" else None
 
 

@@ -15,11 +15,16 @@ from csas_cli.batches import (
     POOL_BATCHES,
     StepPlan,
     collate,
+    epoch_batches,
+    epoch_step_counts,
+    fill_token_budget,
     length_grouped_batches,
     optimizer_steps,
     plan_steps,
     rank_share,
     shift_right,
+    steps_for_epochs,
+    token_budget_batches,
 )
 from csas_cli.features import TokenizedPair
 
@@ -367,3 +372,96 @@ def test_rank_shares_partition_the_step(count: int, world: int) -> None:
     sizes = [len(share) for share in shares]
     assert max(sizes) - min(sizes) <= 1  # a short last step stays balanced
     assert sizes == sorted(sizes, reverse=True)  # only the highest ranks can come up empty
+
+
+# --- token budgets (--max-tokens) -------------------------------------------------------------------------------
+
+
+def test_fill_token_budget_cuts_where_the_next_pair_would_overflow() -> None:
+    lengths = [10, 9, 9, 5, 5, 5, 5, 30]
+    # 3 x 10 = 30 fits, a fourth would be 40; then 4 x 5 = 20; then 30 alone.
+    assert fill_token_budget(range(8), lengths, 30) == [[0, 1, 2], [3, 4, 5, 6], [7]]
+    # Ascending order (evaluation): the newest pair sets the longest length.
+    assert fill_token_budget([3, 4, 0, 7], lengths, 20) == [[3, 4], [0], [7]]
+
+
+@pytest.mark.parametrize("max_tokens", [200, 512, 2048])
+def test_token_budget_batches_cover_every_pair_once_within_budget(max_tokens: int) -> None:
+    lengths = random_lengths(3000, seed=7)  # lengths up to 200: any single pair fits
+    batches = token_budget_batches(lengths, max_tokens, seed=1, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(3000))
+    assert all(len(b) * max(lengths[i] for i in b) <= max_tokens for b in batches)
+    # Full batches: adding the next pair of the pool would have overflowed, so most batches use most of the budget.
+    used = [len(b) * max(lengths[i] for i in b) / max_tokens for b in batches]
+    assert sorted(used)[len(used) // 2] > 0.75
+
+
+def test_token_budget_batches_hold_many_short_pairs_or_few_long_ones() -> None:
+    lengths = [5] * 400 + [100] * 40
+    batches = token_budget_batches(lengths, 500, seed=0, epoch=0)
+    sizes = {max(lengths[i] for i in b): len(b) for b in batches if len(b) > 1}
+    assert max(len(b) for b in batches) == 100 and min(len(b) for b in batches) <= 5
+    assert sizes[5] == 100 and sizes[100] == 5
+
+
+def test_token_budget_batches_are_seeded_and_cut_padding() -> None:
+    lengths = random_lengths(2000, seed=3)
+    a = token_budget_batches(lengths, 1024, seed=42, epoch=3)
+    assert a == token_budget_batches(list(lengths), 1024, seed=42, epoch=3)
+    assert a != token_budget_batches(lengths, 1024, seed=42, epoch=4)
+    assert a != token_budget_batches(lengths, 1024, seed=43, epoch=3)
+    real = sum(lengths)
+    random_order = [list(range(i, min(i + 10, 2000))) for i in range(0, 2000, 10)]
+    assert padded_tokens(a, lengths) - real < 0.2 * (padded_tokens(random_order, lengths) - real)
+
+
+def test_a_pair_longer_than_the_budget_gets_a_batch_of_its_own() -> None:
+    lengths = [3, 3, 50, 3]
+    batches = token_budget_batches(lengths, 10, seed=0, epoch=0)
+    assert [2] in batches and sorted(i for b in batches for i in b) == [0, 1, 2, 3]
+
+
+def test_epoch_batches_chooses_by_max_tokens() -> None:
+    lengths = random_lengths(100, seed=4)
+    assert epoch_batches(lengths, 8, 42, 1) == length_grouped_batches(lengths, 8, 42, 1)
+    assert epoch_batches(lengths, 8, 42, 1, max_tokens=600) == token_budget_batches(lengths, 600, 42, 1)
+
+
+@pytest.mark.parametrize("start", [0, 1, 5, 11])
+def test_token_budget_steps_resume_and_split_like_fixed_batches(start: int) -> None:
+    lengths = random_lengths(500, seed=11)
+    batches = len(epoch_batches(lengths, 8, 42, 0, max_tokens=800))
+    plan = plan_steps(500, 8, 2, 2.0, None, batches=batches)
+    assert plan.steps_per_epoch == math.ceil(batches / 2)
+    full = list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, max_tokens=800))
+    assert [s for s, _, _ in full] == list(range(1, plan.total_steps + 1))
+    assert all(len(mb) * max(lengths[i] for i in mb) <= 800 for _, _, mbs in full for mb in mbs)
+    assert list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, start, max_tokens=800)) == full[start:]
+    # Two processes with grad_accum 1 see the steps of one process with grad_accum 2.
+    assert list(optimizer_steps(lengths, 8, 1, 42, plan.total_steps, world_size=2, max_tokens=800)) == full
+
+
+@pytest.mark.parametrize("n,batch,accum,epochs", [(100, 8, 2, 1.0), (100, 8, 2, 2.5), (37, 4, 3, 3.0), (5, 8, 4, 0.3)])
+def test_steps_for_epochs_counts_fixed_batches_as_plan_steps(n, batch, accum, epochs) -> None:
+    plan = plan_steps(n, batch, accum, epochs, None)
+    counts = epoch_step_counts(random_lengths(n), batch, 42, math.ceil(epochs), accum)
+    assert counts == [plan.steps_per_epoch] * math.ceil(epochs)
+    assert steps_for_epochs(counts, epochs) == plan.total_steps
+
+
+def test_steps_for_epochs_adds_each_epochs_own_count() -> None:
+    assert steps_for_epochs([10, 12, 11], 2.0) == 22
+    assert steps_for_epochs([10, 12, 11], 2.5) == 22 + 6
+    assert steps_for_epochs([10], 0.01) == 1
+
+
+def test_token_budget_epochs_end_where_their_batches_end() -> None:
+    """Two epochs of token-budget batches whose counts differ: the plan ends on the last batch of the second."""
+    lengths = random_lengths(700, seed=5)
+    counts = epoch_step_counts(lengths, 8, 42, 2, 2, max_tokens=900)
+    assert counts[0] != counts[1]
+    steps = list(optimizer_steps(lengths, 8, 2, 42, steps_for_epochs(counts, 2.0), max_tokens=900))
+    per_epoch = Counter(epoch for _, epoch, _ in steps)
+    assert [per_epoch[0], per_epoch[1]] == counts
+    last_epoch = [i for _, e, mbs in steps if e == 1 for mb in mbs for i in mb]
+    assert sorted(last_epoch) == list(range(700))  # the second epoch is complete, and nothing of a third began

@@ -302,6 +302,16 @@ def test_distributed_global_batch(runner: CliRunner, data: Path) -> None:
     assert plan["global_batch"] == 4 * 2 * 4
 
 
+@pytest.mark.parametrize("spelling", ["--max-tokens", "--max_tokens"])
+def test_max_tokens_in_the_plan(runner: CliRunner, data: Path, spelling: str) -> None:
+    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, "4096",
+                                   "--dry-run"]))
+    assert plan["max_tokens"] == 4096 and plan["global_batch"] is None
+    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, "300",
+                                          "--dry-run"]))
+    assert "--max-tokens 300" in line and "--max-source-len 512" in line
+
+
 @pytest.mark.parametrize("env,name", [({"WORLD_SIZE": "two"}, "WORLD_SIZE"), ({"LOCAL_RANK": "-1"}, "LOCAL_RANK")])
 def test_bad_launcher_env_is_one_line(runner: CliRunner, data: Path, env: dict, name: str) -> None:
     line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"],
@@ -362,6 +372,11 @@ def test_finetune_all_distributed_device_map(runner: CliRunner, data: Path) -> N
 def test_finetune_all_max_steps(runner: CliRunner, data: Path) -> None:
     plans = all_plans(runner, data, "--max_steps", "25")
     assert [p["max_steps"] for p in plans] == [25] * 5
+
+
+def test_finetune_all_max_tokens(runner: CliRunner, data: Path) -> None:
+    plans = all_plans(runner, data, "--max-tokens", "2048")
+    assert [(p["max_tokens"], p["global_batch"]) for p in plans] == [(2048, None)] * 5
 
 
 def test_finetune_all_evaluation_flags(runner: CliRunner, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -247,3 +248,26 @@ def test_patience_stops_the_run_early_and_finishes_it_normally(tiny_models, tmp_
     assert "early stop after step 6 of 20: eval_loss has not improved for 2 evaluations" in result.stderr
     assert "use " in result.stderr.splitlines()[-1] and "lora/ holds the last step's" in result.stderr.splitlines()[-1]
     assert result.stdout.strip().endswith(str(run / "lora"))
+
+
+def test_max_tokens_trains_on_token_budget_batches(tiny_models, tmp_path):
+    """--max-tokens: micro-batches of as many pairs as fit in the budget, for training and the validation loss."""
+    key = "opus_mt_en_fr"
+    result = invoke(
+        "finetune", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,
+        "--max-tokens", "1024", "--max-source-len", "64", "--max-target-len", "64", "--max-steps", "12",
+        "--lr", "3e-3", "--logging-steps", "4", "--eval-steps", "12", "--no-qlora", "--disable-tqdm",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = tmp_path / key
+    assert "12 steps of 2 micro-batches of up to 1024 tokens" in result.stderr
+    plan = json.loads((run / "run.json").read_text())["plan"]
+    assert plan["max_tokens"] == 1024 and plan["global_batch"] is None
+    metrics = read_metrics(run / "metrics.jsonl")
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert [m["step"] for m in metrics if "eval_loss" in m] == [12]
+    # The sample's pairs are 10-60 tokens long: a budget of 1024 holds more of them than --batch-size's 8, so an epoch
+    # takes fewer steps than fixed batches of 8 would.
+    record = json.loads((run / "run.json").read_text())
+    assert record["steps_per_epoch"] < math.ceil(math.ceil(plan["train_rows"] / 8) / 2)

@@ -180,3 +180,16 @@ def test_qlora_keeps_frozen_weights_in_the_requested_dtype(tiny_models):
     assert dtypes["model.shared.weight"] == torch.bfloat16
     assert all(d == torch.float32 for n, d in dtypes.items() if "norm" in n)
     assert not any(d == torch.float32 for n, d in dtypes.items() if "norm" not in n)
+
+
+def test_attention_kernels_leave_out_cudnn_on_cuda_only() -> None:
+    from csas_cli.modeling import attention_kernels
+
+    flags = torch.backends.cuda
+    before = (flags.cudnn_sdp_enabled(), flags.flash_sdp_enabled(), flags.mem_efficient_sdp_enabled())
+    with attention_kernels(torch.device("cuda", 0)):  # only switches flags: runs without a GPU
+        assert not flags.cudnn_sdp_enabled()
+        assert flags.flash_sdp_enabled() and flags.mem_efficient_sdp_enabled() and flags.math_sdp_enabled()
+    assert (flags.cudnn_sdp_enabled(), flags.flash_sdp_enabled(), flags.mem_efficient_sdp_enabled()) == before
+    with attention_kernels(torch.device("cpu")):
+        assert flags.cudnn_sdp_enabled() == before[0]

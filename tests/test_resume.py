@@ -181,6 +181,16 @@ def test_other_sample_caps_refuse_a_resume():
     assert plan_differences(old, build_plan(FinetuneSettings(which=KEY)), "abc") == []
 
 
+def test_another_batching_refuses_a_resume():
+    fixed = build_plan(FinetuneSettings(which=KEY))
+    budget = build_plan(FinetuneSettings(which=KEY, max_tokens=2048))
+    recorded = {"plan": fixed.to_dict(), "data_sha256": "abc"}
+    assert plan_differences(recorded, budget, "abc") == ["max_tokens None -> 2048", "global_batch 16 -> None"]
+    # A run.json from before --max-tokens existed trained fixed batches: resuming it without the flag is fine.
+    del recorded["plan"]["max_tokens"]
+    assert plan_differences(recorded, fixed, "abc") == []
+
+
 def test_choose_checkpoint(tmp_path):
     assert choose_checkpoint(tmp_path, "auto", warn=print) is None
     with pytest.raises(SettingsError, match="incomplete checkpoint"):

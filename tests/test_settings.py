@@ -147,6 +147,8 @@ def test_which_is_required() -> None:
         ("max_steps", -1, "--max-steps"),
         ("max_train_samples", 0, "--max-train-samples"),
         ("max_eval_samples", -1, "--max-eval-samples"),
+        ("max_tokens", 0, "--max-tokens"),
+        ("max_tokens", 511, "--max-tokens"),  # below --max-source-len/--max-target-len 512: a pair might not fit
         ("epochs", 0.0, "--epochs"),
         ("epochs", -1.0, "--epochs"),
         ("epochs", math.nan, "--epochs"),
@@ -343,6 +345,13 @@ def test_build_plan_global_batch(batch: int, accum: int, world: int) -> None:
     assert plan.global_batch == batch * accum * world
     assert plan.world_size == world
     assert plan.local_rank == world - 1
+
+
+def test_max_tokens_replaces_the_pair_count_of_a_step() -> None:
+    plan = build_plan(settings(max_tokens=4096, max_source_len=256, max_target_len=300), world_size=2)
+    assert plan.max_tokens == 4096 and plan.global_batch is None  # the pairs per step vary
+    assert build_plan(settings(max_tokens=512)).max_tokens == 512  # the longest allowed pair still fits
+    assert build_plan(settings()).max_tokens is None
 
 
 def test_build_plan_model_id_and_run_dir() -> None:

@@ -375,6 +375,13 @@ def test_dry_run_prints_the_trial_plans(tmp_path: Path) -> None:
     assert not out.exists(), "--dry-run writes nothing"
 
 
+def test_max_tokens_reaches_every_trial(tmp_path: Path) -> None:
+    result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--dry-run", "--ranks", "8,16",
+                    "--lrs", "1e-4", "--max-tokens", "3000", "--output-dir", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [p["max_tokens"] for p in json.loads(result.stdout)] == [3000, 3000]
+
+
 def test_evaluation_flags_reach_every_trial(tmp_path: Path) -> None:
     result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--dry-run", "--ranks", "8,16",
                     "--lrs", "1e-4", "--eval-chrf", "--eval-chrf-samples", "50", "--eval_num_beams", "2",

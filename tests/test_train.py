@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from csas_cli.batches import collate
+from csas_cli.batches import IGNORE_INDEX, collate
 from csas_cli.checkpoints import list_checkpoints, read_state
 from csas_cli.errors import CsasError
 from csas_cli.settings import FinetuneSettings
@@ -146,6 +146,56 @@ def test_out_of_memory_suggests_a_smaller_batch(m2m_recipe, monkeypatch):
     monkeypatch.setattr(m2m_recipe, "optimizer_step", out_of_memory)
     with pytest.raises(TrainingError, match="^step 1: out of memory .* lower --batch-size .*--grad-accum"):
         m2m_recipe.train()
+
+
+@pytest.mark.parametrize("qlora,bf16", [(False, False), (True, False), (False, True)], ids=["lora", "qlora", "bf16"])
+def test_the_loop_computes_the_sliced_loss_of_the_models_own_logits(tiny_models, tmp_path, qlora, bf16):
+    """Through PEFT, 4-bit layers and bf16 autocast the loop takes loss.py's sliced output layer, and its loss is
+    the model's logits + cross_entropy over the target positions."""
+    key = "mbart50_mmt_fr"
+    settings = FinetuneSettings(
+        which=key, model_id=str(tiny_models[key]), data=SAMPLE, output_dir=tmp_path, no_qlora=not qlora, bf16=bf16,
+        max_steps=1, disable_tqdm=True,
+    )  # fmt: skip
+    prepared = prepare_run(settings, environ={})
+    recipe = FinetuneRecipe(prepared.plan, prepared.split)
+    recipe.setup()
+    try:
+        assert recipe.objective.fused
+        recipe.model.eval()  # no dropout: both forwards see the same function
+        batch = collate(recipe.train_pairs[:6], recipe.pad_id, recipe.decoder_start_id)
+        with torch.no_grad():
+            ours = recipe.forward_loss_sum(batch).item()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = recipe.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            target = batch["labels"] != IGNORE_INDEX
+            want = F.cross_entropy(logits[target].float(), batch["labels"][target], label_smoothing=0.1, reduction="sum")
+        assert ours == pytest.approx(want.item(), rel=2e-3 if bf16 else 1e-5)
+    finally:
+        recipe.cleanup()
+
+
+def test_token_budget_batches_evaluate_the_same_loss_and_name_their_flag_when_out_of_memory(
+    tiny_models, tmp_path, monkeypatch
+):
+    """The validation loss is a token average, so budget batches and fixed batches give the same number."""
+    from dataclasses import replace
+
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_tokens=300, max_source_len=128, max_target_len=128)
+    try:
+        by_budget = recipe.evaluate()
+        recipe.plan = replace(recipe.plan, max_tokens=None, batch_size=8)
+        assert by_budget == pytest.approx(recipe.evaluate(), rel=1e-6)
+        recipe.plan = replace(recipe.plan, max_tokens=300)
+
+        def out_of_memory(*args, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+        monkeypatch.setattr(recipe, "optimizer_step", out_of_memory)
+        with pytest.raises(TrainingError, match="up to 300 tokens.* lower --max-tokens .*--grad-accum"):
+            recipe.train()
+    finally:
+        recipe.cleanup()
 
 
 def test_a_full_disk_at_a_checkpoint_stops_in_one_line_and_keeps_the_previous_one(tiny_models, tmp_path, monkeypatch):

@@ -73,6 +73,14 @@ class ModelSource:
     def spec(self) -> ModelSpec:
         return REGISTRY[self.which]
 
+    @classmethod
+    def in_training(cls, which: str, model_id: str, run_dir: Path) -> "ModelSource":
+        """The model a run is training (its adapter still in memory), for the chrF evaluations during training."""
+        return cls(
+            kind=RUN, which=which, model_id=model_id, adapter=None, tokenizer_id=model_id, base_model_id=model_id,
+            label=str(run_dir), flag="--model-id",
+        )
+
     def base(self) -> "ModelSource":
         """The base model alone, for --compare-base."""
         if self.kind == BASE:

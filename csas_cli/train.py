@@ -659,14 +659,11 @@ class FinetuneRecipe:
         import torch
 
         from .evaluate import score
-        from .inference import RUN, Direction, GenerationSettings, LoadedModel, ModelSource
+        from .inference import Direction, GenerationSettings, LoadedModel, ModelSource
         from .translate import translate_encoded
 
         plan, group, tokenizer, precision = self.plan, self.group, self.tokenizer, self.precision
-        source = ModelSource(
-            kind=RUN, which=plan.which, model_id=plan.model_id, adapter=None, tokenizer_id=plan.model_id,
-            base_model_id=plan.model_id, label=str(self.run_dir), flag="--model-id",
-        )  # fmt: skip
+        source = ModelSource.in_training(plan.which, plan.model_id, self.run_dir)
         loaded = LoadedModel(model=self.model, tokenizer=tokenizer, source=source, device=self.batch_device)
         # Labels hold the language code and </s> too, so max_target_len new tokens fit the longest trained target.
         settings = GenerationSettings(

@@ -379,3 +379,16 @@ def test_csas_training_follows_a_plain_loop_step_by_step(tiny_models, tmp_path):
         assert all(not torch.equal(start[n], p.detach()) for n, p in ours.items())  # every adapter moved
     finally:
         recipe.cleanup()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_bench_script_refuses_an_unknown_stage_and_a_machine_without_gpu(tmp_path):
+    script = ROOT / "scripts" / "gpu_bench.sh"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    bad = subprocess.run(["bash", str(script), str(tmp_path), "bogus"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown stage 'bogus'" in bad.stderr
+    run = subprocess.run(["bash", str(script), str(tmp_path), "main"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert last_line == "bench_vs_hf: error: --device cuda: no CUDA GPU is visible to this process"
+    assert "'transformers': '5." in (tmp_path / "versions.txt").read_text()  # written before measuring

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 from .errors import DataError, HardwareError, SettingsError
 from .features import TokenizedPair
 from .registry import DEFAULT_LORA_TARGETS, FINETUNE_ALL_TABLE, MARIAN, MODEL_KEYS, REGISTRY
+from .settings import check_token_budget
 
 CONFIGS = Path(__file__).resolve().parent / "assets" / "configs"
 """Architecture configs: one per registry hub id (`<owner>--<name>.json`) and the benchmark presets."""
@@ -354,13 +355,7 @@ class BenchSettings:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise SettingsError(f"--batch-size must be at least 1, got {self.batch_size}")
-        longest = max(self.max_source_len, self.max_target_len)
-        if self.max_tokens is not None and self.max_tokens < longest:
-            raise SettingsError(
-                f"--max-tokens {self.max_tokens} is below the longest pair a batch may have to hold ({longest} tokens: "
-                f"--max-source-len {self.max_source_len}, --max-target-len {self.max_target_len}); raise "
-                "--max-tokens or lower those limits"
-            )
+        check_token_budget(self.max_tokens, self.max_source_len, self.max_target_len)
         if self.warmup_steps < 0:
             raise SettingsError(f"--warmup-steps must be at least 0, got {self.warmup_steps}")
         if self.device not in ("auto", "cpu", "cuda"):

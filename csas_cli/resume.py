@@ -16,10 +16,10 @@ from .outputs import CHECKPOINTS_DIR, RUN_JSON
 from .settings import Plan
 
 MUST_MATCH = (
-    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch", "epochs",
-    "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-    "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio", "train_rows",
-    "eval_rows",
+    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
+    "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
+    "train_rows", "eval_rows",
 )  # fmt: skip
 """Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
 

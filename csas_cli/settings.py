@@ -44,6 +44,17 @@ def parse_lora_targets(value: str) -> tuple[str, ...]:
     return names
 
 
+def check_token_budget(max_tokens: int | None, max_source_len: int, max_target_len: int) -> None:
+    """A --max-tokens budget must hold the longest pair the length limits let through."""
+    longest = max(max_source_len, max_target_len)
+    if max_tokens is not None and max_tokens < longest:
+        raise SettingsError(
+            f"--max-tokens {max_tokens} is below the longest pair a batch may have to hold ({longest} tokens: "
+            f"--max-source-len {max_source_len}, --max-target-len {max_target_len}); raise --max-tokens or lower "
+            "those limits"
+        )
+
+
 @dataclass(frozen=True)
 class FinetuneSettings:
     """Every `csas finetune` option, with finetune.py's meaning and the seed's defaults."""
@@ -138,13 +149,7 @@ class FinetuneSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"{flag(name)} must be at least 1, got {value}")
-        longest = max(self.max_source_len, self.max_target_len)
-        if self.max_tokens is not None and self.max_tokens < longest:
-            raise SettingsError(
-                f"--max-tokens {self.max_tokens} is below the longest pair a batch may have to hold ({longest} tokens: "
-                f"--max-source-len {self.max_source_len}, --max-target-len {self.max_target_len}); raise "
-                "--max-tokens or lower those limits"
-            )
+        check_token_budget(self.max_tokens, self.max_source_len, self.max_target_len)
         run_name = self.run_name
         if run_name is not None and (run_name in ("", ".", "..") or Path(run_name).name != run_name):
             raise SettingsError(f"run name must be one folder name, got {run_name!r}")

@@ -33,7 +33,8 @@ esac
 
 mkdir -p "$out"
 {
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
+    echo "nvidia-smi: not available"
   python3 -c 'from csas_cli.outputs import library_versions; print(library_versions())'
 } >"$out/versions.txt"
 

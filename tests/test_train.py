@@ -169,7 +169,8 @@ def test_the_loop_computes_the_sliced_loss_of_the_models_own_logits(tiny_models,
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = recipe.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
             target = batch["labels"] != IGNORE_INDEX
-            want = F.cross_entropy(logits[target].float(), batch["labels"][target], label_smoothing=0.1, reduction="sum")
+            labels = batch["labels"][target]
+            want = F.cross_entropy(logits[target].float(), labels, label_smoothing=0.1, reduction="sum")
         assert ours == pytest.approx(want.item(), rel=2e-3 if bf16 else 1e-5)
     finally:
         recipe.cleanup()

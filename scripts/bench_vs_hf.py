@@ -100,9 +100,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--num-pairs", type=int, default=SYNTHETIC_PAIRS, help="synthetic pairs (default: %(default)s)")
     p.add_argument(
-        "--csas-variant", choices=["as-is", "cudnn-sdpa", "full-logits", "merged", "pad8", "random-batches"],
+        "--csas-variant",
+        choices=["as-is", "compile", "cudnn-sdpa", "full-logits", "merged", "pad8", "random-batches"],
         default="as-is",
-        help="engine experiments, csas side only: cudnn-sdpa = let torch pick cuDNN's attention on CUDA, as the HF "
+        help="engine experiments, csas side only: compile = torch.compile the model's trunk (dynamic shapes; give "
+        "--warmup-steps enough to compile); cudnn-sdpa = let torch pick cuDNN's attention on CUDA, as the HF "
         "path does (modeling.attention_kernels); full-logits = the model's own logits + cross_entropy instead of "
         "the sliced output layer (loss.py); merged = one micro-batch of batch x grad-accum pairs per step; "
         "pad8 = pad lengths up to a multiple of 8 (fewer distinct shapes); random-batches = random-order batches "
@@ -291,6 +293,16 @@ def full_logits(recipe: Any) -> None:
     recipe.objective.fused = False
 
 
+def compiled_trunk(recipe: Any) -> None:
+    """An `adapt` hook: the model's encoder-decoder trunk through torch.compile, shapes marked dynamic so that
+    length-varying batches do not each compile anew (the loss calls the trunk by its attribute)."""
+    import torch
+
+    seq2seq = recipe.objective.seq2seq
+    prefix = seq2seq.base_model_prefix
+    setattr(seq2seq, prefix, torch.compile(getattr(seq2seq, prefix), dynamic=True))
+
+
 def random_order_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """`length_grouped_batches` without the grouping: one epoch's batches in a seeded random order (same signature),
     so csas's own `optimizer_steps` walks them."""
@@ -309,6 +321,8 @@ def csas_variant(variant: str):
         return mock.patch("csas_cli.batches.length_grouped_batches", random_order_batches), None
     if variant == "full-logits":
         return contextlib.nullcontext(), full_logits
+    if variant == "compile":
+        return contextlib.nullcontext(), compiled_trunk
     if variant == "cudnn-sdpa":
         return mock.patch("csas_cli.modeling.attention_kernels", lambda device: contextlib.nullcontext()), None
     return contextlib.nullcontext(), pad_to_multiple(8) if variant == "pad8" else None

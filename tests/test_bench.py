@@ -237,6 +237,33 @@ def test_bench_vs_hf_runs_end_to_end_and_ends_with_the_speedup(tiny_models, key)
         assert any(line.startswith(f"{engine:<4} median of 1:") for line in lines)
 
 
+@pytest.mark.parametrize("variant", ["as-is", "cudnn-sdpa", "full-logits", "pad8", "random-batches"])
+def test_bench_vs_hf_csas_variants_train_the_same_step(tiny_models, tmp_path, variant):
+    """Each engine variant (but compile, minutes to build) runs csas's step and gives the loss of the unchanged
+    engine up to its own change: pad8 and full-logits compute the same function, random-batches other batches."""
+    script = load_script()
+    context, adapt = script.csas_variant(variant)
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr")
+    try:
+        with context:
+            if adapt is not None:
+                adapt(recipe)
+            groups = first_steps(recipe, 1)[0]
+            loss = recipe.optimizer_step(groups, sum(len(p.labels) for g in groups for p in g))[0]
+        assert recipe.objective.fused is (variant != "full-logits")
+        assert math.isfinite(loss)
+    finally:
+        recipe.cleanup()
+    if variant in ("pad8", "full-logits", "cudnn-sdpa"):
+        baseline = make_recipe(tiny_models, tmp_path / "baseline", "opus_mt_en_fr")
+        try:
+            same = first_steps(baseline, 1)[0]
+            want = baseline.optimizer_step(same, sum(len(p.labels) for g in same for p in g))[0]
+        finally:
+            baseline.cleanup()
+        assert loss == pytest.approx(want, rel=1e-5)
+
+
 # --- training quality: csas against a plain PyTorch loop ------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import DataError, HardwareError, SettingsError
 from .features import TokenizedPair
-from .registry import DEFAULT_LORA_TARGETS, FINETUNE_ALL_TABLE, MARIAN, MODEL_KEYS, REGISTRY
+from .registry import DEFAULT_LORA_TARGETS, FINETUNE_ALL_TABLE, MARIAN, REGISTRY, check_which
 from .settings import check_token_budget
 
 CONFIGS = Path(__file__).resolve().parent / "assets" / "configs"
@@ -339,8 +339,7 @@ class BenchSettings:
     """Synthetic pairs to draw (ignored with --data)."""
 
     def __post_init__(self) -> None:
-        if self.which not in REGISTRY:
-            raise SettingsError(f"--which: unknown model {self.which!r}; choose one of {', '.join(MODEL_KEYS)}")
+        check_which(self.which)
         if self.preset is not None:
             if self.preset not in PRESETS:
                 raise SettingsError(f"--preset: unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from .errors import ModelError, SettingsError
 from .features import set_languages
 from .outputs import ADAPTER_DIR, BEST_DIR, FINISHED, RUN_JSON, run_state
-from .registry import LANGUAGES, MODEL_KEYS, REGISTRY, Family, ModelSpec, other_language
+from .registry import LANGUAGES, REGISTRY, Family, ModelSpec, check_which, other_language
 
 ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
 """A run's adapters: lora/ (the last step) and best/ (the best evaluation); `--model RUN/best` uses the latter."""
@@ -94,12 +94,6 @@ class ModelSource:
             base_model_id=self.base_model_id, label=self.base_model_id, flag="--model-id",
             base_from_record=self.base_from_record,
         )  # fmt: skip
-
-
-def check_which(which: str, flag: str = "--which") -> str:
-    if which not in REGISTRY:
-        raise SettingsError(f"{flag}: unknown model {which!r}; choose one of {', '.join(MODEL_KEYS)}")
-    return which
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+from .errors import SettingsError
+
 LANGUAGES = ("en", "fr")
 
 
@@ -154,6 +156,13 @@ ALL_LINEAR_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 """Every linear layer of the encoder and decoder blocks of these families (peft has no defaults for them)."""
 
 
+def check_which(which: str, flag: str = "--which") -> str:
+    """`which` when it is a registry key; otherwise a one-line error naming `flag` and the keys."""
+    if which not in REGISTRY:
+        raise SettingsError(f"{flag}: unknown model {which!r}; choose one of {', '.join(MODEL_KEYS)}")
+    return which
+
+
 def lookup(key: str) -> ModelSpec:
     """The registry entry for `key` (KeyError for an unknown key; settings validate --which before this)."""
     return REGISTRY[key]
@@ -174,6 +183,7 @@ __all__ = [
     "SWEEP_TABLE",
     "SweepGrid",
     "TableRow",
+    "check_which",
     "lookup",
     "other_language",
 ]

@@ -18,8 +18,8 @@ from .registry import (
     DEFAULT_LORA_TARGETS,
     FINETUNE_ALL_CONSTANTS,
     FINETUNE_ALL_TABLE,
-    MODEL_KEYS,
     REGISTRY,
+    check_which,
 )
 
 LABEL_SMOOTHING = 0.1
@@ -136,8 +136,7 @@ class FinetuneSettings:
     """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
 
     def __post_init__(self) -> None:
-        if self.which not in REGISTRY:
-            raise SettingsError(f"--which: unknown model {self.which!r}; choose one of {', '.join(MODEL_KEYS)}")
+        check_which(self.which)
         positive = ("batch_size", "grad_accum", "max_source_len", "max_target_len", "save_steps", "eval_steps",
                     "logging_steps", "lora_r", "lora_alpha", "eval_chrf_samples", "eval_num_beams")
         for name in positive:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from .errors import SettingsError
 from .finetune_all import Outcome, run_all
 from .outputs import FINISHED, METRICS, RUN_JSON, read_json_record, read_metrics
-from .registry import MODEL_KEYS, REGISTRY, SWEEP_CONSTANTS, SWEEP_TABLE
+from .registry import SWEEP_CONSTANTS, SWEEP_TABLE, check_which
 from .settings import FinetuneSettings, settings_from_table
 from .train import RunResult, run_finetune
 
@@ -113,8 +113,7 @@ def sweep_settings(
     Grid values left out come from the model's SWEEP_TABLE entry; `overrides` (FinetuneSettings fields) replace
     the finetune-all row, its constants and SWEEP_CONSTANTS, but not the grid's own values.
     """
-    if which not in REGISTRY:
-        raise SettingsError(f"--which: unknown model {which!r}; choose one of {', '.join(MODEL_KEYS)}")
+    check_which(which)
     grid = SWEEP_TABLE[which]
     points = list(itertools.product(lrs or grid.lrs, ranks or grid.ranks, dropouts or grid.dropouts))
     base = settings_from_table(

@@ -115,35 +115,33 @@ def plan_steps(
     epochs: float,
     max_steps: int | None,
     world_size: int = 1,
-    batches: int | None = None,
+    batch_counts: Sequence[int] | None = None,
 ) -> StepPlan:
     """Total optimizer steps: max_steps when given, else ceil(epochs x steps per epoch), as the HF Trainer counts.
 
     Under data parallelism a step takes grad_accum micro-batches on each of world_size processes, so an epoch has
-    world_size times fewer steps. `batches`: the micro-batches of an epoch when they are not num_examples /
-    batch_size (token-budget batches: the first epoch's count, which later epochs match to within a few).
+    world_size times fewer steps. `batch_counts`: the micro-batches of each epoch (at least ceil(epochs) of them)
+    when they are not num_examples / batch_size each (`epoch_batch_counts` under a token budget); the steps are then
+    the sum of each epoch's own.
     """
-    if batches is None:
+    per_step = grad_accum * world_size
+    if batch_counts is None:
         batches = math.ceil(num_examples / batch_size)
-    steps_per_epoch = math.ceil(batches / (grad_accum * world_size))
-    total = max_steps if max_steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
-    return StepPlan(batches, grad_accum, total, world_size)
+        total = max_steps if max_steps is not None else max(1, math.ceil(epochs * math.ceil(batches / per_step)))
+        return StepPlan(batches, grad_accum, total, world_size)
+    step_counts = [math.ceil(b / per_step) for b in batch_counts]
+    total = max_steps if max_steps is not None else steps_for_epochs(step_counts, epochs)
+    return StepPlan(batch_counts[0], grad_accum, total, world_size)
 
 
-def epoch_step_counts(
-    lengths: Sequence[int],
-    batch_size: int,
-    seed: int,
-    epochs: int,
-    micro_batches_per_step: int,
-    max_tokens: int | None = None,
+def epoch_batch_counts(
+    lengths: Sequence[int], batch_size: int, seed: int, epochs: int, max_tokens: int | None = None
 ) -> list[int]:
-    """Optimizer steps in each of the first `epochs` epochs: all equal with fixed batches; under a token budget the
-    batch count follows each epoch's shuffle and may differ by a few."""
-    return [
-        math.ceil(len(epoch_batches(lengths, batch_size, seed, epoch, max_tokens)) / micro_batches_per_step)
-        for epoch in range(epochs)
-    ]
+    """Micro-batches in each of the first `epochs` epochs: ceil(pairs / batch_size) each with fixed batches; under a
+    token budget each epoch's shuffle decides, and the counts differ by a few."""
+    if max_tokens is None:
+        return [math.ceil(len(lengths) / batch_size)] * epochs
+    return [len(token_budget_batches(lengths, max_tokens, seed, epoch)) for epoch in range(epochs)]
 
 
 def steps_for_epochs(step_counts: Sequence[int], epochs: float) -> int:

@@ -556,13 +556,12 @@ def measure_csas(
     """
     import torch
 
-    from .batches import epoch_batches, fill_token_budget, plan_steps
+    from .batches import fill_token_budget
     from .modeling import attention_kernels
     from .progress import Reporter
     from .train import FinetuneRecipe, prepare_run, token_count
 
     seed = settings.seed + round_index
-    total = settings.warmup_steps + settings.steps
     prepared = prepare_run(recipe_settings(settings, workload, workdir, f"csas-{round_index}", seed), environ={})
     ends: list[float] = []
     steps: list[tuple[int, int, int, int, float]] = []  # samples, real tokens, padded positions, target tokens, loss
@@ -577,11 +576,8 @@ def measure_csas(
         recipe.reporter.close()
         recipe.reporter = Reporter(None, bar=False, quiet=True)
         recipe.train_pairs = list(workload.pairs)
-        recipe.epoch_steps = []  # counted for the placeholder rows
         recipe.eval_pairs = []
-        lengths = [p.length for p in recipe.train_pairs]
-        batches = len(epoch_batches(lengths, settings.micro_batch, seed, 0, settings.max_tokens))
-        recipe.steps = plan_steps(len(lengths), settings.micro_batch, settings.grad_accum, 1.0, total, batches=batches)
+        recipe.plan_training_steps()  # for these pairs; the plan's max_steps is warm-up + timed steps
         if adapt is not None:
             adapt(recipe)
         engine_step = recipe.optimizer_step

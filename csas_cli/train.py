@@ -19,13 +19,11 @@ from typing import Any, Mapping, Sequence
 from .batches import (
     IGNORE_INDEX,
     collate,
-    epoch_batches,
-    epoch_step_counts,
+    epoch_batch_counts,
     fill_token_budget,
     optimizer_steps,
     plan_steps,
     rank_share,
-    steps_for_epochs,
 )
 from .checkpoints import (
     CheckpointError,
@@ -262,20 +260,7 @@ class FinetuneRecipe:
         lengths = {"max_source_len": plan.max_source_len, "max_target_len": plan.max_target_len}
         self.train_pairs = tokenize_examples(self.tokenizer, family, self.split.train, **lengths)
         self.eval_pairs = tokenize_examples(self.tokenizer, family, self.split.eval, **lengths)
-        self.steps = plan_steps(
-            len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, plan.max_steps, plan.world_size
-        )
-        self.epoch_steps: list[int] = []  # optimizer steps of each epoch so far, filled by steps_in_epochs
-        if plan.max_tokens and self.train_pairs:
-            # Token-budget epochs differ in batch count by a few: the plan counts each epoch's own steps.
-            counts = self.steps_in_epochs(max(1, math.ceil(plan.epochs)))
-            total = plan.max_steps if plan.max_steps is not None else steps_for_epochs(counts, plan.epochs)
-            batches = len(epoch_batches([p.length for p in self.train_pairs], plan.batch_size, plan.seed, 0,
-                                        plan.max_tokens))  # fmt: skip
-            self.steps = plan_steps(
-                len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, total, plan.world_size,
-                batches=batches,
-            )  # fmt: skip
+        self.plan_training_steps()
 
         # The model once; LoRA after quantization and checkpointing, so the adapters sit on the prepared base.
         # Seeding again right before LoRA makes the adapters' initialisation independent of loading details.
@@ -610,18 +595,30 @@ class FinetuneRecipe:
             self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")
         self.group.barrier()
 
-    def steps_in_epochs(self, epochs: int) -> list[int]:
-        """The optimizer steps of the first `epochs` epochs (computed once, from the seed)."""
-        if len(self.epoch_steps) < epochs:
-            self.epoch_steps = epoch_step_counts(
-                [p.length for p in self.train_pairs], self.plan.batch_size, self.plan.seed, epochs,
-                self.steps.micro_batches_per_step, self.plan.max_tokens,
-            )  # fmt: skip
-        return self.epoch_steps[:epochs]
+    def plan_training_steps(self) -> None:
+        """The run's optimizer steps, from the training pairs (csas bench plans again after swapping its own in)."""
+        plan = self.plan
+        # Micro-batches of each epoch so far (extended by epoch_fraction); token-budget epochs differ by a few, and
+        # the plan counts each one's own steps.
+        self.batch_counts: list[int] = []
+        self.count_batches(max(1, math.ceil(plan.epochs)))
+        self.steps = plan_steps(
+            len(self.train_pairs), plan.batch_size, plan.grad_accum, plan.epochs, plan.max_steps, plan.world_size,
+            batch_counts=self.batch_counts if plan.max_tokens else None,
+        )  # fmt: skip
+
+    def count_batches(self, epochs: int) -> None:
+        """Make `batch_counts` cover the first `epochs` epochs (a pure function of the seed, counted once)."""
+        if len(self.batch_counts) < epochs:
+            lengths = [p.length for p in self.train_pairs]
+            plan = self.plan
+            self.batch_counts = epoch_batch_counts(lengths, plan.batch_size, plan.seed, epochs, plan.max_tokens)
 
     def epoch_fraction(self, step: int, epoch: int) -> float:
         """How far into `epoch` optimizer step `step` is, in (0, 1]."""
-        counts = self.steps_in_epochs(epoch + 1)
+        self.count_batches(epoch + 1)
+        per_step = self.steps.micro_batches_per_step
+        counts = [math.ceil(b / per_step) for b in self.batch_counts[: epoch + 1]]
         return (step - sum(counts[:epoch])) / counts[epoch]
 
     def evaluate(self) -> float:

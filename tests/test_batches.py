@@ -15,8 +15,8 @@ from csas_cli.batches import (
     POOL_BATCHES,
     StepPlan,
     collate,
+    epoch_batch_counts,
     epoch_batches,
-    epoch_step_counts,
     fill_token_budget,
     length_grouped_batches,
     optimizer_steps,
@@ -430,9 +430,10 @@ def test_epoch_batches_chooses_by_max_tokens() -> None:
 @pytest.mark.parametrize("start", [0, 1, 5, 11])
 def test_token_budget_steps_resume_and_split_like_fixed_batches(start: int) -> None:
     lengths = random_lengths(500, seed=11)
-    batches = len(epoch_batches(lengths, 8, 42, 0, max_tokens=800))
-    plan = plan_steps(500, 8, 2, 2.0, None, batches=batches)
-    assert plan.steps_per_epoch == math.ceil(batches / 2)
+    batches = epoch_batch_counts(lengths, 8, 42, 2, max_tokens=800)
+    assert batches[0] == len(epoch_batches(lengths, 8, 42, 0, max_tokens=800))
+    plan = plan_steps(500, 8, 2, 2.0, None, batch_counts=batches)
+    assert plan.steps_per_epoch == math.ceil(batches[0] / 2)
     full = list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, max_tokens=800))
     assert [s for s, _, _ in full] == list(range(1, plan.total_steps + 1))
     assert all(len(mb) * max(lengths[i] for i in mb) <= 800 for _, _, mbs in full for mb in mbs)
@@ -444,9 +445,11 @@ def test_token_budget_steps_resume_and_split_like_fixed_batches(start: int) -> N
 @pytest.mark.parametrize("n,batch,accum,epochs", [(100, 8, 2, 1.0), (100, 8, 2, 2.5), (37, 4, 3, 3.0), (5, 8, 4, 0.3)])
 def test_steps_for_epochs_counts_fixed_batches_as_plan_steps(n, batch, accum, epochs) -> None:
     plan = plan_steps(n, batch, accum, epochs, None)
-    counts = epoch_step_counts(random_lengths(n), batch, 42, math.ceil(epochs), accum)
+    batches = epoch_batch_counts(random_lengths(n), batch, 42, math.ceil(epochs))
+    counts = [math.ceil(b / accum) for b in batches]
     assert counts == [plan.steps_per_epoch] * math.ceil(epochs)
     assert steps_for_epochs(counts, epochs) == plan.total_steps
+    assert plan_steps(n, batch, accum, epochs, None, batch_counts=batches) == plan
 
 
 def test_steps_for_epochs_adds_each_epochs_own_count() -> None:
@@ -458,9 +461,12 @@ def test_steps_for_epochs_adds_each_epochs_own_count() -> None:
 def test_token_budget_epochs_end_where_their_batches_end() -> None:
     """Two epochs of token-budget batches whose counts differ: the plan ends on the last batch of the second."""
     lengths = random_lengths(700, seed=5)
-    counts = epoch_step_counts(lengths, 8, 42, 2, 2, max_tokens=900)
+    batches = epoch_batch_counts(lengths, 8, 42, 2, max_tokens=900)
+    counts = [math.ceil(b / 2) for b in batches]
     assert counts[0] != counts[1]
-    steps = list(optimizer_steps(lengths, 8, 2, 42, steps_for_epochs(counts, 2.0), max_tokens=900))
+    plan = plan_steps(700, 8, 2, 2.0, None, batch_counts=batches)
+    assert plan.total_steps == steps_for_epochs(counts, 2.0)
+    steps = list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, max_tokens=900))
     per_epoch = Counter(epoch for _, epoch, _ in steps)
     assert [per_epoch[0], per_epoch[1]] == counts
     last_epoch = [i for _, e, mbs in steps if e == 1 for mb in mbs for i in mb]

@@ -86,15 +86,19 @@ def clear_run_dir(run_dir: Path) -> None:
             path.unlink()
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that a reader never sees a half-written file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` as it is (no newline translation) so that a reader never sees a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that a reader never sees a half-written file."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_json_record(path: Path) -> dict[str, Any]:

@@ -16,16 +16,16 @@ now or by an earlier invocation, are read back from the trial folders:
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from .errors import SettingsError
 from .finetune_all import Outcome, run_all
-from .outputs import FINISHED, METRICS, RUN_JSON, read_json_record, read_metrics
+from .outputs import FINISHED, METRICS, RUN_JSON, read_json_record, read_metrics, write_text_atomic
 from .registry import SWEEP_CONSTANTS, SWEEP_TABLE, check_which
 from .settings import FinetuneSettings, settings_from_table
 from .train import RunResult, run_finetune
@@ -234,13 +234,12 @@ def csv_value(value: Any) -> str:
 
 def write_results_csv(path: Path, results: Sequence[TrialResult]) -> None:
     """sweep_results.csv, written whole and then renamed, so a reader never sees half a table."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(RESULT_COLUMNS)
-        for row in results:
-            writer.writerow([csv_value(v) for v in asdict(row).values()])
-    os.replace(tmp, path)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(RESULT_COLUMNS)
+    for row in results:
+        writer.writerow([csv_value(v) for v in asdict(row).values()])
+    write_text_atomic(path, table.getvalue())
 
 
 def run_sweep(

@@ -55,6 +55,7 @@ from .outputs import (
     now_iso,
     run_state,
     write_json_atomic,
+    write_text_atomic,
 )
 from .preemption import Preempted, StopRequest
 from .progress import Reporter, use_progress_bar
@@ -375,9 +376,7 @@ class FinetuneRecipe:
         metrics_path = self.run_dir / METRICS
         if metrics_path.exists():
             kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= self.steps_done]
-            tmp = metrics_path.with_name(METRICS + ".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-            os.replace(tmp, metrics_path)
+            write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         record = json.loads((self.run_dir / RUN_JSON).read_text(encoding="utf-8"))
         record.setdefault("resumed", []).append({"from_step": self.steps_done, "at": now_iso(), "device": str(self.device)})
         write_json_atomic(self.run_dir / RUN_JSON, record)

@@ -310,10 +310,11 @@ def print_merge_summary(outcomes: Sequence[MergeOutcome], stream: Any = None) ->
     from rich.console import Console
     from rich.table import Table
 
+    from .summary import status_cell
+
     table = Table("run", "status", "merged model", "note", title="merge-all")
-    styles = {"ok": "green", "skipped": "cyan", "failed": "red"}
     for o in outcomes:
-        table.add_row(o.name, f"[{styles[o.status]}]{o.status}[/]", str(o.out_dir or "-"), o.message)
+        table.add_row(o.name, status_cell(o.status), str(o.out_dir or "-"), o.message)
     Console(file=stream or sys.stderr, soft_wrap=True).print(table)
 
 

@@ -11,6 +11,15 @@ if TYPE_CHECKING:
     from .sweep import TrialResult
 
 
+STATUS_STYLES = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "stopped": "yellow",
+                 "not run": "dim"}  # fmt: skip
+"""How a run's, trial's or merge's status is coloured in the closing tables."""
+
+
+def status_cell(status: str) -> str:
+    return f"[{STATUS_STYLES.get(status, 'white')}]{status}[/]"
+
+
 def fmt_loss(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -20,12 +29,11 @@ def print_summary(outcomes: Sequence[Outcome]) -> None:
     from rich.table import Table
 
     table = Table("model", "status", "steps", "train loss", "eval loss", "time", "note", title="finetune-all")
-    styles = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "stopped": "yellow"}
     for o in outcomes:
         r = o.result
         table.add_row(
             o.key,
-            f"[{styles[o.status]}]{o.status}[/]",
+            status_cell(o.status),
             "-" if r is None else str(r.steps),
             fmt_loss(r.train_loss if r else None),
             fmt_loss(r.eval_loss if r else None),
@@ -50,13 +58,11 @@ def print_sweep_table(results: Sequence["TrialResult"], metric: str) -> None:
         "trial", "lr", "r", "alpha", "dropout", "train loss", "eval loss", "chrF", "steps", "time", "status",
         title=f"sweep: best {metric} first", caption=caption,
     )  # fmt: skip
-    styles = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "stopped": "yellow"}
-    styles["not run"] = "dim"
     for i, r in enumerate(ranked):
         table.add_row(
             r.trial, short_number(r.lr), str(r.r), str(r.alpha), f"{r.dropout:g}", fmt_loss(r.train_loss),
             fmt_loss(r.eval_loss), "-" if r.chrf is None else f"{r.chrf:.2f}", "-" if r.steps is None else str(r.steps),
-            "-" if r.seconds is None else f"{r.seconds:.0f} s", f"[{styles.get(r.status, 'white')}]{r.status}[/]",
+            "-" if r.seconds is None else f"{r.seconds:.0f} s", status_cell(r.status),
             style="bold" if i == 0 and r.metric(metric) is not None else None,
         )  # fmt: skip
     Console(file=sys.stderr).print(table)

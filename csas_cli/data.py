@@ -259,9 +259,17 @@ def subsample(examples: Sequence[Example], limit: int | None, seed: int) -> list
     """
     if limit is None or limit >= len(examples):
         return list(examples)
-    order = list(range(len(examples)))
+    return [examples[i] for i in seeded_sample(len(examples), limit, seed)]
+
+
+def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
+    """Indices of `size` of range(n): the first `size` of a `random.Random(seed)` shuffle, in ascending order (all of
+    them when size >= n). A smaller size gives a subset of a larger one."""
+    order = list(range(n))
     random.Random(seed).shuffle(order)
-    return [examples[i] for i in sorted(order[:limit])]
+    return sorted(order[:size])
 
 
-__all__ = ["Example", "LoadedData", "Split", "load_examples", "read_jsonl", "split_examples", "subsample"]
+__all__ = [
+    "Example", "LoadedData", "Split", "load_examples", "read_jsonl", "seeded_sample", "split_examples", "subsample",
+]  # fmt: skip

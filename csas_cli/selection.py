@@ -7,9 +7,10 @@ The recipe (train.py) generates, scores and writes; what is decided here is plai
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from .data import seeded_sample
 
 SELECTION_METRICS: Mapping[str, bool] = {"eval_loss": False, "eval_chrf": True}
 """What the best evaluation is chosen by, and whether higher is better: the loss, or chrF with --eval-chrf."""
@@ -23,10 +24,8 @@ def chrf_sample(n_rows: int, size: int, seed: int) -> list[int]:
     """
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size}")
-    order = list(range(n_rows))
     # A seed of its own: the same --seed also shuffles the split, and this sample need not follow that order.
-    random.Random(f"{seed}:eval-chrf").shuffle(order)
-    return sorted(order[:size])
+    return seeded_sample(n_rows, size, f"{seed}:eval-chrf")
 
 
 @dataclass

@@ -177,8 +177,7 @@ def measure_hf(
     peak = PeakMemory(device)
     peak.start()
     tokenizer = AutoTokenizer.from_pretrained(workload.model_dir)
-    dtype = torch.bfloat16 if settings.bf16 else torch.float32
-    model = AutoModelForSeq2SeqLM.from_pretrained(workload.model_dir, dtype=dtype)
+    model = AutoModelForSeq2SeqLM.from_pretrained(workload.model_dir, dtype=settings.weight_dtype)
     model.config.use_cache = False
     set_seed(seed)  # csas seeds right before LoRA too: both engines start from the same adapter weights
     model = get_peft_model(
@@ -271,23 +270,6 @@ class DecoderInputsFromLabels:
 # --- csas variants -------------------------------------------------------------------------------------------------
 
 
-def pad_to_multiple(multiple: int):
-    """An `adapt` hook: collate with lengths rounded up to `multiple` (fewer distinct shapes for cuDNN/compile)."""
-
-    def adapt(recipe: Any) -> None:
-        from csas_cli.batches import collate
-
-        def to_device(pairs: Any) -> dict[str, Any]:  # FinetuneRecipe.to_device with the padding multiple
-            batch = collate(pairs, recipe.pad_id, recipe.decoder_start_id, pad_to_multiple_of=multiple)
-            pin = recipe.batch_device.type == "cuda"
-            device = recipe.batch_device
-            return {k: (v.pin_memory() if pin else v).to(device, non_blocking=True) for k, v in batch.items()}
-
-        recipe.to_device = to_device
-
-    return adapt
-
-
 def full_logits(recipe: Any) -> None:
     """An `adapt` hook: the loss from the model's whole logits tensor, as before loss.py's sliced output layer."""
     recipe.objective.fused = False
@@ -325,7 +307,13 @@ def csas_variant(variant: str):
         return contextlib.nullcontext(), compiled_trunk
     if variant == "cudnn-sdpa":
         return mock.patch("csas_cli.modeling.attention_kernels", lambda device: contextlib.nullcontext()), None
-    return contextlib.nullcontext(), pad_to_multiple(8) if variant == "pad8" else None
+    if variant == "pad8":  # lengths rounded up to a multiple of 8: fewer distinct shapes for cuDNN or compile
+        from functools import partial
+
+        from csas_cli.batches import collate
+
+        return mock.patch("csas_cli.train.collate", partial(collate, pad_to_multiple_of=8)), None
+    return contextlib.nullcontext(), None
 
 
 # --- blocks and report ---------------------------------------------------------------------------------------------
@@ -349,20 +337,17 @@ def blocks(args: argparse.Namespace) -> list[list[str]]:
 def block_settings(args: argparse.Namespace, key: str, device: str, engine: str) -> BenchSettings:
     defaults = CUDA_DEFAULTS if device == "cuda" else CPU_DEFAULTS
     preset = (args.preset or "small") if args.which is None else None
-    batch = args.batch_size
-    grad_accum = args.grad_accum
-    if engine == "csas" and args.csas_variant == "merged":
-        from csas_cli.registry import FINETUNE_ALL_TABLE
-
-        batch, grad_accum = (batch or FINETUNE_ALL_TABLE[key].batch_size) * grad_accum, 1
-    return BenchSettings(
+    settings = BenchSettings(
         which=key, model_id=args.model_id, random_init=args.random_init, preset=preset, data=args.data,
-        batch_size=batch, grad_accum=grad_accum,
+        batch_size=args.batch_size, grad_accum=args.grad_accum,
         steps=args.steps if args.steps is not None else defaults["steps"],
         warmup_steps=args.warmup_steps if args.warmup_steps is not None else defaults["warmup_steps"],
         device=device, bf16=args.bf16 if args.bf16 is not None else device == "cuda", qlora=False, seed=args.seed,
         num_pairs=args.num_pairs,
     )  # fmt: skip
+    if engine == "csas" and args.csas_variant == "merged":
+        return replace(settings, batch_size=settings.micro_batch * settings.grad_accum, grad_accum=1)
+    return settings
 
 
 def describe(m: Measurement) -> str:

@@ -225,7 +225,9 @@ class FinetuneRecipe:
         self.chrf_rows = chrf_sample(len(split.eval), plan.eval_chrf_samples, plan.seed) if plan.eval_chrf else []
         self.stop = stop if stop is not None else StopRequest()
         self.started = time.monotonic()
-        self.ddp: Any = None
+        # The model and its loss as the loop calls them (set up by setup): the objective itself, or under torchrun
+        # the objective in DistributedDataParallel.
+        self.wrapped: Any = None
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -301,7 +303,7 @@ class FinetuneRecipe:
             # Last, so the restored RNG states are not consumed by anything above.
             self.restore()
         # Under torchrun the loop calls the model through DDP, whose constructor hands rank 0's weights to all.
-        self.ddp = group.data_parallel(self.objective) if group.distributed else None
+        self.wrapped = group.data_parallel(self.objective)
 
         # Outputs are touched only now that everything loaded, on every process: a bad model id leaves a previous
         # run as it was. Rank 0 alone writes them; the others keep no file open in the run directory.
@@ -395,11 +397,6 @@ class FinetuneRecipe:
         }
 
     # -- the loop ------------------------------------------------------------------------------------------------
-    @property
-    def wrapped(self) -> Any:
-        """The model and its loss as the loop calls them: through DistributedDataParallel under torchrun."""
-        return self.objective if self.ddp is None else self.ddp
-
     def forward_loss_sum(self, batch: dict[str, Any]) -> Any:
         """Label-smoothed cross-entropy summed over target tokens (the caller divides by the step's token count)."""
         import torch

@@ -658,11 +658,12 @@ def run_bench(
     """Measure csas's loop once (warm-up + timed steps) and return the record `csas bench` prints."""
     import tempfile
 
-    from .modeling import quiet_libraries
+    import torch
+
+    from .modeling import check_precision, quiet_libraries
 
     device = use_device(settings.device)
-    if settings.fp16 and not settings.bf16 and device == "cpu":
-        raise HardwareError("--fp16: float16 training needs a CUDA GPU; on the CPU use --bf16 or neither flag")
+    check_precision(settings.precision, torch.device(device))  # before any preparation, as `csas finetune` does
     quiet_libraries()
     with contextlib.ExitStack() as stack:
         if workdir is None:

@@ -71,6 +71,28 @@ def split_keys(values: Optional[list[str]]) -> list[str]:
     return [k.strip() for v in values or [] for k in v.split(",") if k.strip()]
 
 
+def overrides_given(overwrite: bool, **given: object) -> dict[str, object]:
+    """The settings a multi-run command was given: --overwrite and every option not left at None."""
+    return {"overwrite": overwrite, **{k: v for k, v in given.items() if v is not None}}
+
+
+def report_dry_run(records: list[dict], failed: list[dict], key: str) -> None:
+    """Print the plans as a JSON array, then one error line per failed plan (named by `key`), exit 2 if any."""
+    print_json(records)
+    for record in failed:
+        sys.stderr.write(f"csas: error: {record[key]}: {record['error']}\n")
+    if failed:
+        raise typer.Exit(2)
+
+
+def exit_for(statuses: list[str]) -> None:
+    """The exit code of a multi-run command: 75 if a run was stopped by a signal, 130 if interrupted, 1 if one
+    failed, 0 otherwise (the first that applies)."""
+    for status, code in (("stopped", PREEMPTED_EXIT_CODE), ("interrupted", 130), ("failed", 1)):
+        if status in statuses:
+            raise typer.Exit(code)
+
+
 def version_callback(value: bool) -> None:
     if value:
         sys.stdout.write(f"csas {__version__}\n")
@@ -201,9 +223,10 @@ def finetune_all(
     from .finetune_all import all_settings
 
     with user_errors():
-        given = {"max_steps": max_steps, "eval_chrf": eval_chrf or None, "eval_chrf_samples": eval_chrf_samples,
-                 "patience": patience, "max_tokens": max_tokens}  # fmt: skip
-        overrides: dict[str, object] = {"overwrite": overwrite, **{k: v for k, v in given.items() if v is not None}}
+        overrides = overrides_given(
+            overwrite, max_steps=max_steps, eval_chrf=eval_chrf or None, eval_chrf_samples=eval_chrf_samples,
+            patience=patience, max_tokens=max_tokens,
+        )  # fmt: skip
         settings_list = all_settings(
             data=data, output_dir=output_dir, only=split_keys(only), skip=split_keys(skip), model_root=model_root,
             overrides=overrides,
@@ -211,12 +234,7 @@ def finetune_all(
         if dry_run:
             from .finetune_all import dry_run_all
 
-            records, failed = dry_run_all(settings_list)
-            print_json(records)
-            for record in failed:
-                sys.stderr.write(f"csas: error: {record['which']}: {record['error']}\n")
-            if failed:
-                raise typer.Exit(2)
+            report_dry_run(*dry_run_all(settings_list), key="which")
             return
     from .finetune_all import run_all
     from .summary import print_summary
@@ -224,12 +242,7 @@ def finetune_all(
     outcomes = run_all(settings_list, say=say, model_root=model_root)
     if main_process():
         print_summary(outcomes)
-    if any(o.status == "stopped" for o in outcomes):
-        raise typer.Exit(PREEMPTED_EXIT_CODE)
-    if any(o.status == "interrupted" for o in outcomes):
-        raise typer.Exit(130)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(1)
+    exit_for([o.status for o in outcomes])
 
 
 # --- sweep -----------------------------------------------------------------------------------------------------
@@ -301,29 +314,23 @@ def sweep(
 
     with user_errors():
         check_metric(metric)
-        given = {
-            "max_steps": max_steps, "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
-            "model_id": model_id, "batch_size": batch_size, "grad_accum": grad_accum, "max_tokens": max_tokens,
-            "seed": seed,
-            "save_steps": save_steps, "eval_steps": eval_steps, "logging_steps": logging_steps, "bf16": bf16,
-            "no_qlora": None if qlora is None else not qlora, "eval_chrf": eval_chrf or None,
-            "eval_chrf_samples": eval_chrf_samples, "eval_num_beams": eval_num_beams, "patience": patience,
-        }  # fmt: skip
+        overrides = overrides_given(
+            overwrite, max_steps=max_steps, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+            model_id=model_id, batch_size=batch_size, grad_accum=grad_accum, max_tokens=max_tokens, seed=seed,
+            save_steps=save_steps, eval_steps=eval_steps, logging_steps=logging_steps, bf16=bf16,
+            no_qlora=None if qlora is None else not qlora, eval_chrf=eval_chrf or None,
+            eval_chrf_samples=eval_chrf_samples, eval_num_beams=eval_num_beams, patience=patience,
+        )  # fmt: skip
         trials = sweep_settings(
             which, data=data, output_dir=output_dir,
             lrs=None if lrs is None else parse_lrs(lrs),
             ranks=None if ranks is None else parse_ranks(ranks),
             dropouts=None if dropouts is None else parse_dropouts(dropouts),
             lora_alpha=lora_alpha,
-            overrides={"overwrite": overwrite, **{k: v for k, v in given.items() if v is not None}},
+            overrides=overrides,
         )  # fmt: skip
         if dry_run:
-            records, failed = dry_run_trials(trials)
-            print_json(records)
-            for record in failed:
-                sys.stderr.write(f"csas: error: {record['trial']}: {record['error']}\n")
-            if failed:
-                raise typer.Exit(2)
+            report_dry_run(*dry_run_trials(trials), key="trial")
             return
     from .summary import print_sweep_table
     from .sweep import run_sweep
@@ -332,12 +339,7 @@ def sweep(
     if main_process():
         print_sweep_table(results, metric)
         sys.stdout.write(f"results: {path}\n")
-    if any(r.status == "stopped" for r in results):
-        raise typer.Exit(PREEMPTED_EXIT_CODE)
-    if any(r.status == "interrupted" for r in results):
-        raise typer.Exit(130)
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(1)
+    exit_for([r.status for r in results])
 
 
 @app.command("tiny-models")
@@ -524,8 +526,7 @@ def merge_all(
             say=lambda m: sys.stderr.write(m + "\n"),
         )  # fmt: skip
     print_merge_summary(outcomes)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(1)
+    exit_for([o.status for o in outcomes])
 
 
 # --- bench -----------------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ import json
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .errors import OutputError
 
@@ -173,12 +174,7 @@ def save_checkpoint(
     if keep < 1:
         raise ValueError(f"save_checkpoint: keep must be at least 1, got {keep}")
     final = root / step_dir_name(step)
-    tmp = root / (final.name + ".tmp")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
+    with staged(root / (final.name + ".tmp"), lambda exc: save_failure(root, final, exc)) as tmp:
         model.save_pretrained(str(tmp / "adapter"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
@@ -188,17 +184,31 @@ def save_checkpoint(
         if best is not None and best.is_dir():
             shutil.copytree(best, tmp / BEST_COPY)
         (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n", encoding="utf-8")
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if is_write_failure(exc):
-            raise OutputError(save_failure(root, final, exc)) from None
-        raise
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+@contextmanager
+def staged(tmp: Path, failure: Callable[[BaseException], str]) -> Iterator[Path]:
+    """An empty folder `tmp` (and its parents) to write a checkpoint or best/ into before it is renamed in place.
+
+    If the writing fails, `tmp` is removed; a write failure (a full disk, a quota) becomes OutputError(failure(exc)),
+    one line, and anything else propagates as it is.
+    """
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        yield tmp
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_failure(exc):
+            raise OutputError(failure(exc)) from None
+        raise
 
 
 # -- the best adapter ------------------------------------------------------------------------------------------
@@ -222,21 +232,15 @@ def save_best(best_dir: Path, model: Any, record: dict[str, Any]) -> None:
 
     A failed write (a full disk) removes the temporary folder, keeps the previous best and raises OutputError.
     """
-    tmp = best_dir.with_name(best_dir.name + ".tmp")
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+    def failure(exc: BaseException) -> str:
+        return (
+            f"cannot write the best adapter {best_dir} ({failure_reason(exc)}); free some space and rerun the same "
+            "command with --resume auto"
+        )
+
+    with staged(best_dir.with_name(best_dir.name + ".tmp"), failure) as tmp:
         model.save_pretrained(str(tmp))  # safetensors: peft's default, as for the checkpoints' adapters
         (tmp / BEST_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if is_write_failure(exc):
-            raise OutputError(
-                f"cannot write the best adapter {best_dir} ({failure_reason(exc)}); free some space and rerun the "
-                "same command with --resume auto"
-            ) from None
-        raise
     swap_in(tmp, best_dir)
 
 

@@ -113,7 +113,7 @@ def run_evaluate(
     hypotheses = translate(source, "translating")
     tuned = scores_for(source, direction, hypotheses, references)
     if hypotheses_path is not None:
-        write_lines(hypotheses, hypotheses_path)
+        write_lines(hypotheses, hypotheses_path, flag="--hypotheses")
     base = None
     if base_source is not None:
         base = scores_for(base_source, direction, translate(base_source, "translating (base)"), references)

@@ -195,7 +195,7 @@ def check_output_file(path: Path | None, overwrite: bool, flag: str = "--output"
         raise OutputError(f"{flag} {path}: {parent} is not writable")
 
 
-def write_lines(lines: Sequence[str], path: Path | None, stdout: Any = None) -> None:
+def write_lines(lines: Sequence[str], path: Path | None, stdout: Any = None, flag: str = "--output") -> None:
     """Exactly one line per entry, to `path` (written under a temporary name, then renamed) or stdout."""
     text = "".join(line + "\n" for line in lines)
     if path is None:
@@ -207,7 +207,7 @@ def write_lines(lines: Sequence[str], path: Path | None, stdout: Any = None) -> 
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"--output {path}: cannot be written ({exc.strerror or exc})") from None
+        raise OutputError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def run_translate(

@@ -289,3 +289,12 @@ def test_a_runs_best_adapter_is_used_when_named(tiny_runs, tiny_models, sentence
     assert all(r.exit_code == 0 for r in (best, last, plain, base)), best.output
     assert best.stdout == base.stdout
     assert last.stdout == plain.stdout != best.stdout
+
+
+def test_a_failed_write_names_the_flag_that_gave_the_path(tmp_path):
+    from csas_cli.translate import write_lines
+
+    (tmp_path / "out.txt").mkdir()  # the rename onto it fails after the text is written
+    with pytest.raises(OutputError, match=r"^--hypotheses .*out\.txt: cannot be written"):
+        write_lines(["one"], tmp_path / "out.txt", flag="--hypotheses")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # the temporary file is gone

@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 DEMO   ?= .demo
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/csas evaluate --model $(DEMO)/runs/opus_mt_en_fr \
 		--data csas_cli/assets/heldout_pairs.jsonl --compare-base --max-new-tokens 128
 
+# Everything (what CI runs), and the fast subset for development: no end-to-end, resume, distributed, SLURM or
+# benchmark runs.
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -1,4 +1,4 @@
-"""The device-map resolver: the seed's table, as a pure function.
+"""The device-map resolver: finetune.py's table, as a pure function, with one fix for distributed QLoRA.
 
     QLoRA on:  None for families that cannot be sharded (OPUS/Marian), else --device-map;
                under distributed training (WORLD_SIZE > 1) {"": LOCAL_RANK} instead, because 4-bit layers are
@@ -8,10 +8,6 @@
 """
 
 from __future__ import annotations
-
-from typing import Mapping
-
-from .errors import SettingsError
 
 DeviceMap = None | str | dict[str, int | str]
 
@@ -40,20 +36,3 @@ def on_cpu(device_map: DeviceMap) -> DeviceMap:
     if isinstance(device_map, dict):
         return {module: "cpu" for module in device_map}
     return device_map
-
-
-def distributed_env(environ: Mapping[str, str]) -> tuple[int, int]:
-    """(world_size, local_rank) from torchrun's environment variables; (1, 0) outside a distributed launch."""
-    values = []
-    for name, default in (("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
-        raw = environ.get(name, "")
-        try:
-            values.append(int(raw) if raw.strip() else default)
-        except ValueError:
-            raise SettingsError(f"environment variable {name}={raw!r} is not an integer") from None
-    world_size, local_rank = values
-    if world_size < 1:
-        raise SettingsError(f"environment variable WORLD_SIZE={world_size} must be at least 1")
-    if local_rank < 0:
-        raise SettingsError(f"environment variable LOCAL_RANK={local_rank} must not be negative")
-    return world_size, local_rank

@@ -1,8 +1,44 @@
-"""One exception family for every failure a user can fix.
+"""One exception family for every failure a user can fix, and the exit codes csas ends with.
 
-The CLI turns a CsasError into a one-line message and a non-zero exit code; anything else is a bug and keeps its
-traceback.
+The CLI turns a CsasError into a one-line message and its exit code; anything else is a bug and keeps its traceback.
 """
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+EXIT_CODES: Mapping[str, int] = MappingProxyType(
+    {
+        "ok": 0,
+        "failed": 1,
+        "usage": 2,
+        "training": 3,
+        "stopped": 75,
+        "interrupted": 130,
+    }
+)
+"""Every exit code, by what it means (the README's table):
+
+- ok: done.
+- failed: finetune-all, sweep or merge-all had a model, trial or run fail (the others ran).
+- usage: a bad flag, data file, model or output directory.
+- training: training cannot go on (a non-finite loss, out of memory).
+- stopped: SIGTERM/SIGUSR1 stopped training after a checkpoint; EX_TEMPFAIL, so a requeue script can tell it from a
+  crash and run the same command with --resume auto.
+- interrupted: Ctrl-C (128 + SIGINT, as shells report it).
+"""
+
+BATCH_EXIT_ORDER = ("stopped", "interrupted", "failed")
+"""How a command of several runs exits: the first of these statuses that any run has, else 0."""
+
+
+def batch_exit_code(statuses: list[str]) -> int:
+    """The exit code of finetune-all, sweep or merge-all from its runs' statuses (see BATCH_EXIT_ORDER)."""
+    for status in BATCH_EXIT_ORDER:
+        if status in statuses:
+            return EXIT_CODES[status]
+    return EXIT_CODES["ok"]
 
 
 def describe_failure(exc: Exception) -> tuple[str, str]:
@@ -20,7 +56,7 @@ def describe_failure(exc: Exception) -> tuple[str, str]:
 class CsasError(Exception):
     """A failure caused by input, settings or environment, reported to the user in one line."""
 
-    exit_code = 2
+    exit_code = EXIT_CODES["usage"]
     label = "error"
     """How the one-line message is introduced: `csas: <label>: <message>`."""
 
@@ -48,4 +84,11 @@ class HardwareError(CsasError):
 class TrainingError(CsasError):
     """Training cannot go on (a non-finite loss, out of memory); the message names the step."""
 
-    exit_code = 3
+    exit_code = EXIT_CODES["training"]
+
+
+class Preempted(CsasError):
+    """Training stopped on a signal after writing a checkpoint (or before its first step, with nothing to save)."""
+
+    exit_code = EXIT_CODES["stopped"]
+    label = "stopped"

@@ -1,4 +1,5 @@
-"""Stage 4: load the tokenizer and base model once, quantize if asked, and wrap it with LoRA.
+"""Models: load the config, tokenizer and weights of a base (training, inference, merge and bench alike), choose
+the precision, quantize for QLoRA and wrap the base with LoRA.
 
 Loading rules that differ from finetune.py on purpose: the model is loaded once; only safetensors weights are read;
 remote code is never run; frozen weights are fp32 unless --bf16/--fp16 ask for less, and LoRA weights are always fp32
@@ -12,11 +13,23 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import HardwareError, ModelError, SettingsError
 from .registry import Family
-from .settings import Plan
+
+if TYPE_CHECKING:
+    from .settings import LoraSettings
+
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""Precision names (--bf16, --fp16) -> torch dtype names (merge's --dtype takes the latter)."""
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype of a precision (fp32, bf16, fp16) or dtype name (float32, bfloat16, float16)."""
+    import torch
+
+    return getattr(torch, DTYPE_NAMES.get(name, name))
 
 
 def quiet_libraries() -> None:
@@ -46,9 +59,7 @@ class Precision:
 
     @property
     def weight_dtype(self) -> Any:
-        import torch
-
-        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+        return torch_dtype(self.name)
 
     @property
     def autocast(self) -> bool:
@@ -57,15 +68,6 @@ class Precision:
     @property
     def needs_loss_scaler(self) -> bool:
         return self.name == "fp16"
-
-
-def training_device(local_rank: int) -> Any:
-    """The process's own device: its GPU under torchrun, else the first GPU, else the CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 def check_precision(name: str, device: Any) -> Precision:
@@ -151,16 +153,18 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def load_model(plan: Plan, config: Any, precision: Precision, device: Any) -> Any:
+def load_model(
+    model_id: str, config: Any, precision: Precision, device: Any, *, device_map: Any, qlora: bool
+) -> Any:
     """The base model, once, on its device(s): quantized to 4-bit NF4 for QLoRA, else in the weight dtype.
 
-    The resolver's None means "no accelerate dispatch": the whole model goes to this process's device.
+    `device_map` is the resolver's (device_map.py); None means "no accelerate dispatch": the whole model goes to
+    `device`, this process's device.
     """
     from transformers import AutoModelForSeq2SeqLM, BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {"dtype": precision.weight_dtype, "use_safetensors": True, "trust_remote_code": False}
-    device_map = plan.device_map
-    if plan.qlora:
+    if qlora:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -173,16 +177,14 @@ def load_model(plan: Plan, config: Any, precision: Precision, device: Any) -> An
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        model, info = AutoModelForSeq2SeqLM.from_pretrained(
-            plan.model_id, config=config, output_loading_info=True, **kwargs
-        )
+        model, info = AutoModelForSeq2SeqLM.from_pretrained(model_id, config=config, output_loading_info=True, **kwargs)
     except Exception as exc:  # noqa: BLE001 - truncated files, bad device maps, quantization errors, ...
-        raise ModelError(f"--model-id {plan.model_id}: cannot load the model ({one_line(exc)})") from None
-    check_loading_info(info, plan.model_id)
+        raise ModelError(f"--model-id {model_id}: cannot load the model ({one_line(exc)})") from None
+    check_loading_info(info, model_id)
     if device_map is None:
         model.to(device)
     model.config.use_cache = False
-    if plan.qlora:
+    if qlora:
         keep_4bit_layers_trainable(model)
         from peft import prepare_model_for_kbit_training
 
@@ -234,23 +236,23 @@ def keep_4bit_layers_trainable(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def add_lora(model: Any, plan: Plan) -> Any:
-    """Wrap the base with LoRA adapters on the plan's target modules; adapter weights in fp32."""
+def add_lora(model: Any, lora: "LoraSettings", model_id: str) -> Any:
+    """Wrap the base with LoRA adapters on `lora`'s target modules; adapter weights in fp32."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in plan.lora_targets if t not in names]
+    missing = [t for t in lora.lora_targets if t not in names]
     if missing:
         raise ModelError(
-            f"--lora-targets: {', '.join(missing)} not found in {plan.model_id} "
+            f"--lora-targets: {', '.join(missing)} not found in {model_id} "
             f"(its layers include q_proj, k_proj, v_proj, out_proj, fc1, fc2)"
         )
     config = LoraConfig(
-        r=plan.lora_r,
-        lora_alpha=plan.lora_alpha,
-        lora_dropout=plan.lora_dropout,
-        target_modules=list(plan.lora_targets),
+        r=lora.lora_r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.lora_targets),
         bias="none",
         task_type=TaskType.SEQ_2_SEQ_LM,
     )
@@ -269,18 +271,17 @@ def input_device(model: Any) -> Any:
     return model.get_input_embeddings().weight.device
 
 
-def attention_kernels(device: Any) -> Any:
+def attention_kernels(device: Any, cudnn: bool = False) -> Any:
     """The attention kernels a run computes with, as a context: on CUDA, scaled-dot-product attention may use the
-    flash, memory-efficient or math kernels, and not cuDNN's.
+    flash, memory-efficient or math kernels, and not cuDNN's unless `cudnn` (a benchmark variant).
 
-    cuDNN's attention builds an execution plan on the CPU for every new (batch, length) shape, about 4.4 ms each on
-    an H200 (gpu-anchor.md): with length-varying batches that was 72% of the CPU time of a training step, and
-    leaving it out made the tight loop 1.7x faster (43.6 -> 72.3 samples/s, mbart-50, 8 x 2) and the HF path 2.4x.
-    On the CPU there is no cuDNN kernel to leave out, and nothing changes.
+    cuDNN's attention builds an execution plan on the CPU for every new (batch, length) shape; with length-varying
+    batches that dominated the CPU time of a training step (measured in docs/performance.md). On the CPU there is no
+    cuDNN kernel to leave out, and nothing changes.
     """
     from contextlib import nullcontext
 
-    if device.type != "cuda":
+    if device.type != "cuda" or cudnn:
         return nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

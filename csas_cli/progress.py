@@ -1,16 +1,50 @@
-"""Progress reporting: a rich bar for people at a terminal, plain log lines for batch jobs; both feed train.log."""
+"""What csas tells the user while it works, on stderr (stdout is kept for machine-readable output).
+
+`say` is the one channel of library messages (a skipped model, a damaged checkpoint, a cut input line); `Reporter`
+is a training run's: stamped log lines, also copied into train.log, and at a terminal a progress bar.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-from typing import Any, TextIO
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TextIO
+
+
+def say(message: str) -> None:
+    """A library message: one line on stderr (the CLI passes its own, silent on torchrun's ranks other than 0)."""
+    sys.stderr.write(message + "\n")
 
 
 def use_progress_bar(disable_tqdm: bool, stream: Any = None) -> bool:
     stream = stream if stream is not None else sys.stdout
     return not disable_tqdm and hasattr(stream, "isatty") and stream.isatty()
+
+
+@contextmanager
+def counting_bar(total: int, enabled: bool, label: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr counting to `total` when `enabled` (a terminal), else a silent counter;
+    yields `advance(n)`."""
+    if not enabled or total == 0:
+        yield lambda n: None
+        return
+    from rich.console import Console
+
+    bar = progress_bar(label, Console(file=sys.stderr), transient=True)
+    task = bar.add_task(label, total=total)
+    with bar:
+        yield lambda n: bar.advance(task, n)
+
+
+def progress_bar(label: str, console: Any, stats: bool = False, transient: bool = False) -> Any:
+    """A rich Progress: the label, the bar, done/total, (a `stats` field), the time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn()]
+    if stats:
+        columns.append(TextColumn("{task.fields[stats]}"))
+    return Progress(*columns, TimeRemainingColumn(), console=console, transient=transient)
 
 
 def format_step(step: int, total: int, record: dict[str, Any]) -> str:
@@ -29,19 +63,23 @@ def format_step(step: int, total: int, record: dict[str, Any]) -> str:
 
 
 class Reporter:
-    """Writes log lines to the console (stderr, so stdout stays for machine-readable output) and to train.log.
+    """Writes log lines to the console (stderr) and to `log` (the run directory's train.log).
 
     `quiet`: say nothing at all (the processes other than rank 0 under torchrun, so the console reads as one run).
     """
 
     def __init__(
-        self, log_path: Path | None, bar: bool, console_stream: TextIO | None = None, quiet: bool = False
+        self,
+        log: Callable[[str], None] | None,
+        bar: bool,
+        console_stream: TextIO | None = None,
+        quiet: bool = False,
     ) -> None:
         from rich.console import Console
 
         self.quiet = quiet
         self.console = Console(file=console_stream or sys.stderr, highlight=False, soft_wrap=True)
-        self._log: TextIO | None = open(log_path, "a", encoding="utf-8") if log_path else None
+        self._log = log
         self._bar_wanted = bar and not quiet
         self._progress: Any = None
         self._task: Any = None
@@ -56,23 +94,13 @@ class Reporter:
         else:
             self.console.print(stamped, markup=False)
         if self._log is not None:
-            self._log.write(stamped + "\n")
-            self._log.flush()
+            self._log(stamped)
 
     def start(self, total_steps: int) -> None:
         self._total = total_steps
         if not self._bar_wanted:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
+        self._progress = progress_bar("training", self.console, stats=True)
         self._task = self._progress.add_task("train", total=total_steps, stats="")
         self._progress.start()
 
@@ -89,6 +117,3 @@ class Reporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None

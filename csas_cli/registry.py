@@ -7,8 +7,9 @@ Each model family's differences (language codes, decoder start, whether a device
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .errors import SettingsError
 
@@ -31,7 +32,7 @@ class Family:
     language_codes: Mapping[str, str] | None
     """csas language -> the tokenizer's language code; None for families that are one direction per checkpoint."""
     shardable: bool
-    """Whether `--device-map` may spread the model over devices (the seed's `is_opus` rule says no for Marian)."""
+    """Whether `--device-map` may spread the model over devices (finetune.py never sharded an OPUS-MT model)."""
     fixed_positions: bool
     """Whether inputs are limited to config.max_position_embeddings (M2M100's sinusoidal positions grow)."""
 
@@ -81,7 +82,7 @@ class TableRow:
     """finetune_all.py's per-model hyperparameters."""
 
     batch_size: int
-    lr: float
+    learning_rate: float
     lora_r: int
     lora_alpha: int
     lora_dropout: float
@@ -111,13 +112,12 @@ FINETUNE_ALL_CONSTANTS: Mapping[str, object] = MappingProxyType(
         "max_target_len": 512,
         "bf16": True,
         "fp16": False,
-        "no_qlora": True,
+        "qlora": False,
         "device_map": "auto",
         "disable_tqdm": True,
     }
 )
-"""Settings finetune_all.py used for every model."""
-
+"""Settings finetune_all.py used for every model, by their settings names (settings.py)."""
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,30 @@ def check_which(which: str, flag: str = "--which") -> str:
     return which
 
 
-def lookup(key: str) -> ModelSpec:
-    """The registry entry for `key` (KeyError for an unknown key; settings validate --which before this)."""
-    return REGISTRY[key]
+def select_keys(only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]:
+    """Registry keys to run, in the table's order; unknown keys are a flag error."""
+    for option, keys in (("--only", only), ("--skip", skip)):
+        unknown = [k for k in keys if k not in MODEL_KEYS]
+        if unknown:
+            raise SettingsError(f"{option}: unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_KEYS)}")
+    chosen = [k for k in MODEL_KEYS if (not only or k in only) and k not in skip]
+    if not chosen:
+        raise SettingsError("--only/--skip leave no model to train")
+    return chosen
+
+
+def check_model_root(model_root: Path | None) -> None:
+    """`--model-root DIR` must be a directory (it holds one local snapshot per registry key)."""
+    if model_root is not None and not model_root.is_dir():
+        raise SettingsError(f"--model-root: {model_root} is not a directory")
+
+
+def model_id_under(model_root: Path | None, key: str) -> str | None:
+    """`--model-root DIR`: DIR/<key> when it exists (a local snapshot); None, meaning the registry's hub id, else."""
+    if model_root is None:
+        return None
+    candidate = model_root / key
+    return str(candidate) if candidate.is_dir() else None
 
 
 __all__ = [
@@ -183,7 +204,9 @@ __all__ = [
     "SWEEP_TABLE",
     "SweepGrid",
     "TableRow",
+    "check_model_root",
     "check_which",
-    "lookup",
+    "model_id_under",
     "other_language",
+    "select_keys",
 ]

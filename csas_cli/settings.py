@@ -1,15 +1,25 @@
-"""Settings (what the user asked for) and the plan (what a run will do), both plain data.
+"""Every setting of a fine-tuning run, declared once, and the plan a run resolves them into.
 
-`FinetuneSettings` mirrors finetune.py's flags and defaults; `build_plan` resolves it against the registry, the
-environment and the data into a `Plan`, the single object the training core reads and `--dry-run` prints.
+Each setting is a field of one of six frozen groups (the model, the corpus, LoRA, the optimisation, evaluation, the
+run directory), with its default, its one-line `--help` text and its bounds in the field's metadata and a docstring
+under it. The command line builds its options from these fields (options.py), so a default lives here and nowhere
+else; `csas finetune --help`, `--dry-run` and the README's flag table all show it from here.
+
+Fields are addressed by a flat name, unique across the groups (`lora_r`, `learning_rate`): the name run.json records,
+`FinetuneSettings.create` takes and `FinetuneSettings.updated` replaces. The CLI flag is that name, dashed, unless a
+field says otherwise: `--lr` for `learning_rate`, and `--no-qlora` (finetune.py's spelling, setting `qlora` to False).
+
+`build_plan` resolves settings against the registry and the launch into a `Plan`: the groups plus a `Resolved`
+record (model id, family, device map, world size, precision); `training.run.prepare_run` adds the split's row counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Mapping
 
 from .device_map import DeviceMap, resolve_device_map
 from .errors import SettingsError
@@ -18,6 +28,7 @@ from .registry import (
     DEFAULT_LORA_TARGETS,
     FINETUNE_ALL_CONSTANTS,
     FINETUNE_ALL_TABLE,
+    MODEL_KEYS,
     REGISTRY,
     check_which,
 )
@@ -26,11 +37,62 @@ LABEL_SMOOTHING = 0.1
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 KEEP_CHECKPOINTS = 3
+FIXED = {"label_smoothing": LABEL_SMOOTHING, "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM,
+         "keep_checkpoints": KEEP_CHECKPOINTS}  # fmt: skip
+"""finetune.py's fixed settings: not flags, recorded with every plan."""
+
+REQUIRED = dataclasses.MISSING
+
+
+def setting(
+    default: Any = REQUIRED,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    inverted: bool = False,
+    at_least: int | None = None,
+    fraction: bool = False,
+    positive: bool = False,
+    record: bool = True,
+) -> Any:
+    """A settings field: its default and the metadata the CLI, the checks and run.json read.
+
+    help: the `csas finetune --help` text. flag: the CLI name when it is not the field's (underscores; both spellings
+    are accepted). inverted: the CLI flag sets the field to False (`--no-qlora`). at_least / fraction ([0, 1)) /
+    positive (finite, > 0): the bounds `check_bounds` enforces, None always allowed. record: written into the plan
+    record (run.json, --dry-run); False for what only concerns one invocation.
+    """
+    metadata = {"help": help, "flag": flag, "inverted": inverted, "at_least": at_least, "fraction": fraction,
+                "positive": positive, "record": record}  # fmt: skip
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("settings defaults must be immutable")
+    return field(default=default, metadata=metadata)
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """The CLI flag of a field, underscore spelling: `learning_rate` -> `lr`."""
+    return f.metadata.get("flag") or f.name
 
 
 def flag(name: str) -> str:
-    """The CLI flag of a settings field, for error messages."""
-    return "--" + name.replace("_", "-")
+    """The dashed CLI flag of a flat settings name, for messages: `learning_rate` -> `--lr`."""
+    f = FIELDS.get(name)
+    return "--" + (flag_name(f) if f is not None else name).replace("_", "-")
+
+
+def check_bounds(group: Any) -> None:
+    """Enforce the bounds declared in each field's metadata; the message names the flag."""
+    for f in fields(group):
+        value = getattr(group, f.name)
+        if value is None or isinstance(value, bool):
+            continue
+        m = f.metadata
+        if m.get("at_least") is not None and value < m["at_least"]:
+            raise SettingsError(f"{flag(f.name)} must be at least {m['at_least']}, got {value}")
+        if m.get("fraction") and not 0.0 <= value < 1.0:
+            raise SettingsError(f"{flag(f.name)} must be in [0, 1), got {value}")
+        if m.get("positive") and not (math.isfinite(value) and value > 0):
+            raise SettingsError(f"{flag(f.name)} must be a positive number, got {value}")
 
 
 def parse_lora_targets(value: str) -> tuple[str, ...]:
@@ -55,274 +117,380 @@ def check_token_budget(max_tokens: int | None, max_source_len: int, max_target_l
         )
 
 
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Every `csas finetune` option, with finetune.py's meaning and the seed's defaults."""
+# --- the groups ------------------------------------------------------------------------------------------------
 
-    which: str
-    """Registry key of the model to fine-tune."""
-    data: Path = Path("training_data.jsonl")
-    """JSONL training pairs: source, target, source_lang, pub_number."""
-    output_dir: Path = Path("outputs")
-    """Output root; the run is written to <output_dir>/<which>, as finetune.py did."""
-    run_name: str | None = None
-    """The run's folder under output_dir instead of <which> (csas sweep names its trials so); one folder name."""
-    epochs: float = 1.0
-    """Passes over the training split (fractions allowed); ignored when max_steps is set."""
-    lr: float = 2e-4
-    """Peak learning rate of the linear warm-up/decay schedule."""
-    batch_size: int = 8
-    """Sentence pairs per micro-batch, per device."""
-    grad_accum: int = 2
-    """Micro-batches per optimizer step."""
-    max_tokens: int | None = None
-    """Token-budget micro-batches instead of batch_size pairs: as many pairs as fit in this many tokens, counted as
-    pairs x the longest pair's longer side (fairseq's convention), for training and the validation loss."""
-    val_ratio: float = 0.05
-    """Share of the rows (whole publications when pub_number is present) held out for evaluation."""
-    max_source_len: int = 512
-    """Source tokens kept per row (longer sources are truncated)."""
-    max_target_len: int = 512
-    """Target tokens kept per row (longer targets are truncated)."""
-    seed: int = 42
-    """Seeds the split, LoRA initialisation, dropout and batch order."""
-    fp16: bool = False
-    """Mixed precision in float16 (frozen weights in fp16, loss scaling); bf16 wins if both are given."""
-    bf16: bool = False
-    """Mixed precision in bfloat16 (frozen weights in bf16)."""
-    no_qlora: bool = False
-    """Train plain LoRA on unquantized weights; without it the base is loaded in 4-bit NF4 (QLoRA)."""
-    save_steps: int = 1000
-    """Optimizer steps between checkpoints (the last 3 are kept)."""
-    eval_steps: int = 1000
-    """Optimizer steps between evaluations of the validation loss."""
-    eval_chrf: bool = False
-    """At every evaluation also translate a fixed sample of the validation split and score it with chrF (sacrebleu's
-    defaults, as `csas evaluate`); the best evaluation is then the highest chrF instead of the lowest loss."""
-    eval_chrf_samples: int = 200
-    """Validation rows chrF translates: a seeded sample chosen once, so every evaluation scores the same rows."""
-    eval_num_beams: int = 1
-    """Beam width of the chrF translations (1: greedy, the cheapest)."""
-    patience: int | None = None
-    """Stop after this many evaluations in a row without a new best; the run finishes normally. None: never."""
-    logging_steps: int = 50
-    """Optimizer steps between logged training losses."""
-    warmup_ratio: float = 0.03
-    """Share of the optimizer steps spent warming the learning rate up from zero."""
-    device_map: str = "auto"
-    """Where to load the base model; resolved by the device-map table (see device_map.py)."""
-    disable_tqdm: bool = False
-    """Plain log lines instead of a progress bar (batch jobs)."""
-    lora_r: int = 32
-    """LoRA rank."""
-    lora_alpha: int = 64
-    """LoRA scaling numerator (scale = alpha / r)."""
-    lora_dropout: float = 0.05
-    """Dropout on the LoRA branch."""
-    max_steps: int | None = None
-    """Optimizer steps to train for; overrides epochs when set."""
-    max_train_samples: int | None = None
-    """Train on at most this many rows of the training split: the first N of a shuffle seeded by `seed`, kept in
-    file order, so a smaller cap is a subset of a larger one; None trains on the whole split."""
-    max_eval_samples: int | None = None
-    """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
-    model_id: str | None = None
-    """Base model: a hub id or a local snapshot directory; defaults to the registry's hub id."""
-    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
-    """Module-name suffixes that get LoRA adapters."""
-    overwrite: bool = False
-    """Allow replacing a finished run in the output directory."""
-    resume: str | None = None
-    """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model is trained, from where, placed how."""
+
+    which: str = setting(help=f"Registry key: {', '.join(MODEL_KEYS)}.")
+    """Registry key of the model to fine-tune: its family, hub id and the rows it trains on."""
+    model_id: str | None = setting(
+        None, "Base model: hub id or local snapshot (default: the registry's).", record=False
+    )
+    """A hub id or a local snapshot directory; None: the registry's hub id. The plan records the resolved one."""
+    device_map: str = setting("auto", "Base model placement: auto, cpu, cuda:0, none.", record=False)
+    """Where to load the base model, resolved by the device-map table (device_map.py); the plan records both."""
 
     def __post_init__(self) -> None:
         check_which(self.which)
-        positive = ("batch_size", "grad_accum", "max_source_len", "max_target_len", "save_steps", "eval_steps",
-                    "logging_steps", "lora_r", "lora_alpha", "eval_chrf_samples", "eval_num_beams")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**32:
-            raise SettingsError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
-        for name in ("max_steps", "max_train_samples", "max_eval_samples", "patience", "max_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise SettingsError(f"{flag(name)} must be at least 1, got {value}")
-        check_token_budget(self.max_tokens, self.max_source_len, self.max_target_len)
-        run_name = self.run_name
-        if run_name is not None and (run_name in ("", ".", "..") or Path(run_name).name != run_name):
-            raise SettingsError(f"run name must be one folder name, got {run_name!r}")
-        if not (math.isfinite(self.epochs) and self.epochs > 0):
-            raise SettingsError(f"--epochs must be a positive number, got {self.epochs}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SettingsError(f"--lr must be a positive number, got {self.lr}")
-        for name in ("val_ratio", "warmup_ratio", "lora_dropout"):
-            value = getattr(self, name)
-            if not (0.0 <= value < 1.0):
-                raise SettingsError(f"{flag(name)} must be in [0, 1), got {value}")
-        if self.val_ratio == 0:
-            for name, given in (("patience", self.patience is not None), ("eval_chrf", self.eval_chrf)):
-                if given:
-                    raise SettingsError(
-                        f"{flag(name)} needs evaluations, but --val-ratio 0 holds no rows out for them; "
-                        f"give --val-ratio a share such as 0.05, or drop {flag(name)}"
-                    )
         if not self.device_map.strip():
             raise SettingsError("--device-map must not be empty (use auto, cpu, cuda:0 or none)")
-        if self.resume is not None and self.overwrite:
-            raise SettingsError("--resume and --overwrite exclude each other: continue a run, or replace it")
-        if self.resume is not None and not self.resume.strip():
-            raise SettingsError("--resume needs auto or a checkpoint folder")
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    """What is read, how it is split, and where sentences are cut."""
+
+    data: Path = setting(Path("training_data.jsonl"), "Training pairs, JSON Lines.")
+    """JSONL training pairs: source, target, source_lang, pub_number."""
+    val_ratio: float = setting(0.05, "Share held out for evaluation (whole publications).", fraction=True)
+    """Share of the rows (whole publications when pub_number is present) held out for evaluation."""
+    max_source_len: int = setting(512, "Source tokens kept.", at_least=1)
+    """Source tokens kept per row (longer sources are truncated)."""
+    max_target_len: int = setting(512, "Target tokens kept.", at_least=1)
+    """Target tokens kept per row (longer targets are truncated)."""
+    max_train_samples: int | None = setting(
+        None, "Train on at most N rows of the split (a seeded random subset).", at_least=1
+    )
+    """Train on at most this many rows of the training split: the first N of a shuffle seeded by `seed`, kept in
+    file order, so a smaller cap is a subset of a larger one; None trains on the whole split."""
+    max_eval_samples: int | None = setting(
+        None, "Evaluate on at most N rows of the split (a seeded random subset).", at_least=1
+    )
+    """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", Path(self.data))
+        check_bounds(self)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The adapter and the base it sits on."""
+
+    lora_r: int = setting(32, "LoRA rank.", at_least=1)
+    """LoRA rank."""
+    lora_alpha: int = setting(64, "LoRA alpha.", at_least=1)
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = setting(0.05, "LoRA dropout.", fraction=True)
+    """Dropout on the LoRA branch."""
+    lora_targets: tuple[str, ...] = setting(DEFAULT_LORA_TARGETS, "Comma-separated module names, or all-linear.")
+    """Module-name suffixes that get LoRA adapters; a comma-separated string (the CLI's form) is parsed."""
+    qlora: bool = setting(True, "Plain LoRA; without it the base is loaded in 4-bit (QLoRA).", flag="no_qlora",
+                          inverted=True)  # fmt: skip
+    """Load the base in 4-bit NF4 with double quantisation (QLoRA); False trains plain LoRA on unquantized weights."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora_targets, str):
+            object.__setattr__(self, "lora_targets", parse_lora_targets(self.lora_targets))
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        check_bounds(self)
         if not self.lora_targets:
             raise SettingsError("--lora-targets must name at least one module")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The optimisation: how much, how fast, in which precision."""
+
+    epochs: float = setting(1.0, "Passes over the training split.", positive=True)
+    """Passes over the training split (fractions allowed); ignored when max_steps is set."""
+    learning_rate: float = setting(2e-4, "Peak learning rate.", flag="lr", positive=True)
+    """Peak learning rate of the linear warm-up/decay schedule."""
+    batch_size: int = setting(8, "Pairs per micro-batch, per device.", at_least=1)
+    """Sentence pairs per micro-batch, per device."""
+    grad_accum: int = setting(2, "Micro-batches per optimizer step.", at_least=1)
+    """Micro-batches per optimizer step."""
+    max_tokens: int | None = setting(
+        None, "Token-budget micro-batches: as many pairs as fit in N tokens, not --batch-size pairs.", at_least=1
+    )
+    """Token-budget micro-batches instead of batch_size pairs: as many pairs as fit in this many tokens, counted as
+    pairs x the longest pair's longer side (fairseq's convention), for training and the validation loss."""
+    seed: int = setting(42, "Seed for split, initialisation and batch order.")
+    """Seeds the split, LoRA initialisation, dropout and batch order."""
+    fp16: bool = setting(False, "Mixed precision in float16 (CUDA).")
+    """Mixed precision in float16 (frozen weights in fp16, loss scaling); bf16 wins if both are given."""
+    bf16: bool = setting(False, "Mixed precision in bfloat16; wins over --fp16.")
+    """Mixed precision in bfloat16 (frozen weights in bf16)."""
+    warmup_ratio: float = setting(0.03, "Share of steps warming up the learning rate.", fraction=True)
+    """Share of the optimizer steps spent warming the learning rate up from zero."""
+    max_steps: int | None = setting(None, "Optimizer steps; overrides --epochs.", at_least=1)
+    """Optimizer steps to train for; overrides epochs when set."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if not 0 <= self.seed < 2**32:
+            raise SettingsError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
 
     @property
     def precision(self) -> str:
         """bf16 wins when both --bf16 and --fp16 are given, as in finetune.py."""
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
-    @property
-    def run_dir(self) -> Path:
-        return self.output_dir / (self.run_name or self.which)
-
-
-def settings_from_table(key: str, **overrides: Any) -> FinetuneSettings:
-    """finetune_all.py's settings for one model: its table row plus the shared constants, then overrides."""
-    row = FINETUNE_ALL_TABLE[key]
-    values: dict[str, Any] = dict(FINETUNE_ALL_CONSTANTS)
-    values.update(asdict(row))
-    values.update(overrides)
-    return FinetuneSettings(which=key, **values)
-
 
 @dataclass(frozen=True)
-class Plan:
-    """Everything a run needs, resolved; printed by --dry-run and recorded in run.json."""
+class EvaluationSettings:
+    """Evaluation during training, and what the best adapter is chosen by."""
 
-    which: str
-    family: str
-    model_id: str
-    data: str
-    output_dir: str
-    source_langs: list[str]
-    learning_rate: float
-    batch_size: int
-    grad_accum: int
-    max_tokens: int | None
-    world_size: int
-    global_batch: int | None
-    """Pairs per optimizer step (batch_size x grad_accum x world_size); None with max_tokens, where it varies."""
-    epochs: float
-    max_steps: int | None
-    max_train_samples: int | None
-    max_eval_samples: int | None
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_targets: list[str]
-    max_source_len: int
-    max_target_len: int
-    bf16: bool
-    fp16: bool
-    precision: str
-    no_qlora: bool
-    qlora: bool
-    device_map: DeviceMap
-    device_map_requested: str
-    local_rank: int
-    seed: int
-    warmup_ratio: float
-    val_ratio: float
-    eval_steps: int
-    eval_chrf: bool
-    eval_chrf_samples: int
-    eval_num_beams: int
-    patience: int | None
-    save_steps: int
-    logging_steps: int
-    disable_tqdm: bool
-    overwrite: bool
-    label_smoothing: float = LABEL_SMOOTHING
-    weight_decay: float = WEIGHT_DECAY
-    max_grad_norm: float = MAX_GRAD_NORM
-    keep_checkpoints: int = KEEP_CHECKPOINTS
-    train_rows: int | None = None
-    eval_rows: int | None = None
-    train_publications: int | None = None
-    eval_publications: int | None = None
+    eval_steps: int = setting(1000, "Steps between evaluations.", at_least=1)
+    """Optimizer steps between evaluations of the validation loss (and after the last step)."""
+    eval_chrf: bool = setting(
+        False, "Also score chrF at every evaluation; the best evaluation is then the highest chrF."
+    )
+    """At every evaluation also translate a fixed sample of the validation split and score it with chrF (sacrebleu's
+    defaults, as `csas evaluate`); the best evaluation is then the highest chrF instead of the lowest loss."""
+    eval_chrf_samples: int = setting(
+        200, "Validation rows chrF translates (a seeded sample, the same every time).", at_least=1
+    )
+    """Validation rows chrF translates: a seeded sample chosen once, so every evaluation scores the same rows."""
+    eval_num_beams: int = setting(1, "Beam width of the chrF translations (1: greedy).", at_least=1)
+    """Beam width of the chrF translations (1: greedy, the cheapest)."""
+    patience: int | None = setting(
+        None, "Stop after N evaluations in a row without a new best (finishes normally).", at_least=1
+    )
+    """Stop after this many evaluations in a row without a new best; the run finishes normally. None: never."""
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir)
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
     @property
     def best_metric(self) -> str:
         """What the best evaluation is chosen by: the highest eval_chrf with --eval-chrf, else the lowest eval_loss."""
         return "eval_chrf" if self.eval_chrf else "eval_loss"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    def with_counts(self, **counts: int | None) -> "Plan":
-        return replace(self, **counts)
+@dataclass(frozen=True)
+class OutputSettings:
+    """The run directory: where, how often it is written, and what may be replaced."""
+
+    output_dir: Path = setting(Path("outputs"), "Output root; the run goes to OUTPUT_DIR/WHICH.", record=False)
+    """Output root; the run is written to <output_dir>/<which>, as finetune.py did (the plan records that folder)."""
+    run_name: str | None = setting(None, record=False)
+    """The run's folder under output_dir instead of <which> (csas sweep names its trials so); one folder name."""
+    save_steps: int = setting(1000, "Steps between checkpoints (last 3 kept).", at_least=1)
+    """Optimizer steps between checkpoints (the last 3 are kept)."""
+    logging_steps: int = setting(50, "Steps between logged losses.", at_least=1)
+    """Optimizer steps between logged training losses."""
+    disable_tqdm: bool = setting(False, "Plain log lines instead of a progress bar.")
+    """Plain log lines instead of a progress bar (batch jobs)."""
+    overwrite: bool = setting(False, "Replace a finished run in the output directory.", record=False)
+    """Allow replacing a finished run in the output directory."""
+    resume: str | None = setting(
+        None, "Continue from the newest checkpoint (auto) or from a checkpoint folder.", record=False
+    )
+    """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        check_bounds(self)
+        name = self.run_name
+        if name is not None and (name in ("", ".", "..") or Path(name).name != name):
+            raise SettingsError(f"run name must be one folder name, got {name!r}")
+        if self.resume is not None and self.overwrite:
+            raise SettingsError("--resume and --overwrite exclude each other: continue a run, or replace it")
+        if self.resume is not None and not self.resume.strip():
+            raise SettingsError("--resume needs auto or a checkpoint folder")
+
+
+GROUPS: Mapping[str, type] = {
+    "model": ModelSettings,
+    "corpus": CorpusSettings,
+    "training": TrainingSettings,
+    "lora": LoraSettings,
+    "evaluation": EvaluationSettings,
+    "output": OutputSettings,
+}
+"""The groups in the order they are built (and checked): an unknown --which is reported before anything else."""
+
+
+def group_of(name: str) -> str:
+    """The group holding the flat settings name `name` (TypeError for an unknown name: a bug, not a user error)."""
+    try:
+        return FIELD_GROUP[name]
+    except KeyError:
+        raise TypeError(f"unknown setting {name!r}") from None
+
+
+FIELD_GROUP = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}
+FIELDS = {f.name: f for cls in GROUPS.values() for f in fields(cls)}
+if len(FIELDS) != sum(len(fields(cls)) for cls in GROUPS.values()):  # pragma: no cover - a typo in this module
+    raise RuntimeError("settings names must be unique across the groups")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Every `csas finetune` option, with finetune.py's meaning and defaults, in six groups."""
+
+    model: ModelSettings
+    corpus: CorpusSettings = field(default_factory=CorpusSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+
+    def __post_init__(self) -> None:
+        check_token_budget(self.training.max_tokens, self.corpus.max_source_len, self.corpus.max_target_len)
+        if self.corpus.val_ratio == 0:
+            given = {"patience": self.evaluation.patience is not None, "eval_chrf": self.evaluation.eval_chrf}
+            for name, on in given.items():
+                if on:
+                    raise SettingsError(
+                        f"{flag(name)} needs evaluations, but --val-ratio 0 holds no rows out for them; "
+                        f"give --val-ratio a share such as 0.05, or drop {flag(name)}"
+                    )
+
+    @classmethod
+    def create(cls, **values: Any) -> "FinetuneSettings":
+        """Settings from flat names (`which` required), each given to its group; the groups check themselves."""
+        by_group: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+        for name, value in values.items():
+            by_group[group_of(name)][name] = value
+        return cls(**{group: GROUPS[group](**given) for group, given in by_group.items()})
+
+    def updated(self, **values: Any) -> "FinetuneSettings":
+        """A copy with the flat-named settings replaced, checked again."""
+        return FinetuneSettings.create(**{**self.flat(), **values})
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name."""
+        return {f.name: getattr(getattr(self, group), f.name) for group, cls in GROUPS.items() for f in fields(cls)}
+
+    @property
+    def which(self) -> str:
+        return self.model.which
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output.output_dir / (self.output.run_name or self.which)
+
+
+def settings_fields() -> Iterator[dataclasses.Field]:
+    """Every settings field, group by group."""
+    for cls in GROUPS.values():
+        yield from fields(cls)
+
+
+def table_values(key: str) -> dict[str, Any]:
+    """finetune_all.py's settings for one model: the shared constants and its table row, as flat settings names."""
+    values: dict[str, Any] = dict(FINETUNE_ALL_CONSTANTS)
+    values.update(dataclasses.asdict(FINETUNE_ALL_TABLE[key]))
+    return values
+
+
+def settings_from_table(key: str, **overrides: Any) -> FinetuneSettings:
+    """finetune_all.py's settings for one model: its table row plus the shared constants, then overrides."""
+    return FinetuneSettings.create(which=key, **{**table_values(key), **overrides})
+
+
+def shared_values(settings_for: Callable[[str], FinetuneSettings]) -> dict[str, Any]:
+    """The flat settings that `settings_for(key)` gives every registry key alike (what a command of several runs
+    shows as its defaults); a setting whose value differs between models (the batch size) is left out."""
+    values = [settings_for(key).flat() for key in MODEL_KEYS]
+    return {name: value for name, value in values[0].items() if all(v[name] == value for v in values)}
+
+
+# --- the plan --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the settings come to for this launch and this data."""
+
+    model_id: str
+    """The base: --model-id (a local snapshot made absolute) or the registry's hub id."""
+    family: str
+    source_langs: tuple[str, ...]
+    output_dir: str
+    """The run directory itself: <output_dir>/<run_name or which>."""
+    device_map: DeviceMap
+    device_map_requested: str
+    world_size: int
+    local_rank: int
+    precision: str
+    """fp32, bf16 or fp16 (bf16 wins over fp16)."""
+    global_batch: int | None
+    """Pairs per optimizer step (batch_size x grad_accum x world_size); None with max_tokens, where it varies."""
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    train_publications: int | None = None
+    eval_publications: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, resolved: the six settings groups and the Resolved record; --dry-run prints it and
+    run.json records it (`to_dict`)."""
+
+    model: ModelSettings
+    corpus: CorpusSettings
+    training: TrainingSettings
+    lora: LoraSettings
+    evaluation: EvaluationSettings
+    output: OutputSettings
+    resolved: Resolved
+
+    @property
+    def settings(self) -> FinetuneSettings:
+        return FinetuneSettings(**{group: getattr(self, group) for group in GROUPS})
+
+    @property
+    def which(self) -> str:
+        return self.model.which
+
+    @property
+    def model_id(self) -> str:
+        return self.resolved.model_id
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.resolved.output_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat record: every recorded setting by its flat name, the resolved fields, the fixed settings."""
+        record: dict[str, Any] = {}
+        for f in settings_fields():
+            if f.metadata.get("record", True):
+                record[f.name] = jsonable(getattr(getattr(self, FIELD_GROUP[f.name]), f.name))
+        record.update({k: jsonable(v) for k, v in dataclasses.asdict(self.resolved).items()})
+        record.update(FIXED)
+        return record
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: int = 0) -> Plan:
-    """Resolve settings against the registry and the launch environment (pure: no I/O)."""
+    """Resolve settings against the registry and the launch (pure: no I/O; prepare_run adds the row counts)."""
     spec = REGISTRY[settings.which]
-    qlora = not settings.no_qlora
-    requested = settings.device_map.strip()
-    return Plan(
-        which=settings.which,
+    training, lora = settings.training, settings.lora
+    requested = settings.model.device_map.strip()
+    resolved = Resolved(
+        model_id=settings.model.model_id or spec.hub_id,
         family=spec.family.name,
-        model_id=settings.model_id or spec.hub_id,
-        data=str(settings.data),
+        source_langs=tuple(spec.source_langs),
         output_dir=str(settings.run_dir),
-        source_langs=list(spec.source_langs),
-        learning_rate=settings.lr,
-        batch_size=settings.batch_size,
-        grad_accum=settings.grad_accum,
-        max_tokens=settings.max_tokens,
-        world_size=world_size,
-        global_batch=None if settings.max_tokens else settings.batch_size * settings.grad_accum * world_size,
-        epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        max_train_samples=settings.max_train_samples,
-        max_eval_samples=settings.max_eval_samples,
-        lora_r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        lora_targets=list(settings.lora_targets),
-        max_source_len=settings.max_source_len,
-        max_target_len=settings.max_target_len,
-        bf16=settings.bf16,
-        fp16=settings.fp16,
-        precision=settings.precision,
-        no_qlora=settings.no_qlora,
-        qlora=qlora,
         device_map=resolve_device_map(
-            qlora=qlora,
-            shardable=spec.family.shardable,
-            requested=requested,
-            world_size=world_size,
+            qlora=lora.qlora, shardable=spec.family.shardable, requested=requested, world_size=world_size,
             local_rank=local_rank,
-        ),
+        ),  # fmt: skip
         device_map_requested=requested,
+        world_size=world_size,
         local_rank=local_rank,
-        seed=settings.seed,
-        warmup_ratio=settings.warmup_ratio,
-        val_ratio=settings.val_ratio,
-        eval_steps=settings.eval_steps,
-        eval_chrf=settings.eval_chrf,
-        eval_chrf_samples=settings.eval_chrf_samples,
-        eval_num_beams=settings.eval_num_beams,
-        patience=settings.patience,
-        save_steps=settings.save_steps,
-        logging_steps=settings.logging_steps,
-        disable_tqdm=settings.disable_tqdm,
-        overwrite=settings.overwrite,
+        precision=training.precision,
+        global_batch=None if training.max_tokens else training.batch_size * training.grad_accum * world_size,
     )
+    return Plan(**{group: getattr(settings, group) for group in GROUPS}, resolved=resolved)
 
 
-def plan_fields() -> list[str]:
-    return [f.name for f in fields(Plan)]
+__all__ = [
+    "CorpusSettings", "EvaluationSettings", "FinetuneSettings", "GROUPS", "LoraSettings", "ModelSettings",
+    "OutputSettings", "Plan", "Resolved", "TrainingSettings", "build_plan", "check_token_budget", "flag",
+    "parse_lora_targets", "setting", "settings_from_table",
+]  # fmt: skip

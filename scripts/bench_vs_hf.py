@@ -15,7 +15,7 @@ are off (finetune.py's every-1000-steps would not fall in the timed steps anyway
 benchmark's precision for both engines (finetune.py loaded fp16 whenever --bf16 was absent: a defect, not a setting).
 For M2M100 the collator also builds the decoder inputs (see DecoderInputsFromLabels).
 
-What is measured (see also csas_cli/bench.py):
+What is measured (see also csas_cli/commands/bench.py):
 - samples/s: samples in the timed steps over their wall time (end of the last warm-up step to the end of the last
   timed step; on CUDA synchronised at both ends);
 - tokens/s: real (unpadded) source + target tokens per second; HF's random batches are not visible, so its count is
@@ -34,14 +34,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,24 +52,26 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from csas_cli.bench import (  # noqa: E402 - after the path set-up
+from csas_cli.commands.bench import (  # noqa: E402 - after the path set-up
+    BenchSettings,
+    Measurement,
+    device_name,
+    measure_csas,
+    use_device,
+)
+from csas_cli.commands.workloads import (  # noqa: E402
     PRESET_KEY,
     PRESETS,
     SYNTHETIC_PAIRS,
-    BenchSettings,
-    Measurement,
-    PeakMemory,
     Workload,
     architecture_dict,
-    device_name,
-    measure_csas,
     pair_tokens,
     prepare_workload,
     random_batch_padding,
-    release_memory,
-    use_device,
 )
+from csas_cli.data.batches import LengthGrouped  # noqa: E402
 from csas_cli.errors import CsasError  # noqa: E402
+from csas_cli.memory import PeakMemory, release_memory  # noqa: E402
 from csas_cli.registry import MODEL_KEYS, REGISTRY  # noqa: E402
 
 CPU_DEFAULTS = {"steps": 8, "warmup_steps": 2, "rounds": 3}
@@ -175,16 +175,17 @@ def measure_hf(
             return control
 
     peak = PeakMemory(device)
-    peak.start()
+    peak.start(release=True)
     tokenizer = AutoTokenizer.from_pretrained(workload.model_dir)
+    lora, training = settings.finetune.lora, settings.finetune.training
     model = AutoModelForSeq2SeqLM.from_pretrained(workload.model_dir, dtype=settings.weight_dtype)
     model.config.use_cache = False
     set_seed(seed)  # csas seeds right before LoRA too: both engines start from the same adapter weights
     model = get_peft_model(
         model,
         LoraConfig(
-            r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-            target_modules=list(settings.lora_targets), bias="none", task_type=TaskType.SEQ_2_SEQ_LM,
+            r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+            target_modules=list(lora.lora_targets), bias="none", task_type=TaskType.SEQ_2_SEQ_LM,
         ),
     )  # fmt: skip
     features = [
@@ -195,7 +196,7 @@ def measure_hf(
         output_dir=str(workdir / "runs" / f"hf-{round_index}"),
         per_device_train_batch_size=settings.micro_batch,
         gradient_accumulation_steps=settings.grad_accum,
-        learning_rate=settings.learning_rate,
+        learning_rate=training.learning_rate,
         max_steps=total,
         warmup_steps=0.03,
         lr_scheduler_type="linear",
@@ -204,7 +205,7 @@ def measure_hf(
         logging_steps=50,
         eval_strategy="no",
         save_strategy="no",
-        bf16=settings.bf16,
+        bf16=training.bf16,
         fp16=False,
         dataloader_num_workers=2,
         seed=seed,
@@ -228,7 +229,7 @@ def measure_hf(
     )
     trainer.remove_callback(PrinterCallback)  # its log lines would interleave with the report
     trainer.train()
-    peak_bytes = peak.read()
+    peak_bytes = peak.read().rise
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h and h.get("step") == total]
     del trainer, model
     release_memory(device)
@@ -270,50 +271,49 @@ class DecoderInputsFromLabels:
 # --- csas variants -------------------------------------------------------------------------------------------------
 
 
-def full_logits(recipe: Any) -> None:
-    """An `adapt` hook: the loss from the model's whole logits tensor, as before loss.py's sliced output layer."""
-    recipe.objective.fused = False
+class RandomOrder(LengthGrouped):
+    """`LengthGrouped` without the grouping: one epoch's batches in a seeded random order (what the length grouping
+    buys, measured against csas's own loop)."""
+
+    def epoch(self, lengths: Sequence[int], seed: int, epoch: int) -> list[list[int]]:
+        import random
+
+        order = list(range(len(lengths)))
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
 
-def compiled_trunk(recipe: Any) -> None:
-    """An `adapt` hook: the model's encoder-decoder trunk through torch.compile, shapes marked dynamic so that
+def compiled_trunk_loss(model: Any, smoothing: float, autocast_dtype: Any) -> Any:
+    """csas's loss with the model's encoder-decoder trunk through torch.compile, shapes marked dynamic so that
     length-varying batches do not each compile anew (the loss calls the trunk by its attribute)."""
     import torch
 
-    seq2seq = recipe.objective.seq2seq
+    from csas_cli.training.loss import TargetTokenLoss
+
+    objective = TargetTokenLoss(model, smoothing, autocast_dtype)
+    seq2seq = objective.seq2seq
     prefix = seq2seq.base_model_prefix
     setattr(seq2seq, prefix, torch.compile(getattr(seq2seq, prefix), dynamic=True))
+    return objective
 
 
-def random_order_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """`length_grouped_batches` without the grouping: one epoch's batches in a seeded random order (same signature),
-    so csas's own `optimizer_steps` walks them."""
-    import random
-
-    order = list(range(len(lengths)))
-    random.Random(f"{seed}:{epoch}").shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def csas_variant(variant: str):
-    """The context a csas measurement runs in, and its `adapt` hook, for one --csas-variant."""
-    from unittest import mock
-
+def engine_variant(variant: str, settings: BenchSettings) -> dict[str, Any]:
+    """The recipe's engine arguments for one --csas-variant (the recipe takes each as an argument)."""
     if variant == "random-batches":
-        return mock.patch("csas_cli.batches.length_grouped_batches", random_order_batches), None
-    if variant == "full-logits":
-        return contextlib.nullcontext(), full_logits
-    if variant == "compile":
-        return contextlib.nullcontext(), compiled_trunk
-    if variant == "cudnn-sdpa":
-        return mock.patch("csas_cli.modeling.attention_kernels", lambda device: contextlib.nullcontext()), None
-    if variant == "pad8":  # lengths rounded up to a multiple of 8: fewer distinct shapes for cuDNN or compile
+        return {"batching": RandomOrder(settings.micro_batch)}
+    if variant == "full-logits":  # the model's whole logits tensor, as before loss.py's sliced output layer
         from functools import partial
 
-        from csas_cli.batches import collate
+        from csas_cli.training.loss import TargetTokenLoss
 
-        return mock.patch("csas_cli.train.collate", partial(collate, pad_to_multiple_of=8)), None
-    return contextlib.nullcontext(), None
+        return {"loss": partial(TargetTokenLoss, sliced=False)}
+    if variant == "compile":
+        return {"loss": compiled_trunk_loss}
+    if variant == "cudnn-sdpa":
+        return {"cudnn_attention": True}
+    if variant == "pad8":  # lengths rounded up to a multiple of 8: fewer distinct shapes for cuDNN or compile
+        return {"pad_to_multiple_of": 8}
+    return {}
 
 
 # --- blocks and report ---------------------------------------------------------------------------------------------
@@ -337,7 +337,7 @@ def blocks(args: argparse.Namespace) -> list[list[str]]:
 def block_settings(args: argparse.Namespace, key: str, device: str, engine: str) -> BenchSettings:
     defaults = CUDA_DEFAULTS if device == "cuda" else CPU_DEFAULTS
     preset = (args.preset or "small") if args.which is None else None
-    settings = BenchSettings(
+    settings = BenchSettings.create(
         which=key, model_id=args.model_id, random_init=args.random_init, preset=preset, data=args.data,
         batch_size=args.batch_size, grad_accum=args.grad_accum,
         steps=args.steps if args.steps is not None else defaults["steps"],
@@ -346,7 +346,7 @@ def block_settings(args: argparse.Namespace, key: str, device: str, engine: str)
         num_pairs=args.num_pairs,
     )  # fmt: skip
     if engine == "csas" and args.csas_variant == "merged":
-        return replace(settings, batch_size=settings.micro_batch * settings.grad_accum, grad_accum=1)
+        return settings.updated(batch_size=settings.micro_batch * settings.grad_accum, grad_accum=1)
     return settings
 
 
@@ -396,11 +396,11 @@ def run(args: argparse.Namespace) -> int:
             workdir.mkdir()
             workload = prepare_workload(hf_settings, workdir, device)
             variant = args.csas_variant
-            s = hf_settings
+            s, lora = hf_settings, hf_settings.finetune.lora
             print(
                 f"\n== {', '.join(keys)}: {workload.description} ({workload.parameters / 1e6:.1f}M parameters); "
-                f"{s.precision}, LoRA r={s.lora_r} alpha={s.lora_alpha} dropout={s.lora_dropout} on "
-                f"{','.join(s.lora_targets)}; {s.micro_batch} x {s.grad_accum} samples per step; {workload.data} "
+                f"{s.precision}, LoRA r={lora.lora_r} alpha={lora.lora_alpha} dropout={lora.lora_dropout} on "
+                f"{','.join(lora.lora_targets)}; {s.micro_batch} x {s.grad_accum} samples per step; {workload.data} "
                 f"pairs ({len(workload.pairs)}); {rounds} rounds of {s.steps} steps after {s.warmup_steps} "
                 f"warm-up{'' if variant == 'as-is' else f'; csas variant: {variant}'}"
                 f"{'' if args.hf_variant == 'as-is' else f'; HF variant: {args.hf_variant}'}",
@@ -409,14 +409,12 @@ def run(args: argparse.Namespace) -> int:
             def measure(engine: str, r: int, settings: BenchSettings) -> Measurement:
                 if engine == "hf":
                     return measure_hf(settings, workload, workdir, device, r, args.hf_variant)
-                context, adapt = csas_variant(variant)
-                with context:
-                    return measure_csas(settings, workload, workdir, device, r, adapt=adapt)
+                return measure_csas(settings, workload, device, r, **engine_variant(variant, settings))
 
             # Kernel caches, lazy initialisation and the page cache are filled once per process: a short run of each
             # engine first, so that neither pays for them inside its first measurement.
             for engine, settings in (("csas", csas_settings), ("hf", hf_settings)):
-                measure(engine, rounds, replace(settings, steps=1, warmup_steps=1))  # its own seed and folder
+                measure(engine, rounds, settings.updated(steps=1, warmup_steps=1))  # its own seed and folder
             print("process warm-up: one short untimed run of each engine", flush=True)
             runs: dict[str, list[Measurement]] = {"csas": [], "hf": []}
             for r in range(rounds):

@@ -35,7 +35,7 @@ mkdir -p "$out"
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
     echo "nvidia-smi: not available"
-  python3 -c 'from csas_cli.outputs import library_versions; print(library_versions())'
+  python3 -c 'from csas_cli.files import library_versions; print(library_versions())'
 } >"$out/versions.txt"
 
 case $stage in

@@ -3,8 +3,8 @@
 
     python scripts/pretrain_tiny.py [--only BASE ...] [--steps N] [--retrain-spm]
 
-Each base is the architecture `csas_cli.tiny` builds (TINY_DIMS; the family's real config and tokenizer), trained
-from its seeded random initialisation with all parameters (full fine-tuning, AdamW, float32, CPU) on
+Each base is the architecture `csas_cli.commands.tiny` builds (TINY_DIMS; the family's real config and tokenizer),
+trained from its seeded random initialisation with all parameters (full fine-tuning, AdamW, float32, CPU) on
 csas_cli/assets/pretrain_pairs.jsonl: general English/French sentences about the subjects of the domain file
 sample_pairs.jsonl, from templates disjoint from the domain file's. Teacher forcing as csas trains: decoder inputs are
 the labels shifted right from config.decoder_start_token_id; the loss is label-smoothed cross-entropy (0.1), the
@@ -16,8 +16,8 @@ objective csas fine-tunes with; dropout PRETRAIN_DROPOUT (the shipped configs ha
     mbart50        mbart50_mmt_fr, mbart50_mmt_en   both directions, codes "en_XX"/"fr_XX"
 
 The weights are stored as float16 safetensors (`<base>.safetensors`, the tensors save_pretrained writes; tied and
-sinusoidal ones are rebuilt on load), which `csas_cli.tiny.build_tiny_model` loads as float32. The script prints each
-base's final training loss, its held-out losses on pretraining-style and on domain text, and a few greedy
+sinusoidal ones are rebuilt on load), which `csas_cli.commands.tiny.build_tiny_model` loads as float32. The script
+prints each base's final training loss, its held-out losses on pretraining-style and on domain text, and a few greedy
 translations. Seeded, so a rerun on the same machine and library versions retrains the same weights (other CPUs or
 versions may differ in the last bits, which is why the weights are committed rather than rebuilt).
 
@@ -43,8 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from csas_cli.registry import REGISTRY  # noqa: E402
-from csas_cli.tiny import (  # noqa: E402
+from csas_cli.commands.tiny import (  # noqa: E402
     PRETRAIN_DROPOUT,
     PRETRAIN_PAIRS,
     SAMPLE_PAIRS,
@@ -54,6 +53,7 @@ from csas_cli.tiny import (  # noqa: E402
     build_tiny_model,
     train_sentencepiece,
 )
+from csas_cli.registry import REGISTRY  # noqa: E402
 
 BASES = {"marian-en-fr": "opus_mt_en_fr", "marian-fr-en": "opus_mt_fr_en", "m2m100": "m2m100_418m",
          "mbart50": "mbart50_mmt_fr"}  # fmt: skip

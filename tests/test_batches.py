@@ -1,4 +1,4 @@
-"""Tests for csas_cli.batches: decoder inputs, length-grouped batch order, step planning, collation."""
+"""Tests for csas_cli.data.batches: decoder inputs, batching strategies, step planning, collation."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from collections import Counter
 import pytest
 import torch
 
-from csas_cli import batches as batches_mod
-from csas_cli.batches import (
+from csas_cli.data import batches as batches_mod
+from csas_cli.data.batches import (
     IGNORE_INDEX,
     POOL_BATCHES,
+    Batching,
+    LengthGrouped,
     StepPlan,
+    TokenBudget,
+    batching_for,
     collate,
     epoch_batch_counts,
-    epoch_batches,
+    epoch_fraction,
     fill_token_budget,
     length_grouped_batches,
     optimizer_steps,
@@ -24,9 +28,10 @@ from csas_cli.batches import (
     rank_share,
     shift_right,
     steps_for_epochs,
+    target_tokens,
     token_budget_batches,
 )
-from csas_cli.features import TokenizedPair
+from csas_cli.data.features import TokenizedPair
 
 
 def random_lengths(n: int, seed: int = 0, low: int = 1, high: int = 200) -> list[int]:
@@ -37,6 +42,12 @@ def random_lengths(n: int, seed: int = 0, low: int = 1, high: int = 200) -> list
 def padded_tokens(batches: list[list[int]], lengths: list[int]) -> int:
     """Tokens a batch order costs once every batch is padded to its longest row."""
     return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def fixed_plan(n: int, batch_size: int, accum: int, epochs: float, max_steps: int | None, world_size: int = 1):
+    """The step plan of `n` pairs in micro-batches of `batch_size` pairs."""
+    counts = epoch_batch_counts([1] * n, LengthGrouped(batch_size), 0, math.ceil(epochs))
+    return plan_steps(counts, accum, epochs, max_steps, world_size=world_size)
 
 
 # --- shift_right -----------------------------------------------------------------------------------------------
@@ -173,7 +184,7 @@ def test_batches_are_not_sorted_globally() -> None:
     ],
 )
 def test_plan_steps(n, batch, accum, epochs, max_steps, batches, per_epoch, total) -> None:
-    plan = plan_steps(n, batch, accum, epochs, max_steps)
+    plan = fixed_plan(n, batch, accum, epochs, max_steps)
     assert plan == StepPlan(batches, accum, total)
     assert plan.batches_per_epoch == batches
     assert plan.steps_per_epoch == per_epoch
@@ -184,7 +195,7 @@ def test_plan_steps(n, batch, accum, epochs, max_steps, batches, per_epoch, tota
 
 
 def all_steps(lengths, batch_size, accum, seed, total, start=0):
-    return list(optimizer_steps(lengths, batch_size, accum, seed, total, start))
+    return list(optimizer_steps(lengths, LengthGrouped(batch_size), accum, seed, total, start))
 
 
 @pytest.mark.parametrize(
@@ -193,7 +204,7 @@ def all_steps(lengths, batch_size, accum, seed, total, start=0):
 )
 def test_optimizer_steps_follow_the_plan(n: int, batch: int, accum: int, epochs: float) -> None:
     lengths = random_lengths(n, seed=n)
-    plan = plan_steps(n, batch, accum, epochs, None)
+    plan = fixed_plan(n, batch, accum, epochs, None)
     steps = all_steps(lengths, batch, accum, 42, plan.total_steps)
     assert [s for s, _, _ in steps] == list(range(1, plan.total_steps + 1))
     assert all(1 <= len(mbs) <= accum for _, _, mbs in steps)
@@ -254,7 +265,7 @@ def test_optimizer_steps_with_no_examples_terminates(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(batches_mod, "length_grouped_batches", guarded)
     try:
-        result = list(optimizer_steps([], 8, 2, 42, total_steps=1))
+        result = list(optimizer_steps([], LengthGrouped(8), 2, 42, total_steps=1))
     except ValueError:
         return
     assert result == []
@@ -347,21 +358,22 @@ def test_tokenized_pair_length_is_the_longer_side() -> None:
 def test_n_processes_step_like_one_process_with_n_times_the_accumulation(n, batch, accum, world, epochs) -> None:
     # The global batch is batch x grad_accum x world_size: the step plan and the batches of every step are those
     # of one process accumulating world_size times as many micro-batches.
-    plan = plan_steps(n, batch, accum, epochs, None, world_size=world)
-    single = plan_steps(n, batch, accum * world, epochs, None)
+    plan = fixed_plan(n, batch, accum, epochs, None, world_size=world)
+    single = fixed_plan(n, batch, accum * world, epochs, None)
     assert (plan.total_steps, plan.steps_per_epoch) == (single.total_steps, single.steps_per_epoch)
     assert plan.micro_batches_per_step == accum * world
     lengths = random_lengths(n, seed=n)
-    distributed = list(optimizer_steps(lengths, batch, accum, 42, plan.total_steps, world_size=world))
+    batching = LengthGrouped(batch)
+    distributed = list(optimizer_steps(lengths, batching, accum, 42, plan.total_steps, world_size=world))
     assert distributed == all_steps(lengths, batch, accum * world, 42, plan.total_steps)
-    resumed = list(optimizer_steps(lengths, batch, accum, 42, plan.total_steps, start_step=2, world_size=world))
+    resumed = list(optimizer_steps(lengths, batching, accum, 42, plan.total_steps, start_step=2, world_size=world))
     assert resumed == distributed[2:]
 
 
 def test_plan_steps_divides_an_epoch_among_processes() -> None:
-    assert plan_steps(100, 8, 2, 1.0, None, world_size=1).steps_per_epoch == 7  # 13 batches / 2
-    assert plan_steps(100, 8, 2, 1.0, None, world_size=2).steps_per_epoch == 4  # 13 batches / 4
-    assert plan_steps(100, 8, 2, 1.0, 9, world_size=2).total_steps == 9  # max_steps is a count of steps, as before
+    assert fixed_plan(100, 8, 2, 1.0, None, world_size=1).steps_per_epoch == 7  # 13 batches / 2
+    assert fixed_plan(100, 8, 2, 1.0, None, world_size=2).steps_per_epoch == 4  # 13 batches / 4
+    assert fixed_plan(100, 8, 2, 1.0, 9, world_size=2).total_steps == 9  # max_steps is a count of steps, as before
 
 
 @pytest.mark.parametrize("count,world", [(4, 2), (3, 2), (1, 2), (8, 4), (5, 3), (2, 1)])
@@ -421,35 +433,76 @@ def test_a_pair_longer_than_the_budget_gets_a_batch_of_its_own() -> None:
     assert [2] in batches and sorted(i for b in batches for i in b) == [0, 1, 2, 3]
 
 
-def test_epoch_batches_chooses_by_max_tokens() -> None:
+def test_batching_for_chooses_by_max_tokens() -> None:
     lengths = random_lengths(100, seed=4)
-    assert epoch_batches(lengths, 8, 42, 1) == length_grouped_batches(lengths, 8, 42, 1)
-    assert epoch_batches(lengths, 8, 42, 1, max_tokens=600) == token_budget_batches(lengths, 600, 42, 1)
+    assert batching_for(8, None) == LengthGrouped(8)
+    assert batching_for(8, 600) == TokenBudget(600)
+    assert batching_for(8, None).epoch(lengths, 42, 1) == length_grouped_batches(lengths, 8, 42, 1)
+    assert batching_for(8, 600).epoch(lengths, 42, 1) == token_budget_batches(lengths, 600, 42, 1)
+    assert batching_for(8, None).describe() == "8 pairs"
+    assert batching_for(8, 600).describe() == "up to 600 tokens"
+
+
+@pytest.mark.parametrize("batching", [LengthGrouped(7), TokenBudget(700)])
+def test_a_strategys_count_is_its_epochs_length(batching: Batching) -> None:
+    lengths = random_lengths(301, seed=8)
+    for epoch in range(3):
+        assert batching.count(lengths, 42, epoch) == len(batching.epoch(lengths, 42, epoch))
+
+
+@pytest.mark.parametrize("batching", [LengthGrouped(7), TokenBudget(700)])
+def test_validation_batches_are_sorted_by_length_and_cut_like_training(batching: Batching) -> None:
+    lengths = random_lengths(301, seed=8)
+    batches = batching.validation(lengths)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(301))
+    assert [lengths[i] for i in flat] == sorted(lengths)
+    assert batching.validation(list(lengths)) == batches  # the same at every evaluation
+    if isinstance(batching, LengthGrouped):
+        assert all(len(b) == 7 for b in batches[:-1])
+    else:
+        assert all(len(b) * max(lengths[i] for i in b) <= 700 for b in batches)
+        assert batches == fill_token_budget(flat, lengths, 700)
+
+
+def test_target_tokens_count_the_labels() -> None:
+    assert target_tokens(pairs()) == 2 + 4 + 1
+    assert target_tokens([]) == 0
+
+
+def test_epoch_fraction_is_how_far_into_its_epoch_a_step_is() -> None:
+    # Epochs of 10 and 6 micro-batches, 4 per step: 3 steps, then 2.
+    assert epoch_fraction(1, 0, [10, 6], 4) == pytest.approx(1 / 3)
+    assert epoch_fraction(3, 0, [10, 6], 4) == 1.0
+    assert epoch_fraction(4, 1, [10, 6], 4) == 0.5
+    assert epoch_fraction(5, 1, [10, 6], 4) == 1.0
 
 
 @pytest.mark.parametrize("start", [0, 1, 5, 11])
 def test_token_budget_steps_resume_and_split_like_fixed_batches(start: int) -> None:
     lengths = random_lengths(500, seed=11)
-    batches = epoch_batch_counts(lengths, 8, 42, 2, max_tokens=800)
-    assert batches[0] == len(epoch_batches(lengths, 8, 42, 0, max_tokens=800))
-    plan = plan_steps(500, 8, 2, 2.0, None, batch_counts=batches)
+    budget = TokenBudget(800)
+    batches = epoch_batch_counts(lengths, budget, 42, 2)
+    assert batches[0] == len(token_budget_batches(lengths, 800, 42, 0))
+    plan = plan_steps(batches, 2, 2.0, None)
     assert plan.steps_per_epoch == math.ceil(batches[0] / 2)
-    full = list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, max_tokens=800))
+    full = list(optimizer_steps(lengths, budget, 2, 42, plan.total_steps))
     assert [s for s, _, _ in full] == list(range(1, plan.total_steps + 1))
     assert all(len(mb) * max(lengths[i] for i in mb) <= 800 for _, _, mbs in full for mb in mbs)
-    assert list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, start, max_tokens=800)) == full[start:]
+    assert list(optimizer_steps(lengths, budget, 2, 42, plan.total_steps, start)) == full[start:]
     # Two processes with grad_accum 1 see the steps of one process with grad_accum 2.
-    assert list(optimizer_steps(lengths, 8, 1, 42, plan.total_steps, world_size=2, max_tokens=800)) == full
+    assert list(optimizer_steps(lengths, budget, 1, 42, plan.total_steps, world_size=2)) == full
 
 
 @pytest.mark.parametrize("n,batch,accum,epochs", [(100, 8, 2, 1.0), (100, 8, 2, 2.5), (37, 4, 3, 3.0), (5, 8, 4, 0.3)])
 def test_steps_for_epochs_counts_fixed_batches_as_plan_steps(n, batch, accum, epochs) -> None:
-    plan = plan_steps(n, batch, accum, epochs, None)
-    batches = epoch_batch_counts(random_lengths(n), batch, 42, math.ceil(epochs))
+    batches = epoch_batch_counts(random_lengths(n), LengthGrouped(batch), 42, math.ceil(epochs))
+    assert batches == [math.ceil(n / batch)] * math.ceil(epochs)
+    plan = plan_steps(batches, accum, epochs, None)
+    assert plan.total_steps == max(1, math.ceil(epochs * math.ceil(math.ceil(n / batch) / accum)))  # as HF counts
     counts = [math.ceil(b / accum) for b in batches]
     assert counts == [plan.steps_per_epoch] * math.ceil(epochs)
     assert steps_for_epochs(counts, epochs) == plan.total_steps
-    assert plan_steps(n, batch, accum, epochs, None, batch_counts=batches) == plan
 
 
 def test_steps_for_epochs_adds_each_epochs_own_count() -> None:
@@ -461,12 +514,12 @@ def test_steps_for_epochs_adds_each_epochs_own_count() -> None:
 def test_token_budget_epochs_end_where_their_batches_end() -> None:
     """Two epochs of token-budget batches whose counts differ: the plan ends on the last batch of the second."""
     lengths = random_lengths(700, seed=5)
-    batches = epoch_batch_counts(lengths, 8, 42, 2, max_tokens=900)
+    batches = epoch_batch_counts(lengths, TokenBudget(900), 42, 2)
     counts = [math.ceil(b / 2) for b in batches]
     assert counts[0] != counts[1]
-    plan = plan_steps(700, 8, 2, 2.0, None, batch_counts=batches)
+    plan = plan_steps(batches, 2, 2.0, None)
     assert plan.total_steps == steps_for_epochs(counts, 2.0)
-    steps = list(optimizer_steps(lengths, 8, 2, 42, plan.total_steps, max_tokens=900))
+    steps = list(optimizer_steps(lengths, TokenBudget(900), 2, 42, plan.total_steps))
     per_epoch = Counter(epoch for _, epoch, _ in steps)
     assert [per_epoch[0], per_epoch[1]] == counts
     last_epoch = [i for _, e, mbs in steps if e == 1 for mb in mbs for i in mb]

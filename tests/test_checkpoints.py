@@ -1,4 +1,4 @@
-"""Tests for csas_cli.checkpoints: step folder names, listing, atomic saves and rotation."""
+"""Tests for csas_cli.training.checkpoints: step folder names, listing, atomic saves and rotation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from csas_cli.checkpoints import (
+from csas_cli.errors import CsasError, OutputError
+from csas_cli.training.checkpoints import (
     BEST_RECORD,
     STATE_FILE,
     latest_checkpoint,
@@ -20,7 +21,6 @@ from csas_cli.checkpoints import (
     save_checkpoint,
     step_dir_name,
 )
-from csas_cli.errors import CsasError, OutputError
 
 
 class FakeAdapterModel(torch.nn.Module):
@@ -260,7 +260,8 @@ def test_a_full_disk_keeps_the_previous_best(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
     with pytest.raises(OutputError) as caught:
         save_best(best, model, {"step": 20, "metric": "eval_chrf", "value": 45.0})
-    assert "\n" not in str(caught.value) and "No space left" in str(caught.value) and "--resume auto" in str(caught.value)
+    message = str(caught.value)
+    assert "\n" not in message and "No space left" in message and "--resume auto" in message
     assert folder_bytes(best) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 

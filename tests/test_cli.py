@@ -13,24 +13,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import FINETUNE_ALL_SPEC, invoke, one_error_line
 
 from csas_cli import __version__
-from csas_cli.cli import app
 from csas_cli.registry import MODEL_KEYS, REGISTRY
-from tiny_runs import one_error_line
 
 TABLE_ORDER = ["m2m100_418m", "mbart50_mmt_fr", "mbart50_mmt_en", "opus_mt_en_fr", "opus_mt_fr_en"]
-TABLE = {
-    "m2m100_418m": (12, 2e-4),
-    "mbart50_mmt_fr": (8, 1.5e-4),
-    "mbart50_mmt_en": (8, 1.5e-4),
-    "opus_mt_en_fr": (16, 3e-4),
-    "opus_mt_fr_en": (16, 3e-4),
-}
+TABLE = FINETUNE_ALL_SPEC
 PLAN_KEYS = [
     "which", "model_id", "data", "output_dir", "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps",
-    "lora_r", "lora_alpha", "lora_dropout", "max_source_len", "max_target_len", "bf16", "fp16", "no_qlora",
+    "lora_r", "lora_alpha", "lora_dropout", "max_source_len", "max_target_len", "bf16", "fp16", "qlora",
     "device_map", "seed", "warmup_ratio", "val_ratio", "eval_steps", "save_steps", "logging_steps", "train_rows",
     "eval_rows",
 ]  # fmt: skip
@@ -42,11 +34,6 @@ def no_launcher_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests run as a single process, whatever the shell that started pytest exported."""
     for name in ("WORLD_SIZE", "LOCAL_RANK", "RANK"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
 
 
 def write_data(path: Path, n_en: int = 5, n_fr: int = 5) -> Path:
@@ -65,10 +52,6 @@ def write_data(path: Path, n_en: int = 5, n_fr: int = 5) -> Path:
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     return write_data(tmp_path / "pairs.jsonl")
-
-
-def invoke(runner: CliRunner, args: list[str], env: dict | None = None):
-    return runner.invoke(app, args, env=env)
 
 
 def ok_json(result) -> object:
@@ -132,7 +115,7 @@ def expected_nondefault(data: Path, out: Path) -> dict:
         "max_target_len": 64,
         "bf16": True,
         "fp16": True,
-        "no_qlora": True,
+        "qlora": False,
         "device_map": "cpu",
         "seed": 7,
         "warmup_ratio": 0.1,
@@ -146,11 +129,11 @@ def expected_nondefault(data: Path, out: Path) -> dict:
 
 
 @pytest.mark.parametrize("underscore", [True, False], ids=["underscore", "dashed"])
-def test_every_finetune_flag_reaches_the_plan(runner: CliRunner, data: Path, tmp_path: Path, underscore: bool) -> None:
+def test_every_finetune_flag_reaches_the_plan(data: Path, tmp_path: Path, underscore: bool) -> None:
     out = tmp_path / "runs"
     args = nondefault_args(data, out, underscore)
     assert sum(a.startswith("--") for a in args) == 25  # 24 finetune.py flags + --dry-run
-    plan = ok_json(invoke(runner, args))
+    plan = ok_json(invoke(*args))
     want = expected_nondefault(data, out)
     assert set(PLAN_KEYS) <= set(plan)
     assert {k: plan[k] for k in PLAN_KEYS} == want
@@ -162,8 +145,8 @@ def test_every_finetune_flag_reaches_the_plan(runner: CliRunner, data: Path, tmp
     assert not out.exists(), "--dry-run writes nothing"
 
 
-def test_every_flag_value_differs_from_its_default(runner: CliRunner, data: Path, tmp_path: Path) -> None:
-    defaults = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"]))
+def test_every_flag_value_differs_from_its_default(data: Path, tmp_path: Path) -> None:
+    defaults = ok_json(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"]))
     want = expected_nondefault(data, tmp_path / "runs")
     for key in PLAN_KEYS:
         if key in ("which", "model_id", "data", "train_rows", "eval_rows"):
@@ -171,8 +154,8 @@ def test_every_flag_value_differs_from_its_default(runner: CliRunner, data: Path
         assert defaults[key] != want[key], key
 
 
-def test_finetune_defaults_in_the_plan(runner: CliRunner, data: Path) -> None:
-    plan = ok_json(invoke(runner, ["finetune", "--which", "mbart50_mmt_fr", "--data", str(data), "--dry-run"]))
+def test_finetune_defaults_in_the_plan(data: Path) -> None:
+    plan = ok_json(invoke(*["finetune", "--which", "mbart50_mmt_fr", "--data", str(data), "--dry-run"]))
     assert {k: plan[k] for k in PLAN_KEYS} == {
         "which": "mbart50_mmt_fr",
         "model_id": "facebook/mbart-large-50-many-to-many-mmt",
@@ -190,7 +173,7 @@ def test_finetune_defaults_in_the_plan(runner: CliRunner, data: Path) -> None:
         "max_target_len": 512,
         "bf16": False,
         "fp16": False,
-        "no_qlora": False,
+        "qlora": True,
         "device_map": "auto",
         "seed": 42,
         "warmup_ratio": 0.03,
@@ -209,15 +192,15 @@ def test_finetune_defaults_in_the_plan(runner: CliRunner, data: Path) -> None:
 @pytest.mark.parametrize(
     "which,train,evaluation", [("m2m100_418m", 9, 1), ("mbart50_mmt_en", 4, 1), ("opus_mt_en_fr", 4, 1)]
 )
-def test_rows_follow_the_model_direction(runner: CliRunner, data: Path, which: str, train: int, evaluation: int) -> None:
-    plan = ok_json(invoke(runner, ["finetune", "--which", which, "--data", str(data), "--dry-run"]))
+def test_rows_follow_the_model_direction(data: Path, which: str, train: int, evaluation: int) -> None:
+    plan = ok_json(invoke(*["finetune", "--which", which, "--data", str(data), "--dry-run"]))
     assert (plan["train_rows"], plan["eval_rows"]) == (train, evaluation)
 
 
 @pytest.mark.parametrize("spelling", ["--model-id", "--model_id"])
-def test_model_id_in_plan(runner: CliRunner, data: Path, tmp_path: Path, spelling: str) -> None:
+def test_model_id_in_plan(data: Path, tmp_path: Path, spelling: str) -> None:
     args = ["finetune", "--which", "opus_mt_fr_en", "--data", str(data), spelling, str(tmp_path / "snap"), "--dry-run"]
-    plan = ok_json(invoke(runner, args))
+    plan = ok_json(invoke(*args))
     assert plan["model_id"] == str(tmp_path / "snap")
 
 
@@ -230,27 +213,27 @@ def test_model_id_in_plan(runner: CliRunner, data: Path, tmp_path: Path, spellin
     ],
 )
 @pytest.mark.parametrize("spelling", ["--lora-targets", "--lora_targets"])
-def test_lora_targets_in_plan(runner: CliRunner, data: Path, spelling: str, value: str, want: list[str]) -> None:
-    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, value,
+def test_lora_targets_in_plan(data: Path, spelling: str, value: str, want: list[str]) -> None:
+    plan = ok_json(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, value,
                                    "--dry-run"]))
     assert plan["lora_targets"] == want
 
 
 def test_a_local_model_id_is_recorded_absolute_and_a_hub_id_as_given(
-    runner: CliRunner, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "models" / "opus").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     args = ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--dry-run", "--model-id"]
-    assert ok_json(invoke(runner, [*args, "models/opus"]))["model_id"] == str(tmp_path / "models" / "opus")
-    assert ok_json(invoke(runner, [*args, "Helsinki-NLP/opus-mt-en-fr"]))["model_id"] == "Helsinki-NLP/opus-mt-en-fr"
+    assert ok_json(invoke(*[*args, "models/opus"]))["model_id"] == str(tmp_path / "models" / "opus")
+    assert ok_json(invoke(*[*args, "Helsinki-NLP/opus-mt-en-fr"]))["model_id"] == "Helsinki-NLP/opus-mt-en-fr"
 
 
-def test_dry_run_reports_a_finished_output_without_refusing(runner: CliRunner, data: Path, tmp_path: Path) -> None:
+def test_dry_run_reports_a_finished_output_without_refusing(data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "o" / "opus_mt_en_fr"
     run_dir.mkdir(parents=True)
     (run_dir / "finished.json").write_text('{"status": "ok"}\n')
-    plan = ok_json(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data),
+    plan = ok_json(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(data),
                                    "--output-dir", str(tmp_path / "o"), "--dry-run"]))
     assert plan["output_state"] == "finished"
     assert (run_dir / "finished.json").read_text() == '{"status": "ok"}\n'
@@ -288,33 +271,33 @@ def test_dry_run_reports_a_finished_output_without_refusing(runner: CliRunner, d
     ],
 )
 def test_device_map_table_through_dry_run(
-    runner: CliRunner, data: Path, which: str, extra: list[str], env: dict, want: object
+    data: Path, which: str, extra: list[str], env: dict, want: object
 ) -> None:
-    plan = ok_json(invoke(runner, ["finetune", "--which", which, "--data", str(data), *extra, "--dry-run"], env=env))
+    plan = ok_json(invoke(*["finetune", "--which", which, "--data", str(data), *extra, "--dry-run"], env=env))
     assert plan["device_map"] == want
     assert plan["world_size"] == int(env.get("WORLD_SIZE", "1"))
     assert plan["local_rank"] == int(env.get("LOCAL_RANK", "0"))
 
 
-def test_distributed_global_batch(runner: CliRunner, data: Path) -> None:
-    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--batch-size", "4",
+def test_distributed_global_batch(data: Path) -> None:
+    plan = ok_json(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), "--batch-size", "4",
                                    "--dry-run"], env={"WORLD_SIZE": "4", "LOCAL_RANK": "0"}))
     assert plan["global_batch"] == 4 * 2 * 4
 
 
 @pytest.mark.parametrize("spelling", ["--max-tokens", "--max_tokens"])
-def test_max_tokens_in_the_plan(runner: CliRunner, data: Path, spelling: str) -> None:
-    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, "4096",
+def test_max_tokens_in_the_plan(data: Path, spelling: str) -> None:
+    plan = ok_json(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, "4096",
                                    "--dry-run"]))
     assert plan["max_tokens"] == 4096 and plan["global_batch"] is None
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, "300",
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), spelling, "300",
                                           "--dry-run"]))
     assert "--max-tokens 300" in line and "--max-source-len 512" in line
 
 
 @pytest.mark.parametrize("env,name", [({"WORLD_SIZE": "two"}, "WORLD_SIZE"), ({"LOCAL_RANK": "-1"}, "LOCAL_RANK")])
-def test_bad_launcher_env_is_one_line(runner: CliRunner, data: Path, env: dict, name: str) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"],
+def test_bad_launcher_env_is_one_line(data: Path, env: dict, name: str) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"],
                                  env=env))
     assert name in line
 
@@ -322,15 +305,15 @@ def test_bad_launcher_env_is_one_line(runner: CliRunner, data: Path, env: dict, 
 # --- finetune-all --dry-run -------------------------------------------------------------------------------------
 
 
-def all_plans(runner: CliRunner, data: Path, *extra: str, env: dict | None = None) -> list[dict]:
-    plans = ok_json(invoke(runner, ["finetune-all", "--data", str(data), *extra, "--dry-run"], env=env))
+def all_plans(data: Path, *extra: str, env: dict | None = None) -> list[dict]:
+    plans = ok_json(invoke(*["finetune-all", "--data", str(data), *extra, "--dry-run"], env=env))
     assert isinstance(plans, list)
     return plans
 
 
-def test_finetune_all_dry_run_is_the_table(runner: CliRunner, data: Path, tmp_path: Path) -> None:
+def test_finetune_all_dry_run_is_the_table(data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    plans = all_plans(runner, data, "--output-dir", str(root))
+    plans = all_plans(data, "--output-dir", str(root))
     assert [p["which"] for p in plans] == TABLE_ORDER == list(MODEL_KEYS)
     for plan in plans:
         key = plan["which"]
@@ -340,7 +323,7 @@ def test_finetune_all_dry_run_is_the_table(runner: CliRunner, data: Path, tmp_pa
         assert (plan["lora_r"], plan["lora_alpha"], plan["lora_dropout"]) == (32, 64, 0.05), key
         assert (plan["save_steps"], plan["eval_steps"]) == (1000, 1000), key
         assert plan["bf16"] is True and plan["fp16"] is False and plan["precision"] == "bf16"
-        assert plan["no_qlora"] is True and plan["qlora"] is False
+        assert plan["qlora"] is False
         assert plan["epochs"] == 1.0 and plan["max_steps"] is None
         assert plan["grad_accum"] == 2
         assert plan["logging_steps"] == 50
@@ -358,32 +341,32 @@ def test_finetune_all_dry_run_is_the_table(runner: CliRunner, data: Path, tmp_pa
     assert not root.exists()
 
 
-def test_finetune_all_default_output_root(runner: CliRunner, data: Path) -> None:
-    plans = all_plans(runner, data)
+def test_finetune_all_default_output_root(data: Path) -> None:
+    plans = all_plans(data)
     assert [p["output_dir"] for p in plans] == [str(Path("outputs") / k) for k in TABLE_ORDER]
 
 
-def test_finetune_all_distributed_device_map(runner: CliRunner, data: Path) -> None:
+def test_finetune_all_distributed_device_map(data: Path) -> None:
     # Plain LoRA (finetune_all's constant) under torchrun: every rank holds a whole copy, no map.
-    plans = all_plans(runner, data, env={"WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    plans = all_plans(data, env={"WORLD_SIZE": "2", "LOCAL_RANK": "1"})
     assert [p["device_map"] for p in plans] == [None] * 5
 
 
-def test_finetune_all_max_steps(runner: CliRunner, data: Path) -> None:
-    plans = all_plans(runner, data, "--max_steps", "25")
+def test_finetune_all_max_steps(data: Path) -> None:
+    plans = all_plans(data, "--max_steps", "25")
     assert [p["max_steps"] for p in plans] == [25] * 5
 
 
-def test_finetune_all_max_tokens(runner: CliRunner, data: Path) -> None:
-    plans = all_plans(runner, data, "--max-tokens", "2048")
+def test_finetune_all_max_tokens(data: Path) -> None:
+    plans = all_plans(data, "--max-tokens", "2048")
     assert [(p["max_tokens"], p["global_batch"]) for p in plans] == [(2048, None)] * 5
 
 
-def test_finetune_all_evaluation_flags(runner: CliRunner, tmp_path: Path) -> None:
+def test_finetune_all_evaluation_flags(tmp_path: Path) -> None:
     data = write_data(tmp_path / "pairs.jsonl", n_en=40, n_fr=40)  # enough publications for a validation split
-    plans = all_plans(runner, data, "--eval-chrf", "--eval_chrf_samples", "50", "--patience", "3")
+    plans = all_plans(data, "--eval-chrf", "--eval_chrf_samples", "50", "--patience", "3")
     assert [(p["eval_chrf"], p["eval_chrf_samples"], p["patience"]) for p in plans] == [(True, 50, 3)] * 5
-    defaults = all_plans(runner, data)
+    defaults = all_plans(data)
     assert [(p["eval_chrf"], p["eval_chrf_samples"], p["patience"]) for p in defaults] == [(False, 200, None)] * 5
 
 
@@ -400,8 +383,8 @@ def test_finetune_all_evaluation_flags(runner: CliRunner, tmp_path: Path) -> Non
         (["--only", "mbart50_mmt_fr,mbart50_mmt_en", "--skip", "mbart50_mmt_en"], ["mbart50_mmt_fr"]),
     ],
 )
-def test_finetune_all_only_skip(runner: CliRunner, data: Path, args: list[str], want: list[str]) -> None:
-    assert [p["which"] for p in all_plans(runner, data, *args)] == want
+def test_finetune_all_only_skip(data: Path, args: list[str], want: list[str]) -> None:
+    assert [p["which"] for p in all_plans(data, *args)] == want
 
 
 @pytest.mark.parametrize(
@@ -413,24 +396,24 @@ def test_finetune_all_only_skip(runner: CliRunner, data: Path, args: list[str], 
         (["--only", "m2m100_418m", "--skip", "m2m100_418m"], "--only/--skip"),
     ],
 )
-def test_finetune_all_unknown_keys_refused(runner: CliRunner, data: Path, args: list[str], flag: str) -> None:
-    line = one_error_line(invoke(runner, ["finetune-all", "--data", str(data), *args, "--dry-run"]))
+def test_finetune_all_unknown_keys_refused(data: Path, args: list[str], flag: str) -> None:
+    line = one_error_line(invoke(*["finetune-all", "--data", str(data), *args, "--dry-run"]))
     assert flag in line
 
 
-def test_finetune_all_unknown_key_is_named(runner: CliRunner, data: Path) -> None:
-    line = one_error_line(invoke(runner, ["finetune-all", "--data", str(data), "--only", "m2m100_418m,bogus_key",
+def test_finetune_all_unknown_key_is_named(data: Path) -> None:
+    line = one_error_line(invoke(*["finetune-all", "--data", str(data), "--only", "m2m100_418m,bogus_key",
                                           "--dry-run"]))
     assert "bogus_key" in line
 
 
 @pytest.mark.parametrize("spelling", ["--model-root", "--model_root"])
-def test_finetune_all_model_root(runner: CliRunner, data: Path, tmp_path: Path, spelling: str) -> None:
+def test_finetune_all_model_root(data: Path, tmp_path: Path, spelling: str) -> None:
     root = tmp_path / "models"
     (root / "opus_mt_en_fr").mkdir(parents=True)
     (root / "mbart50_mmt_en").mkdir()
     (root / "m2m100_418m").write_text("not a directory")
-    plans = {p["which"]: p for p in all_plans(runner, data, spelling, str(root))}
+    plans = {p["which"]: p for p in all_plans(data, spelling, str(root))}
     assert plans["opus_mt_en_fr"]["model_id"] == str(root / "opus_mt_en_fr")
     assert plans["mbart50_mmt_en"]["model_id"] == str(root / "mbart50_mmt_en")
     assert plans["m2m100_418m"]["model_id"] == "facebook/m2m100_418M"
@@ -438,61 +421,61 @@ def test_finetune_all_model_root(runner: CliRunner, data: Path, tmp_path: Path, 
     assert plans["opus_mt_fr_en"]["model_id"] == "Helsinki-NLP/opus-mt-tc-big-fr-en"
 
 
-def test_finetune_all_model_root_must_exist(runner: CliRunner, data: Path, tmp_path: Path) -> None:
-    line = one_error_line(invoke(runner, ["finetune-all", "--data", str(data), "--model-root", str(tmp_path / "nope"),
+def test_finetune_all_model_root_must_exist(data: Path, tmp_path: Path) -> None:
+    line = one_error_line(invoke(*["finetune-all", "--data", str(data), "--model-root", str(tmp_path / "nope"),
                                           "--dry-run"]))
     assert "--model-root" in line and str(tmp_path / "nope") in line
 
 
-def test_finetune_all_missing_data(runner: CliRunner, tmp_path: Path) -> None:
+def test_finetune_all_missing_data(tmp_path: Path) -> None:
     missing = tmp_path / "missing.jsonl"
-    line = one_error_line(invoke(runner, ["finetune-all", "--data", str(missing), "--dry-run"]))
+    line = one_error_line(invoke(*["finetune-all", "--data", str(missing), "--dry-run"]))
     assert f"{missing}: file not found" in line
 
 
-def test_finetune_all_needs_rows_for_every_model(runner: CliRunner, tmp_path: Path) -> None:
+def test_finetune_all_needs_rows_for_every_model(tmp_path: Path) -> None:
     only_en = write_data(tmp_path / "en.jsonl", n_en=4, n_fr=0)
-    result = invoke(runner, ["finetune-all", "--data", str(only_en), "--dry-run"])
+    result = invoke(*["finetune-all", "--data", str(only_en), "--dry-run"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert [line.split(":")[2].strip() for line in lines] == ["mbart50_mmt_en", "opus_mt_fr_en"]
     assert all(line.startswith("csas: error: ") and str(only_en) in line and "source_lang fr" in line for line in lines)
     records = json.loads(result.stdout)  # the plans that could be made are still printed, in the table's order
     assert [r["which"] for r in records] == list(MODEL_KEYS) and [("error" in r) for r in records] == [False, False, True, False, True]
-    plans = all_plans(runner, only_en, "--only", "m2m100_418m,mbart50_mmt_fr,opus_mt_en_fr")
+    plans = all_plans(only_en, "--only", "m2m100_418m,mbart50_mmt_fr,opus_mt_en_fr")
     assert [p["train_rows"] + p["eval_rows"] for p in plans] == [4, 4, 4]
 
 
 # --- user errors: one line, no traceback -----------------------------------------------------------------------
 
 
-def test_missing_data_file(runner: CliRunner, tmp_path: Path) -> None:
+def test_missing_data_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
-    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(missing), "--dry-run"]))
+    line = one_error_line(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(missing), "--dry-run"]))
     assert line == f"csas: error: {missing}: file not found"
 
 
-def test_broken_json_line(runner: CliRunner, tmp_path: Path) -> None:
+def test_broken_json_line(tmp_path: Path) -> None:
     path = write_data(tmp_path / "d.jsonl", 2, 0)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write('{"source": "a", "target": \n')
-    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(path), "--dry-run"]))
+    line = one_error_line(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(path), "--dry-run"]))
     assert line.startswith(f"csas: error: {path}:3: invalid JSON")
 
 
-def test_broken_json_line_without_dry_run(runner: CliRunner, tmp_path: Path) -> None:
+def test_broken_json_line_without_dry_run(tmp_path: Path) -> None:
     # The data is validated before anything is loaded, so a real run fails the same way (and writes nothing).
     path = tmp_path / "d.jsonl"
     path.write_text('{"source": "a", "target": "b", "source_lang": "en"}\nnot json\n', encoding="utf-8")
     out = tmp_path / "out"
-    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(path),
+    line = one_error_line(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(path),
                                           "--output-dir", str(out)]))
     assert line.startswith(f"csas: error: {path}:2: invalid JSON")
     assert not (out / "opus_mt_en_fr" / "run.json").exists()
 
 
-def test_unknown_which(runner: CliRunner, data: Path) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_de_en", "--data", str(data), "--dry-run"]))
+def test_unknown_which(data: Path) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "opus_mt_de_en", "--data", str(data), "--dry-run"]))
     assert line.startswith("csas: error: --which: unknown model 'opus_mt_de_en'")
     for key in MODEL_KEYS:
         assert key in line
@@ -524,29 +507,29 @@ def test_unknown_which(runner: CliRunner, data: Path) -> None:
         (["--lora_targets", "q_proj;v_proj"], "--lora-targets"),
     ],
 )
-def test_bad_flag_values(runner: CliRunner, data: Path, args: list[str], flag: str) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), *args,
+def test_bad_flag_values(data: Path, args: list[str], flag: str) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), *args,
                                           "--dry-run"]))
     assert line.startswith(f"csas: error: {flag}"), line
 
 
-def test_bad_flag_refused_before_data_is_read(runner: CliRunner, tmp_path: Path) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(tmp_path / "x.jsonl"),
+def test_bad_flag_refused_before_data_is_read(tmp_path: Path) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(tmp_path / "x.jsonl"),
                                           "--batch-size", "0", "--dry-run"]))
     assert "--batch-size" in line
 
 
-def test_refuses_finished_run_before_loading(runner: CliRunner, data: Path, tmp_path: Path) -> None:
+def test_refuses_finished_run_before_loading(data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "o" / "opus_mt_en_fr"
     run_dir.mkdir(parents=True)
     (run_dir / "finished.json").write_text('{"status": "ok"}\n')
-    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data),
+    line = one_error_line(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(data),
                                           "--output_dir", str(tmp_path / "o")]))
     assert "--output-dir" in line and str(run_dir) in line and "--overwrite" in line
 
 
-def test_missing_which_is_a_usage_error_without_traceback(runner: CliRunner, data: Path) -> None:
-    result = invoke(runner, ["finetune", "--data", str(data), "--dry-run"])
+def test_missing_which_is_a_usage_error_without_traceback(data: Path) -> None:
+    result = invoke(*["finetune", "--data", str(data), "--dry-run"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "--which" in result.stderr
@@ -555,8 +538,8 @@ def test_missing_which_is_a_usage_error_without_traceback(runner: CliRunner, dat
 # --- models, version ---------------------------------------------------------------------------------------------
 
 
-def test_models_json(runner: CliRunner) -> None:
-    rows = ok_json(invoke(runner, ["models", "--json"]))
+def test_models_json() -> None:
+    rows = ok_json(invoke(*["models", "--json"]))
     assert [r["key"] for r in rows] == TABLE_ORDER
     assert [r["index"] for r in rows] == list(range(5))
     for r in rows:
@@ -569,21 +552,21 @@ def test_models_json(runner: CliRunner) -> None:
     assert rows[3]["hub_id"] == "Helsinki-NLP/opus-mt-tc-big-en-fr"
 
 
-def test_models_table(runner: CliRunner) -> None:
-    result = invoke(runner, ["models"], env={"COLUMNS": "200"})
+def test_models_table() -> None:
+    result = invoke(*["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for key in TABLE_ORDER:
         assert key in result.stdout
 
 
-def test_version(runner: CliRunner) -> None:
-    result = invoke(runner, ["--version"])
+def test_version() -> None:
+    result = invoke(*["--version"])
     assert result.exit_code == 0
     assert result.stdout == f"csas {__version__}\n"
 
 
-def test_no_args_shows_help(runner: CliRunner) -> None:
-    result = invoke(runner, [])
+def test_no_args_shows_help() -> None:
+    result = invoke(*[])
     assert "finetune-all" in result.output and "Traceback" not in result.output
 
 
@@ -649,27 +632,27 @@ def test_console_script_dry_run_with_torchrun_env(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", ["-1", "4294967296"])
-def test_seed_out_of_range_is_a_flag_error(runner: CliRunner, data: Path, seed: str) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--seed", seed,
+def test_seed_out_of_range_is_a_flag_error(data: Path, seed: str) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), "--seed", seed,
                                           "--dry-run"]))
     assert line.startswith("csas: error: --seed")
 
 
 @pytest.mark.parametrize("dashed", [True, False], ids=["dashed", "underscore"])
-def test_finetune_sample_caps_reach_the_plan(runner: CliRunner, tmp_path: Path, dashed: bool) -> None:
+def test_finetune_sample_caps_reach_the_plan(tmp_path: Path, dashed: bool) -> None:
     data = write_data(tmp_path / "d.jsonl", n_en=20, n_fr=0)
     names = ("--max-train-samples", "--max-eval-samples") if dashed else ("--max_train_samples", "--max_eval_samples")
-    plan = ok_json(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--val-ratio", "0.25",
+    plan = ok_json(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--val-ratio", "0.25",
                                    names[0], "6", names[1], "2", "--dry-run"]))  # fmt: skip
     assert (plan["max_train_samples"], plan["max_eval_samples"]) == (6, 2)
     assert (plan["train_rows"], plan["eval_rows"]) == (6, 2)
-    plan = ok_json(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--dry-run"]))
+    plan = ok_json(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--dry-run"]))
     assert (plan["max_train_samples"], plan["max_eval_samples"]) == (None, None)
     assert plan["train_rows"] + plan["eval_rows"] == 20
 
 
-def test_finetune_sample_cap_zero_is_a_flag_error(runner: CliRunner, data: Path) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data),
+def test_finetune_sample_cap_zero_is_a_flag_error(data: Path) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data),
                                           "--max-train-samples", "0", "--dry-run"]))  # fmt: skip
     assert line.startswith("csas: error: --max-train-samples must be at least 1, got 0")
 
@@ -678,13 +661,13 @@ def test_finetune_sample_cap_zero_is_a_flag_error(runner: CliRunner, data: Path)
 
 
 @pytest.mark.parametrize("underscore", [True, False], ids=["underscore", "dashed"])
-def test_evaluation_flags_reach_the_plan(runner: CliRunner, data: Path, underscore: bool) -> None:
+def test_evaluation_flags_reach_the_plan(data: Path, underscore: bool) -> None:
     names = ["--eval_chrf", "--eval_chrf_samples", "--eval_num_beams"] if underscore else \
         ["--eval-chrf", "--eval-chrf-samples", "--eval-num-beams"]  # fmt: skip
-    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), names[0], names[1], "50",
+    plan = ok_json(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), names[0], names[1], "50",
                                    names[2], "3", "--patience", "4", "--dry-run"]))  # fmt: skip
     assert (plan["eval_chrf"], plan["eval_chrf_samples"], plan["eval_num_beams"], plan["patience"]) == (True, 50, 3, 4)
-    plan = ok_json(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"]))
+    plan = ok_json(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), "--dry-run"]))
     assert (plan["eval_chrf"], plan["eval_chrf_samples"], plan["eval_num_beams"], plan["patience"]) == (
         False, 200, 1, None
     )
@@ -700,16 +683,16 @@ def test_evaluation_flags_reach_the_plan(runner: CliRunner, data: Path, undersco
         (["--eval-chrf", "--val-ratio", "0"], "--eval-chrf needs evaluations, but --val-ratio 0"),
     ],
 )
-def test_bad_evaluation_flags_are_one_line(runner: CliRunner, data: Path, args: list[str], message: str) -> None:
-    line = one_error_line(invoke(runner, ["finetune", "--which", "m2m100_418m", "--data", str(data), *args,
+def test_bad_evaluation_flags_are_one_line(data: Path, args: list[str], message: str) -> None:
+    line = one_error_line(invoke(*["finetune", "--which", "m2m100_418m", "--data", str(data), *args,
                                           "--dry-run"]))  # fmt: skip
     assert line.startswith(f"csas: error: {message}"), line
 
 
-def test_patience_with_an_empty_validation_split_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+def test_patience_with_an_empty_validation_split_is_one_line(tmp_path: Path) -> None:
     rows = [{"source": f"Stock {i}", "target": f"Stock {i}", "source_lang": "en", "pub_number": "one"} for i in range(6)]
     data = tmp_path / "one-publication.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    line = one_error_line(invoke(runner, ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--patience",
+    line = one_error_line(invoke(*["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--patience",
                                           "2", "--dry-run"]))  # fmt: skip
     assert line.startswith("csas: error: --patience needs evaluations, but the validation split is empty"), line

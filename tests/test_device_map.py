@@ -1,4 +1,6 @@
-"""Tests for csas_cli.device_map: the seed's device-map table and torchrun's environment."""
+"""Tests for csas_cli.device_map (the seed's device-map table) and for what csas_cli.training.distributed reads from
+torchrun's environment: distributed_env, main_process and training_device. (Those live here rather than in
+test_distributed.py, which tests the process group.)"""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import itertools
 
 import pytest
 
-from csas_cli.device_map import distributed_env, on_cpu, resolve_device_map
+from csas_cli.device_map import on_cpu, resolve_device_map
 from csas_cli.errors import CsasError, SettingsError
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY
+from csas_cli.training.distributed import distributed_env, main_process, training_device
 
 REQUESTS = ("auto", "cpu", "cuda:0", "none", "None", "NONE", None)
 WORLD_SIZES = (1, 2, 4)
@@ -95,7 +98,7 @@ def test_shardable_flags_follow_the_is_opus_rule() -> None:
         assert spec.family.shardable is ("opus_mt" not in key), key
 
 
-# --- distributed_env ------------------------------------------------------------------------------------------
+# --- torchrun's environment (csas_cli.training.distributed) ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -144,3 +147,27 @@ def test_on_cpu_a_rank_pinned_map_names_the_cpu(device_map, want) -> None:
     assert on_cpu(resolve_device_map(qlora=True, shardable=True, requested="auto", world_size=2, local_rank=1)) == {
         "": "cpu"
     }
+
+
+@pytest.mark.parametrize(
+    "environ,want",
+    [({}, True), ({"RANK": ""}, True), ({"RANK": "0"}, True), ({"RANK": " 0 "}, True), ({"RANK": "1"}, False),
+     ({"RANK": "7", "LOCAL_RANK": "0"}, False)],
+)  # fmt: skip
+def test_main_process_is_rank_0_or_no_launch(environ: dict, want: bool) -> None:
+    assert main_process(environ) is want
+
+
+def test_training_device_is_the_cpu_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device(0) == training_device(3) == torch.device("cpu")
+
+
+def test_training_device_is_the_ranks_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [training_device(rank) for rank in range(4)] == [torch.device("cuda", r) for r in (0, 1, 0, 1)]

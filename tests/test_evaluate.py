@@ -1,5 +1,6 @@
-"""Tests for csas_cli.evaluate and `csas evaluate`: sacrebleu scores and signatures, the JSON shapes, agreement with
-sacrebleu run on `csas translate`'s output, --compare-base, --hypotheses and the refusals."""
+"""Tests for csas_cli.commands.evaluate (and csas_cli.inference.scoring) and `csas evaluate`: sacrebleu scores and
+signatures, the JSON shapes, agreement with sacrebleu run on `csas translate`'s output, --compare-base, --hypotheses
+and the refusals."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
+from helpers import SAMPLE, invoke, one_error_line
 
-from csas_cli.evaluate import Report, Scores, score
-from csas_cli.tiny import SAMPLE_PAIRS
-from tiny_runs import invoke, one_error_line, tiny_runs  # noqa: F401 - tiny_runs is a fixture
+from csas_cli.commands import evaluate
+from csas_cli.commands.evaluate import Report, Scores
+from csas_cli.inference.scoring import score
 
 FAST = ["--num-beams", "1", "--max-new-tokens", "24", "--batch-size", "4"]
 LIMIT = 6
@@ -30,6 +32,7 @@ def test_score_is_sacrebleus_corpus_bleu_and_chrf():
     assert score(refs, refs)[:2] == (pytest.approx(100.0), pytest.approx(100.0))
     with pytest.raises(ValueError):
         score(hyps, refs[:2])
+    assert evaluate.score is score  # csas evaluate and evaluation during training score alike
 
 
 def test_report_json_shapes():
@@ -45,7 +48,7 @@ def test_report_json_shapes():
 @pytest.fixture(scope="module")
 def en_pairs(tmp_path_factory) -> Path:
     """A pairs file whose first rows are French-source (skipped for an en->fr model), then English-source ones."""
-    rows = [json.loads(line) for line in SAMPLE_PAIRS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
     fr = [r for r in rows if r["source_lang"] == "fr"][:3]
     en = [r for r in rows if r["source_lang"] == "en"][:LIMIT + 4]
     path = tmp_path_factory.mktemp("evaluate") / "pairs.jsonl"
@@ -53,7 +56,7 @@ def en_pairs(tmp_path_factory) -> Path:
     return path
 
 
-def test_evaluate_json_agrees_with_sacrebleu_on_translate_output(tiny_runs, en_pairs, tmp_path):  # noqa: F811
+def test_evaluate_json_agrees_with_sacrebleu_on_translate_output(tiny_runs, en_pairs, tmp_path):
     run = tiny_runs("opus_mt_en_fr")
     hyp_file = tmp_path / "hyps.txt"
     result = invoke("evaluate", "--data", en_pairs, "-m", run, "--limit", LIMIT, "--json", "--hypotheses", hyp_file,
@@ -83,7 +86,7 @@ def test_evaluate_json_agrees_with_sacrebleu_on_translate_output(tiny_runs, en_p
     assert hyp_file.read_text(encoding="utf-8").splitlines() == hyps
 
 
-def test_compare_base_scores_both_side_by_side(tiny_runs, tiny_models, en_pairs):  # noqa: F811
+def test_compare_base_scores_both_side_by_side(tiny_runs, tiny_models, en_pairs):
     run = tiny_runs("mbart50_mmt_fr")
     result = invoke("evaluate", "--data", en_pairs, "-m", run, "--limit", 4, "--json", "--compare-base", *FAST)
     assert result.exit_code == 0, result.output
@@ -100,14 +103,14 @@ def test_compare_base_scores_both_side_by_side(tiny_runs, tiny_models, en_pairs)
     assert json.loads(alone.stdout)["chrf"] == pytest.approx(report["base"]["chrf"])
 
 
-def test_human_output_is_a_table_with_signatures(tiny_runs, en_pairs):  # noqa: F811
+def test_human_output_is_a_table_with_signatures(tiny_runs, en_pairs):
     result = invoke("evaluate", "--data", en_pairs, "-m", tiny_runs("opus_mt_en_fr"), "--limit", 2, *FAST)
     assert result.exit_code == 0, result.output
     assert "BLEU" in result.stdout and "chrF" in result.stdout and "en->fr" in result.stdout
     assert "BLEU nrefs:1|" in result.stdout and "chrF nrefs:1|" in result.stdout
 
 
-def test_human_compare_base_ends_with_the_before_after_line(tiny_runs, en_pairs):  # noqa: F811
+def test_human_compare_base_ends_with_the_before_after_line(tiny_runs, en_pairs):
     args = ["--data", en_pairs, "-m", tiny_runs("opus_mt_en_fr"), "--limit", 3, *FAST]
     human = invoke("evaluate", *args, "--compare-base")
     scores = json.loads(invoke("evaluate", *args, "--compare-base", "--json").stdout)
@@ -116,7 +119,7 @@ def test_human_compare_base_ends_with_the_before_after_line(tiny_runs, en_pairs)
     assert human.stdout.splitlines()[-1] == f"chrF before -> after: {before:.1f} -> {after:.1f}"
 
 
-def test_m2m100_scores_the_chosen_direction(tiny_runs, tmp_path):  # noqa: F811
+def test_m2m100_scores_the_chosen_direction(tiny_runs, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     rows = [{"source": "Aucun relevé n'a été effectué en 2009.", "target": "No survey was conducted in 2009.",
              "source_lang": "fr"}, {"source": "Hello.", "target": "Bonjour.", "source_lang": "en"}]  # fmt: skip
@@ -129,7 +132,7 @@ def test_m2m100_scores_the_chosen_direction(tiny_runs, tmp_path):  # noqa: F811
 
 @pytest.mark.parametrize("case", ["limit-zero", "no-rows", "compare-base-of-base", "m2m100-no-lang", "hypotheses-exist",
                                   "bad-data"])  # fmt: skip
-def test_bad_input_is_one_error_line(tiny_runs, tiny_models, en_pairs, tmp_path, case):  # noqa: F811
+def test_bad_input_is_one_error_line(tiny_runs, tiny_models, en_pairs, tmp_path, case):
     args = ["evaluate", "--data", en_pairs, *FAST]
     if case == "limit-zero":
         args += ["-m", tiny_runs("opus_mt_en_fr"), "--limit", "0"]

@@ -1,4 +1,4 @@
-"""Tests for csas_cli.features: per-direction language codes and order-preserving batched tokenization."""
+"""Tests for csas_cli.data.features: per-direction language codes and order-preserving batched tokenization."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from csas_cli.data import Example
-from csas_cli.features import TokenizedPair, set_languages, tokenize_examples
+from csas_cli.data.features import TokenizedPair, set_languages, tokenize_examples
+from csas_cli.data.pairs import Example
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY, Family, other_language
 
 CODE_IDS = {None: None, "en": 1001, "fr": 1002, "en_XX": 2001, "fr_XX": 2002}

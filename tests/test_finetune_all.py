@@ -1,4 +1,4 @@
-"""Tests for csas_cli.finetune_all: key selection, per-model settings, and run_all's failure isolation."""
+"""Tests for csas_cli.commands.finetune_all: key selection, per-model settings, and run_all's failure isolation."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from csas_cli.errors import CsasError, DataError, SettingsError
-from csas_cli.finetune_all import Outcome, all_settings, model_id_under, run_all, select_keys
-from csas_cli.registry import FINETUNE_ALL_TABLE, MODEL_KEYS
+from csas_cli.commands.finetune_all import Outcome, all_settings, run_all
+from csas_cli.errors import EXIT_CODES, CsasError, DataError, Preempted, SettingsError, TrainingError
+from csas_cli.registry import FINETUNE_ALL_TABLE, MODEL_KEYS, model_id_under, select_keys
 from csas_cli.settings import FinetuneSettings
-from csas_cli.train import RunResult
+from csas_cli.training.run import RunResult
 
 KEYS = list(MODEL_KEYS)
 
@@ -53,8 +53,9 @@ def test_select_keys_keeps_table_order() -> None:
 
 @pytest.mark.parametrize(
     "only,skip,flag",
-    [(["x"], [], "--only"), ([], ["m2m"], "--skip"), (KEYS[:1], KEYS[:1], "--only/--skip"), ([], KEYS, "--only/--skip")],
-)
+    [(["x"], [], "--only"), ([], ["m2m"], "--skip"), (KEYS[:1], KEYS[:1], "--only/--skip"),
+     ([], KEYS, "--only/--skip")],
+)  # fmt: skip
 def test_select_keys_errors(only: list[str], skip: list[str], flag: str) -> None:
     with pytest.raises(SettingsError) as info:
         select_keys(only, skip)
@@ -75,11 +76,11 @@ def test_all_settings(tmp_path: Path) -> None:
     assert [s.which for s in result] == KEYS
     for s in result:
         row = FINETUNE_ALL_TABLE[s.which]
-        assert (s.batch_size, s.lr) == (row.batch_size, row.lr)
+        assert (s.training.batch_size, s.training.learning_rate) == (row.batch_size, row.learning_rate)
         assert s.run_dir == tmp_path / "runs" / s.which
-        assert s.max_steps == 5 and s.overwrite is True
-        assert s.bf16 and s.no_qlora and s.disable_tqdm
-        assert s.model_id is None
+        assert s.training.max_steps == 5 and s.output.overwrite is True
+        assert s.training.bf16 and s.lora.qlora is False and s.output.disable_tqdm
+        assert s.model.model_id is None
 
 
 def test_all_settings_model_root_must_be_a_directory(tmp_path: Path) -> None:
@@ -152,8 +153,6 @@ def test_keyboard_interrupt_stops_the_loop(tmp_path: Path) -> None:
 
 
 def test_a_stop_signal_stops_the_loop(tmp_path: Path) -> None:
-    from csas_cli.preemption import Preempted
-
     runner = FakeRunner({"mbart50_mmt_fr": Preempted("SIGUSR1 at step 7: checkpoint written")})
     messages: list[str] = []
     outcomes = run_all(settings_under(tmp_path), run_one=runner, say=messages.append)
@@ -202,21 +201,22 @@ def test_outcome_defaults() -> None:
 
 
 class FakeRecipe:
-    """Stands in for train.FinetuneRecipe: writes run.json in setup, finished.json in finish, fails on demand."""
+    """Stands in for training.run.build_recipe and the recipe it builds (which loads the base): writes run.json in
+    setup, finished.json in finish, fails on demand."""
 
     fail_in_train: set[str] = set()
     trained: list[str] = []
 
-    def __init__(self, plan, split, resume_from=None, stop=None) -> None:
-        self.plan, self.split, self.resume_from, self.stop = plan, split, resume_from, stop
+    def __init__(self, prepared, *, group=None, stop=None, resume_from=None) -> None:
+        self.plan, self.split, self.group, self.stop, self.resume_from = (
+            prepared.plan, prepared.split, group, stop, resume_from
+        )  # fmt: skip
 
     def setup(self) -> None:
         self.plan.run_dir.mkdir(parents=True, exist_ok=True)
         (self.plan.run_dir / "run.json").write_text("{}")
 
     def train(self) -> None:
-        from csas_cli.train import TrainingError
-
         FakeRecipe.trained.append(self.plan.which)
         if self.plan.which in FakeRecipe.fail_in_train:
             raise TrainingError("step 3: the training loss is nan")
@@ -231,11 +231,11 @@ class FakeRecipe:
 
 @pytest.fixture
 def fake_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    import csas_cli.train as train
+    import csas_cli.training.run as run
 
     for name in ("WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(train, "FinetuneRecipe", FakeRecipe)
+    monkeypatch.setattr(run, "build_recipe", FakeRecipe)
     monkeypatch.setattr(FakeRecipe, "fail_in_train", set())
     monkeypatch.setattr(FakeRecipe, "trained", [])
     rows = [{"source": f"s{i}", "target": f"t{i}", "source_lang": lang, "pub_number": f"{lang}{i}"}
@@ -266,7 +266,6 @@ def test_cli_finetune_all_exits_75_when_stopped(fake_recipe, monkeypatch: pytest
     from typer.testing import CliRunner
 
     from csas_cli.cli import app
-    from csas_cli.preemption import PREEMPTED_EXIT_CODE, Preempted
 
     def stopped(self) -> None:
         fake_recipe.trained.append(self.plan.which)
@@ -276,7 +275,7 @@ def test_cli_finetune_all_exits_75_when_stopped(fake_recipe, monkeypatch: pytest
     monkeypatch.setattr(fake_recipe, "train", stopped)
     args = ["finetune-all", "--data", str(tmp_path / "d.jsonl"), "--output-dir", str(tmp_path / "runs")]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exit_code == PREEMPTED_EXIT_CODE, result.output
+    assert result.exit_code == EXIT_CODES["stopped"] == 75, result.output
     assert fake_recipe.trained == KEYS[:3]
     assert "stopped" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "runs" / "mbart50_mmt_en" / "finished.json").exists()

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csas_cli.batches import collate
-from csas_cli.loss import TargetTokenLoss, head_cross_entropy_sum
-from csas_cli.features import TokenizedPair
+from csas_cli.data.batches import collate
+from csas_cli.data.features import TokenizedPair
+from csas_cli.training.loss import TargetTokenLoss, head_cross_entropy_sum
 
 
 def reference(hidden, weight, bias, labels, smoothing, dtype=None):
@@ -124,3 +124,22 @@ def test_a_model_spread_over_several_devices_keeps_its_own_forward(tiny_models):
     assert not TargetTokenLoss(model, 0.1).fused
     model.hf_device_map = {"": 0}
     assert TargetTokenLoss(model, 0.1).fused
+
+
+def test_unsliced_loss_takes_the_models_own_logits_and_gives_the_same_loss(tiny_models):
+    """sliced=False (bench_vs_hf.py's full-logits variant) calls the model's output layer; the number is the same."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_models["opus_mt_en_fr"]).requires_grad_(False).eval()
+    calls: list[tuple[int, ...]] = []
+    model.get_output_embeddings().register_forward_hook(lambda module, args, out: calls.append(tuple(out.shape)))
+    pairs = [TokenizedPair((5, 6, 7, 8, 2), (9, 10, 2)), TokenizedPair((11, 2), (12, 13, 14, 15, 16, 2))]
+    batch = collate(pairs, model.config.pad_token_id, model.config.decoder_start_token_id)
+    sliced, full = TargetTokenLoss(model, 0.1), TargetTokenLoss(model, 0.1, sliced=False)
+    assert sliced.fused and not full.fused
+    with torch.no_grad():
+        by_slices = sliced(**batch).item()
+        assert calls == []  # the sliced path multiplies by the weight itself
+        by_logits = full(**batch).item()
+    assert calls == [(2, 6, model.config.vocab_size)]  # the whole logits tensor, once
+    assert by_logits == pytest.approx(by_slices, rel=1e-5)

@@ -1,6 +1,6 @@
-"""Tests for csas_cli.merge, `csas merge` and `csas merge-all`: a merged directory translates exactly like its run,
-loads offline with plain transformers (Marian's tied embeddings intact, the target code forced for mBART-50), QLoRA
-runs merge into an unquantized base, and what must not be replaced is not."""
+"""Tests for csas_cli.commands.merge, `csas merge` and `csas merge-all`: a merged directory translates exactly like
+its run, loads offline with plain transformers (Marian's tied embeddings intact, the target code forced for
+mBART-50), QLoRA runs merge into an unquantized base, and what must not be replaced is not."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import invoke, one_error_line
 
+from csas_cli.commands.merge import check_out_dir, generation_overrides_for, merge_all
 from csas_cli.errors import OutputError
-from csas_cli.inference import MERGE_RECORD, Direction, language_token_id, load_for_inference, resolve_source
-from csas_cli.merge import check_out_dir, generation_overrides_for, merge_all
-from csas_cli.outputs import file_sha256
-from tiny_runs import invoke, one_error_line, tiny_runs  # noqa: F401 - tiny_runs is a fixture
+from csas_cli.files import file_sha256
+from csas_cli.inference.generation import language_token_id, load_for_inference
+from csas_cli.inference.source import MERGE_RECORD, Direction, resolve_source
 
 FAMILY_KEYS = ["opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr"]
 SENTENCES = [
@@ -68,7 +69,7 @@ def translate(model: Path, key: str, *options: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def merged(tiny_runs, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+def merged(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("merged")
     out = {}
     for key in FAMILY_KEYS:
@@ -93,7 +94,7 @@ def plain(merged) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("key", FAMILY_KEYS)
-def test_merged_directory_translates_exactly_like_the_run(tiny_runs, merged, key):  # noqa: F811
+def test_merged_directory_translates_exactly_like_the_run(tiny_runs, merged, key):
     from_run = translate(tiny_runs(key), key, *BEAMS)
     from_merged = translate(merged[key], key, *BEAMS)
     assert len(from_run) == len(SENTENCES) and all(from_run)
@@ -120,14 +121,14 @@ def test_merged_directory_works_with_plain_transformers_offline(merged, plain, k
 
 
 @pytest.mark.parametrize("key", FAMILY_KEYS)
-def test_merged_weights_reproduce_the_adapters_logits(tiny_runs, merged, key):  # noqa: F811
+def test_merged_weights_reproduce_the_adapters_logits(tiny_runs, merged, key):
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
     run = load_for_inference(resolve_source(tiny_runs(key), None, None))
-    run.use_direction(Direction("en", "fr"))
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(merged[key]).eval()
-    batch = run.tokenizer(SENTENCES[:2], padding=True, return_tensors="pt")
+    with run.direction(Direction("en", "fr")):
+        batch = run.tokenizer(SENTENCES[:2], padding=True, return_tensors="pt")
     start = run.transformers_model.config.decoder_start_token_id
     decoder = torch.cat([torch.full((2, 1), start), batch["input_ids"][:, :-1]], dim=1)
     with torch.inference_mode():
@@ -139,7 +140,7 @@ def test_merged_weights_reproduce_the_adapters_logits(tiny_runs, merged, key):  
     assert (want - without).abs().max() > 1e-3, "the adapter changes the logits, so the check above means something"
 
 
-def test_merge_record(tiny_runs, merged):  # noqa: F811
+def test_merge_record(tiny_runs, merged):
     for key in FAMILY_KEYS:
         record = json.loads((merged[key] / MERGE_RECORD).read_text())
         run = tiny_runs(key)
@@ -152,7 +153,7 @@ def test_merge_record(tiny_runs, merged):  # noqa: F811
     assert json.loads((merged["m2m100_418m"] / MERGE_RECORD).read_text())["directions"] == ["en->fr", "fr->en"]
 
 
-def test_m2m100_merge_says_translate_needs_source_lang(tiny_runs, tmp_path):  # noqa: F811
+def test_m2m100_merge_says_translate_needs_source_lang(tiny_runs, tmp_path):
     result = invoke("merge", tiny_runs("m2m100_418m"), tmp_path / "m2m")
     assert result.exit_code == 0, result.output
     assert "--source-lang" in result.stderr
@@ -160,7 +161,7 @@ def test_m2m100_merge_says_translate_needs_source_lang(tiny_runs, tmp_path):  # 
     assert "--source-lang: m2m100_418m translates both ways" in one_error_line(missing)
 
 
-def test_qlora_run_merges_into_an_unquantized_base_and_translates(tiny_runs, tmp_path):  # noqa: F811
+def test_qlora_run_merges_into_an_unquantized_base_and_translates(tiny_runs, tmp_path):
     run = tiny_runs("mbart50_mmt_en", qlora=True)
     assert json.loads((run / "run.json").read_text())["plan"]["qlora"] is True
     out = tmp_path / "merged"
@@ -185,7 +186,7 @@ def test_qlora_run_merges_into_an_unquantized_base_and_translates(tiny_runs, tmp
     assert generation["forced_bos_token_id"] == AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("en_XX")
 
 
-def test_bfloat16_merge_halves_the_weights_and_still_translates(tiny_runs, merged, tmp_path):  # noqa: F811
+def test_bfloat16_merge_halves_the_weights_and_still_translates(tiny_runs, merged, tmp_path):
     out = tmp_path / "bf16"
     result = invoke("merge", tiny_runs("opus_mt_en_fr"), out, "--dtype", "bfloat16")
     assert result.exit_code == 0, result.output
@@ -199,7 +200,7 @@ def test_bfloat16_merge_halves_the_weights_and_still_translates(tiny_runs, merge
     assert len(translate(out, "opus_mt_en_fr", *GREEDY)) == len(SENTENCES)
 
 
-def test_overwrite_replaces_an_existing_output(tiny_runs, tmp_path):  # noqa: F811
+def test_overwrite_replaces_an_existing_output(tiny_runs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
@@ -223,7 +224,7 @@ def copy_run(run: Path, dest: Path, drop: str | None = None) -> Path:
 
 @pytest.mark.parametrize("case", ["missing", "unfinished", "no-lora", "merged-dir", "out-is-run", "bad-dtype",
                                   "out-holds-run"])  # fmt: skip
-def test_bad_merges_are_one_error_line_and_write_nothing(tiny_runs, merged, tmp_path, case):  # noqa: F811
+def test_bad_merges_are_one_error_line_and_write_nothing(tiny_runs, merged, tmp_path, case):
     run = tiny_runs("opus_mt_en_fr")
     out = tmp_path / "out"
     args = ["merge", run, out]
@@ -281,7 +282,7 @@ def test_generation_overrides_for_merged_models(tiny_models):
 # --- merge-all -----------------------------------------------------------------------------------------------------
 
 
-def test_merge_all_merges_finished_runs_skips_unfinished_and_reruns_cheaply(tiny_runs, tmp_path):  # noqa: F811
+def test_merge_all_merges_finished_runs_skips_unfinished_and_reruns_cheaply(tiny_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "opus_mt_en_fr").symlink_to(tiny_runs("opus_mt_en_fr"))
@@ -302,7 +303,7 @@ def test_merge_all_merges_finished_runs_skips_unfinished_and_reruns_cheaply(tiny
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_merge_all_goes_on_after_a_failure_and_exits_1(tiny_runs, tmp_path):  # noqa: F811
+def test_merge_all_goes_on_after_a_failure_and_exits_1(tiny_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     copy_run(tiny_runs("opus_mt_en_fr"), runs / "opus_mt_en_fr", "lora")  # finished, but its adapter is gone
@@ -337,7 +338,7 @@ def test_merge_all_passes_model_root_and_dtype(tmp_path):
                                                          "model_id": str(tmp_path / "models" / "opus_mt_en_fr")})]
 
 
-def test_merge_of_a_runs_best_adapter(tiny_runs, tmp_path):  # noqa: F811
+def test_merge_of_a_runs_best_adapter(tiny_runs, tmp_path):
     import shutil
 
     run = tmp_path / "run"

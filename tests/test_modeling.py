@@ -23,7 +23,19 @@ from csas_cli.settings import FinetuneSettings, build_plan
 
 
 def plan_for(key: str, model_dir: Path, **overrides):
-    return build_plan(FinetuneSettings(which=key, model_id=str(model_dir), **overrides))
+    return build_plan(FinetuneSettings.create(which=key, model_id=str(model_dir), **overrides))
+
+
+def load_base(plan, config, precision):
+    """load_model as the recipe calls it: the plan's base, device map and quantization, on the CPU."""
+    return load_model(
+        plan.model_id, config, precision, torch.device("cpu"), device_map=plan.resolved.device_map,
+        qlora=plan.lora.qlora,
+    )  # fmt: skip
+
+
+def with_lora(model, plan):
+    return add_lora(model, plan.lora, plan.model_id)
 
 
 def test_missing_local_path_is_named(tmp_path):
@@ -80,10 +92,10 @@ def test_fp16_uses_a_loss_scaler():
 @pytest.mark.parametrize("qlora", [True, False])
 def test_model_loads_with_fp32_adapters_on_frozen_base(tiny_models, qlora):
     key = "mbart50_mmt_fr"
-    plan = plan_for(key, tiny_models[key], no_qlora=not qlora, bf16=not qlora)
-    precision = check_precision(plan.precision, torch.device("cpu"))
+    plan = plan_for(key, tiny_models[key], qlora=qlora, bf16=not qlora)
+    precision = check_precision(plan.resolved.precision, torch.device("cpu"))
     config = load_config(plan.model_id, REGISTRY[key].family, key)
-    model = add_lora(load_model(plan, config, precision, torch.device("cpu")), plan)
+    model = with_lora(load_base(plan, config, precision), plan)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     assert all(p.dtype == torch.float32 for p in trainable.values())
@@ -104,20 +116,20 @@ def test_all_linear_targets(tiny_models):
     from csas_cli.settings import parse_lora_targets
 
     key = "opus_mt_en_fr"
-    plan = plan_for(key, tiny_models[key], no_qlora=True, lora_targets=parse_lora_targets("all-linear"))
+    plan = plan_for(key, tiny_models[key], qlora=False, lora_targets=parse_lora_targets("all-linear"))
     config = load_config(plan.model_id, MARIAN, key)
-    model = add_lora(load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu")), plan)
+    model = with_lora(load_base(plan, config, check_precision("fp32", torch.device("cpu"))), plan)
     adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
     assert adapted == {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
 
 
 def test_unknown_lora_target_is_a_flag_error(tiny_models):
     key = "opus_mt_en_fr"
-    plan = plan_for(key, tiny_models[key], no_qlora=True, lora_targets=("query",))
+    plan = plan_for(key, tiny_models[key], qlora=False, lora_targets=("query",))
     config = load_config(plan.model_id, MARIAN, key)
-    model = load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu"))
+    model = load_base(plan, config, check_precision("fp32", torch.device("cpu")))
     with pytest.raises(ModelError, match="--lora-targets: query"):
-        add_lora(model, plan)
+        with_lora(model, plan)
 
 
 def test_qlora_trains_after_an_evaluation_pass(tiny_models):
@@ -125,7 +137,7 @@ def test_qlora_trains_after_an_evaluation_pass(tiny_models):
     key = "opus_mt_en_fr"
     plan = plan_for(key, tiny_models[key])
     config = load_config(plan.model_id, MARIAN, key)
-    model = add_lora(load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu")), plan)
+    model = with_lora(load_base(plan, config, check_precision("fp32", torch.device("cpu"))), plan)
     ids = torch.tensor([[5, 6, 7, 0]])
     model.eval()
     with torch.no_grad():
@@ -165,17 +177,17 @@ def test_checkpoint_missing_weights_is_refused(tiny_models, tmp_path):
     weights = load_file(str(broken / "model.safetensors"))
     save_file({k: v for k, v in weights.items() if "encoder.layers.0." not in k}, str(broken / "model.safetensors"),
               metadata={"format": "pt"})  # fmt: skip
-    plan = plan_for(key, broken, no_qlora=True)
+    plan = plan_for(key, broken, qlora=False)
     config = load_config(plan.model_id, REGISTRY[key].family, key)
     with pytest.raises(ModelError, match=r"lacks weights \(model\.encoder\.layers\.0\."):
-        load_model(plan, config, check_precision("fp32", torch.device("cpu")), torch.device("cpu"))
+        load_base(plan, config, check_precision("fp32", torch.device("cpu")))
 
 
 def test_qlora_keeps_frozen_weights_in_the_requested_dtype(tiny_models):
     key = "mbart50_mmt_fr"
     plan = plan_for(key, tiny_models[key], bf16=True)
     config = load_config(plan.model_id, REGISTRY[key].family, key)
-    model = load_model(plan, config, check_precision("bf16", torch.device("cpu")), torch.device("cpu"))
+    model = load_base(plan, config, check_precision("bf16", torch.device("cpu")))
     dtypes = {n: p.dtype for n, p in model.named_parameters() if p.dtype != torch.uint8}
     assert dtypes["model.shared.weight"] == torch.bfloat16
     assert all(d == torch.float32 for n, d in dtypes.items() if "norm" in n)
@@ -193,3 +205,25 @@ def test_attention_kernels_leave_out_cudnn_on_cuda_only() -> None:
     assert (flags.cudnn_sdp_enabled(), flags.flash_sdp_enabled(), flags.mem_efficient_sdp_enabled()) == before
     with attention_kernels(torch.device("cpu")):
         assert flags.cudnn_sdp_enabled() == before[0]
+
+
+def test_attention_kernels_keep_cudnn_when_asked() -> None:
+    from csas_cli.modeling import attention_kernels
+
+    flags = torch.backends.cuda
+    before = (flags.cudnn_sdp_enabled(), flags.flash_sdp_enabled(), flags.mem_efficient_sdp_enabled())
+    with attention_kernels(torch.device("cuda", 0), cudnn=True):  # the cudnn-sdpa benchmark variant
+        assert (flags.cudnn_sdp_enabled(), flags.flash_sdp_enabled(), flags.mem_efficient_sdp_enabled()) == before
+    assert (flags.cudnn_sdp_enabled(), flags.flash_sdp_enabled(), flags.mem_efficient_sdp_enabled()) == before
+
+
+@pytest.mark.parametrize("name, want", [
+    ("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16),
+    ("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16),
+])  # fmt: skip
+def test_torch_dtype_takes_precision_and_dtype_names(name, want) -> None:
+    from csas_cli.modeling import torch_dtype
+
+    assert torch_dtype(name) is want
+    if name in ("fp32", "bf16", "fp16"):
+        assert Precision(name, "cpu").weight_dtype is want

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from csas_cli.errors import SettingsError
 from csas_cli.registry import (
     ALL_LINEAR_TARGETS,
     DEFAULT_LORA_TARGETS,
@@ -11,6 +12,8 @@ from csas_cli.registry import (
     FINETUNE_ALL_TABLE,
     MODEL_KEYS,
     REGISTRY,
+    check_model_root,
+    check_which,
     other_language,
 )
 
@@ -34,7 +37,7 @@ def test_every_entry(key):
     hub_id, family, langs, batch, lr = EXPECTED[key]
     spec, row = REGISTRY[key], FINETUNE_ALL_TABLE[key]
     assert (spec.key, spec.hub_id, spec.family.name, spec.source_langs) == (key, hub_id, family, langs)
-    assert (row.batch_size, row.lr) == (batch, lr)
+    assert (row.batch_size, row.learning_rate) == (batch, lr)
     assert (row.lora_r, row.lora_alpha, row.lora_dropout, row.save_steps, row.eval_steps) == (32, 64, 0.05, 1000, 1000)
 
 
@@ -49,3 +52,21 @@ def test_languages_and_targets():
     assert other_language("en") == "fr" and other_language("fr") == "en"
     assert DEFAULT_LORA_TARGETS == ("q_proj", "k_proj", "v_proj")
     assert set(DEFAULT_LORA_TARGETS) < set(ALL_LINEAR_TARGETS)
+
+
+def test_check_which_names_the_flag_and_the_keys():
+    assert check_which("m2m100_418m") == "m2m100_418m"
+    with pytest.raises(SettingsError) as info:
+        check_which("opus", flag="--only")
+    message = str(info.value)
+    assert message.startswith("--only: unknown model 'opus'; choose one of ")
+    assert message.endswith(", ".join(MODEL_KEYS)) and "\n" not in message
+
+
+def test_check_model_root_needs_a_directory(tmp_path):
+    check_model_root(None)
+    check_model_root(tmp_path)
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "file", tmp_path / "missing"):
+        with pytest.raises(SettingsError, match=f"--model-root: {bad} is not a directory"):
+            check_model_root(bad)

@@ -1,4 +1,7 @@
-"""Exact, safe resume: a run stopped by a signal or killed outright continues to the same adapter."""
+"""Exact, safe resume: a run stopped by a signal or killed outright continues to the same adapter.
+
+The runs are marked slow; the pure tests of csas_cli.training.resume (and of the stop request) are not.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,24 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import SAMPLE
 from safetensors.torch import load_file
 
-from csas_cli.checkpoints import step_dir_name
 from csas_cli.cli import bare_resume_means_auto
-from csas_cli.errors import SettingsError
-from csas_cli.preemption import PREEMPTED_EXIT_CODE, Preempted, StopRequest
-from csas_cli.resume import choose_checkpoint, plan_differences
+from csas_cli.errors import EXIT_CODES, Preempted, SettingsError
 from csas_cli.settings import FinetuneSettings, build_plan
+from csas_cli.training.checkpoints import step_dir_name
+from csas_cli.training.preemption import StopRequest
+from csas_cli.training.resume import choose_checkpoint, plan_differences
 
-SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
 KEY = "opus_mt_en_fr"
+STOPPED = EXIT_CODES["stopped"]
+slow = pytest.mark.slow
+
+
+def plan_of(**values):
+    """The plan of KEY's run with these settings (flat names)."""
+    return build_plan(FinetuneSettings.create(which=KEY, **values))
 
 
 def command(tiny_models, out: Path, *extra: str) -> list[str]:
@@ -105,6 +115,7 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
     assert_same_best(resumed, reference)
 
 
+@slow
 @pytest.mark.parametrize("variant", ["qlora", "lora"])
 def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_path, uninterrupted, variant):
     extra = [] if variant == "qlora" else ["--no-qlora"]
@@ -112,7 +123,7 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_
     wait_for(tmp_path / KEY / "checkpoints" / step_dir_name(8), proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == PREEMPTED_EXIT_CODE, stderr
+    assert proc.returncode == STOPPED, stderr
     assert "csas: stopped: stopped by SIGTERM" in stderr and "--resume auto" in stderr and "Traceback" not in stderr
     assert not (tmp_path / KEY / "finished.json").exists()
 
@@ -123,6 +134,7 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_
     assert json.loads((tmp_path / KEY / "run.json").read_text())["resumed"][0]["from_step"] >= 8
 
 
+@slow
 def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_path, uninterrupted):
     kill_after_checkpoint(tiny_models, tmp_path, 8)
     # A checkpoint interrupted half-way through its save is left as a .tmp folder and must be ignored.
@@ -132,6 +144,7 @@ def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted(tiny_mode
     assert_same_run(tmp_path / KEY, uninterrupted["lora"])
 
 
+@slow
 def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tiny_models, tmp_path, uninterrupted):
     kill_after_checkpoint(tiny_models, tmp_path, 8)
     newest = sorted((tmp_path / KEY / "checkpoints").glob("step-*"))[-1]
@@ -142,6 +155,7 @@ def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tiny_models, tmp_pa
     assert_same_run(tmp_path / KEY, uninterrupted["lora"])
 
 
+@slow
 def test_resume_refuses_other_hyperparameters(tiny_models, tmp_path):
     kill_after_checkpoint(tiny_models, tmp_path, 4)
     changed = command(tiny_models, tmp_path, "--no-qlora", "--resume", "auto")
@@ -154,6 +168,7 @@ def test_resume_refuses_other_hyperparameters(tiny_models, tmp_path):
     assert unchanged.returncode == 0, unchanged.stderr  # intervals may change
 
 
+@slow
 def test_resume_of_a_finished_run_is_a_no_op(uninterrupted, tiny_models):
     before = (uninterrupted["lora"] / "finished.json").read_text()
     done = run(command(tiny_models, uninterrupted["lora"].parent, "--no-qlora", "--resume", "auto"))
@@ -162,28 +177,30 @@ def test_resume_of_a_finished_run_is_a_no_op(uninterrupted, tiny_models):
 
 
 def test_plan_differences_are_named():
-    plan = build_plan(FinetuneSettings(which=KEY))
+    plan = plan_of()
     recorded = {"plan": plan.to_dict(), "data_sha256": "abc"}
     assert plan_differences(recorded, plan, "abc") == []
-    other = build_plan(FinetuneSettings(which=KEY, lora_r=8, eval_steps=7))
-    assert plan_differences(recorded, other, "abd") == ["lora_r 32 -> 8", f"data file content changed ({plan.data})"]
+    other = plan_of(lora_r=8, eval_steps=7)
+    assert plan_differences(recorded, other, "abd") == [
+        "lora_r 32 -> 8", f"data file content changed ({plan.corpus.data})"
+    ]  # fmt: skip
 
 
 def test_other_sample_caps_refuse_a_resume():
-    plan = build_plan(FinetuneSettings(which=KEY, max_train_samples=100))
+    plan = plan_of(max_train_samples=100)
     recorded = {"plan": plan.to_dict(), "data_sha256": "abc"}
-    other = build_plan(FinetuneSettings(which=KEY, max_train_samples=50, max_eval_samples=5))
+    other = plan_of(max_train_samples=50, max_eval_samples=5)
     assert plan_differences(recorded, other, "abc") == ["max_train_samples 100 -> 50", "max_eval_samples None -> 5"]
     # A run.json written before the caps existed has neither key: resuming it without caps is fine.
-    before_caps = build_plan(FinetuneSettings(which=KEY)).to_dict()
+    before_caps = plan_of().to_dict()
     del before_caps["max_train_samples"], before_caps["max_eval_samples"]
     old = {"plan": before_caps, "data_sha256": "abc"}
-    assert plan_differences(old, build_plan(FinetuneSettings(which=KEY)), "abc") == []
+    assert plan_differences(old, plan_of(), "abc") == []
 
 
 def test_another_batching_refuses_a_resume():
-    fixed = build_plan(FinetuneSettings(which=KEY))
-    budget = build_plan(FinetuneSettings(which=KEY, max_tokens=2048))
+    fixed = plan_of()
+    budget = plan_of(max_tokens=2048)
     recorded = {"plan": fixed.to_dict(), "data_sha256": "abc"}
     assert plan_differences(recorded, budget, "abc") == ["max_tokens None -> 2048", "global_batch 16 -> None"]
     # A run.json from before --max-tokens existed trained fixed batches: resuming it without the flag is fine.
@@ -206,21 +223,21 @@ def test_bare_resume_means_auto():
 
 def test_resume_and_overwrite_exclude_each_other():
     with pytest.raises(SettingsError, match="--resume and --overwrite"):
-        FinetuneSettings(which=KEY, resume="auto", overwrite=True)
+        FinetuneSettings.create(which=KEY, resume="auto", overwrite=True)
 
 
 # --- evaluation during training: what must match, and the best evaluation across a resume ----------------------
 
 
 def test_chrf_settings_must_match_only_when_a_run_scores_chrf():
-    loss_only = build_plan(FinetuneSettings(which=KEY))
+    loss_only = plan_of()
     recorded = {"plan": loss_only.to_dict(), "data_sha256": "abc"}
     # --patience and the chrF sample size of a run that scores no chrF change no value it compares.
-    assert plan_differences(recorded, build_plan(FinetuneSettings(which=KEY, patience=3, eval_chrf_samples=9)), "abc") == []
-    with_chrf = build_plan(FinetuneSettings(which=KEY, eval_chrf=True))
+    assert plan_differences(recorded, plan_of(patience=3, eval_chrf_samples=9), "abc") == []
+    with_chrf = plan_of(eval_chrf=True)
     assert plan_differences(recorded, with_chrf, "abc") == ["eval_chrf False -> True"]
     recorded = {"plan": with_chrf.to_dict(), "data_sha256": "abc"}
-    other_sample = build_plan(FinetuneSettings(which=KEY, eval_chrf=True, eval_chrf_samples=50, eval_num_beams=4))
+    other_sample = plan_of(eval_chrf=True, eval_chrf_samples=50, eval_num_beams=4)
     assert plan_differences(recorded, other_sample, "abc") == ["eval_chrf_samples 200 -> 50", "eval_num_beams 1 -> 4"]
     assert plan_differences(recorded, loss_only, "abc") == ["eval_chrf True -> False"]
     # A run.json written before evaluation during training existed has none of the keys.
@@ -237,15 +254,15 @@ def scripted_recipe(tiny_models, out: Path, resume_from: Path | None = None, sto
     """A real recipe whose evaluations return SCRIPTED_LOSSES; `stop_after`: SIGTERM arrives during that step."""
     import signal as signals
 
-    from csas_cli.train import FinetuneRecipe, prepare_run
+    from csas_cli.training.run import build_recipe, prepare_run
 
-    settings = FinetuneSettings(
-        which=KEY, model_id=str(tiny_models[KEY]), data=SAMPLE, output_dir=out, no_qlora=True, max_steps=12,
-        eval_steps=2, save_steps=100, logging_steps=2, patience=2, lr=3e-3, batch_size=4, disable_tqdm=True,
+    settings = FinetuneSettings.create(
+        which=KEY, model_id=str(tiny_models[KEY]), data=SAMPLE, output_dir=out, qlora=False, max_steps=12,
+        eval_steps=2, save_steps=100, logging_steps=2, patience=2, learning_rate=3e-3, batch_size=4,
+        disable_tqdm=True,
     )  # fmt: skip
-    prepared = prepare_run(settings, environ={})
-    recipe = FinetuneRecipe(prepared.plan, prepared.split, resume_from=resume_from)
-    recipe.evaluate = lambda: SCRIPTED_LOSSES[recipe.steps_done]  # type: ignore[method-assign]
+    recipe = build_recipe(prepare_run(settings, environ={}), resume_from=resume_from)
+    recipe.evaluator.loss = lambda loss_sum, device: SCRIPTED_LOSSES[recipe.steps_done]  # type: ignore[method-assign]
     if stop_after is not None:
         real_step = recipe.optimizer_step
 
@@ -268,11 +285,13 @@ def run_recipe(recipe) -> None:
         recipe.cleanup()
 
 
+@slow
 def test_resume_keeps_the_best_evaluation_and_the_patience_count(tiny_models, tmp_path):
     reference = tmp_path / "reference"
     run_recipe(scripted_recipe(tiny_models, reference))
     finished = json.loads((reference / KEY / "finished.json").read_text())
-    assert (finished["steps"], finished["stopped_early"], finished["best_step"], finished["best_value"]) == (8, True, 4, 3.0)
+    fields = ("steps", "stopped_early", "best_step", "best_value")
+    assert tuple(finished[k] for k in fields) == (8, True, 4, 3.0)
 
     stopped = tmp_path / "stopped"
     with pytest.raises(Preempted, match="after step 6 of 12"):
@@ -293,6 +312,7 @@ def test_resume_keeps_the_best_evaluation_and_the_patience_count(tiny_models, tm
     assert not list((stopped / KEY).glob("best.*"))
 
 
+@slow
 def test_a_signal_while_the_model_loads_stops_before_the_first_step(tiny_models, tmp_path, uninterrupted):
     # The signal arrives inside load_model, before the first step could run.
     script = (
@@ -309,7 +329,7 @@ def test_a_signal_while_the_model_loads_stops_before_the_first_step(tiny_models,
     )
     args = command(tiny_models, tmp_path, "--no-qlora")[3:]  # from `finetune` on
     stopped = run([sys.executable, "-c", script, *args])
-    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    assert stopped.returncode == STOPPED, stopped.stderr
     assert "csas: stopped: stopped by SIGTERM before step 1 of 16; no checkpoint written" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     run_dir = tmp_path / KEY

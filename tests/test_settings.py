@@ -3,41 +3,39 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 from pathlib import Path
 
 import pytest
+from helpers import FINETUNE_ALL_SPEC
 
+from csas_cli import registry
 from csas_cli.errors import CsasError, SettingsError
-from csas_cli.registry import (
-    ALL_LINEAR_TARGETS,
-    DEFAULT_LORA_TARGETS,
-    FINETUNE_ALL_CONSTANTS,
-    FINETUNE_ALL_TABLE,
-    MODEL_KEYS,
-    REGISTRY,
-)
 from csas_cli.settings import (
+    FIXED,
+    GROUPS,
     KEEP_CHECKPOINTS,
     LABEL_SMOOTHING,
+    MAX_GRAD_NORM,
     WEIGHT_DECAY,
     FinetuneSettings,
-    Plan,
+    Resolved,
     build_plan,
     flag,
     parse_lora_targets,
-    plan_fields,
+    settings_fields,
     settings_from_table,
+    shared_values,
 )
 
-# finetune.py's defaults as original-finetune.md lists them (the seed's updated signature).
+# finetune.py's defaults (the signature its users agreed on), written out independently of settings.py, by the
+# settings names (`learning_rate` is --lr, `qlora` is the opposite of --no-qlora).
 SPEC_DEFAULTS = {
     "data": Path("training_data.jsonl"),
     "output_dir": Path("outputs"),
     "epochs": 1.0,
-    "lr": 2e-4,
+    "learning_rate": 2e-4,
     "batch_size": 8,
     "grad_accum": 2,
     "val_ratio": 0.05,
@@ -46,7 +44,7 @@ SPEC_DEFAULTS = {
     "seed": 42,
     "fp16": False,
     "bf16": False,
-    "no_qlora": False,
+    "qlora": True,
     "save_steps": 1000,
     "eval_steps": 1000,
     "logging_steps": 50,
@@ -59,14 +57,7 @@ SPEC_DEFAULTS = {
     "max_steps": None,
 }
 
-# finetune_all.py's table (original-finetune.md), written out independently of registry.py.
-SPEC_TABLE = {
-    "m2m100_418m": (12, 2e-4),
-    "mbart50_mmt_fr": (8, 1.5e-4),
-    "mbart50_mmt_en": (8, 1.5e-4),
-    "opus_mt_en_fr": (16, 3e-4),
-    "opus_mt_fr_en": (16, 3e-4),
-}
+SPEC_TABLE = FINETUNE_ALL_SPEC
 SPEC_CONSTANTS = {
     "grad_accum": 2,
     "epochs": 1.0,
@@ -78,7 +69,7 @@ SPEC_CONSTANTS = {
     "max_target_len": 512,
     "bf16": True,
     "fp16": False,
-    "no_qlora": True,
+    "qlora": False,
     "device_map": "auto",
     "disable_tqdm": True,
 }
@@ -86,43 +77,68 @@ SPEC_CONSTANTS = {
 
 def settings(**kwargs) -> FinetuneSettings:
     kwargs.setdefault("which", "m2m100_418m")
-    return FinetuneSettings(**kwargs)
+    return FinetuneSettings.create(**kwargs)
 
 
 # --- defaults --------------------------------------------------------------------------------------------------
 
 
 def test_defaults_equal_finetune_py() -> None:
-    s = settings()
+    values = settings().flat()
     for name, value in SPEC_DEFAULTS.items():
-        assert getattr(s, name) == value, name
-    assert s.lora_targets == DEFAULT_LORA_TARGETS == ("q_proj", "k_proj", "v_proj")
-    assert s.overwrite is False
-    assert s.model_id is None
-    assert s.precision == "fp32"
+        assert values[name] == value, name
+    assert values["lora_targets"] == registry.DEFAULT_LORA_TARGETS == ("q_proj", "k_proj", "v_proj")
+    assert values["overwrite"] is False
+    assert values["model_id"] is None
+    assert settings().training.precision == "fp32"
 
 
 def test_fixed_settings_equal_finetune_py() -> None:
     assert LABEL_SMOOTHING == 0.1
     assert WEIGHT_DECAY == 0.01
     assert KEEP_CHECKPOINTS == 3
+    assert MAX_GRAD_NORM == 1.0
 
 
-def test_cli_defaults_equal_settings_defaults() -> None:
-    from csas_cli.cli import finetune
-
-    cli_defaults = {
-        name: p.default for name, p in inspect.signature(finetune).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    for name, value in SPEC_DEFAULTS.items():
-        assert cli_defaults[name] == value, name
-    assert cli_defaults["lora_targets"] == ",".join(DEFAULT_LORA_TARGETS)
+def test_every_setting_has_a_help_text_and_one_flat_name() -> None:
+    names = [f.name for f in settings_fields()]
+    assert len(names) == len(set(names))
+    assert set(names) == set(settings().flat())
+    undocumented = [f.name for f in settings_fields() if not f.metadata["help"] and f.name != "run_name"]
+    assert undocumented == []  # run_name is set by csas sweep, not a flag
 
 
 def test_which_is_required() -> None:
     with pytest.raises(TypeError):
-        FinetuneSettings()  # type: ignore[call-arg]
+        FinetuneSettings.create()
+
+
+def test_an_unknown_setting_is_a_bug_not_a_user_error() -> None:
+    with pytest.raises(TypeError, match="lr"):
+        settings(lr=1e-3)  # the flag is --lr; the setting is learning_rate
+
+
+def test_groups_hold_their_fields() -> None:
+    s = settings(learning_rate=1e-3, lora_r=8, eval_steps=50, save_steps=70, data=Path("d.jsonl"))
+    assert s.training.learning_rate == 1e-3 and s.lora.lora_r == 8 and s.evaluation.eval_steps == 50
+    assert s.output.save_steps == 70 and s.corpus.data == Path("d.jsonl") and s.model.which == "m2m100_418m"
+    assert set(GROUPS) == {"model", "corpus", "training", "lora", "evaluation", "output"}
+
+
+def test_updated_replaces_and_checks_again() -> None:
+    s = settings()
+    t = s.updated(learning_rate=5e-4, resume="auto")
+    assert (t.training.learning_rate, t.output.resume) == (5e-4, "auto")
+    assert s.training.learning_rate == 2e-4  # frozen: the original is unchanged
+    with pytest.raises(SettingsError, match="^--resume and --overwrite"):
+        t.updated(overwrite=True)
+
+
+def test_lora_targets_take_the_cli_string() -> None:
+    assert settings(lora_targets="q_proj, v_proj").lora.lora_targets == ("q_proj", "v_proj")
+    assert settings(lora_targets="all-linear").lora.lora_targets == registry.ALL_LINEAR_TARGETS
+    with pytest.raises(SettingsError, match="^--lora-targets"):
+        settings(lora_targets="q proj")
 
 
 # --- validation ------------------------------------------------------------------------------------------------
@@ -153,10 +169,10 @@ def test_which_is_required() -> None:
         ("epochs", -1.0, "--epochs"),
         ("epochs", math.nan, "--epochs"),
         ("epochs", math.inf, "--epochs"),
-        ("lr", 0.0, "--lr"),
-        ("lr", -1e-4, "--lr"),
-        ("lr", math.nan, "--lr"),
-        ("lr", math.inf, "--lr"),
+        ("learning_rate", 0.0, "--lr"),
+        ("learning_rate", -1e-4, "--lr"),
+        ("learning_rate", math.nan, "--lr"),
+        ("learning_rate", math.inf, "--lr"),
         ("val_ratio", 1.0, "--val-ratio"),
         ("val_ratio", -0.1, "--val-ratio"),
         ("val_ratio", math.nan, "--val-ratio"),
@@ -191,17 +207,15 @@ def test_evaluation_flags_need_a_validation_split(field: str, value: object, fla
     message = str(info.value)
     assert message.startswith(f"{flag_name} needs evaluations") and "--val-ratio 0" in message
     assert len(message.splitlines()) == 1
-    assert settings(val_ratio=0.0).patience is None  # the defaults need no validation split
+    assert settings(val_ratio=0.0).evaluation.patience is None  # the defaults need no validation split
 
 
 def test_evaluation_during_training_defaults_and_plan() -> None:
-    s = settings()
-    assert (s.eval_chrf, s.eval_chrf_samples, s.eval_num_beams, s.patience) == (False, 200, 1, None)
-    plan = build_plan(s)
-    assert (plan.eval_chrf, plan.eval_chrf_samples, plan.eval_num_beams, plan.patience) == (False, 200, 1, None)
-    assert plan.best_metric == "eval_loss"
+    e = settings().evaluation
+    assert (e.eval_chrf, e.eval_chrf_samples, e.eval_num_beams, e.patience) == (False, 200, 1, None)
+    assert e.best_metric == "eval_loss"
     chrf = build_plan(settings(eval_chrf=True, eval_chrf_samples=50, eval_num_beams=4, patience=3))
-    assert chrf.best_metric == "eval_chrf"
+    assert chrf.evaluation.best_metric == "eval_chrf"
     assert {k: chrf.to_dict()[k] for k in ("eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience")} == {
         "eval_chrf": True, "eval_chrf_samples": 50, "eval_num_beams": 4, "patience": 3,
     }
@@ -210,7 +224,7 @@ def test_evaluation_during_training_defaults_and_plan() -> None:
 def test_unknown_which_lists_the_choices() -> None:
     with pytest.raises(SettingsError) as info:
         settings(which="nllb")
-    for key in MODEL_KEYS:
+    for key in registry.MODEL_KEYS:
         assert key in str(info.value)
 
 
@@ -221,7 +235,7 @@ def test_unknown_which_lists_the_choices() -> None:
      ("max_eval_samples", 1), ("patience", 1), ("eval_chrf_samples", 1), ("eval_num_beams", 1)],
 )
 def test_boundary_values_are_accepted(field: str, value: object) -> None:
-    assert getattr(settings(**{field: value}), field) == value
+    assert settings(**{field: value}).flat()[field] == value
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32])
@@ -231,20 +245,19 @@ def test_seed_outside_numpy_range_is_a_flag_error(seed: int) -> None:
 
 
 def test_sample_caps_default_to_none_and_reach_the_plan() -> None:
-    s = settings()
-    assert (s.max_train_samples, s.max_eval_samples) == (None, None)
+    c = settings().corpus
+    assert (c.max_train_samples, c.max_eval_samples) == (None, None)
     plan = build_plan(settings(max_train_samples=200, max_eval_samples=10))
-    assert (plan.max_train_samples, plan.max_eval_samples) == (200, 10)
     record = plan.to_dict()
     assert (record["max_train_samples"], record["max_eval_samples"]) == (200, 10)
-    assert plan.train_rows is None  # counted by prepare_run, after the caps
+    assert plan.resolved.train_rows is None  # counted by prepare_run, after the caps
 
 
 def test_run_name_replaces_which_in_the_run_dir() -> None:
     assert settings().run_dir == Path("outputs/m2m100_418m")
     s = settings(output_dir=Path("sweeps/m2m100_418m"), run_name="trial-00-lr1e-4-r8-a16-d0.05")
     assert s.run_dir == Path("sweeps/m2m100_418m/trial-00-lr1e-4-r8-a16-d0.05")
-    assert build_plan(s).output_dir == str(s.run_dir)
+    assert build_plan(s).resolved.output_dir == str(s.run_dir)
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../x", "/abs"])
@@ -255,7 +268,8 @@ def test_run_name_must_be_one_folder(name: str) -> None:
 
 def test_flag_spelling() -> None:
     assert flag("batch_size") == "--batch-size"
-    assert flag("lr") == "--lr"
+    assert flag("learning_rate") == "--lr"
+    assert flag("qlora") == "--no-qlora"
     assert flag("max_source_len") == "--max-source-len"
 
 
@@ -267,43 +281,45 @@ def test_flag_spelling() -> None:
 )
 def test_precision_bf16_wins(fp16: bool, bf16: bool, want: str) -> None:
     s = settings(fp16=fp16, bf16=bf16)
-    assert s.precision == want
+    assert s.training.precision == want
     plan = build_plan(s)
-    assert plan.precision == want
-    assert (plan.fp16, plan.bf16) == (fp16, bf16)
+    assert plan.resolved.precision == want
+    record = plan.to_dict()
+    assert (record["fp16"], record["bf16"], record["precision"]) == (fp16, bf16, want)
 
 
 # --- settings_from_table ---------------------------------------------------------------------------------------
 
 
 def test_registry_table_matches_spec() -> None:
-    assert list(FINETUNE_ALL_TABLE) == list(SPEC_TABLE) == list(MODEL_KEYS)
-    assert dict(FINETUNE_ALL_CONSTANTS) == SPEC_CONSTANTS
+    assert list(registry.FINETUNE_ALL_TABLE) == list(SPEC_TABLE) == list(registry.MODEL_KEYS)
+    assert dict(registry.FINETUNE_ALL_CONSTANTS) == SPEC_CONSTANTS
 
 
 @pytest.mark.parametrize("key", list(SPEC_TABLE))
 def test_settings_from_table(key: str) -> None:
     s = settings_from_table(key)
+    values = s.flat()
     batch, lr = SPEC_TABLE[key]
     assert s.which == key
-    assert s.batch_size == batch
-    assert s.lr == lr
-    assert (s.lora_r, s.lora_alpha, s.lora_dropout) == (32, 64, 0.05)
-    assert (s.save_steps, s.eval_steps) == (1000, 1000)
+    assert values["batch_size"] == batch
+    assert values["learning_rate"] == lr
+    assert (values["lora_r"], values["lora_alpha"], values["lora_dropout"]) == (32, 64, 0.05)
+    assert (values["save_steps"], values["eval_steps"]) == (1000, 1000)
     for name, value in SPEC_CONSTANTS.items():
-        assert getattr(s, name) == value, name
-    assert s.precision == "bf16"
-    assert s.max_steps is None
-    assert s.output_dir == Path("outputs")
+        assert values[name] == value, name
+    assert s.training.precision == "bf16"
+    assert values["max_steps"] is None
+    assert values["output_dir"] == Path("outputs")
     assert s.run_dir == Path("outputs") / key
-    assert s.lora_targets == DEFAULT_LORA_TARGETS
+    assert values["lora_targets"] == registry.DEFAULT_LORA_TARGETS
 
 
 def test_settings_from_table_overrides_win() -> None:
     s = settings_from_table("opus_mt_fr_en", max_steps=7, batch_size=3, output_dir=Path("x"), overwrite=True)
-    assert (s.max_steps, s.batch_size, s.overwrite) == (7, 3, True)
+    assert (s.training.max_steps, s.training.batch_size, s.output.overwrite) == (7, 3, True)
     assert s.run_dir == Path("x/opus_mt_fr_en")
-    assert s.lr == 3e-4  # untouched table value
+    assert s.training.learning_rate == 3e-4  # untouched table value
 
 
 def test_settings_from_table_validates_overrides() -> None:
@@ -316,77 +332,85 @@ def test_settings_from_table_unknown_key() -> None:
         settings_from_table("nope")
 
 
+def test_shared_values_keep_what_every_model_has_alike() -> None:
+    shared = shared_values(settings_from_table)
+    assert shared["grad_accum"] == 2 and shared["bf16"] is True and shared["qlora"] is False
+    assert shared["save_steps"] == 1000  # a table column with one value for every model
+    assert "batch_size" not in shared and "learning_rate" not in shared and "which" not in shared  # they differ
+
+
 # --- build_plan ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", list(MODEL_KEYS))
+@pytest.mark.parametrize("key", list(registry.MODEL_KEYS))
 def test_build_plan_defaults(key: str) -> None:
     plan = build_plan(settings(which=key))
-    spec = REGISTRY[key]
+    r = plan.resolved
+    spec = registry.REGISTRY[key]
     assert plan.which == key
-    assert plan.model_id == spec.hub_id
-    assert plan.family == spec.family.name
-    assert plan.source_langs == list(spec.source_langs)
-    assert plan.output_dir == str(Path("outputs") / key)
+    assert plan.model_id == r.model_id == spec.hub_id
+    assert r.family == spec.family.name
+    assert r.source_langs == spec.source_langs
+    assert r.output_dir == str(Path("outputs") / key)
     assert plan.run_dir == Path("outputs") / key
-    assert plan.global_batch == 16
-    assert plan.world_size == 1 and plan.local_rank == 0
-    assert plan.qlora is True and plan.no_qlora is False
-    assert plan.device_map == ("auto" if spec.family.shardable else None)
-    assert plan.device_map_requested == "auto"
-    assert plan.train_rows is None and plan.eval_rows is None
-    assert plan.learning_rate == 2e-4
-    assert plan.lora_targets == ["q_proj", "k_proj", "v_proj"]
+    assert r.global_batch == 16
+    assert r.world_size == 1 and r.local_rank == 0
+    assert plan.lora.qlora is True
+    assert r.device_map == ("auto" if spec.family.shardable else None)
+    assert r.device_map_requested == "auto"
+    assert r.train_rows is None and r.eval_rows is None
+    record = plan.to_dict()
+    assert record["learning_rate"] == 2e-4 and record["qlora"] is True
+    assert record["lora_targets"] == ["q_proj", "k_proj", "v_proj"]
 
 
 @pytest.mark.parametrize("batch,accum,world", [(8, 2, 1), (3, 5, 2), (16, 1, 4), (1, 1, 1)])
 def test_build_plan_global_batch(batch: int, accum: int, world: int) -> None:
     plan = build_plan(settings(batch_size=batch, grad_accum=accum), world_size=world, local_rank=world - 1)
-    assert plan.global_batch == batch * accum * world
-    assert plan.world_size == world
-    assert plan.local_rank == world - 1
+    assert plan.resolved.global_batch == batch * accum * world
+    assert plan.resolved.world_size == world
+    assert plan.resolved.local_rank == world - 1
 
 
 def test_max_tokens_replaces_the_pair_count_of_a_step() -> None:
     plan = build_plan(settings(max_tokens=4096, max_source_len=256, max_target_len=300), world_size=2)
-    assert plan.max_tokens == 4096 and plan.global_batch is None  # the pairs per step vary
-    assert build_plan(settings(max_tokens=512)).max_tokens == 512  # the longest allowed pair still fits
-    assert build_plan(settings()).max_tokens is None
+    assert plan.training.max_tokens == 4096 and plan.resolved.global_batch is None  # the pairs per step vary
+    assert build_plan(settings(max_tokens=512)).training.max_tokens == 512  # the longest allowed pair still fits
+    assert build_plan(settings()).training.max_tokens is None
 
 
 def test_build_plan_model_id_and_run_dir() -> None:
     s = settings(which="mbart50_mmt_en", model_id="/models/mbart", output_dir=Path("/runs"))
     plan = build_plan(s)
     assert plan.model_id == "/models/mbart"
-    assert plan.output_dir == "/runs/mbart50_mmt_en"
-    assert plan.source_langs == ["fr"]
+    assert plan.resolved.output_dir == "/runs/mbart50_mmt_en"
+    assert plan.resolved.source_langs == ("fr",)
 
 
 def test_build_plan_resolves_device_map_from_env_values() -> None:
     plan = build_plan(settings(which="m2m100_418m"), world_size=2, local_rank=1)
-    assert plan.device_map == {"": 1}
-    plan = build_plan(settings(which="m2m100_418m", no_qlora=True), world_size=2, local_rank=1)
-    assert plan.device_map is None
-    plan = build_plan(settings(which="m2m100_418m", no_qlora=True, device_map=" cpu "))
-    assert plan.device_map == "cpu"
-    assert plan.device_map_requested == "cpu"
+    assert plan.resolved.device_map == {"": 1}
+    plan = build_plan(settings(which="m2m100_418m", qlora=False), world_size=2, local_rank=1)
+    assert plan.resolved.device_map is None
+    plan = build_plan(settings(which="m2m100_418m", qlora=False, device_map=" cpu "))
+    assert plan.resolved.device_map == "cpu"
+    assert plan.resolved.device_map_requested == "cpu"
     plan = build_plan(settings(which="m2m100_418m", device_map="none"))
-    assert plan.device_map is None
+    assert plan.resolved.device_map is None
 
 
-def test_plan_is_json_serialisable_and_complete() -> None:
-    plan = build_plan(settings(lora_targets=ALL_LINEAR_TARGETS), world_size=2, local_rank=1)
+def test_plan_record_is_json_serialisable_and_complete() -> None:
+    plan = build_plan(settings(lora_targets=registry.ALL_LINEAR_TARGETS), world_size=2, local_rank=1)
     record = json.loads(json.dumps(plan.to_dict()))
-    assert list(record) == plan_fields() == [f.name for f in dataclasses.fields(Plan)]
+    recorded = {f.name for f in settings_fields() if f.metadata["record"]}
+    resolved = {f.name for f in dataclasses.fields(Resolved)}
+    assert set(record) == recorded | resolved | set(FIXED)
+    # What concerns one invocation only is not recorded; the run directory is output_dir.
+    assert not {"overwrite", "resume", "run_name", "no_qlora"} & set(record)
+    assert record["output_dir"] == str(Path("outputs") / "m2m100_418m")
     assert record["device_map"] == {"": 1}
-    assert record["lora_targets"] == list(ALL_LINEAR_TARGETS)
-
-
-def test_with_counts_returns_a_new_plan() -> None:
-    plan = build_plan(settings())
-    counted = plan.with_counts(train_rows=9, eval_rows=1)
-    assert (counted.train_rows, counted.eval_rows) == (9, 1)
-    assert plan.train_rows is None
+    assert record["lora_targets"] == list(registry.ALL_LINEAR_TARGETS)
+    assert record["label_smoothing"] == LABEL_SMOOTHING
 
 
 # --- parse_lora_targets ----------------------------------------------------------------------------------------
@@ -400,10 +424,10 @@ def test_with_counts_returns_a_new_plan() -> None:
         ("q_proj,,v_proj,", ("q_proj", "v_proj")),
         ("fc1", ("fc1",)),
         ("self_attn.q_proj", ("self_attn.q_proj",)),
-        ("all-linear", ALL_LINEAR_TARGETS),
-        ("ALL-LINEAR", ALL_LINEAR_TARGETS),
-        ("all_linear", ALL_LINEAR_TARGETS),
-        (" all-linear ", ALL_LINEAR_TARGETS),
+        ("all-linear", registry.ALL_LINEAR_TARGETS),
+        ("ALL-LINEAR", registry.ALL_LINEAR_TARGETS),
+        ("all_linear", registry.ALL_LINEAR_TARGETS),
+        (" all-linear ", registry.ALL_LINEAR_TARGETS),
     ],
 )
 def test_parse_lora_targets(value: str, want: tuple[str, ...]) -> None:
@@ -411,8 +435,8 @@ def test_parse_lora_targets(value: str, want: tuple[str, ...]) -> None:
 
 
 def test_all_linear_covers_attention_and_feed_forward() -> None:
-    assert set(DEFAULT_LORA_TARGETS) < set(ALL_LINEAR_TARGETS)
-    assert {"out_proj", "fc1", "fc2"} <= set(ALL_LINEAR_TARGETS)
+    assert set(registry.DEFAULT_LORA_TARGETS) < set(registry.ALL_LINEAR_TARGETS)
+    assert {"out_proj", "fc1", "fc2"} <= set(registry.ALL_LINEAR_TARGETS)
 
 
 @pytest.mark.parametrize("value", ["", "  ", ",", " , ,", "q_proj;v_proj", "q proj", "q-proj", "*", "q_proj,v/proj"])

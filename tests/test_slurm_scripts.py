@@ -4,6 +4,7 @@ commands on a tiny model.
 The scripts run under plain bash with SLURM's variables set and a fake `scontrol` on PATH that records its
 arguments: a normal run finishes without requeueing; SIGUSR1 to the batch shell (what `--signal=B:USR1@...` sends)
 reaches csas, which checkpoints; the script requeues the job, and running it again (the requeued job) resumes.
+Running the scripts is slow; reading and checking them is not.
 """
 
 from __future__ import annotations
@@ -18,19 +19,27 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, SAMPLE
 
-ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "scripts" / "slurm"
 SCRIPTS = {p.name: p for p in sorted(SLURM.glob("*.sbatch"))}
 SHELL_SCRIPTS = {**SCRIPTS, "gpu_bench.sh": ROOT / "scripts" / "gpu_bench.sh"}  # the GPU measurements, run by hand
-SAMPLE = ROOT / "csas_cli" / "assets" / "sample_pairs.jsonl"
 BIN = Path(sys.executable).parent
 KEY = "opus_mt_en_fr"  # index 3 of `csas models`
 JOB_ID = "4242"
 
 
+CONTINUES = {
+    "finetune_1gpu.sbatch": ('"$CSAS" finetune --which', '--model-id "$MODEL_ID"', "--resume auto"),
+    "finetune_multigpu.sbatch": ("-m csas_cli finetune --which", '--model-id "$MODEL_ID"', "--resume auto"),
+    "finetune_all_array.sbatch": ('"$CSAS" finetune-all --only "$key"', '--model-root "$MODEL_ROOT"'),
+}
+"""What each script runs so that its requeued job continues the same run, on the model it is given."""
+
+
 def test_the_three_scripts_are_there():
     assert sorted(SCRIPTS) == ["finetune_1gpu.sbatch", "finetune_all_array.sbatch", "finetune_multigpu.sbatch"]
+    assert sorted(CONTINUES) == sorted(SCRIPTS)
 
 
 @pytest.mark.parametrize("name", sorted(SHELL_SCRIPTS))
@@ -55,8 +64,8 @@ def test_script_has_what_a_requeueable_offline_job_needs(name):
                    'kill -USR1 "$child"', 'scontrol requeue "$SLURM_JOB_ID"', '"$status" -eq 75'):  # fmt: skip
         assert needed in text, needed
     # A requeued job must continue: finetune with --resume auto; finetune-all resumes unfinished runs by itself.
-    assert "--resume auto" in text or "finetune-all" in text
-    assert "--model-id" in text or "--model-root" in text
+    for needed in CONTINUES[name]:
+        assert needed in text, needed
 
 
 # --- running them ---------------------------------------------------------------------------------------------
@@ -120,6 +129,7 @@ FINETUNE_ARGS = ("--no-qlora --batch-size 2 --grad-accum 1 --max-source-len 32 -
                  "--logging-steps 1 --save-steps 1000 --eval-steps 1000")  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["finetune_1gpu.sbatch", "finetune_multigpu.sbatch"])
 def test_usr1_checkpoints_requeues_and_the_requeued_job_resumes(name, slurm_env):
     run_dir = Path(slurm_env["OUTPUT_ROOT"]) / KEY
@@ -140,6 +150,7 @@ def test_usr1_checkpoints_requeues_and_the_requeued_job_resumes(name, slurm_env)
     assert requeues(slurm_env) == [f"requeue {JOB_ID}"]  # a finished run is not requeued
 
 
+@pytest.mark.slow
 def test_array_task_trains_the_model_at_its_index(slurm_env):
     done = run_script("finetune_all_array.sbatch", slurm_env, CSAS_ARGS="--max-steps 2")
     assert done.returncode == 0, done.stderr
@@ -149,10 +160,11 @@ def test_array_task_trains_the_model_at_its_index(slurm_env):
     assert json.loads((outputs / KEY / "finished.json").read_text())["steps"] == 2
     plan = json.loads((outputs / KEY / "run.json").read_text())["plan"]
     assert plan["model_id"] == str(Path(slurm_env["MODEL_ROOT"]) / KEY)
-    assert plan["batch_size"] == 16 and plan["bf16"] and plan["no_qlora"]  # finetune_all.py's row for the model
+    assert plan["batch_size"] == 16 and plan["bf16"] and plan["qlora"] is False  # finetune_all.py's row for the model
     assert requeues(slurm_env) == []
 
 
+@pytest.mark.slow
 def test_array_task_stopped_by_usr1_is_requeued(slurm_env):
     run_dir = Path(slurm_env["OUTPUT_ROOT"]) / KEY
     code, stderr = stop_with_usr1("finetune_all_array.sbatch", slurm_env, run_dir, CSAS_ARGS="--max-steps 200")
@@ -161,6 +173,7 @@ def test_array_task_stopped_by_usr1_is_requeued(slurm_env):
     assert list((run_dir / "checkpoints").iterdir()) and not (run_dir / "finished.json").exists()
 
 
+@pytest.mark.slow
 def test_array_task_outside_the_registry_fails_clearly(slurm_env):
     done = run_script("finetune_all_array.sbatch", slurm_env, SLURM_ARRAY_TASK_ID="9")
     assert done.returncode != 0

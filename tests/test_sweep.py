@@ -1,4 +1,5 @@
-"""Tests for csas_cli.sweep: the grid tables, trial settings and names, results rows and CSV, the runner, the CLI.
+"""Tests for csas_cli.commands.sweep: the grid tables, trial settings and names, results rows and CSV, the runner,
+the CLI.
 
 The last tests run a real 2 x 2 sweep on a tiny checkpoint (CPU, offline) and run it again to see it skipped.
 """
@@ -12,14 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import SAMPLE, invoke, one_error_line
 
-from csas_cli.cli import app
-from csas_cli.errors import SettingsError
-from csas_cli.finetune_all import Outcome
-from csas_cli.registry import FINETUNE_ALL_TABLE, MODEL_KEYS, SWEEP_CONSTANTS, SWEEP_TABLE
-from csas_cli.settings import FinetuneSettings
-from csas_cli.sweep import (
+from csas_cli.commands.finetune_all import Outcome
+from csas_cli.commands.sweep import (
     RESULT_COLUMNS,
     RESULTS_CSV,
     TrialResult,
@@ -36,10 +33,10 @@ from csas_cli.sweep import (
     trial_results,
     write_results_csv,
 )
-from csas_cli.train import RunResult
-import tiny_runs
-
-SAMPLE = Path(__file__).resolve().parents[1] / "csas_cli" / "assets" / "sample_pairs.jsonl"
+from csas_cli.errors import Preempted, SettingsError
+from csas_cli.registry import FINETUNE_ALL_TABLE, MODEL_KEYS, SWEEP_CONSTANTS, SWEEP_TABLE
+from csas_cli.settings import FinetuneSettings
+from csas_cli.training.run import RunResult
 
 # The sweep launcher's grids (original-finetune.md, "Neighbours"), written out independently of registry.py.
 SPEC_GRIDS = {
@@ -84,37 +81,38 @@ def test_sweep_table_covers_the_registry_and_constants() -> None:
 def test_default_grid_expands_in_grid_order(tmp_path: Path, key: str) -> None:
     lrs, ranks = SPEC_GRIDS[key]
     trials = trials_under(tmp_path, key)
-    assert [(t.lr, t.lora_r) for t in trials] == [(lr, r) for lr in lrs for r in ranks]
+    assert [(t.training.learning_rate, t.lora.lora_r) for t in trials] == [(lr, r) for lr in lrs for r in ranks]
     row = FINETUNE_ALL_TABLE[key]
     for t in trials:
         assert t.which == key
-        assert t.lora_alpha == 2 * t.lora_r and t.lora_dropout == 0.05
-        assert t.batch_size == row.batch_size  # batch as in the finetune-all table
-        assert (t.max_steps, t.max_train_samples, t.max_eval_samples) == (4000, 200_000, 10_000)
-        assert t.bf16 and t.no_qlora and t.grad_accum == 2  # finetune-all's constants
-        assert t.run_dir == tmp_path / "sweeps" / key / t.run_name
-        assert SAFE_NAME.match(t.run_name)
-    names = [t.run_name for t in trials]
+        assert t.lora.lora_alpha == 2 * t.lora.lora_r and t.lora.lora_dropout == 0.05
+        assert t.training.batch_size == row.batch_size  # batch as in the finetune-all table
+        assert (t.training.max_steps, t.corpus.max_train_samples, t.corpus.max_eval_samples) == (4000, 200_000, 10_000)
+        assert t.training.bf16 and t.lora.qlora is False and t.training.grad_accum == 2  # finetune-all's constants
+        assert t.run_dir == tmp_path / "sweeps" / key / t.output.run_name
+        assert SAFE_NAME.match(t.output.run_name)
+    names = [t.output.run_name for t in trials]
     assert names == sorted(names) and len(set(names)) == len(names)
 
 
 def test_given_grid_and_fixed_alpha(tmp_path: Path) -> None:
     trials = trials_under(tmp_path, lrs=(1e-4, 2e-4), ranks=(8, 16), dropouts=(0.0, 0.1), lora_alpha=16)
-    assert [(t.lr, t.lora_r, t.lora_dropout) for t in trials] == [
+    assert [(t.training.learning_rate, t.lora.lora_r, t.lora.lora_dropout) for t in trials] == [
         (lr, r, d) for lr in (1e-4, 2e-4) for r in (8, 16) for d in (0.0, 0.1)
     ]
-    assert {t.lora_alpha for t in trials} == {16}
-    assert trials[0].run_name == "trial-00-lr1e-4-r8-a16-d0"
-    assert trials[-1].run_name == "trial-07-lr2e-4-r16-a16-d0.1"
+    assert {t.lora.lora_alpha for t in trials} == {16}
+    assert trials[0].output.run_name == "trial-00-lr1e-4-r8-a16-d0"
+    assert trials[-1].output.run_name == "trial-07-lr2e-4-r16-a16-d0.1"
 
 
 def test_overrides_replace_the_table_but_not_the_grid(tmp_path: Path) -> None:
-    overrides = {"max_steps": 2, "max_train_samples": 5, "batch_size": 3, "seed": 7, "lr": 9.0, "overwrite": True}
+    overrides = {"max_steps": 2, "max_train_samples": 5, "batch_size": 3, "seed": 7, "learning_rate": 9.0,
+                 "overwrite": True}  # fmt: skip
     trials = trials_under(tmp_path, lrs=(1e-4,), ranks=(4,), overrides=overrides)
     (t,) = trials
-    assert (t.max_steps, t.max_train_samples, t.max_eval_samples) == (2, 5, 10_000)
-    assert (t.batch_size, t.seed, t.overwrite) == (3, 7, True)
-    assert (t.lr, t.lora_r, t.lora_alpha) == (1e-4, 4, 8)
+    assert (t.training.max_steps, t.corpus.max_train_samples, t.corpus.max_eval_samples) == (2, 5, 10_000)
+    assert (t.training.batch_size, t.training.seed, t.output.overwrite) == (3, 7, True)
+    assert (t.training.learning_rate, t.lora.lora_r, t.lora.lora_alpha) == (1e-4, 4, 8)
 
 
 @pytest.mark.parametrize(
@@ -258,11 +256,11 @@ def test_recorded_numbers(tmp_path: Path) -> None:
 def test_trial_results_follow_the_trials(tmp_path: Path) -> None:
     trials = trials_under(tmp_path, lrs=(1e-4, 2e-4), ranks=(8,))
     write_run(trials[0].run_dir, {"steps": 4, "train_loss": 1.0, "eval_loss": 2.0, "seconds": 1.0})
-    outcomes = [Outcome(trials[0].run_name, "skipped", "already finished")]  # then Ctrl-C: the second never ran
+    outcomes = [Outcome(trials[0].output.run_name, "skipped", "already finished")]  # then Ctrl-C: the second never ran
     rows = trial_results(trials, outcomes)
     assert [(r.trial, r.status, r.eval_loss, r.note) for r in rows] == [
-        (trials[0].run_name, "skipped", 2.0, ""),
-        (trials[1].run_name, "not run", None, ""),
+        (trials[0].output.run_name, "skipped", 2.0, ""),
+        (trials[1].output.run_name, "not run", None, ""),
     ]
     assert (rows[1].lr, rows[1].r, rows[1].alpha, rows[1].dropout) == (2e-4, 8, 16, 0.05)
 
@@ -279,10 +277,10 @@ class FakeRunner:
 
     def __call__(self, settings: FinetuneSettings) -> RunResult:
         self.calls.append(settings)
-        if settings.run_name in self.fail:
+        if settings.output.run_name in self.fail:
             write_run(settings.run_dir)
             raise SettingsError("--resume: trained with other settings")
-        loss = 3.0 - settings.lora_r / 10 + settings.lr * 1000
+        loss = 3.0 - settings.lora.lora_r / 10 + settings.training.learning_rate * 1000
         write_run(settings.run_dir, {"steps": 2, "train_loss": loss - 0.5, "eval_loss": loss, "seconds": 1.5})
         return RunResult(str(settings.run_dir), 2, loss - 0.5, loss, 1.5)
 
@@ -294,36 +292,36 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_run_sweep_writes_every_trial_and_the_csv(tmp_path: Path) -> None:
     trials = trials_under(tmp_path, lrs=(1e-4, 2e-4), ranks=(8, 16))
-    runner = FakeRunner(fail={trials[1].run_name})
+    runner = FakeRunner(fail={trials[1].output.run_name})
     messages: list[str] = []
     results, path = run_sweep(trials, run_one=runner, say=messages.append)
-    assert [s.run_name for s in runner.calls] == [t.run_name for t in trials]  # the failure stopped nothing
+    names = [t.output.run_name for t in trials]
+    assert [s.output.run_name for s in runner.calls] == names  # the failure stopped nothing
     assert path == tmp_path / "sweeps" / "opus_mt_en_fr" / RESULTS_CSV
     rows = read_csv(path)
-    assert [r["trial"] for r in rows] == [t.run_name for t in trials]
+    assert [r["trial"] for r in rows] == names
     assert [r["status"] for r in rows] == ["ok", "failed", "ok", "ok"]
     assert rows[1]["eval_loss"] == "" and "other settings" in rows[1]["note"]
     assert rows[1]["train_samples"] == "32"  # it got as far as run.json
     assert float(rows[3]["eval_loss"]) == pytest.approx(3.0 - 1.6 + 0.2)
     assert [r.status for r in results] == ["ok", "failed", "ok", "ok"]
-    assert any(trials[1].run_name in m and "failed" in m for m in messages)
+    assert any(trials[1].output.run_name in m and "failed" in m for m in messages)
 
 
 def test_rerun_skips_finished_trials_and_resumes_unfinished_ones(tmp_path: Path) -> None:
     trials = trials_under(tmp_path, lrs=(1e-4, 2e-4), ranks=(8, 16))
-    run_sweep(trials, run_one=FakeRunner(fail={trials[2].run_name}), say=lambda m: None)
+    run_sweep(trials, run_one=FakeRunner(fail={trials[2].output.run_name}), say=lambda m: None)
     again = FakeRunner()
     results, path = run_sweep(trials, run_one=again, say=lambda m: None)
     # Only the failed trial (its folder holds run.json: unfinished) trains again, and it resumes.
-    assert [(s.run_name, s.resume) for s in again.calls] == [(trials[2].run_name, "auto")]
+    assert [(s.output.run_name, s.output.resume) for s in again.calls] == [(trials[2].output.run_name, "auto")]
     assert [r.status for r in results] == ["skipped", "skipped", "ok", "skipped"]
     rows = read_csv(path)
+    assert [r["trial"] for r in rows] == [t.output.run_name for t in trials]
     assert all(r["eval_loss"] and r["steps"] == "2" for r in rows)  # skipped trials keep their numbers
 
 
 def test_a_stop_signal_ends_the_sweep_and_the_csv_says_so(tmp_path: Path) -> None:
-    from csas_cli.preemption import Preempted
-
     trials = trials_under(tmp_path, lrs=(1e-4, 2e-4), ranks=(8,))
 
     def runner(settings: FinetuneSettings) -> RunResult:
@@ -346,13 +344,10 @@ def test_overwrite_retrains_finished_trials(tmp_path: Path) -> None:
 # --- the CLI ---------------------------------------------------------------------------------------------------
 
 
-def invoke(*args: object, env: dict | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
-
-
-def one_error_line(result) -> str:
+def usage_error_line(result) -> str:
+    """A usage error (exit code 2) in one line (helpers.one_error_line)."""
     assert result.exit_code == 2, result.output
-    return tiny_runs.one_error_line(result)
+    return one_error_line(result)
 
 
 def test_dry_run_prints_the_trial_plans(tmp_path: Path) -> None:
@@ -415,13 +410,13 @@ def test_dry_run_default_grid_and_flags(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_bad_flags_are_one_line_naming_the_flag(tmp_path: Path, args: list[str], flag: str) -> None:
     result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--output-dir", tmp_path, *args)
-    assert one_error_line(result).startswith(f"csas: error: {flag}")
+    assert usage_error_line(result).startswith(f"csas: error: {flag}")
     assert not any(tmp_path.iterdir())
 
 
 def test_missing_data_is_one_line(tmp_path: Path) -> None:
     result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", tmp_path / "absent.jsonl", "--dry-run")
-    assert "absent.jsonl" in one_error_line(result)
+    assert "absent.jsonl" in usage_error_line(result)
 
 
 # --- end to end on a tiny checkpoint ---------------------------------------------------------------------------
@@ -432,6 +427,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.slow
 def test_two_by_two_sweep_on_a_tiny_model(tiny_models, tmp_path: Path) -> None:
     key = "opus_mt_en_fr"
     args = ["sweep", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,

@@ -1,4 +1,5 @@
-"""The tiny offline checkpoints (csas_cli/tiny.py), their committed pretrained bases and the shipped bilingual text."""
+"""The tiny offline checkpoints (csas_cli/commands/tiny.py), their committed pretrained bases and the shipped bilingual
+text."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-from csas_cli.registry import MODEL_KEYS, REGISTRY
-from csas_cli.tiny import (
+from csas_cli.commands.tiny import (
     HELDOUT_PAIRS,
     PRETRAIN_PAIRS,
     SAMPLE_PAIRS,
@@ -26,10 +27,10 @@ from csas_cli.tiny import (
     build_tiny_model,
     build_tiny_models,
 )
+from csas_cli.registry import MODEL_KEYS, REGISTRY
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "make_sample_data.py"
 
 TOKENIZER_CLASS = {"marian": "MarianTokenizer", "m2m100": "M2M100Tokenizer", "mbart50": "MBart50Tokenizer"}
@@ -333,7 +334,10 @@ def test_single_build_matches_and_leaves_torch_rng_alone(tiny_models, tmp_path):
 
 
 def test_importing_tiny_does_not_import_torch():
-    code = "import sys, csas_cli.tiny; sys.exit(int('torch' in sys.modules or 'transformers' in sys.modules))"
+    code = (
+        "import sys, csas_cli.commands.tiny; "
+        "sys.exit(int('torch' in sys.modules or 'transformers' in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -1,0 +1,115 @@
+"""`csas finetune-all`: every registry model with finetune_all.py's table, one after another.
+
+A failing model does not stop the others; a stop signal (SIGTERM/SIGUSR1) does, since the job is ending: the model
+in training writes a checkpoint and the command exits with 75. Finished runs are skipped unless --overwrite is given,
+and a run left unfinished (a failure, a time limit, preemption) resumes from its newest checkpoint, so rerunning the
+same command trains only what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import CsasError, Preempted, describe_failure
+from ..layout import run_state
+from ..progress import say as stderr_line
+from ..registry import REGISTRY, check_model_root, model_id_under, select_keys
+from ..settings import FinetuneSettings, settings_from_table, shared_values
+from ..training.run import RunResult, run_finetune
+
+
+def model_defaults() -> dict[str, Any]:
+    """The settings every model gets unless a flag says otherwise (what `csas finetune-all --help` shows)."""
+    return shared_values(settings_from_table)
+
+
+def all_settings(
+    *,
+    data: Path,
+    output_dir: Path,
+    only: Sequence[str] = (),
+    skip: Sequence[str] = (),
+    model_root: Path | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> list[FinetuneSettings]:
+    check_model_root(model_root)
+    return [
+        settings_from_table(
+            key,
+            data=data,
+            output_dir=output_dir,
+            model_id=model_id_under(model_root, key),
+            **dict(overrides or {}),
+        )
+        for key in select_keys(only, skip)
+    ]
+
+
+def dry_run_all(settings_list: Sequence[FinetuneSettings]) -> tuple[list[dict], list[dict]]:
+    """Every model's plan, in order; a model whose plan cannot be made gets {"which", "error"} instead."""
+    from ..training.run import dry_run_record
+
+    records: list[dict] = []
+    for settings in settings_list:
+        try:
+            records.append(dry_run_record(settings))
+        except CsasError as exc:
+            records.append({"which": settings.which, "error": str(exc), "exception": exc})
+    failed = [r for r in records if "error" in r]
+    if failed and len(failed) == len(records) and len({r["error"] for r in failed}) == 1:
+        raise failed[0]["exception"]  # one problem for every model (a missing data file): say it once
+    for r in failed:
+        del r["exception"]
+    return records, failed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    """The run's name: its registry key, or its trial name in a sweep."""
+    status: str
+    """ok, skipped (a finished run was already there), failed, interrupted (Ctrl-C; the rest did not run) or stopped
+    (SIGTERM/SIGUSR1: a checkpoint was written and the rest did not run, so the requeued job resumes right there)."""
+    message: str = ""
+    result: RunResult | None = None
+
+
+def run_all(
+    settings_list: Sequence[FinetuneSettings],
+    *,
+    run_one: Callable[[FinetuneSettings], RunResult] = run_finetune,
+    say: Callable[[str], None] = stderr_line,
+    model_root: Path | None = None,
+) -> list[Outcome]:
+    """Train each run in turn (csas sweep runs its trials here too); see the module docstring."""
+    outcomes = []
+    for settings in settings_list:
+        key = settings.output.run_name or settings.which
+        overwrite = settings.output.overwrite
+        state = run_state(settings.run_dir)
+        if not overwrite and state == "finished":
+            say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
+            outcomes.append(Outcome(key, "skipped", "already finished"))
+            continue
+        if state == "unfinished" and not overwrite:
+            say(f"{key}: {settings.run_dir} holds an unfinished run; resuming it from its newest checkpoint")
+            settings = settings.updated(resume="auto")
+        if settings.model.model_id is None and model_root is not None:
+            say(f"{key}: no {model_root / settings.which}; using the hub id {REGISTRY[settings.which].hub_id}")
+        say(f"{key}: training into {settings.run_dir}")
+        try:
+            outcomes.append(Outcome(key, "ok", result=run_one(settings)))
+        except KeyboardInterrupt:
+            outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
+            break
+        except Preempted as exc:  # the job's time is nearly up: starting the next model would only waste it
+            say(f"{key}: {exc}")
+            outcomes.append(Outcome(key, "stopped", "signal: checkpoint written, rerun with the same command"))
+            break
+        except Exception as exc:  # noqa: BLE001 - one model's failure, even a bug, must not cost the others their run
+            logged, summary = describe_failure(exc)
+            say(f"{key}: {logged}")
+            outcomes.append(Outcome(key, "failed", summary))
+    return outcomes

@@ -1,0 +1,126 @@
+"""`csas translate`: read sentences, translate them (inference/generation.py), write one line per input line.
+
+Inputs: a text file (one sentence per line), `-` for stdin, or a `.jsonl` file whose rows have a `source` field
+(pairs, as `csas finetune` reads them). Empty lines give empty output lines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import DataError, SettingsError
+from ..files import check_output_file, write_lines
+from ..inference.generation import GenerationSettings
+from ..inference.source import Direction
+from ..progress import counting_bar
+
+STDIN = "-"
+_BOM = "\ufeff"
+
+
+def decode_text(path_label: str, data: bytes) -> list[str]:
+    """Lines of UTF-8 text (BOM dropped, LF or CRLF ends); a final line end does not add an empty line."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path_label}:{number}: invalid UTF-8 at byte {exc.start + 1} of the line "
+                            "(csas reads UTF-8 text)") from None  # fmt: skip
+        if number == 1 and text.startswith(_BOM):
+            text = text[1:]
+        out.append(text.rstrip("\r"))
+    return out
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a text or JSON Lines file") from None
+    except PermissionError:
+        raise DataError(f"{path}: cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -> list[str]:
+    """The `source` of every row (blank lines skipped); a row in the other language is an error, not a guess."""
+    sources = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+            raise DataError(f"{path_label}:{number}: invalid JSON ({' '.join(str(exc).split())}); "
+                            "expected one object per line") from None  # fmt: skip
+        if not isinstance(row, dict) or not isinstance(row.get("source"), str):
+            raise DataError(f"{path_label}:{number}: expected an object with a string field 'source'")
+        lang = row.get("source_lang")
+        if isinstance(lang, str) and lang.strip().lower() != direction.source:
+            raise DataError(
+                f"{path_label}:{number}: source_lang {lang.strip()!r}, but the model translates {direction}; keep "
+                f"only {direction.source} rows (csas evaluate picks them itself)"
+            )
+        sources.append(row["source"])
+    if not sources:
+        raise DataError(f"{path_label}: no rows; expected JSON Lines with a 'source' field")
+    return sources
+
+
+def read_sources(input_path: str, direction: Direction, stdin: Any = None) -> list[str]:
+    """The sentences to translate from a text file, `-` (stdin) or a .jsonl file of pairs."""
+    if input_path == STDIN:
+        stream = stdin if stdin is not None else sys.stdin
+        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        return decode_text("<stdin>", data)
+    path = Path(input_path)
+    lines = decode_text(str(path), read_bytes(path))
+    if path.suffix.lower() == ".jsonl":
+        return jsonl_sources(str(path), lines, direction)
+    return lines
+
+
+def run_translate(
+    *,
+    input_path: str,
+    model: Path | None,
+    which: str | None,
+    model_id: str | None,
+    source_lang: str | None,
+    output: Path | None,
+    overwrite: bool,
+    settings: GenerationSettings,
+    say: Callable[[str], None],
+    bar: bool,
+) -> list[str]:
+    """Everything `csas translate` does; returns the translated lines (also written to --output or stdout)."""
+    from ..inference.generation import load_for_inference, translate_texts
+    from ..inference.source import resolve_direction, resolve_source
+
+    if output is not None and input_path != STDIN and Path(input_path).absolute() == output.absolute():
+        raise SettingsError(f"--output {output}: the same file as the input")
+    source = resolve_source(model, which, model_id)
+    direction = resolve_direction(source.spec, source_lang)
+    check_output_file(output, overwrite)
+    texts = read_sources(input_path, direction)
+    loaded = load_for_inference(source)
+    with counting_bar(sum(1 for t in texts if t.strip()), bar, "translating") as advance:
+        result = translate_texts(loaded, texts, direction, settings, advance)
+    if result.truncated:
+        say(f"warning: {result.truncated} input lines were longer than {loaded.max_source_tokens} tokens and were cut")
+    write_lines(result.lines, output)
+    return result.lines
+
+
+__all__ = ["decode_text", "read_sources", "run_translate"]

@@ -1,0 +1,275 @@
+"""Training data: read and validate a JSON Lines file, keep a model's rows, split them into train and eval.
+
+Each line is one object `{"source": str, "target": str, "source_lang": "en"|"fr", "pub_number": str}`
+(`pub_number` optional, extra fields ignored). Every problem a user can fix is a `DataError` whose message is one
+line, `"<path>:<line>: <what is wrong>"` or `"<path>: <what is wrong>"`. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..errors import DataError
+from ..registry import LANGUAGES, other_language
+
+REQUIRED_FIELDS = ("source", "target", "source_lang")
+_BOM = b"\xef\xbb\xbf"
+# json.dumps escapes control characters but not these, which str.splitlines() also treats as line breaks.
+_LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One validated row of the data file."""
+
+    source: str
+    """Stripped source sentence (may be empty; `load_examples` drops such rows)."""
+    target: str
+    """Stripped target sentence (may be empty; `load_examples` drops such rows)."""
+    source_lang: str
+    """"en" or "fr", normalised (stripped, lower-cased)."""
+    target_lang: str
+    """The other language."""
+    pub_number: str | None
+    """Stripped publication id; None when absent, null or blank."""
+    line: int
+    """1-based line number in the file."""
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """The rows one model trains on, and what happened to the others."""
+
+    examples: list[Example]
+    rows_read: int
+    """Every row in the file (blank lines are not rows)."""
+    rows_other_language: int
+    """Rows whose source_lang the model does not train on."""
+    rows_empty: int
+    """Rows in a wanted language whose stripped source or target is empty."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and eval rows; a publication is wholly on one side."""
+
+    train: list[Example]
+    eval: list[Example]
+    train_publications: int
+    """Distinct pub_numbers in train (rows without one are not counted)."""
+    eval_publications: int
+    """Distinct pub_numbers in eval (rows without one are not counted)."""
+
+
+def _one_line(text: str) -> str:
+    """`text` itself, or its repr when it holds a line break, so that a message stays on one line."""
+    return repr(text) if any(c in text for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") else text
+
+
+def _error(path: Path, what: str, line: int | None = None) -> DataError:
+    where = _one_line(str(path)) if line is None else f"{_one_line(str(path))}:{line}"
+    return DataError(f"{where}: {what}")
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """A user's value quoted for a message: escaped, so it cannot break the line, and cut short."""
+    shown = value if len(value) <= limit else value[:limit] + "..."
+    return json.dumps(shown, ensure_ascii=False).translate(_LINE_BREAK_ESCAPES)
+
+
+def _string_field(path: Path, number: int, row: dict[str, Any], name: str) -> str:
+    value = row[name]
+    if not isinstance(value, str):
+        raise _error(path, f"field {name!r} must be a string, got {_json_type(value)}", number)
+    try:
+        # A lone surrogate escape ("\ud800") parses but is not text; tokenizers fail on it much later.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _error(path, f"field {name!r} contains an unpaired surrogate escape (\\ud800-\\udfff)", number) from None
+    return value
+
+
+def _parse_row(path: Path, number: int, text: str) -> Example:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _error(path, f"invalid JSON at column {exc.colno}: {exc.msg} (expected one JSON object per line)",
+                     number) from None
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        raise _error(path, f"invalid JSON: {_one_line(str(exc))} (expected one JSON object per line)", number) from None
+    except RecursionError:
+        raise _error(path, "invalid JSON: nested too deeply (expected one JSON object per line)", number) from None
+    if not isinstance(row, dict):
+        raise _error(path, f"expected a JSON object, got {_json_type(row)}", number)
+    for name in REQUIRED_FIELDS:
+        if name not in row:
+            raise _error(path, f"missing field {name!r} (each row needs {', '.join(REQUIRED_FIELDS)})", number)
+    source = _string_field(path, number, row, "source")
+    target = _string_field(path, number, row, "target")
+    raw_lang = _string_field(path, number, row, "source_lang")
+    lang = raw_lang.strip().lower()
+    if lang not in LANGUAGES:
+        allowed = " or ".join(repr(code) for code in LANGUAGES)
+        raise _error(path, f"source_lang {_show(raw_lang)} is not allowed; expected {allowed}", number)
+    pub_number = None
+    if row.get("pub_number") is not None:
+        pub_number = _string_field(path, number, row, "pub_number").strip() or None
+    return Example(source.strip(), target.strip(), lang, other_language(lang), pub_number, number)
+
+
+def read_jsonl(path: Path) -> Iterator[Example]:
+    """Yield every row of `path`, validated, streaming line by line.
+
+    A generator: file errors (missing, directory, unreadable) are raised on the first `next()`, and an empty file
+    is reported after the last line.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise _error(path, "is a directory, expected a JSON Lines file")
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise _error(path, "file not found") from None
+    except IsADirectoryError:
+        raise _error(path, "is a directory, expected a JSON Lines file") from None
+    except PermissionError:
+        raise _error(path, "cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
+    rows = 0
+    with handle:
+        number = 0
+        try:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _error(path, f"invalid UTF-8 at byte {exc.start + 1} of the line (csas reads UTF-8 text)",
+                                 number) from None
+                stripped = text.strip()
+                if not stripped:
+                    continue
+                if rows == 0 and stripped.startswith("["):
+                    raise _error(path, "looks like a JSON array; csas expects JSON Lines, one object per line",
+                                 number)
+                rows += 1
+                yield _parse_row(path, number, text)
+        except OSError as exc:
+            # A read failing half-way (a network share going away, an I/O error) is still about this file.
+            raise _error(path, f"cannot be read ({exc.strerror or exc})", number + 1) from None
+    if rows == 0:
+        raise _error(path, "is empty; expected JSON Lines, one object per line")
+
+
+def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
+    """Read all of `path` (every row is validated) and keep the non-empty rows whose source_lang is wanted.
+
+    Raises `DataError` when no row is left. `source_langs` comes from the registry; an unknown code is a bug
+    (`ValueError`).
+    """
+    wanted = tuple(dict.fromkeys(lang.strip().lower() for lang in source_langs))
+    unknown = [lang for lang in wanted if lang not in LANGUAGES]
+    if not wanted or unknown:
+        raise ValueError(f"source_langs must be a non-empty subset of {LANGUAGES}, got {tuple(source_langs)}")
+    examples: list[Example] = []
+    rows_read = rows_other = rows_empty = 0
+    for example in read_jsonl(path):
+        rows_read += 1
+        if example.source_lang not in wanted:
+            rows_other += 1
+        elif not example.source or not example.target:
+            rows_empty += 1
+        else:
+            examples.append(example)
+    if not examples:
+        raise _error(Path(path), f"no rows with source_lang {' or '.join(wanted)} ({rows_read} rows read, 0 kept; "
+                                 f"{rows_other} with another source_lang, {rows_empty} with empty source or target)")
+    return LoadedData(examples, rows_read, rows_other, rows_empty)
+
+
+def split_examples(
+    examples: Sequence[Example],
+    val_ratio: float,
+    seed: int,
+    *,
+    max_train: int | None = None,
+    max_eval: int | None = None,
+) -> Split:
+    """Split `examples` into train and eval, keeping each publication wholly on one side, then cap each side.
+
+    Rows sharing a pub_number form one group; a row without one is a group of its own. Groups are sorted by key and
+    shuffled with `random.Random(seed)`; in that order, each group that still fits goes to eval, until eval holds
+    `max(1, ceil(val_ratio * len(examples)))` rows, so one large publication cannot swallow the data. When no group
+    fits, eval gets the first smallest one. The last shuffled group always stays in train: with val_ratio > 0 and at
+    least two groups, eval gets at least one group and train keeps at least one; with a single group, or val_ratio
+    0, eval is empty. Both sides keep input order.
+
+    `max_train`/`max_eval` (None: no cap) are applied after the split, by `subsample`, so the caps never move a
+    publication across the split: they only thin each side out.
+    """
+    if not (0.0 <= val_ratio < 1.0):
+        raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
+    groups: dict[tuple[int, str, int, int], list[int]] = {}
+    for index, example in enumerate(examples):
+        # Publications sort before single rows; a single row is keyed by its line, the index only breaks ties
+        # between rows from different files.
+        key = (0, example.pub_number, 0, 0) if example.pub_number is not None else (1, "", example.line, index)
+        groups.setdefault(key, []).append(index)
+    order = [groups[key] for key in sorted(groups)]
+    random.Random(seed).shuffle(order)
+    # round() first so that float noise (0.1 * 30 = 3.0000000000000004) does not add a row.
+    eval_rows = max(1, math.ceil(round(val_ratio * len(examples), 9))) if val_ratio > 0 else 0
+    in_eval: set[int] = set()
+    candidates = order[:-1]
+    for group in candidates:
+        if len(in_eval) >= eval_rows:
+            break
+        if len(in_eval) + len(group) <= eval_rows:
+            in_eval.update(group)
+    if eval_rows and not in_eval and candidates:
+        in_eval.update(min(candidates, key=len))
+    train = subsample([ex for i, ex in enumerate(examples) if i not in in_eval], max_train, seed)
+    evaluation = subsample([ex for i, ex in enumerate(examples) if i in in_eval], max_eval, seed)
+    return Split(
+        train=train,
+        eval=evaluation,
+        train_publications=len({ex.pub_number for ex in train if ex.pub_number is not None}),
+        eval_publications=len({ex.pub_number for ex in evaluation if ex.pub_number is not None}),
+    )
+
+
+def subsample(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
+    """At most `limit` rows: the first `limit` of a `random.Random(seed)` shuffle, returned in input order.
+
+    Drawn at random rather than from the file's head, which is often sorted by publication or date; a smaller limit
+    gives a subset of a larger one (the same shuffle, a shorter prefix). None, or a limit not below the row count,
+    keeps every row.
+    """
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    return [examples[i] for i in seeded_sample(len(examples), limit, seed)]
+
+
+def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
+    """Indices of `size` of range(n): the first `size` of a `random.Random(seed)` shuffle, in ascending order (all of
+    them when size >= n). A smaller size gives a subset of a larger one."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return sorted(order[:size])
+
+
+__all__ = [
+    "Example", "LoadedData", "Split", "load_examples", "read_jsonl", "seeded_sample", "split_examples", "subsample",
+]  # fmt: skip

@@ -1,0 +1,307 @@
+"""Generation: loading a model source for inference, each family's generation settings, and translating batches.
+
+The base is always loaded unquantized, even for a QLoRA run: bf16 on a GPU with native bfloat16, else fp32.
+Generation settings are per family and pure: M2M100 and mBART-50 must be forced to start with the target
+language's code (on `generation_config`, the only place transformers 5 reads it), Marian needs nothing.
+
+`translate_encoded` is the one generation loop: `csas translate` and `csas evaluate` call it through
+`translate_texts`, and evaluation during training calls it on the validation pairs' token ids with the model in
+training. Sentences are batched by token length (longest first, so running out of memory shows at once) and put
+back in input order; a translation that contains a line break has it replaced by a space, so output line N always
+belongs to input line N.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ..data.features import set_languages
+from ..errors import ModelError
+from ..layout import RUN_JSON
+from ..registry import Family
+from ..settings import check_bounds, setting
+from .source import MERGE_RECORD, Direction, ModelSource
+
+# Everything str.splitlines() breaks on: none of it may survive inside one output line.
+_LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ONE_LINE = str.maketrans({c: " " for c in _LINE_BREAKS})
+
+
+# -- per-family generation settings (pure) -------------------------------------------------------------------
+
+
+def language_token_id(tokenizer: Any, family: Family, lang: str) -> int | None:
+    """The token generation must start with for target `lang`: its language code; None for Marian.
+
+    M2M100 codes ("fr") name tokens "__fr__", which only `get_lang_id` resolves; mBART-50 codes ("fr_XX") are the
+    tokens themselves.
+    """
+    code = family.code(lang)
+    if code is None:
+        return None
+    get_lang_id = getattr(tokenizer, "get_lang_id", None)
+    try:
+        token_id = get_lang_id(code) if get_lang_id is not None else tokenizer.convert_tokens_to_ids(code)
+    except KeyError:
+        token_id = None
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ModelError(f"the {type(tokenizer).__name__} has no language token for {code!r}")
+    return int(token_id)
+
+
+def set_source_language(tokenizer: Any, family: Family, direction: Direction) -> None:
+    """M2M100 and mBART-50 tokenizers prefix sources with src_lang's code (and must know tgt_lang); Marian: no-op."""
+    set_languages(tokenizer, family, direction.source, direction.target)
+
+
+def generation_overrides(tokenizer: Any, family: Family, direction: Direction) -> dict[str, Any]:
+    """Fields to set on `generation_config` for `direction`: the forced first token for families with codes."""
+    token_id = language_token_id(tokenizer, family, direction.target)
+    return {} if token_id is None else {"forced_bos_token_id": token_id}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How translations are generated (`csas translate` and `csas evaluate` take these as options)."""
+
+    num_beams: int = setting(4, "Beam search width (1: greedy).", at_least=1)
+    """Beam search width; 1 is greedy decoding."""
+    max_new_tokens: int = setting(256, "Most tokens generated per sentence.", at_least=1)
+    """Most tokens generated per sentence (the language code and </s> count)."""
+    batch_size: int = setting(16, "Sentences per batch (batches are sorted by length).", at_least=1)
+    """Sentences per generation batch; batches are sorted by length, and the output put back in input order."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+# -- a loaded model ----------------------------------------------------------------------------------------------
+
+
+def inference_device() -> Any:
+    import torch
+
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def inference_dtype(device: Any) -> Any:
+    """bf16 on a GPU that computes it natively (emulated bf16 is slow, fp16 overflows BART-family layers), else fp32."""
+    import torch
+
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, and its tokenizer: loaded for inference, or the model a run is training."""
+
+    model: Any
+    tokenizer: Any
+    family: Family
+    device: Any
+
+    @property
+    def transformers_model(self) -> Any:
+        """The underlying transformers model: its generation_config is the one generate() reads (peft delegates)."""
+        get_base = getattr(self.model, "get_base_model", None)
+        return get_base() if get_base is not None else self.model
+
+    @property
+    def max_source_tokens(self) -> int:
+        """Longest input the model takes: the tokenizer's limit, and the position table for fixed-position families."""
+        limits = [getattr(self.tokenizer, "model_max_length", None)]
+        if self.family.fixed_positions:
+            limits.append(getattr(self.transformers_model.config, "max_position_embeddings", None))
+        usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+        return min(usable) if usable else 1024
+
+    @contextmanager
+    def direction(self, direction: Direction) -> Iterator[None]:
+        """Point the tokenizer and the generation config at one direction, and put back what they said before."""
+        tokenizer, config = self.tokenizer, self.transformers_model.generation_config
+        kept = {name: getattr(tokenizer, name) for name in ("src_lang", "tgt_lang") if hasattr(tokenizer, name)}
+        forced_bos = config.forced_bos_token_id
+        set_source_language(tokenizer, self.family, direction)
+        for name, value in generation_overrides(tokenizer, self.family, direction).items():
+            setattr(config, name, value)
+        try:
+            yield
+        finally:
+            for name, value in kept.items():
+                setattr(tokenizer, name, value)
+            config.forced_bos_token_id = forced_bos
+
+    def generate_ids(self, input_ids: Sequence[Sequence[int]], settings: GenerationSettings) -> Any:
+        """Token ids generated for one batch of tokenized sources (a tensor, decoder start token first)."""
+        import torch
+
+        batch = self.tokenizer.pad({"input_ids": [list(ids) for ids in input_ids]}, return_tensors="pt")
+        with torch.inference_mode():
+            # Keyword arguments only: PeftModelForSeq2SeqLM.generate takes no positional ones (peft#232).
+            return self.model.generate(
+                input_ids=batch["input_ids"].to(self.device),
+                attention_mask=batch["attention_mask"].to(self.device),
+                num_beams=settings.num_beams,
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=False,
+            )
+
+    def decode(self, ids: Any) -> list[str]:
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    def release(self) -> None:
+        """Free the weights (before --compare-base loads a second model)."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# -- translating ---------------------------------------------------------------------------------------------------
+
+
+def single_line(text: str) -> str:
+    """`text` on one line: line breaks become spaces, ends stripped."""
+    return text.translate(_ONE_LINE).strip()
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (ties keep input order)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def fit_length(ids: Sequence[int], limit: int) -> list[int]:
+    """Cut a tokenized source to `limit` tokens, keeping its closing token (</s>) so the encoder sees an end."""
+    ids = list(ids)
+    return ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:]
+
+
+def translate_encoded(
+    loaded: LoadedModel,
+    encoded: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    advance: Callable[[int], None] = lambda n: None,
+) -> list[str]:
+    """Translate tokenized sources (in the direction `loaded.direction` set) in length-sorted batches; one line per
+    source, in input order; `advance(n)` is called after each batch of n sentences."""
+    out = [""] * len(encoded)
+    for batch in length_sorted_batches([len(ids) for ids in encoded], settings.batch_size):
+        generated = loaded.generate_ids([encoded[j] for j in batch], settings)
+        for j, text in zip(batch, loaded.decode(generated)):
+            out[j] = single_line(text)
+        advance(len(batch))
+    return out
+
+
+@dataclass(frozen=True)
+class Translation:
+    lines: list[str]
+    """One translation per input sentence, in input order; "" for an empty input line."""
+    truncated: int
+    """Inputs longer than the model takes, cut to fit."""
+
+
+def translate_texts(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    direction: Direction,
+    settings: GenerationSettings,
+    advance: Callable[[int], None] = lambda n: None,
+) -> Translation:
+    """Translate `texts` with `loaded` in `direction`; `advance(n)` is called after each batch of n sentences."""
+    wanted = [i for i, text in enumerate(texts) if text.strip()]
+    out = [""] * len(texts)
+    if not wanted:
+        return Translation(out, 0)
+    limit = loaded.max_source_tokens
+    with loaded.direction(direction):
+        encoded = loaded.tokenizer([texts[i].strip() for i in wanted])["input_ids"]
+        truncated = sum(len(ids) > limit for ids in encoded)
+        lines = translate_encoded(loaded, [fit_length(ids, limit) for ids in encoded], settings, advance)
+    for i, line in zip(wanted, lines):
+        out[i] = line
+    return Translation(out, truncated)
+
+
+# -- loading -------------------------------------------------------------------------------------------------------
+
+
+def reflag(exc: ModelError, source: ModelSource) -> ModelError:
+    """modeling's messages name --model-id; say which flag or record the path really came from."""
+    message = str(exc)
+    if source.flag != "--model-id":
+        message = message.replace("--model-id ", f"{source.flag} ", 1)
+    elif source.base_from_record:
+        message += f" (the base recorded in {RUN_JSON} or {MERGE_RECORD}; pass --model-id PATH to use another copy)"
+    return ModelError(message)
+
+
+def load_weights(source: ModelSource, dtype: Any) -> tuple[Any, Any]:
+    """The tokenizer and the unquantized weights of `source.model_id` in `dtype`, checked against the key's family."""
+    from ..modeling import (
+        check_loading_info,
+        load_config,
+        load_tokenizer,
+        one_line,
+        quiet_libraries,
+    )
+
+    quiet_libraries()
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        config = load_config(source.model_id, source.spec.family, source.which)
+        tokenizer = load_tokenizer(source.tokenizer_id)
+        try:
+            model, info = AutoModelForSeq2SeqLM.from_pretrained(
+                source.model_id, config=config, dtype=dtype, use_safetensors=True, trust_remote_code=False,
+                output_loading_info=True,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - truncated files, missing safetensors, ...
+            raise ModelError(f"--model-id {source.model_id}: cannot load the model ({one_line(exc)})") from None
+        check_loading_info(info, source.model_id)
+    except ModelError as exc:
+        raise reflag(exc, source) from None
+    return model, tokenizer
+
+
+def load_for_inference(source: ModelSource, device: Any = None) -> LoadedModel:
+    """Load tokenizer and unquantized weights, apply the adapter, switch to eval mode."""
+    device = device if device is not None else inference_device()
+    model, tokenizer = load_weights(source, inference_dtype(device))
+    if source.adapter is not None:
+        model = apply_adapter(model, source.adapter)
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, family=source.spec.family, device=device)
+
+
+def apply_adapter(model: Any, adapter: Path) -> Any:
+    """The base wrapped with the run's LoRA adapter (inference mode: nothing trainable, no dropout)."""
+    from peft import PeftModel
+
+    from ..modeling import one_line
+
+    try:
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged adapter or one made for another base
+        raise ModelError(f"{adapter}: cannot apply the adapter to its base ({one_line(exc)})") from None
+
+
+__all__ = [
+    "GenerationSettings", "LoadedModel", "Translation", "apply_adapter", "fit_length", "generation_overrides",
+    "inference_dtype", "language_token_id", "length_sorted_batches", "load_for_inference", "load_weights",
+    "set_source_language", "single_line", "translate_encoded", "translate_texts",
+]  # fmt: skip

@@ -1,0 +1,213 @@
+"""Which model an inference command means, and in which direction it translates, resolved before any weights load.
+
+A model source is one of three things, resolved by `resolve_source`:
+
+- a finished run directory (`run.json`, `lora/`, `finished.json`): the base named in run.json (or `--model-id`,
+  since a cluster path differs from the training machine) with the adapter applied, and the run's tokenizer files;
+- a merged directory (written by `csas merge`, or any transformers model directory with `--which`): loaded as is;
+- a base model alone: `--which KEY`, from `--model-id` or the registry's hub id.
+
+Loading and generating are generation.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, SettingsError
+from ..layout import ADAPTER_DIR, BEST_DIR, FINISHED, RUN_JSON, run_state
+from ..registry import LANGUAGES, REGISTRY, ModelSpec, check_which, other_language
+
+ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
+"""A run's adapters: lora/ (the last step) and best/ (the best evaluation); `--model RUN/best` uses the latter."""
+
+MERGE_RECORD = "csas_merge.json"
+"""Provenance written by `csas merge` into a merged directory; it names the registry key."""
+
+RUN = "run"
+MERGED = "merged"
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One translation direction, in csas languages (en, fr)."""
+
+    source: str
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.source}->{self.target}"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What to load, resolved from the flags: weights, adapter, tokenizer and the registry key they belong to."""
+
+    kind: str
+    """run, merged or base."""
+    which: str
+    """Registry key: decides the family and the directions."""
+    model_id: str
+    """The weights to load: a run's base, the merged directory, or the base model."""
+    adapter: Path | None
+    """A run's adapter folder; None otherwise."""
+    tokenizer_id: str
+    """Where the tokenizer files are: the run or merged directory when it holds them, else the base."""
+    base_model_id: str | None
+    """The base a run or merged directory came from (what --compare-base scores); the model itself for a base."""
+    label: str
+    """How reports name this model."""
+    flag: str
+    """The flag that named the weights, for error messages (--model or --model-id)."""
+    base_from_record: bool = False
+    """True when model_id comes from run.json rather than --model-id (it may not exist on this machine)."""
+
+    @property
+    def spec(self) -> ModelSpec:
+        return REGISTRY[self.which]
+
+    def base(self) -> "ModelSource":
+        """The base model alone, for --compare-base."""
+        if self.kind == BASE:
+            raise SettingsError("--compare-base: the model is already a base model; pass --model RUN_OR_MERGED_DIR")
+        if self.base_model_id is None:
+            raise SettingsError(
+                f"--compare-base: {self.label} does not record its base model; pass --model-id BASE"
+            )
+        return ModelSource(
+            kind=BASE, which=self.which, model_id=self.base_model_id, adapter=None, tokenizer_id=self.base_model_id,
+            base_model_id=self.base_model_id, label=self.base_model_id, flag="--model-id",
+            base_from_record=self.base_from_record,
+        )  # fmt: skip
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read {what} ({exc})") from None
+    if not isinstance(record, dict):
+        raise ModelError(f"{path}: {what} is not a JSON object")
+    return record
+
+
+def has_tokenizer(directory: Path) -> bool:
+    return (directory / "tokenizer_config.json").is_file()
+
+
+def resolve_source(
+    model: Path | None, which: str | None, model_id: str | None, flag: str = "--model"
+) -> ModelSource:
+    """Turn `--model` / `--which` / `--model-id` into a ModelSource (reads small JSON files, loads no weights).
+
+    `--model-id` always means the base: the base a run's adapter is applied to, the base --compare-base scores
+    for a merged directory, or the model itself with `--which` alone. `flag` names `model` in messages.
+    """
+    if which is not None:
+        check_which(which)
+    if model is None:
+        if which is None:
+            raise SettingsError(
+                "pass --model RUN_OR_MERGED_DIR, or --which KEY (with --model-id PATH) for a base model"
+            )
+        base_id = model_id or REGISTRY[which].hub_id
+        return ModelSource(
+            kind=BASE, which=which, model_id=base_id, adapter=None, tokenizer_id=base_id, base_model_id=base_id,
+            label=base_id, flag="--model-id",
+        )  # fmt: skip
+    model = Path(model)
+    if not model.exists():
+        raise ModelError(f"{flag} {model}: no such directory")
+    if not model.is_dir():
+        raise ModelError(f"{flag} {model}: not a directory (expected a run or merged model directory)")
+    if model.name in ADAPTER_FOLDERS and (model / "adapter_config.json").is_file():
+        parent_state = run_state(model.parent)
+        if parent_state in ("finished", "unfinished"):  # RUN/best (the best evaluation's adapter) or RUN/lora
+            return run_source(model.parent, parent_state, which, model_id, flag, adapter=model)
+    state = run_state(model)
+    if state in ("finished", "unfinished"):
+        return run_source(model, state, which, model_id, flag)
+    if (model / "config.json").is_file():
+        return merged_source(model, which, model_id, flag)
+    raise ModelError(
+        f"{flag} {model}: neither a csas run ({RUN_JSON}, {ADAPTER_DIR}/, {FINISHED}) nor a model directory "
+        "(config.json)"
+    )
+
+
+def run_source(
+    run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str, adapter: Path | None = None
+) -> ModelSource:
+    """A finished run with its final adapter (lora/), or with `adapter` (its best/ folder)."""
+    if state != "finished":
+        raise ModelError(
+            f"{flag} {run_dir}: an unfinished run (no {FINISHED}); finish it with `csas finetune ... --resume auto`"
+        )
+    if not (run_dir / RUN_JSON).is_file():
+        raise ModelError(f"{flag} {run_dir}: no {RUN_JSON}; cannot tell which model this run trained")
+    plan = read_json_object(run_dir / RUN_JSON, "the run record").get("plan")
+    if not isinstance(plan, dict) or plan.get("which") not in REGISTRY or not isinstance(plan.get("model_id"), str):
+        raise ModelError(f"{flag} {run_dir}: {RUN_JSON} has no plan with a registry key and a model id")
+    run_which = plan["which"]
+    if which is not None and which != run_which:
+        raise SettingsError(f"--which {which}: {run_dir} is a {run_which} run")
+    label = str(run_dir if adapter is None else adapter)
+    adapter = adapter or run_dir / ADAPTER_DIR
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{flag} {run_dir}: no adapter ({ADAPTER_DIR}/adapter_config.json is missing)")
+    base_id = model_id or plan["model_id"]
+    return ModelSource(
+        kind=RUN, which=run_which, model_id=base_id, adapter=adapter,
+        tokenizer_id=str(run_dir) if has_tokenizer(run_dir) else base_id, base_model_id=base_id,
+        label=label, flag="--model-id", base_from_record=model_id is None,
+    )  # fmt: skip
+
+
+def merged_source(directory: Path, which: str | None, model_id: str | None, flag: str) -> ModelSource:
+    record: dict[str, Any] = {}
+    if (directory / MERGE_RECORD).is_file():
+        record = read_json_object(directory / MERGE_RECORD, "the merge record")
+    recorded = record.get("which")
+    if recorded is not None and recorded not in REGISTRY:
+        raise ModelError(f"{directory / MERGE_RECORD}: unknown registry key {recorded!r}")
+    if which is not None and recorded is not None and which != recorded:
+        raise SettingsError(f"--which {which}: {directory} is a merged {recorded} model")
+    key = which or recorded
+    if key is None:
+        raise SettingsError(
+            f"{flag} {directory}: a model directory without {MERGE_RECORD}; pass --which KEY to say which registry "
+            "model it is"
+        )
+    base_id = model_id or record.get("base_model_id")
+    return ModelSource(
+        kind=MERGED, which=key, model_id=str(directory), adapter=None,
+        tokenizer_id=str(directory) if has_tokenizer(directory) else (base_id or str(directory)),
+        base_model_id=base_id, label=str(directory), flag=flag, base_from_record=model_id is None,
+    )  # fmt: skip
+
+
+def resolve_direction(spec: ModelSpec, source_lang: str | None) -> Direction:
+    """The direction a model translates: its only source language, or --source-lang when it trains both ways."""
+    if source_lang is None:
+        if len(spec.source_langs) > 1:
+            both = " and ".join(f"{s}->{other_language(s)}" for s in spec.source_langs)
+            raise SettingsError(f"--source-lang: {spec.key} translates both ways ({both}); pass --source-lang en or fr")
+        source = spec.source_langs[0]
+    else:
+        source = source_lang.strip().lower()
+        if source not in LANGUAGES:
+            raise SettingsError(f"--source-lang: expected en or fr, got {source_lang!r}")
+        if source not in spec.source_langs:
+            only = ", ".join(f"{s}->{other_language(s)}" for s in spec.source_langs)
+            raise SettingsError(f"--source-lang {source}: {spec.key} translates {only} only")
+    return Direction(source, other_language(source))
+
+
+__all__ = [
+    "BASE", "Direction", "MERGED", "MERGE_RECORD", "ModelSource", "RUN", "read_json_object", "resolve_direction",
+    "resolve_source",
+]  # fmt: skip

@@ -1,0 +1,55 @@
+"""The names of a run directory's files, and what a reader can tell from them; training.rundir writes them.
+
+Readers: inference (is this a finished run, where is its adapter), merge, sweep's results, finetune-all's skip test.
+
+A run directory, <output_dir>/<which>/:
+    run.json          the resolved plan, step counts, library versions, data fingerprint (written first); the peak
+                      memory is added at the end
+    metrics.jsonl     one object per logged training step and per evaluation
+    train.log         a copy of the console log
+    checkpoints/      step-000200/ ... (the newest few)
+    best/             the adapter of the best evaluation so far, with best.json (step, metric, value)
+    lora/             the final adapter (safetensors): the last step's, which need not be the best
+    tokenizer files   so the run directory works as a model directory with its adapter
+    finished.json     written last; its presence means the run completed
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .files import read_json_record
+
+FINISHED = "finished.json"
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+LOG = "train.log"
+ADAPTER_DIR = "lora"
+BEST_DIR = "best"
+CHECKPOINTS_DIR = "checkpoints"
+# best.tmp and best.old: what an interrupted replacement of best/ can leave (see checkpoints.swap_in).
+RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BEST_DIR}.tmp", f"{BEST_DIR}.old",
+                 CHECKPOINTS_DIR)  # fmt: skip
+
+
+def run_state(run_dir: Path) -> str:
+    """'finished', 'unfinished' (a csas run that did not complete), 'empty' or 'absent'."""
+    if not run_dir.exists():
+        return "absent"
+    if (run_dir / FINISHED).exists():
+        return "finished"
+    if (run_dir / RUN_JSON).exists() or (run_dir / CHECKPOINTS_DIR).exists():
+        return "unfinished"
+    return "empty"
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def finished_record(run_dir: Path) -> dict[str, Any]:
+    """finished.json of a finished run ({} when unreadable)."""
+    return read_json_record(run_dir / FINISHED)

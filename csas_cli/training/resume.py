@@ -1,0 +1,72 @@
+"""Resuming a run: which checkpoint to continue from, and whether the run asked for is the run on disk.
+
+A resumed run must see the same data, model and hyperparameters as the run that wrote the checkpoint, or its result
+is neither run; the intervals (logging, evaluation, checkpoints) and the progress display may change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import SettingsError
+from ..layout import CHECKPOINTS_DIR, RUN_JSON
+from ..settings import Plan
+from .checkpoints import CheckpointError, newest_usable_checkpoint, read_state
+
+MUST_MATCH = (
+    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
+    "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
+    "train_rows", "eval_rows",
+)  # fmt: skip
+"""Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
+
+`patience` and `eval_steps` are not among them: they decide when the run evaluates and stops, not what any step
+computes, and the count of evaluations without improvement comes back from the checkpoint, so a changed value
+applies to the run's history from there on."""
+
+CHRF_MUST_MATCH = ("eval_chrf", "eval_chrf_samples", "eval_num_beams")
+"""Plan fields that must match when either run scores chrF. They leave the weights alone (generation runs in eval
+mode and draws no random numbers), but they define what an eval_chrf value means, and the best checkpoint and
+--patience compare values from before the interruption with values after it."""
+
+
+def plan_differences(recorded: dict[str, Any], plan: Plan, data_sha256: str) -> list[str]:
+    """Human-readable differences between the run.json on disk and the plan asked for now (pure)."""
+    now = plan.to_dict()
+    before = recorded.get("plan", {})
+    # A run.json from before --eval-chrf existed has no such key: it scored no chrF, like a plan without the flag.
+    keys = MUST_MATCH + (CHRF_MUST_MATCH if now["eval_chrf"] or before.get("eval_chrf") else ())
+    diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys if before.get(key) != now[key]]
+    if recorded.get("data_sha256") != data_sha256:
+        diffs.append(f"data file content changed ({plan.corpus.data})")
+    return diffs
+
+
+def check_resumable(run_dir: Path, plan: Plan, data_sha256: str) -> None:
+    try:
+        recorded = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"--resume: cannot read {run_dir / RUN_JSON} ({exc}); pass --overwrite to start over") from None
+    diffs = plan_differences(recorded, plan, data_sha256)
+    if diffs:
+        raise SettingsError(
+            f"--resume: {run_dir} was trained with other settings ({'; '.join(diffs)}); "
+            "rerun with the original settings, or pass --overwrite to start over"
+        )
+
+
+def choose_checkpoint(run_dir: Path, resume: str, warn: Callable[[str], None]) -> Path | None:
+    """`--resume auto`: the newest usable checkpoint (None when there is none yet); `--resume PATH`: that one."""
+    if resume == "auto":
+        return newest_usable_checkpoint(run_dir / CHECKPOINTS_DIR, warn)
+    path = Path(resume)
+    try:
+        read_state(path)
+    except CheckpointError as exc:
+        raise SettingsError(f"--resume: {exc}") from None
+    if path.resolve().parent != (run_dir / CHECKPOINTS_DIR).resolve():
+        raise SettingsError(f"--resume: {path} is not a checkpoint of {run_dir}")
+    return path

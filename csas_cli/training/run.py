@@ -1,0 +1,137 @@
+"""A run's life cycle: check the output directory, prepare the plan and the data, find the resume point, tokenize,
+train with a recipe, and the result. `csas finetune` comes here; finetune-all and sweep come here once per run.
+
+`prepare_run` does every check that needs no weights (what --dry-run prints); `run_finetune` then goes on in
+dependency order: hardware (free), the base's config and tokenizer (cheap), the tokenized pairs, and the recipe,
+which loads the weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..data.features import tokenize_split
+from ..data.pairs import Split, load_examples, split_examples
+from ..errors import SettingsError
+from ..files import file_sha256
+from ..layout import finished_record, run_state
+from ..progress import say
+from ..registry import REGISTRY
+from ..settings import FinetuneSettings, Plan, build_plan, flag
+from .distributed import ProcessGroup, distributed_env
+from .preemption import StopRequest
+from .recipe import FinetuneRecipe, RunResult, check_hardware, load_base
+from .resume import check_resumable, choose_checkpoint
+from .rundir import check_run_dir
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    plan: Plan
+    split: Split
+
+
+def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> PreparedRun:
+    """Resolve the plan and read, filter and split the data: every check that needs no weights."""
+    world_size, local_rank = distributed_env(os.environ if environ is None else environ)
+    plan = build_plan(settings, world_size=world_size, local_rank=local_rank)
+    if Path(plan.model_id).is_dir():
+        # A local snapshot is recorded absolute, so that run.json's base is found from any folder (translate, merge).
+        plan = replace(plan, resolved=replace(plan.resolved, model_id=os.path.abspath(plan.model_id)))
+    corpus = settings.corpus
+    loaded = load_examples(corpus.data, plan.resolved.source_langs)
+    split = split_examples(
+        loaded.examples, corpus.val_ratio, settings.training.seed, max_train=corpus.max_train_samples,
+        max_eval=corpus.max_eval_samples,
+    )  # fmt: skip
+    counts = {"train_rows": len(split.train), "eval_rows": len(split.eval),
+              "train_publications": split.train_publications, "eval_publications": split.eval_publications}  # fmt: skip
+    plan = replace(plan, resolved=replace(plan.resolved, **counts))
+    if not split.eval:
+        evaluation = settings.evaluation
+        for name, given in (("patience", evaluation.patience is not None), ("eval_chrf", evaluation.eval_chrf)):
+            if given:
+                raise SettingsError(
+                    f"{flag(name)} needs evaluations, but the validation split is empty (the {plan.which} rows come "
+                    f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); "
+                    f"drop {flag(name)}"
+                )
+    return PreparedRun(plan, split)
+
+
+def dry_run_record(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What --dry-run prints: the resolved plan, the split's sizes and the state of the output directory."""
+    record = prepare_run(settings, environ).plan.to_dict()
+    record["output_state"] = run_state(settings.run_dir)
+    return record
+
+
+def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> RunResult:
+    """Check the output directory, prepare, train and write one run (or continue one with --resume).
+
+    Under torchrun every process comes here, in the process group it joins on its first run.
+    """
+    environ = os.environ if environ is None else environ
+    group = ProcessGroup.join(*distributed_env(environ))
+    # Rank 0 alone reads the output directory and hands its answer (or its error) to the others, so every process
+    # starts from the same checkpoint; nothing is written there before the recipe's set-up is done.
+    if group.from_main(lambda: nothing_left_to_do(settings)):
+        return finished_result(settings.run_dir, say_so=group.is_main)
+    # Installed before anything loads: a SIGTERM or SIGUSR1 while the model loads is then a stop request like any
+    # other, answered before the first step with exit code 75, instead of a killed process that a requeue script
+    # cannot tell from a crash.
+    with StopRequest() as stop:
+        prepared = prepare_run(settings, environ)
+        resume_from = group.from_main(lambda: resume_point(settings, prepared.plan))
+        recipe = build_recipe(prepared, group=group, stop=stop, resume_from=resume_from)
+        try:
+            recipe.setup()
+            recipe.train()
+            return recipe.finish()
+        finally:
+            recipe.cleanup()
+
+
+def build_recipe(prepared: PreparedRun, **recipe_args: Any) -> FinetuneRecipe:
+    """The recipe of a prepared run, in dependency order: the hardware (free), the base's config and tokenizer
+    (cheap), the tokenized pairs; `recipe_args` are FinetuneRecipe's keyword arguments. Loads no weights yet."""
+    plan = prepared.plan
+    hardware = check_hardware(plan)
+    base = load_base(plan)
+    corpus = plan.corpus
+    data = tokenize_split(
+        base.tokenizer, REGISTRY[plan.which].family, prepared.split, max_source_len=corpus.max_source_len,
+        max_target_len=corpus.max_target_len,
+    )  # fmt: skip
+    return FinetuneRecipe(plan, data, base, hardware, **recipe_args)
+
+
+def nothing_left_to_do(settings: FinetuneSettings) -> bool:
+    """With --resume: whether the run is already finished (a requeued job). Without: refuse to replace a run."""
+    if settings.output.resume is None:
+        check_run_dir(settings.run_dir, settings.output.overwrite)
+        return False
+    return run_state(settings.run_dir) == "finished"
+
+
+def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
+    """The checkpoint --resume continues from (None for a fresh start), after checking the run is the same run."""
+    if settings.output.resume is None:
+        return None
+    resume_from = choose_checkpoint(settings.run_dir, settings.output.resume, warn=say)
+    if resume_from is not None:
+        check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data))
+    return resume_from
+
+
+def finished_result(run_dir: Path, say_so: bool = True) -> RunResult:
+    record = finished_record(run_dir)
+    if say_so:
+        say(f"{run_dir} holds a finished run; nothing to resume")
+    return RunResult(str(run_dir), record.get("steps", 0), record.get("train_loss"), record.get("eval_loss"), 0.0)
+
+
+__all__ = ["PreparedRun", "RunResult", "build_recipe", "dry_run_record", "prepare_run", "run_finetune"]

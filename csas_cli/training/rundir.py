@@ -1,0 +1,147 @@
+"""The run directory: guarding it before a run, and `RunDirectory`, the one writer of it.
+
+Every write during a run goes through one `RunDirectory`, so "what does a run directory contain, and when" has one
+answer: `create` (a fresh run) or `rewind` (a resumed one), then metrics, log lines, checkpoints and best/ as the
+run goes, then `finish`. A `RunDirectory(None)` writes nothing (the processes other than rank 0, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import layout
+from ..errors import OutputError
+from ..files import write_json_atomic, write_text_atomic
+from . import checkpoints
+
+
+def nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> str:
+    """Refuse, before anything is loaded or written, to replace a run the user did not ask to replace."""
+    existing = nearest_existing(run_dir)
+    if not existing.is_dir():
+        raise OutputError(f"--output-dir: {existing} exists and is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--output-dir: {existing} is not writable")
+    state = layout.run_state(run_dir)
+    if state == "empty" and ((run_dir / "config.json").exists() or any(run_dir.glob("*.safetensors"))):
+        raise OutputError(f"--output-dir: {run_dir} holds a model, not a csas run; choose another --output-dir")
+    if overwrite:
+        return state
+    if state == "finished":
+        raise OutputError(f"--output-dir: {run_dir} holds a finished run; pass --overwrite to replace it")
+    if state == "unfinished":
+        raise OutputError(
+            f"--output-dir: {run_dir} holds an unfinished run (no {layout.FINISHED}); pass --resume auto to continue "
+            "it or --overwrite to start it over"
+        )
+    return state
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove a previous run's artifacts (only csas's own), finished.json first so no stale marker survives."""
+    for name in layout.RUN_ARTIFACTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class RunDirectory:
+    """The one writer of a run directory; with `path` None every write is skipped."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._metrics: TextIO | None = None
+        self._log: TextIO | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.path is not None
+
+    # -- the start of a run -------------------------------------------------------------------------------------
+    def create(self, record: dict[str, Any]) -> None:
+        """A fresh run: clear a previous run's artifacts, then write run.json."""
+        if self.path is None:
+            return
+        clear_run_dir(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / layout.RUN_JSON, record)
+
+    def rewind(self, checkpoint: Path, step: int, note: dict[str, Any]) -> None:
+        """A resumed run: put best/ back as `checkpoint` knew it, drop the metrics logged after its `step` (they
+        will be logged again), and add `note` to run.json's list of resumes."""
+        if self.path is None:
+            return
+        checkpoints.restore_best(checkpoint, self.path / layout.BEST_DIR)
+        metrics = self.path / layout.METRICS
+        if metrics.exists():
+            kept = [r for r in layout.read_metrics(metrics) if r.get("step", 0) <= step]
+            write_text_atomic(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        self.update_record(lambda record: record.setdefault("resumed", []).append(note))
+
+    def update_record(self, change: Any) -> None:
+        """Apply `change(record)` to run.json in place."""
+        if self.path is None:
+            return
+        record = json.loads((self.path / layout.RUN_JSON).read_text(encoding="utf-8"))
+        change(record)
+        write_json_atomic(self.path / layout.RUN_JSON, record)
+
+    # -- during the run -----------------------------------------------------------------------------------------
+    def write_metrics(self, record: dict[str, Any]) -> None:
+        """One line of metrics.jsonl, flushed so that a crashed run keeps its curve."""
+        if self.path is None:
+            return
+        if self._metrics is None:
+            self._metrics = open(self.path / layout.METRICS, "a", encoding="utf-8")
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+
+    def write_log(self, line: str) -> None:
+        """One line of train.log (the Reporter's copy of the console)."""
+        if self.path is None:
+            return
+        if self._log is None:
+            self._log = open(self.path / layout.LOG, "a", encoding="utf-8")
+        self._log.write(line + "\n")
+        self._log.flush()
+
+    def save_checkpoint(self, step: int, **state: Any) -> Path | None:
+        """checkpoints/step-NNNNNN, with a copy of best/ (see checkpoints.save_checkpoint for `state`)."""
+        if self.path is None:
+            return None
+        root, best = self.path / layout.CHECKPOINTS_DIR, self.path / layout.BEST_DIR
+        return checkpoints.save_checkpoint(root, step, best=best, **state)
+
+    def save_best(self, model: Any, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            checkpoints.save_best(self.path / layout.BEST_DIR, model, record)
+
+    # -- the end ------------------------------------------------------------------------------------------------
+    def finish(self, model: Any, tokenizer: Any, peak_memory: dict[str, Any], record: dict[str, Any]) -> None:
+        """The final adapter, the tokenizer, the peak memory in run.json, and finished.json last: its presence is
+        the promise that everything else is complete."""
+        if self.path is None:
+            return
+        model.save_pretrained(str(self.path / layout.ADAPTER_DIR), safe_serialization=True)
+        tokenizer.save_pretrained(str(self.path))
+        self.update_record(lambda run: run.__setitem__("peak_memory", peak_memory))
+        write_json_atomic(self.path / layout.FINISHED, record)
+
+    def close(self) -> None:
+        for handle in (self._metrics, self._log):
+            if handle is not None:
+                handle.close()
+        self._metrics = self._log = None

@@ -1,0 +1,79 @@
+"""Tests for csas_cli.options: Typer options made from settings fields, and the defaults the commands' help shows."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from helpers import invoke
+
+from csas_cli.cli import app
+from csas_cli.commands.finetune_all import all_settings
+from csas_cli.commands.sweep import sweep_settings
+from csas_cli.options import describe_default
+from csas_cli.registry import MODEL_KEYS
+from csas_cli.settings import FIELDS
+
+DEFAULT_IN_HELP = re.compile(r"\(default: ([^)]+?)(?:, greedy)?\)")
+
+
+def command(name: str):
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def flag_field(param) -> str | None:
+    """The settings field an option of a command is made from (None for the command's own options)."""
+    for name, f in FIELDS.items():
+        spelled = (f.metadata.get("flag") or name).replace("_", "-")
+        if f"--{spelled}" in param.opts or f"--{name.replace('_', '-')}" in param.opts:
+            return name
+    return None
+
+
+@pytest.mark.parametrize("value,want", [(True, "on"), (False, "off"), (2e-4, "0.0002"), (1.5e-4, "0.00015"),
+                                        (200000, "200000"), (("q_proj", "v_proj"), "q_proj,v_proj")])
+def test_describe_default(value: object, want: str) -> None:
+    assert describe_default(value) == want
+
+
+@pytest.mark.parametrize("name", ["sweep", "finetune-all"])
+def test_every_default_the_help_shows_is_what_every_model_gets(name: str, tmp_path: Path) -> None:
+    """A `(default: X)` in sweep's or finetune-all's help is the value each model's runs get when the flag is left
+    out: it is read from the same settings, not written a second time."""
+    if name == "sweep":
+        runs = [sweep_settings(key, data=tmp_path / "d.jsonl", output_dir=tmp_path)[0] for key in MODEL_KEYS]
+    else:
+        runs = all_settings(data=tmp_path / "d.jsonl", output_dir=tmp_path)
+    checked = 0
+    for param in command(name).params:
+        match = DEFAULT_IN_HELP.search(param.help or "")
+        field = flag_field(param)
+        if match is None or field is None or match[1].startswith("the ") or field == "lora_alpha":
+            continue  # a default described in words (the registry's, the table's), or sweep's alpha of 2 x r
+        for run in runs:
+            assert describe_default(run.flat()[field]) == match[1], (param.opts, run.which)
+        checked += 1
+    assert checked >= (12 if name == "sweep" else 1)
+
+
+def test_a_flag_left_out_is_not_passed_on(tmp_path: Path) -> None:
+    """sweep's given-only options stay out of the overrides: a trial then has the table's value, and a flag given
+    replaces it (the toggles in both spellings)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"source": "a", "target": "b", "source_lang": "en", "pub_number": "1"}\n'
+                    '{"source": "c", "target": "d", "source_lang": "en", "pub_number": "2"}\n', encoding="utf-8")
+    args = ["sweep", "--which", "opus_mt_en_fr", "--data", data, "--output-dir", tmp_path, "--lrs", "1e-4", "--ranks",
+            "8", "--dry-run"]  # fmt: skip
+    plain = json.loads(invoke(*args).stdout)[0]
+    assert (plain["bf16"], plain["qlora"], plain["batch_size"], plain["seed"]) == (True, False, 16, 42)
+    given = json.loads(invoke(*args, "--no-bf16", "--qlora", "--batch-size", 3, "--seed", 5).stdout)[0]
+    assert (given["bf16"], given["qlora"], given["batch_size"], given["seed"]) == (False, True, 3, 5)
+
+
+def test_finetune_spells_two_settings_as_finetune_py_did() -> None:
+    opts = {tuple(p.opts) for p in command("finetune").params}
+    assert ("--lr",) in opts and ("--no-qlora", "--no_qlora") in opts
+    assert not any("--learning-rate" in o or "--qlora" in o for o in opts)

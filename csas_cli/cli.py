@@ -24,8 +24,8 @@ from .commands.merge import DEFAULT_DTYPE
 from .commands.sweep import SWEEP_ROOT, trial_defaults
 from .errors import EXIT_CODES, CsasError, batch_exit_code
 from .inference.generation import GenerationSettings
-from .options import Flag, opt, settings_options
-from .registry import REGISTRY
+from .options import Flag, describe_default, opt, settings_options
+from .registry import REGISTRY, SweepGrid
 from .settings import GROUPS
 
 app = typer.Typer(
@@ -188,6 +188,9 @@ def finetune_all(
     exit_for([o.status for o in outcomes])
 
 
+GRID_DROPOUTS = describe_default(SweepGrid.dropouts)
+"""The dropouts of every model's sweep grid (registry.SweepGrid's default)."""
+
 SWEEP_FLAGS = (
     "which", "data",
     Flag("output_dir", "Sweep root; trials go to OUTPUT_DIR/WHICH/trial-NN-..., results beside them."),
@@ -224,7 +227,9 @@ def sweep(
         Optional[str], opt("lrs", "Learning rates, comma-separated, e.g. 1e-4,2e-4 (default: the model's grid).")
     ] = None,
     ranks: Annotated[Optional[str], opt("ranks", "LoRA ranks, comma-separated (default: the model's grid).")] = None,
-    dropouts: Annotated[Optional[str], opt("dropouts", "LoRA dropouts, comma-separated (default: 0.05).")] = None,
+    dropouts: Annotated[
+        Optional[str], opt("dropouts", f"LoRA dropouts, comma-separated (default: {GRID_DROPOUTS}).")
+    ] = None,
     metric: Annotated[str, opt("metric", "Rank trials by eval_loss, train_loss or chrf, best first.")] = "eval_loss",
     dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the trials' plans as a JSON array.")] = False,
 ) -> None:

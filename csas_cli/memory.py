@@ -71,6 +71,7 @@ class PeakMemory:
         self.device = str(device)
         self.base: int | None = None
         self.reset = False
+        self.started = False
 
     @property
     def measure(self) -> str:
@@ -82,11 +83,12 @@ class PeakMemory:
         """Reset the peak; `release` first returns freed memory, so a benchmark's measurement starts clean."""
         if release:
             release_memory(self.device_type)
+        self.started = True
         if self.device_type == "cuda":
             import torch
 
-            torch.cuda.reset_peak_memory_stats()
-            self.base, self.reset = int(torch.cuda.memory_allocated()), True
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base, self.reset = int(torch.cuda.memory_allocated(self.device)), True
             return
         self.base, self.reset = None, False
         with contextlib.suppress(OSError):
@@ -98,8 +100,8 @@ class PeakMemory:
         if self.device_type == "cuda":
             import torch
 
-            torch.cuda.synchronize()
-            peak = int(torch.cuda.max_memory_allocated())
+            torch.cuda.synchronize(self.device)
+            peak = int(torch.cuda.max_memory_allocated(self.device))
             return Peak(peak, None if self.base is None else max(0, peak - self.base), self.measure, self.device)
         high = _status_bytes("VmHWM") if self.reset else None
         if high is None:

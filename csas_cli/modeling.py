@@ -299,7 +299,3 @@ def save_model_quietly(model: Any, out_dir: Path | str) -> None:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def save_tokenizer(tokenizer: Any, out_dir: Path) -> list[str]:
-    return [Path(p).name for p in tokenizer.save_pretrained(str(out_dir))]

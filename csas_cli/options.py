@@ -117,8 +117,13 @@ def generated_option(flag: Flag, classes: Sequence[type], defaults: Mapping[str,
     cls, f = find_field(flag.name, classes)
     cli_name = f.metadata.get("flag") or f.name
     inverted = bool(f.metadata.get("inverted"))
+    template = flag.help or f.metadata.get("help") or ""
+    if "{default}" in template and defaults and f.name not in defaults:
+        # A command of several runs shows only what every run shares: a value that differs between models would
+        # otherwise be shown as the field's own default, which no model gets.
+        raise TypeError(f"{flag.name}: --help shows a default, but the command's runs do not share one")
     default = defaults.get(f.name, f.default)
-    help_text = (flag.help or f.metadata.get("help") or "").format(default=describe_default(default))
+    help_text = template.format(default=describe_default(default))
     kind = field_type(cls, f)
     if flag.toggle:
         dashed = f.name.replace("_", "-")

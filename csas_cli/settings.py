@@ -269,8 +269,8 @@ class OutputSettings:
     """Output root; the run is written to <output_dir>/<which>, as finetune.py did (the plan records that folder)."""
     run_name: str | None = setting(None, record=False)
     """The run's folder under output_dir instead of <which> (csas sweep names its trials so); one folder name."""
-    save_steps: int = setting(1000, "Steps between checkpoints (last 3 kept).", at_least=1)
-    """Optimizer steps between checkpoints (the last 3 are kept)."""
+    save_steps: int = setting(1000, f"Steps between checkpoints (last {KEEP_CHECKPOINTS} kept).", at_least=1)
+    """Optimizer steps between checkpoints (the newest KEEP_CHECKPOINTS are kept)."""
     logging_steps: int = setting(50, "Steps between logged losses.", at_least=1)
     """Optimizer steps between logged training losses."""
     disable_tqdm: bool = setting(False, "Plain log lines instead of a progress bar.")

@@ -73,6 +73,7 @@ from csas_cli.data.batches import LengthGrouped  # noqa: E402
 from csas_cli.errors import CsasError  # noqa: E402
 from csas_cli.memory import PeakMemory, release_memory  # noqa: E402
 from csas_cli.registry import MODEL_KEYS, REGISTRY  # noqa: E402
+from csas_cli.settings import FIELDS, LABEL_SMOOTHING, WEIGHT_DECAY  # noqa: E402
 
 CPU_DEFAULTS = {"steps": 8, "warmup_steps": 2, "rounds": 3}
 """Sized for a few minutes on two cores with the CPU preset (the opus table's 16 x 2 samples per step)."""
@@ -90,14 +91,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-id", help="a local snapshot or hub id to load instead of the registry's (with one --which)")
     p.add_argument("--data", type=Path, help="JSONL pairs tokenized with the model's tokenizer (default: synthetic)")
     p.add_argument("--batch-size", type=int, help="pairs per micro-batch (default: the finetune-all table's)")
-    p.add_argument("--grad-accum", type=int, default=2)
+    p.add_argument("--grad-accum", type=int, default=FIELDS["grad_accum"].default)
     p.add_argument("--steps", type=int, help="timed optimizer steps per measurement (default: 8 on cpu, 30 on cuda)")
     p.add_argument("--warmup-steps", type=int, help="untimed steps first (default: 2 on cpu, 5 on cuda)")
     p.add_argument("--rounds", type=int, help="measurements per engine, alternating (default: 3)")
     p.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, help="bf16 weights + autocast (default: on for cuda)"
     )
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=FIELDS["seed"].default)
     p.add_argument("--num-pairs", type=int, default=SYNTHETIC_PAIRS, help="synthetic pairs (default: %(default)s)")
     p.add_argument(
         "--csas-variant",
@@ -198,10 +199,10 @@ def measure_hf(
         gradient_accumulation_steps=settings.grad_accum,
         learning_rate=training.learning_rate,
         max_steps=total,
-        warmup_steps=0.03,
+        warmup_steps=training.warmup_ratio,  # a ratio: transformers 5 took warmup_ratio's place
         lr_scheduler_type="linear",
-        weight_decay=0.01,
-        label_smoothing_factor=0.1,
+        weight_decay=WEIGHT_DECAY,
+        label_smoothing_factor=LABEL_SMOOTHING,
         logging_steps=50,
         eval_strategy="no",
         save_strategy="no",
@@ -382,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(
         f"device: {device_name(device)}; torch {torch.__version__}, transformers {transformers.__version__}; "
-        f"peak memory = {PeakMemory(device).measure}"
+        f"peak memory = the rise of {PeakMemory(device).measure} over each measurement"
     )
     speedups: list[float] = []
     records: list[dict[str, Any]] = []

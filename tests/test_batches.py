@@ -484,7 +484,7 @@ def test_token_budget_steps_resume_and_split_like_fixed_batches(start: int) -> N
     budget = TokenBudget(800)
     batches = epoch_batch_counts(lengths, budget, 42, 2)
     assert batches[0] == len(token_budget_batches(lengths, 800, 42, 0))
-    plan = plan_steps(batches, 2, 2.0, None)
+    plan = plan_steps(batches, 2, 2.0, None, fixed_size=budget.fixed_size)
     assert plan.steps_per_epoch == math.ceil(batches[0] / 2)
     full = list(optimizer_steps(lengths, budget, 2, 42, plan.total_steps))
     assert [s for s, _, _ in full] == list(range(1, plan.total_steps + 1))
@@ -494,15 +494,26 @@ def test_token_budget_steps_resume_and_split_like_fixed_batches(start: int) -> N
     assert list(optimizer_steps(lengths, budget, 1, 42, plan.total_steps, world_size=2)) == full
 
 
-@pytest.mark.parametrize("n,batch,accum,epochs", [(100, 8, 2, 1.0), (100, 8, 2, 2.5), (37, 4, 3, 3.0), (5, 8, 4, 0.3)])
-def test_steps_for_epochs_counts_fixed_batches_as_plan_steps(n, batch, accum, epochs) -> None:
+@pytest.mark.parametrize(
+    "n,batch,accum,epochs",
+    [(100, 8, 2, 1.0), (100, 8, 2, 2.5), (37, 4, 3, 3.0), (5, 8, 4, 0.3), (80, 8, 2, 1.6), (80, 8, 2, 2.2),
+     (1600, 8, 2, 1.1), (10_000, 5, 2, 1.6)],
+)  # fmt: skip
+def test_fixed_batches_count_steps_as_the_hf_trainer(n, batch, accum, epochs) -> None:
+    """ceil(epochs x steps per epoch), float rounding included (1.6 epochs of 5 steps are 8, 1.1 of 100 are 111)."""
     batches = epoch_batch_counts(random_lengths(n), LengthGrouped(batch), 42, math.ceil(epochs))
     assert batches == [math.ceil(n / batch)] * math.ceil(epochs)
     plan = plan_steps(batches, accum, epochs, None)
     assert plan.total_steps == max(1, math.ceil(epochs * math.ceil(math.ceil(n / batch) / accum)))  # as HF counts
-    counts = [math.ceil(b / accum) for b in batches]
-    assert counts == [plan.steps_per_epoch] * math.ceil(epochs)
-    assert steps_for_epochs(counts, epochs) == plan.total_steps
+    assert [math.ceil(b / accum) for b in batches] == [plan.steps_per_epoch] * math.ceil(epochs)
+
+
+def test_fractional_epochs_known_values() -> None:
+    assert plan_steps([10], 2, 1.6, None).total_steps == 8  # 5 steps per epoch; (1.6 - 1) x 5 is 3.0000000000000004
+    assert plan_steps([10, 10, 10], 2, 2.2, None).total_steps == 11
+    assert plan_steps([200, 200], 2, 1.1, None).total_steps == 111  # 1.1 x 100 = 110.00000000000001: HF rounds up
+    # Token-budget epochs add their own counts.
+    assert plan_steps([10, 12], 2, 1.5, None, fixed_size=False).total_steps == 5 + 3
 
 
 def test_steps_for_epochs_adds_each_epochs_own_count() -> None:
@@ -517,7 +528,7 @@ def test_token_budget_epochs_end_where_their_batches_end() -> None:
     batches = epoch_batch_counts(lengths, TokenBudget(900), 42, 2)
     counts = [math.ceil(b / 2) for b in batches]
     assert counts[0] != counts[1]
-    plan = plan_steps(batches, 2, 2.0, None)
+    plan = plan_steps(batches, 2, 2.0, None, fixed_size=TokenBudget.fixed_size)
     assert plan.total_steps == steps_for_epochs(counts, 2.0)
     steps = list(optimizer_steps(lengths, TokenBudget(900), 2, 42, plan.total_steps))
     per_epoch = Counter(epoch for _, epoch, _ in steps)

@@ -1,4 +1,4 @@
-"""Tests for csas_cli.device_map (the seed's device-map table) and for what csas_cli.training.distributed reads from
+"""Tests for csas_cli.device_map (finetune.py's device-map table, with csas's fix) and for what csas_cli.training.distributed reads from
 torchrun's environment: distributed_env, main_process and training_device. (Those live here rather than in
 test_distributed.py, which tests the process group.)"""
 
@@ -22,7 +22,7 @@ def expected(qlora: bool, shardable: bool, requested: str | None, world_size: in
     req = None if requested is None or requested.lower() == "none" else requested
     if qlora:
         if world_size > 1:
-            # csas's fix of the seed's defect: a QLoRA rank is pinned to its own GPU, never spread with "auto".
+            # csas's fix of finetune.py's defect: a QLoRA rank is pinned to its own GPU, never spread with "auto".
             return {"": local_rank}
         return req if shardable else None
     if world_size > 1 or not shardable:

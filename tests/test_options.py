@@ -77,3 +77,16 @@ def test_finetune_spells_two_settings_as_finetune_py_did() -> None:
     opts = {tuple(p.opts) for p in command("finetune").params}
     assert ("--lr",) in opts and ("--no-qlora", "--no_qlora") in opts
     assert not any("--learning-rate" in o or "--qlora" in o for o in opts)
+
+
+def test_a_default_shown_for_every_run_must_be_shared_by_every_run() -> None:
+    """sweep's help may not show `(default: X)` for a setting whose value differs between models."""
+    from csas_cli.options import Flag, settings_options
+    from csas_cli.settings import GROUPS
+
+    def command(values: dict) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="batch_size"):
+        settings_options([Flag("batch_size", "Pairs (default: {default}).", given_only=True)], tuple(GROUPS.values()),
+                         {"seed": 42})(command)  # fmt: skip

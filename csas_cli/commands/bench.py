@@ -125,13 +125,11 @@ class BenchSettings:
 
 
 def use_device(name: str) -> str:
-    """Check the requested device ("auto", "cpu" or "cuda") and return the one csas will train on.
+    """The device csas will train on for the requested one ("auto", "cpu" or "cuda", as BenchSettings checks).
 
     csas trains on the GPU whenever one is visible, so "cpu" on a GPU machine hides the GPUs from this process;
     that works only before CUDA is initialised, which is why commands call this first.
     """
-    if name not in DEVICES:
-        raise SettingsError(f"--device must be auto, cpu or cuda, got {name!r}")
     if name == "cpu":
         torch_module = sys.modules.get("torch")
         if torch_module is None or not torch_module.cuda.is_initialized():
@@ -204,6 +202,7 @@ def measure_csas(
 
     from ..data.batches import fill_token_budget, target_tokens
     from ..data.features import TokenizedSplit
+    from ..memory import PeakMemory
     from ..progress import Reporter
     from ..settings import build_plan
     from ..training.recipe import FinetuneRecipe, StepReport, check_hardware, load_base
@@ -222,11 +221,13 @@ def measure_csas(
         steps.append((time.perf_counter(), sum(len(g) for g in groups), sum(pair_tokens(g) for g in groups),
                       sum(padded_tokens(g) for g in groups), report.step_tokens, report.loss))  # fmt: skip
 
-    release_memory(device)
+    hardware = check_hardware(plan)
+    memory = PeakMemory(hardware.device)
+    memory.start(release=True)  # before the base's tokenizer loads, as the HF side measures it
     recipe = FinetuneRecipe(
-        plan, TokenizedSplit(train=list(workload.pairs), eval=[], eval_examples=[]), load_base(plan),
-        check_hardware(plan), run_dir=RunDirectory(None), reporter=Reporter(None, bar=False, quiet=True),
-        on_step=timed, **engine,
+        plan, TokenizedSplit(train=list(workload.pairs), eval=[], eval_examples=[]), load_base(plan), hardware,
+        run_dir=RunDirectory(None), reporter=Reporter(None, bar=False, quiet=True), on_step=timed, memory=memory,
+        **engine,
     )  # fmt: skip
     extra: dict[str, Any] = {}
     try:

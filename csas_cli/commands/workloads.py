@@ -145,8 +145,8 @@ def random_batch_padding(pairs: Sequence[TokenizedPair], batch_size: int, seed: 
 def standin_tokenizer(config: Any, model_max_length: int = 1024) -> Any:
     """A tokenizer that knows only the config's special tokens (every word is <unk>), with their ids.
 
-    Random-init benchmarks feed token ids directly; a tokenizer is needed only where csas's set-up tokenizes its
-    placeholder rows and where DataCollatorForSeq2Seq pads with the pad id.
+    Random-init benchmarks feed token ids directly; a tokenizer is needed only because a checkpoint directory holds
+    one (csas loads it with the base) and because DataCollatorForSeq2Seq pads with the pad id.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

@@ -88,6 +88,9 @@ class Batching(ABC):
     be a pure function of (lengths, seed, epoch), which is what makes resuming exact.
     """
 
+    fixed_size: bool = False
+    """Every epoch has the same number of micro-batches (what `plan_steps` counts steps by)."""
+
     @abstractmethod
     def epoch(self, lengths: Sequence[int], seed: int, epoch: int) -> list[list[int]]:
         """One epoch's micro-batches (indices into `lengths`), every index once."""
@@ -110,6 +113,7 @@ class LengthGrouped(Batching):
     """`batch_size` pairs per micro-batch, grouped by length (see length_grouped_batches)."""
 
     batch_size: int
+    fixed_size = True
 
     def epoch(self, lengths: Sequence[int], seed: int, epoch: int) -> list[list[int]]:
         return length_grouped_batches(lengths, self.batch_size, seed, epoch)
@@ -173,17 +177,24 @@ def plan_steps(
     epochs: float,
     max_steps: int | None,
     world_size: int = 1,
+    fixed_size: bool = True,
 ) -> StepPlan:
-    """Total optimizer steps: max_steps when given, else the steps of `epochs` epochs (fractions allowed), as the HF
-    Trainer counts them.
+    """Total optimizer steps: max_steps when given, else the steps of `epochs` epochs (fractions allowed).
 
-    `batch_counts`: the micro-batches of each of the first ceil(epochs) epochs (`epoch_batch_counts`). Under data
-    parallelism a step takes grad_accum micro-batches on each of world_size processes, so an epoch has world_size
-    times fewer steps.
+    `batch_counts`: the micro-batches of each of the first ceil(epochs) epochs (`epoch_batch_counts`). With
+    `fixed_size` batches every epoch has the same steps S and the total is ceil(epochs x S), exactly as the HF
+    Trainer counts (float rounding included: 1.1 x 10 steps is 12); otherwise each epoch's own steps are added up
+    (`steps_for_epochs`). Under data parallelism a step takes grad_accum micro-batches on each of world_size
+    processes, so an epoch has world_size times fewer steps.
     """
     per_step = grad_accum * world_size
     step_counts = [math.ceil(b / per_step) for b in batch_counts]
-    total = max_steps if max_steps is not None else steps_for_epochs(step_counts, epochs)
+    if max_steps is not None:
+        total = max_steps
+    elif fixed_size:
+        total = max(1, math.ceil(epochs * step_counts[0]))
+    else:
+        total = steps_for_epochs(step_counts, epochs)
     return StepPlan(batch_counts[0], grad_accum, total, world_size)
 
 

@@ -1,8 +1,8 @@
 """The training core: one LoRA fine-tuning run as a recipe, setup -> train -> finish.
 
-A recipe is built from a plan and the tokenized pairs (run.py prepares both: `csas finetune`, finetune-all, sweep
-and `csas bench` all come through here), with the engine's parts as explicit arguments: the batching strategy, the
-padding multiple, the loss, the attention kernels, and a callback after every optimizer step. `setup` loads the
+A recipe is built from a plan and the tokenized pairs (run.py prepares both for `csas finetune`, finetune-all and
+sweep; `csas bench` builds one on its own workload), with the engine's parts as explicit arguments: the batching
+strategy, the padding multiple, the loss, the attention kernels, and a callback after every optimizer step. `setup` loads the
 model and builds what trains it, `train` is the whole loop, written out, and `finish` writes the adapter; every
 write to the run directory goes through its `RunDirectory`.
 
@@ -134,6 +134,7 @@ class FinetuneRecipe:
         loss: LossFactory | None = None,
         cudnn_attention: bool = False,
         on_step: Callable[[StepReport], None] | None = None,
+        memory: PeakMemory | None = None,
     ) -> None:
         self.plan = plan
         self.data = data
@@ -166,8 +167,10 @@ class FinetuneRecipe:
         self.lengths = [p.length for p in data.train]
         epochs = max(1, math.ceil(training.epochs))
         self.batch_counts = epoch_batch_counts(self.lengths, self.batching, training.seed, epochs)
-        self.steps = plan_steps(self.batch_counts, training.grad_accum, training.epochs, training.max_steps,
-                                self.group.world_size)  # fmt: skip
+        self.steps = plan_steps(
+            self.batch_counts, training.grad_accum, training.epochs, training.max_steps, self.group.world_size,
+            fixed_size=self.batching.fixed_size,
+        )  # fmt: skip
         self.warmup_steps = math.ceil(training.warmup_ratio * self.steps.total_steps)
         evaluation = plan.evaluation
         chrf_rows = []
@@ -176,7 +179,8 @@ class FinetuneRecipe:
         # Labels hold the language code and </s> too, so max_target_len new tokens fit the longest trained target.
         generation = GenerationSettings(evaluation.eval_num_beams, plan.corpus.max_target_len, training.batch_size)
         self.evaluator = Evaluator(data, self.batching, self.group, chrf_rows=chrf_rows, generation=generation)
-        self.memory = PeakMemory(self.device)
+        self.memory = memory if memory is not None else PeakMemory(self.device)
+        """The run's peak memory (run.json); set-up starts it unless the caller did (csas bench, before the base)."""
 
         # Built by setup().
         self.model: Any = None
@@ -207,7 +211,8 @@ class FinetuneRecipe:
         """Load the model and build what trains it; then, everything loaded, open the run directory."""
         from transformers import set_seed
 
-        self.memory.start()
+        if not self.memory.started:
+            self.memory.start()
         set_seed(self.plan.training.seed)
         self.model = self.setup_model()
         self.objective = self.setup_loss(self.model)
@@ -241,9 +246,11 @@ class FinetuneRecipe:
         model = add_lora(model, plan.lora, plan.model_id)
         self.batch_device = input_device(model)
         if self.batch_device.type != self.device.type:
-            # --device-map placed the model elsewhere (cpu on a GPU node): compute where the model is.
+            # --device-map placed the model elsewhere (cpu on a GPU node): compute, and measure memory, there. The
+            # CPU peak was not reset at the start, so run.json gets the process's peak resident set.
             self.device = self.batch_device
             self.precision = check_precision(plan.resolved.precision, self.device)
+            self.memory = PeakMemory(self.device)
         config = model.get_base_model().config
         if config.pad_token_id is None or config.decoder_start_token_id is None:
             raise ModelError(f"--model-id {plan.model_id}: its config has no pad_token_id or decoder_start_token_id")
@@ -407,9 +414,13 @@ class FinetuneRecipe:
             try:
                 loss_value, grad_norm, lr = self.optimizer_step(mine or groups[:1], step_tokens, idle=not mine)
             except torch.OutOfMemoryError:
-                flag_name = "--max-tokens" if training.max_tokens else "--batch-size"
+                size, flag_name = (
+                    (f"micro-batches of up to {training.max_tokens} tokens", "--max-tokens")
+                    if training.max_tokens
+                    else (f"{training.batch_size} pairs per micro-batch", "--batch-size")
+                )
                 raise TrainingError(
-                    f"step {step}: out of memory with micro-batches of {self.batching.describe()}, pairs of up to "
+                    f"step {step}: out of memory with {size}, pairs of up to "
                     f"{max(p.length for g in groups for p in g)} tokens; lower {flag_name} (raising --grad-accum "
                     "keeps the step's size) or --max-source-len/--max-target-len"
                 ) from None

@@ -20,10 +20,10 @@ import typer
 from . import __version__
 from .commands.bench import BenchSettings
 from .commands.finetune_all import model_defaults
-from .commands.merge import DEFAULT_DTYPE
 from .commands.sweep import SWEEP_ROOT, trial_defaults
 from .errors import EXIT_CODES, CsasError, batch_exit_code
 from .inference.generation import GenerationSettings
+from .modeling import SAVE_DTYPE
 from .options import Flag, describe_default, opt, settings_options
 from .registry import REGISTRY, SweepGrid
 from .settings import GROUPS
@@ -411,7 +411,7 @@ def merge(
         Path, typer.Argument(metavar="RUN_DIR", help="A finished run directory (run.json, lora/, finished.json).")
     ],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Where to write the merged transformers model.")],
-    dtype: DtypeOption = DEFAULT_DTYPE,
+    dtype: DtypeOption = SAVE_DTYPE,
     model_id: Annotated[
         Optional[str], opt("model_id", "The run's base on this machine (default: the one run.json records).")
     ] = None,
@@ -438,7 +438,7 @@ def merge_all(
     out_dir: Annotated[
         Path, typer.Argument(metavar="OUT_DIR", help="Output root: each run is merged into OUT_DIR/<run folder>.")
     ],
-    dtype: DtypeOption = DEFAULT_DTYPE,
+    dtype: DtypeOption = SAVE_DTYPE,
     model_root: Annotated[
         Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as a run's base where that folder exists.")
     ] = None,

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 """Precision names (--bf16, --fp16) -> torch dtype names (merge's --dtype takes the latter)."""
+SAVE_DTYPE = "float32"
+"""What `csas merge` saves unless --dtype says otherwise: exact, since a LoRA update is small next to the weight it is
+added to and bfloat16 rounds part of it away."""
 
 
 def torch_dtype(name: str) -> Any:

@@ -73,9 +73,15 @@ def describe_default(value: Any) -> str:
     return str(value)
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """A settings class's resolved annotations, once per class (the CLI builds its options at import)."""
+    return typing.get_type_hints(cls)
+
+
 def field_type(cls: type, f: dataclasses.Field) -> Any:
     """The field's type as Typer takes it: `X | None` becomes Optional[X]; a tuple of names is typed as str."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = type_hints(cls)[f.name]
     args = typing.get_args(hint)
     optional = (typing.get_origin(hint) in (Union, types.UnionType)) and type(None) in args
     if optional:

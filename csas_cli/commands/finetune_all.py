@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import CsasError, Preempted, describe_failure
 from ..layout import run_state
 from ..progress import say as stderr_line
 from ..registry import REGISTRY, check_model_root, model_id_under, select_keys
 from ..settings import FinetuneSettings, settings_from_table, shared_values
-from ..training.run import RunResult, run_finetune
+
+if TYPE_CHECKING:
+    from ..training.run import RunResult
 
 
 def model_defaults() -> dict[str, Any]:
@@ -79,11 +81,16 @@ class Outcome:
 def run_all(
     settings_list: Sequence[FinetuneSettings],
     *,
-    run_one: Callable[[FinetuneSettings], RunResult] = run_finetune,
+    run_one: Callable[[FinetuneSettings], RunResult] | None = None,
     say: Callable[[str], None] = stderr_line,
     model_root: Path | None = None,
 ) -> list[Outcome]:
-    """Train each run in turn (csas sweep runs its trials here too); see the module docstring."""
+    """Train each run in turn with `run_one` (default: training.run.run_finetune; csas sweep runs its trials here
+    too); see the module docstring."""
+    if run_one is None:
+        from ..training.run import run_finetune  # here, not at the top: the CLI imports this module to build --help
+
+        run_one = run_finetune
     outcomes = []
     for settings in settings_list:
         key = settings.output.run_name or settings.which

@@ -31,7 +31,7 @@ from ..inference.generation import (
 )
 from ..inference.source import MERGE_RECORD, RUN, Direction, ModelSource, resolve_source
 from ..layout import ADAPTER_DIR, RUN_JSON, run_state
-from ..modeling import torch_dtype
+from ..modeling import DTYPE_NAMES, SAVE_DTYPE, torch_dtype
 from ..progress import say as stderr_line
 from ..registry import (
     MODEL_KEYS,
@@ -41,9 +41,7 @@ from ..registry import (
     other_language,
 )
 
-DTYPES = ("float32", "bfloat16", "float16")
-DEFAULT_DTYPE = "float32"
-"""Exact: a LoRA update is small next to the weight it is added to, and bfloat16 rounds part of it away."""
+DTYPES = tuple(DTYPE_NAMES.values())
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PROBE = {
     "en": "The spawning stock biomass is expected to remain in the critical zone in 2025.",
@@ -112,7 +110,7 @@ def merge_run(
     run_dir: Path,
     out_dir: Path,
     *,
-    dtype: str = DEFAULT_DTYPE,
+    dtype: str = SAVE_DTYPE,
     overwrite: bool = False,
     model_id: str | None = None,
 ) -> MergeResult:
@@ -265,7 +263,7 @@ def merge_all(
     runs_dir: Path,
     out_root: Path,
     *,
-    dtype: str = DEFAULT_DTYPE,
+    dtype: str = SAVE_DTYPE,
     overwrite: bool = False,
     model_root: Path | None = None,
     say: Callable[[str], None] = stderr_line,

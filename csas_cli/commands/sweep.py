@@ -21,7 +21,7 @@ import itertools
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from ..errors import SettingsError
 from ..files import read_json_record, write_text_atomic
@@ -29,8 +29,10 @@ from ..layout import FINISHED, METRICS, RUN_JSON, read_metrics
 from ..progress import say as stderr_line
 from ..registry import SWEEP_CONSTANTS, SWEEP_TABLE, check_which
 from ..settings import FinetuneSettings, settings_from_table, shared_values
-from ..training.run import RunResult, run_finetune
 from .finetune_all import Outcome, run_all
+
+if TYPE_CHECKING:
+    from ..training.run import RunResult
 
 RESULTS_CSV = "sweep_results.csv"
 SWEEP_ROOT = Path("sweeps")
@@ -261,7 +263,7 @@ def write_results_csv(path: Path, results: Sequence[TrialResult]) -> None:
 def run_sweep(
     trials: Sequence[FinetuneSettings],
     *,
-    run_one: Callable[[FinetuneSettings], RunResult] = run_finetune,
+    run_one: Callable[[FinetuneSettings], RunResult] | None = None,
     say: Callable[[str], None] = stderr_line,
     write_results: bool = True,
 ) -> tuple[list[TrialResult], Path]:

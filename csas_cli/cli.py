@@ -25,6 +25,7 @@ from .errors import EXIT_CODES, CsasError, batch_exit_code
 from .inference.generation import GenerationSettings
 from .modeling import SAVE_DTYPE
 from .options import Flag, describe_default, opt, settings_options
+from .progress import say as stderr_line
 from .registry import REGISTRY, SweepGrid
 from .settings import GROUPS
 
@@ -64,8 +65,9 @@ def main_process() -> bool:
 
 
 def say(message: str) -> None:
+    """progress.say on rank 0 only: under torchrun the console reads as one run."""
     if main_process():
-        sys.stderr.write(message + "\n")
+        stderr_line(message)
 
 
 def print_json(obj: object) -> None:
@@ -367,7 +369,7 @@ def translate(
         run_translate(
             input_path=input_path, model=model, which=which, model_id=model_id, source_lang=source_lang,
             output=output, overwrite=overwrite, settings=GenerationSettings(**values),
-            say=lambda m: sys.stderr.write(m + "\n"), bar=show_progress(),
+            say=stderr_line, bar=show_progress(),
         )  # fmt: skip
 
 
@@ -451,7 +453,7 @@ def merge_all(
     with user_errors():
         outcomes = merge_every_run(
             runs_dir, out_dir, dtype=dtype, overwrite=overwrite, model_root=model_root,
-            say=lambda m: sys.stderr.write(m + "\n"),
+            say=stderr_line,
         )  # fmt: skip
     print_merge_summary(outcomes)
     exit_for([o.status for o in outcomes])
@@ -481,7 +483,7 @@ def bench(
 
     with user_errors():
         settings = BenchSettings.create(**values)
-        record = run_bench(settings, say=lambda m: sys.stderr.write(m + "\n"))
+        record = run_bench(settings, say=stderr_line)
     if as_json:
         print_json(record)
     else:

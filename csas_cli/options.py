@@ -33,6 +33,8 @@ from typing import (
 
 import typer
 
+from .settings import flag_name
+
 VALUES = "values"
 """The parameter through which a command receives the settings options' values."""
 
@@ -121,7 +123,7 @@ class GeneratedOption:
 
 def generated_option(flag: Flag, classes: Sequence[type], defaults: Mapping[str, Any]) -> GeneratedOption:
     cls, f = find_field(flag.name, classes)
-    cli_name = f.metadata.get("flag") or f.name
+    cli_name = flag_name(f)
     inverted = bool(f.metadata.get("inverted"))
     template = flag.help or f.metadata.get("help") or ""
     if "{default}" in template and defaults and f.name not in defaults:

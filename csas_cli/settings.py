@@ -255,6 +255,11 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         check_bounds(self)
 
+    def needing_evaluations(self) -> list[str]:
+        """The settings given that need a validation split to act on (--patience, --eval-chrf)."""
+        return [name for name, given in (("patience", self.patience is not None), ("eval_chrf", self.eval_chrf))
+                if given]  # fmt: skip
+
     @property
     def best_metric(self) -> str:
         """What the best evaluation is chosen by: the highest eval_chrf with --eval-chrf, else the lowest eval_loss."""
@@ -313,9 +318,16 @@ def group_of(name: str) -> str:
         raise TypeError(f"unknown setting {name!r}") from None
 
 
+def settings_fields() -> Iterator[dataclasses.Field]:
+    """Every settings field, group by group."""
+    for cls in GROUPS.values():
+        yield from fields(cls)
+
+
 FIELD_GROUP = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}
-FIELDS = {f.name: f for cls in GROUPS.values() for f in fields(cls)}
-if len(FIELDS) != sum(len(fields(cls)) for cls in GROUPS.values()):  # pragma: no cover - a typo in this module
+"""flat name -> the group that holds it."""
+FIELDS = {f.name: f for f in settings_fields()}
+if len(FIELDS) != len(list(settings_fields())):  # pragma: no cover - a typo in this module
     raise RuntimeError("settings names must be unique across the groups")
 
 
@@ -332,14 +344,13 @@ class FinetuneSettings:
 
     def __post_init__(self) -> None:
         check_token_budget(self.training.max_tokens, self.corpus.max_source_len, self.corpus.max_target_len)
-        if self.corpus.val_ratio == 0:
-            given = {"patience": self.evaluation.patience is not None, "eval_chrf": self.evaluation.eval_chrf}
-            for name, on in given.items():
-                if on:
-                    raise SettingsError(
-                        f"{flag(name)} needs evaluations, but --val-ratio 0 holds no rows out for them; "
-                        f"give --val-ratio a share such as 0.05, or drop {flag(name)}"
-                    )
+        needing = self.evaluation.needing_evaluations()
+        if self.corpus.val_ratio == 0 and needing:
+            name = needing[0]
+            raise SettingsError(
+                f"{flag(name)} needs evaluations, but --val-ratio 0 holds no rows out for them; "
+                f"give --val-ratio a share such as 0.05, or drop {flag(name)}"
+            )
 
     @classmethod
     def create(cls, **values: Any) -> "FinetuneSettings":
@@ -355,7 +366,7 @@ class FinetuneSettings:
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name."""
-        return {f.name: getattr(getattr(self, group), f.name) for group, cls in GROUPS.items() for f in fields(cls)}
+        return {name: getattr(getattr(self, group), name) for name, group in FIELD_GROUP.items()}
 
     @property
     def which(self) -> str:
@@ -364,12 +375,6 @@ class FinetuneSettings:
     @property
     def run_dir(self) -> Path:
         return self.output.output_dir / (self.output.run_name or self.which)
-
-
-def settings_fields() -> Iterator[dataclasses.Field]:
-    """Every settings field, group by group."""
-    for cls in GROUPS.values():
-        yield from fields(cls)
 
 
 def table_values(key: str) -> dict[str, Any]:
@@ -449,10 +454,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The flat record: every recorded setting by its flat name, the resolved fields, the fixed settings."""
-        record: dict[str, Any] = {}
-        for f in settings_fields():
-            if f.metadata.get("record", True):
-                record[f.name] = jsonable(getattr(getattr(self, FIELD_GROUP[f.name]), f.name))
+        values = self.settings.flat()
+        record = {name: jsonable(values[name]) for name, f in FIELDS.items() if f.metadata["record"]}
         record.update({k: jsonable(v) for k, v in dataclasses.asdict(self.resolved).items()})
         record.update(FIXED)
         return record

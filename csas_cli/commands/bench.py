@@ -83,8 +83,7 @@ class BenchSettings:
         """From flat names: the bench's own fields, and any `csas finetune` setting; batch_size None (and the
         learning rate, always) from the finetune-all table's row for `which`."""
         check_which(which)
-        own = {f.name for f in fields(cls) if f.name != "finetune"}
-        bench = {name: values.pop(name) for name in list(values) if name in own}
+        bench = {name: values.pop(name) for name in list(values) if name in BENCH_FIELDS}
         row = FINETUNE_ALL_TABLE[which]
         finetune = FinetuneSettings.create(
             which=which, batch_size=row.batch_size if batch_size is None else batch_size,
@@ -94,10 +93,8 @@ class BenchSettings:
 
     def updated(self, **values: Any) -> "BenchSettings":
         """A copy with flat-named settings (the bench's own or `csas finetune`'s) replaced."""
-        own = {f.name for f in fields(self) if f.name != "finetune"}
-        bench = {name: values.pop(name) for name in list(values) if name in own}
-        current = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "finetune"}
-        return BenchSettings(self.finetune.updated(**values) if values else self.finetune, **{**current, **bench})
+        bench = {name: values.pop(name, getattr(self, name)) for name in BENCH_FIELDS}
+        return BenchSettings(self.finetune.updated(**values) if values else self.finetune, **bench)
 
     # The run's settings that the workload and the report read, by their names there.
     which = run_setting("model", "which")
@@ -119,6 +116,10 @@ class BenchSettings:
     @property
     def uses_random_weights(self) -> bool:
         return self.random_init or self.preset is not None
+
+
+BENCH_FIELDS = tuple(f.name for f in fields(BenchSettings) if f.name != "finetune")
+"""The bench's own settings; every other flat name is a `csas finetune` setting of the run measured."""
 
 
 # --- devices -----------------------------------------------------------------------------------------------------

@@ -50,15 +50,13 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
     counts = {"train_rows": len(split.train), "eval_rows": len(split.eval),
               "train_publications": split.train_publications, "eval_publications": split.eval_publications}  # fmt: skip
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
-    if not split.eval:
-        evaluation = settings.evaluation
-        for name, given in (("patience", evaluation.patience is not None), ("eval_chrf", evaluation.eval_chrf)):
-            if given:
-                raise SettingsError(
-                    f"{flag(name)} needs evaluations, but the validation split is empty (the {plan.which} rows come "
-                    f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); "
-                    f"drop {flag(name)}"
-                )
+    needing = settings.evaluation.needing_evaluations()
+    if not split.eval and needing:
+        name = needing[0]
+        raise SettingsError(
+            f"{flag(name)} needs evaluations, but the validation split is empty (the {plan.which} rows come "
+            f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); drop {flag(name)}"
+        )
     return PreparedRun(plan, split)
 
 

@@ -21,6 +21,7 @@ from . import __version__
 from .commands.bench import BenchSettings
 from .commands.finetune_all import model_defaults
 from .commands.sweep import SWEEP_ROOT, trial_defaults
+from .data.checks import CHECK_NAMES, TOO_LONG
 from .errors import EXIT_CODES, CsasError, batch_exit_code
 from .inference.generation import GenerationSettings
 from .modeling import SAVE_DTYPE
@@ -115,8 +116,8 @@ FINETUNE_FLAGS = (
     "which", "data", "output_dir", "epochs", "learning_rate", "batch_size", "grad_accum", "max_tokens", "val_ratio",
     "max_source_len", "max_target_len", "seed", "fp16", "bf16", "qlora", "save_steps", "eval_steps", "logging_steps",
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
-    "max_train_samples", "max_eval_samples", "model_id", "lora_targets", "dry_run", "overwrite", "resume",
-    "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience",
+    "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
+    "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 
@@ -146,6 +147,7 @@ def finetune(values: dict[str, Any], dry_run: DryRunOption = False) -> None:
 
 FINETUNE_ALL_FLAGS = (
     "data",
+    Flag("eval_data", "Validation pairs for every model instead of a split of --data.", given_only=True),
     Flag("output_dir", "Output root; each model goes to OUTPUT_DIR/KEY."),
     "only", "skip", "model_root",
     Flag("max_steps", "Cap every model's optimizer steps.", given_only=True),
@@ -195,6 +197,7 @@ GRID_DROPOUTS = describe_default(SweepGrid.dropouts)
 
 SWEEP_FLAGS = (
     "which", "data",
+    Flag("eval_data", "Validation pairs for every trial instead of a split of --data.", given_only=True),
     Flag("output_dir", "Sweep root; trials go to OUTPUT_DIR/WHICH/trial-NN-..., results beside them."),
     "lrs", "ranks", "dropouts",
     Flag("lora_alpha", "One LoRA alpha for every trial (default: 2 x r).", given_only=True),
@@ -202,6 +205,7 @@ SWEEP_FLAGS = (
     Flag("max_train_samples", "Training rows per trial (default: {default}).", given_only=True),
     Flag("max_eval_samples", "Validation rows per trial (default: {default}).", given_only=True),
     Flag("model_id", given_only=True),
+    Flag("revision", given_only=True),
     Flag("batch_size", "Pairs per micro-batch (default: the finetune-all table's).", given_only=True),
     Flag("grad_accum", "Micro-batches per optimizer step (default: {default}).", given_only=True),
     Flag("max_tokens", given_only=True),
@@ -268,6 +272,70 @@ def sweep(
     exit_for([r.status for r in results])
 
 
+# --- check-data, convert ----------------------------------------------------------------------------------------
+
+
+DROPPABLE = ", ".join((*CHECK_NAMES, TOO_LONG))
+
+
+@app.command("check-data")
+def check_data(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Pairs: .jsonl, .tmx or .tsv.")],
+    which: Annotated[
+        Optional[list[str]], opt("which", "Also count the pairs this model's tokenizer cuts (repeat or comma-separate).")
+    ] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Count the cut pairs for every registry model.")] = False,
+    model_id: Annotated[Optional[str], opt("model_id", "The tokenizer of the one --which model: hub id or path.")] = None,
+    model_root: Annotated[
+        Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY's tokenizer where that folder exists.")
+    ] = None,
+    revision: Annotated[Optional[str], opt("revision", "Hub revision of the one --which model's tokenizer.")] = None,
+    max_source_len: Annotated[int, opt("max_source_len", "Source tokens training keeps.")] = 512,
+    max_target_len: Annotated[int, opt("max_target_len", "Target tokens training keeps.")] = 512,
+    against: Annotated[
+        Optional[Path], opt("against", "A test file: count the sentences and publications FILE shares with it.")
+    ] = None,
+    write_clean: Annotated[
+        Optional[Path], opt("write_clean", "Write the rows that pass the --drop checks here (JSON Lines).")
+    ] = None,
+    drop: Annotated[
+        Optional[str], opt("drop", f"Checks whose rows --write-clean leaves out, comma-separated: {DROPPABLE}.")
+    ] = None,
+    overwrite: Annotated[bool, opt("overwrite", "Replace an existing --write-clean file.")] = False,
+    examples: Annotated[int, opt("examples", "Flagged rows shown per check (0: all).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Report what a pairs file holds before training: duplicates, copies, length ratios, numbers, languages,
+    pairs each model would cut, and overlap with a test file."""
+    from .commands.check_data import check_data as run_check_data
+    from .commands.check_data import print_report
+
+    with user_errors():
+        report = run_check_data(
+            path, which=split_keys(which), all_models=all_models, model_id=model_id, model_root=model_root,
+            revision=revision, max_source_len=max_source_len, max_target_len=max_target_len, against=against,
+            write_clean=write_clean, drop=drop, overwrite=overwrite, say=stderr_line,
+        )  # fmt: skip
+    if as_json:
+        print_json(report.to_dict(examples))
+    else:
+        print_report(report, examples)
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(metavar="IN", help="Pairs: .jsonl, .tmx or .tsv.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write them as csas's JSON Lines.")],
+    overwrite: Annotated[bool, opt("overwrite", "Replace an existing OUT.")] = False,
+) -> None:
+    """Write any pairs file csas reads as JSON Lines: what training reads, row by row."""
+    from .commands.convert import convert as run_convert
+
+    with user_errors():
+        rows = run_convert(source, out, overwrite=overwrite)
+    stderr_line(f"{rows} row{'' if rows == 1 else 's'} written to {out}")
+
+
 # --- tiny-models, models ----------------------------------------------------------------------------------------
 
 
@@ -331,6 +399,9 @@ WhichOption = Annotated[
 BaseOption = Annotated[
     Optional[str], opt("model_id", "Base model (hub id or local path): a run's base on this machine, or with --which.")
 ]
+RevisionOption = Annotated[
+    Optional[str], opt("revision", "Hub revision of --model-id: a tag, branch or commit (default: the recorded one).")
+]
 SourceLangOption = Annotated[
     Optional[str], opt("source_lang", "Source language, en or fr (required for m2m100_418m, which goes both ways).")
 ]
@@ -347,17 +418,19 @@ def show_progress() -> bool:
 
 @app.command()
 @settings_options(
-    ("input_path", "model", "which", "model_id", "source_lang", "output", "overwrite", *GENERATION_FLAGS),
+    ("input_path", "model", "which", "model_id", "revision", "source_lang", "output", "overwrite", *GENERATION_FLAGS),
     (GenerationSettings,),
 )
 def translate(
     values: dict[str, Any],
     input_path: Annotated[
-        str, typer.Argument(metavar="INPUT", help="Text file (a sentence per line), - for stdin, or .jsonl pairs.")
+        str, typer.Argument(metavar="INPUT", help="Text file (a sentence per line), - for stdin, or pairs: .jsonl, "
+                            ".tmx, .tsv (the rows in the model's source language).")
     ],
     model: ModelOption = None,
     which: WhichOption = None,
     model_id: BaseOption = None,
+    revision: RevisionOption = None,
     source_lang: SourceLangOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     overwrite: OverwriteOption = False,
@@ -367,7 +440,8 @@ def translate(
 
     with user_errors():
         run_translate(
-            input_path=input_path, model=model, which=which, model_id=model_id, source_lang=source_lang,
+            input_path=input_path, model=model, which=which, model_id=model_id, revision=revision,
+            source_lang=source_lang,
             output=output, overwrite=overwrite, settings=GenerationSettings(**values),
             say=stderr_line, bar=show_progress(),
         )  # fmt: skip
@@ -375,16 +449,18 @@ def translate(
 
 @app.command()
 @settings_options(
-    ("data", "model", "which", "model_id", "source_lang", "limit", "compare_base", "hypotheses", "overwrite",
+    ("data", "model", "which", "model_id", "revision", "source_lang", "limit", "compare_base", "hypotheses",
+     "overwrite",
      "as_json", *GENERATION_FLAGS),
     (GenerationSettings,),
 )  # fmt: skip
 def evaluate(
     values: dict[str, Any],
-    data: Annotated[Path, opt("data", "Pairs, JSON Lines (the rows of the model's direction are scored).")],
+    data: Annotated[Path, opt("data", "Pairs: .jsonl, .tmx or .tsv (the rows of the model's direction are scored).")],
     model: ModelOption = None,
     which: WhichOption = None,
     model_id: BaseOption = None,
+    revision: RevisionOption = None,
     source_lang: SourceLangOption = None,
     limit: Annotated[Optional[int], opt("limit", "Score only the first N rows of the direction.")] = None,
     compare_base: Annotated[bool, opt("compare_base", "Also score the base model, side by side.")] = False,
@@ -392,14 +468,14 @@ def evaluate(
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing --hypotheses file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
 ) -> None:
-    """Score a run, a merged model or a base model with sacrebleu BLEU and chrF on a JSONL pairs file."""
+    """Score a run, a merged model or a base model with sacrebleu BLEU and chrF on a pairs file (.jsonl, .tmx, .tsv)."""
     from .commands.evaluate import print_report, run_evaluate
 
     with user_errors():
         report = run_evaluate(
             data=data, model=model, which=which, model_id=model_id, source_lang=source_lang, limit=limit,
             compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
-            settings=GenerationSettings(**values), bar=show_progress(),
+            settings=GenerationSettings(**values), bar=show_progress(), revision=revision, say=stderr_line,
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict())
@@ -417,13 +493,16 @@ def merge(
     model_id: Annotated[
         Optional[str], opt("model_id", "The run's base on this machine (default: the one run.json records).")
     ] = None,
+    revision: RevisionOption = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace a non-empty OUT_DIR.")] = False,
 ) -> None:
     """Fold a run's LoRA adapter into its (unquantized) base and save a standard transformers model directory."""
     from .commands.merge import merge_run
 
     with user_errors():
-        result = merge_run(run_dir, out_dir, dtype=dtype, overwrite=overwrite, model_id=model_id)
+        result = merge_run(
+            run_dir, out_dir, dtype=dtype, overwrite=overwrite, model_id=model_id, revision=revision, say=stderr_line
+        )
     if result.both_directions:
         sys.stderr.write(
             f"{result.which} translates both ways, so no target language is forced: `csas translate` needs "
@@ -462,7 +541,7 @@ def merge_all(
 # --- bench -----------------------------------------------------------------------------------------------------
 
 BENCH_FLAGS = (
-    "which", "random_init", "preset", "model_id", "data",
+    "which", "random_init", "preset", "model_id", "revision", "data",
     Flag("batch_size", "Pairs per micro-batch (default: the finetune-all table's).", given_only=True),
     "grad_accum", "max_tokens", "steps", "warmup_steps", "device",
     Flag("bf16", "Mixed precision in bfloat16."),

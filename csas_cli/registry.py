@@ -35,15 +35,27 @@ class Family:
     """Whether `--device-map` may spread the model over devices (finetune.py never sharded an OPUS-MT model)."""
     fixed_positions: bool
     """Whether inputs are limited to config.max_position_embeddings (M2M100's sinusoidal positions grow)."""
+    tokenizer_class: str
+    """The transformers tokenizer class of the family's checkpoints; another class is refused when loading."""
+    tokenizer_files: tuple[tuple[str, ...], ...]
+    """The file sets that class can load from, any one of them: transformers 5 reads Marian's and M2M100's tokenizers
+    from SentencePiece files only, mBART-50's from tokenizer.json or its SentencePiece model."""
 
     def code(self, lang: str) -> str | None:
         return None if self.language_codes is None else self.language_codes[lang]
 
 
-MARIAN = Family("marian", "marian", None, shardable=False, fixed_positions=True)
-M2M100 = Family("m2m100", "m2m_100", MappingProxyType({"en": "en", "fr": "fr"}), shardable=True, fixed_positions=False)
+MARIAN = Family(
+    "marian", "marian", None, shardable=False, fixed_positions=True, tokenizer_class="MarianTokenizer",
+    tokenizer_files=(("source.spm", "target.spm", "vocab.json"),),
+)
+M2M100 = Family(
+    "m2m100", "m2m_100", MappingProxyType({"en": "en", "fr": "fr"}), shardable=True, fixed_positions=False,
+    tokenizer_class="M2M100Tokenizer", tokenizer_files=(("sentencepiece.bpe.model", "vocab.json"),),
+)
 MBART50 = Family(
-    "mbart50", "mbart", MappingProxyType({"en": "en_XX", "fr": "fr_XX"}), shardable=True, fixed_positions=True
+    "mbart50", "mbart", MappingProxyType({"en": "en_XX", "fr": "fr_XX"}), shardable=True, fixed_positions=True,
+    tokenizer_class="MBart50Tokenizer", tokenizer_files=(("tokenizer.json",), ("sentencepiece.bpe.model",)),
 )
 
 FAMILIES = {f.name: f for f in (MARIAN, M2M100, MBART50)}
@@ -195,13 +207,13 @@ __all__ = [
     "FAMILIES",
     "FINETUNE_ALL_CONSTANTS",
     "FINETUNE_ALL_TABLE",
-    "Family",
     "LANGUAGES",
     "MODEL_KEYS",
-    "ModelSpec",
     "REGISTRY",
     "SWEEP_CONSTANTS",
     "SWEEP_TABLE",
+    "Family",
+    "ModelSpec",
     "SweepGrid",
     "TableRow",
     "check_model_root",

@@ -130,11 +130,16 @@ class ModelSettings:
         None, "Base model: hub id or local snapshot (default: the registry's).", record=False
     )
     """A hub id or a local snapshot directory; None: the registry's hub id. The plan records the resolved one."""
+    revision: str | None = setting(None, "Hub revision of the base: a tag, branch or commit (hub ids only).")
+    """Which version of a hub repository to load (some OPUS-MT repositories were re-uploaded); None: the default
+    branch. Recorded, and part of the resume check; refused with a local snapshot."""
     device_map: str = setting("auto", "Base model placement: auto, cpu, cuda:0, none.", record=False)
     """Where to load the base model, resolved by the device-map table (device_map.py); the plan records both."""
 
     def __post_init__(self) -> None:
         check_which(self.which)
+        if self.revision is not None and not self.revision.strip():
+            raise SettingsError("--revision must not be empty (a tag, branch or commit of the hub repository)")
         if not self.device_map.strip():
             raise SettingsError("--device-map must not be empty (use auto, cpu, cuda:0 or none)")
 
@@ -143,10 +148,16 @@ class ModelSettings:
 class CorpusSettings:
     """What is read, how it is split, and where sentences are cut."""
 
-    data: Path = setting(Path("training_data.jsonl"), "Training pairs, JSON Lines.")
-    """JSONL training pairs: source, target, source_lang, pub_number."""
+    data: Path = setting(Path("training_data.jsonl"), "Training pairs: .jsonl, .tmx or .tsv.")
+    """Training pairs (source, target, source_lang, pub_number): JSON Lines, a TMX translation memory or TSV, by
+    extension (data/pairs.py)."""
+    eval_data: Path | None = setting(
+        None, "Validation pairs (.jsonl, .tmx, .tsv) instead of a split of --data; --val-ratio is then unused."
+    )
+    """A validation file: every --data row trains and these rows evaluate; None splits --data by --val-ratio."""
     val_ratio: float = setting(0.05, "Share held out for evaluation (whole publications).", fraction=True)
-    """Share of the rows (whole publications when pub_number is present) held out for evaluation."""
+    """Share of the rows (whole publications when pub_number is present) held out for evaluation; unused with
+    eval_data."""
     max_source_len: int = setting(512, "Source tokens kept.", at_least=1)
     """Source tokens kept per row (longer sources are truncated)."""
     max_target_len: int = setting(512, "Target tokens kept.", at_least=1)
@@ -163,6 +174,8 @@ class CorpusSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
+        if self.eval_data is not None:
+            object.__setattr__(self, "eval_data", Path(self.eval_data))
         check_bounds(self)
 
 
@@ -345,11 +358,11 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         check_token_budget(self.training.max_tokens, self.corpus.max_source_len, self.corpus.max_target_len)
         needing = self.evaluation.needing_evaluations()
-        if self.corpus.val_ratio == 0 and needing:
+        if self.corpus.val_ratio == 0 and self.corpus.eval_data is None and needing:
             name = needing[0]
             raise SettingsError(
                 f"{flag(name)} needs evaluations, but --val-ratio 0 holds no rows out for them; "
-                f"give --val-ratio a share such as 0.05, or drop {flag(name)}"
+                f"give --val-ratio a share such as 0.05 (or --eval-data FILE), or drop {flag(name)}"
             )
 
     @classmethod
@@ -421,6 +434,12 @@ class Resolved:
     eval_rows: int | None = None
     train_publications: int | None = None
     eval_publications: int | None = None
+    rows_read: int | None = None
+    """Rows in --data (and --eval-data), whatever their language."""
+    rows_other_language: int | None = None
+    """Rows whose source_lang this model does not train on."""
+    rows_skipped: int | None = None
+    """Rows in this model's languages left out because their source or target is empty."""
 
 
 @dataclass(frozen=True)
@@ -493,7 +512,20 @@ def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: i
 
 
 __all__ = [
-    "CorpusSettings", "EvaluationSettings", "FinetuneSettings", "GROUPS", "LoraSettings", "ModelSettings",
-    "OutputSettings", "Plan", "Resolved", "TrainingSettings", "build_plan", "check_token_budget", "flag",
-    "parse_lora_targets", "setting", "settings_from_table",
+    "GROUPS",
+    "CorpusSettings",
+    "EvaluationSettings",
+    "FinetuneSettings",
+    "LoraSettings",
+    "ModelSettings",
+    "OutputSettings",
+    "Plan",
+    "Resolved",
+    "TrainingSettings",
+    "build_plan",
+    "check_token_budget",
+    "flag",
+    "parse_lora_targets",
+    "setting",
+    "settings_from_table",
 ]  # fmt: skip

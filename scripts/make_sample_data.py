@@ -1419,10 +1419,11 @@ def generate_pretrain(
 
 def generate_heldout(domain: list[dict], seed: int = HELDOUT_SEED) -> list[dict]:
     """Rows of later publications with the domain file's sentence types and frequencies, minus every row whose
-    source sentence is in `domain`."""
-    seen = {row["source"] for row in domain}
+    source or target sentence is a sentence of `domain`, on either side (a French source of the held-out file can be
+    the French target of a domain row: `csas check-data --against` counts those)."""
+    seen = {text for row in domain for text in (row["source"], row["target"])}
     rows = generate(seed, HELDOUT_ROWS, HELDOUT_PUBS, HELDOUT_YEARS, ranking_seed=DEFAULT_SEED)
-    return [row for row in rows if row["source"] not in seen]
+    return [row for row in rows if row["source"] not in seen and row["target"] not in seen]
 
 
 def check_disjoint(domain: list[dict], pretrain: list[dict]) -> None:

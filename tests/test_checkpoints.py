@@ -30,7 +30,7 @@ class FakeAdapterModel(torch.nn.Module):
         super().__init__()
         self.lora = torch.nn.Linear(3, 2)
 
-    def save_pretrained(self, path: str) -> None:
+    def save_pretrained(self, path: str, **kwargs: object) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
         torch.save(self.lora.state_dict(), Path(path) / "adapter_model.bin")
         (Path(path) / "adapter_config.json").write_text('{"r": 4}')
@@ -177,7 +177,7 @@ def test_failed_save_keeps_older_checkpoints(tmp_path: Path) -> None:
     save(tmp_path, 100, parts)
 
     class Broken(FakeAdapterModel):
-        def save_pretrained(self, path: str) -> None:
+        def save_pretrained(self, path: str, **kwargs: object) -> None:
             Path(path).mkdir(parents=True)
             raise OSError("disk full")
 

@@ -198,10 +198,25 @@ def test_rows_follow_the_model_direction(data: Path, which: str, train: int, eva
 
 
 @pytest.mark.parametrize("spelling", ["--model-id", "--model_id"])
-def test_model_id_in_plan(data: Path, tmp_path: Path, spelling: str) -> None:
-    args = ["finetune", "--which", "opus_mt_fr_en", "--data", str(data), spelling, str(tmp_path / "snap"), "--dry-run"]
-    plan = ok_json(invoke(*args))
-    assert plan["model_id"] == str(tmp_path / "snap")
+def test_model_id_in_plan(data: Path, tiny_models, spelling: str) -> None:
+    snapshot = str(tiny_models["opus_mt_fr_en"])
+    plan = ok_json(invoke(*["finetune", "--which", "opus_mt_fr_en", "--data", str(data), spelling, snapshot, "--dry-run"]))
+    assert plan["model_id"] == snapshot
+
+
+def test_dry_run_checks_a_local_snapshots_files(data: Path, tiny_models, tmp_path: Path) -> None:
+    import shutil
+
+    snapshot = Path(shutil.copytree(tiny_models["opus_mt_fr_en"], tmp_path / "snap"))
+    args = ["finetune", "--which", "opus_mt_fr_en", "--data", str(data), "--model-id", str(snapshot), "--dry-run"]
+    (snapshot / "target.spm").unlink()
+    assert one_error_line(invoke(*args)) == (
+        f"csas: error: --model-id {snapshot}: no MarianTokenizer files (source.spm + target.spm + vocab.json); it "
+        "holds source.spm, vocab.json only"
+    )
+    (snapshot / "model.safetensors").unlink()
+    assert "no PyTorch weights" in one_error_line(invoke(*args))
+    assert "no such directory" in one_error_line(invoke(*args[:-2], str(tmp_path / "absent"), "--dry-run"))
 
 
 @pytest.mark.parametrize(
@@ -220,9 +235,10 @@ def test_lora_targets_in_plan(data: Path, spelling: str, value: str, want: list[
 
 
 def test_a_local_model_id_is_recorded_absolute_and_a_hub_id_as_given(
-    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "models" / "opus").mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "opus").symlink_to(tiny_models["opus_mt_en_fr"])
     monkeypatch.chdir(tmp_path)
     args = ["finetune", "--which", "opus_mt_en_fr", "--data", str(data), "--dry-run", "--model-id"]
     assert ok_json(invoke(*[*args, "models/opus"]))["model_id"] == str(tmp_path / "models" / "opus")
@@ -408,10 +424,11 @@ def test_finetune_all_unknown_key_is_named(data: Path) -> None:
 
 
 @pytest.mark.parametrize("spelling", ["--model-root", "--model_root"])
-def test_finetune_all_model_root(data: Path, tmp_path: Path, spelling: str) -> None:
+def test_finetune_all_model_root(data: Path, tiny_models, tmp_path: Path, spelling: str) -> None:
     root = tmp_path / "models"
-    (root / "opus_mt_en_fr").mkdir(parents=True)
-    (root / "mbart50_mmt_en").mkdir()
+    root.mkdir()
+    (root / "opus_mt_en_fr").symlink_to(tiny_models["opus_mt_en_fr"])
+    (root / "mbart50_mmt_en").symlink_to(tiny_models["mbart50_mmt_en"])
     (root / "m2m100_418m").write_text("not a directory")
     plans = {p["which"]: p for p in all_plans(data, spelling, str(root))}
     assert plans["opus_mt_en_fr"]["model_id"] == str(root / "opus_mt_en_fr")

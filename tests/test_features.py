@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import SAMPLE
 
-from csas_cli.data.features import TokenizedPair, set_languages, tokenize_examples
+from csas_cli.data.features import Cuts, TokenizedPair, set_languages, tokenize_counted, tokenize_examples
 from csas_cli.data.pairs import Example
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY, Family, other_language
 
@@ -127,12 +128,52 @@ def test_max_lengths_are_passed(family: Family) -> None:
     tok = FakeTokenizer()
     pairs = tokenize_examples(tok, family, MIXED, max_source_len=4, max_target_len=3)
     assert tok.calls
+    # Each side is encoded one token past its limit (to tell which rows are cut), then the cut rows at the limit.
     for kind, _, _, _, max_length in tok.calls:
-        assert max_length == (4 if kind == "source" else 3)
+        assert max_length in ((5, 4) if kind == "source" else (4, 3))
     for ex, pair in zip(MIXED, pairs):
         assert len(pair.input_ids) <= 4 and len(pair.labels) <= 3
         assert pair.input_ids[-1] == EOS and pair.labels[-1] == EOS
         assert pair == expected_pair(ex, family, 4, 3)
+
+
+@pytest.mark.parametrize("family", [M2M100, MBART50, MARIAN], ids=lambda f: f.name)
+def test_cut_rows_are_counted_per_side(family: Family) -> None:
+    codes = 0 if family.language_codes is None else 1
+    # Source lengths (with </s> and the code): 3, 4, 5, 2, 9 (+codes); target lengths 4, 4, 4, 4, 2 (+codes).
+    limit_source, limit_target = 3 + codes, 3 + codes
+    pairs, cuts = tokenize_counted(FakeTokenizer(), family, MIXED, max_source_len=limit_source,
+                                   max_target_len=limit_target)  # fmt: skip
+    assert cuts.sources == (1, 2, 4)
+    assert cuts.targets == (0, 1, 2, 3)
+    assert cuts.to_dict() == {"sources": 3, "targets": 4}
+    assert pairs == [expected_pair(ex, family, limit_source, limit_target) for ex in MIXED]
+    only, counted = tokenize_counted(FakeTokenizer(), family, MIXED, max_source_len=limit_source,
+                                     max_target_len=limit_target, keep_ids=False)  # fmt: skip
+    assert only == [] and counted == cuts
+    _, none_cut = tokenize_counted(FakeTokenizer(), family, MIXED, max_source_len=512, max_target_len=512)
+    assert none_cut == Cuts()
+
+
+@pytest.mark.parametrize("key", ["opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr"])
+def test_counted_truncation_equals_the_tokenizer_own(tiny_models, key: str) -> None:
+    """Encoding one past the limit and again at the limit gives exactly what one truncating call gives."""
+    from csas_cli.data.pairs import load_examples
+    from csas_cli.modeling import load_tokenizer
+
+    spec = REGISTRY[key]
+    tok = load_tokenizer(str(tiny_models[key]), spec.family)
+    rows = load_examples(SAMPLE, spec.source_langs).examples[:60]
+    pairs, cuts = tokenize_counted(tok, spec.family, rows, max_source_len=24, max_target_len=20)
+    assert 0 < len(cuts.sources) < len(rows) and 0 < len(cuts.targets) < len(rows)
+    for i, (ex, pair) in enumerate(zip(rows, pairs)):
+        set_languages(tok, spec.family, ex.source_lang, ex.target_lang)
+        assert list(pair.input_ids) == tok([ex.source], max_length=24, truncation=True)["input_ids"][0]
+        assert list(pair.labels) == tok(text_target=[ex.target], max_length=20, truncation=True)["input_ids"][0]
+        full_source = len(tok([ex.source])["input_ids"][0])
+        assert (i in cuts.sources) == (full_source > 24)
+        full_target = len(tok(text_target=[ex.target])["input_ids"][0])
+        assert (i in cuts.targets) == (full_target > 20)
 
 
 def test_one_direction_one_batch() -> None:

@@ -329,13 +329,18 @@ def test_merge_all_passes_model_root_and_dtype(tmp_path):
     (runs / "opus_mt_en_fr" / "finished.json").write_text("{}")
     (tmp_path / "models" / "opus_mt_en_fr").mkdir(parents=True)
     calls = []
+
+    def quiet(message: str) -> None:
+        pass
+
     outcomes = merge_all(
-        runs, tmp_path / "out", dtype="bfloat16", model_root=tmp_path / "models", say=lambda m: None,
+        runs, tmp_path / "out", dtype="bfloat16", model_root=tmp_path / "models", say=quiet,
         merge_one=lambda run, out, **kw: calls.append((run.name, out.name, kw)),
     )  # fmt: skip
     assert [(o.name, o.status) for o in outcomes] == [("opus_mt_en_fr", "ok"), ("unfinished", "skipped")]
     assert calls == [("opus_mt_en_fr", "opus_mt_en_fr", {"dtype": "bfloat16", "overwrite": False,
-                                                         "model_id": str(tmp_path / "models" / "opus_mt_en_fr")})]
+                                                         "model_id": str(tmp_path / "models" / "opus_mt_en_fr"),
+                                                         "say": quiet})]
 
 
 def test_merge_of_a_runs_best_adapter(tiny_runs, tmp_path):

@@ -28,10 +28,11 @@ def plan_for(key: str, model_dir: Path, **overrides):
 
 def load_base(plan, config, precision):
     """load_model as the recipe calls it: the plan's base, device map and quantization, on the CPU."""
-    return load_model(
+    model, _ = load_model(
         plan.model_id, config, precision, torch.device("cpu"), device_map=plan.resolved.device_map,
         qlora=plan.lora.qlora,
     )  # fmt: skip
+    return model
 
 
 def with_lora(model, plan):
@@ -50,14 +51,6 @@ def test_hub_ids_pass_the_local_check():
 
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(ModelError, match="no config.json"):
-        check_local_snapshot(str(tmp_path))
-
-
-def test_pickled_weights_only_are_refused(tiny_models, tmp_path):
-    src = tiny_models["opus_mt_en_fr"]
-    (tmp_path / "config.json").write_text((src / "config.json").read_text())
-    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ModelError, match="safetensors only"):
         check_local_snapshot(str(tmp_path))
 
 
@@ -149,7 +142,7 @@ def test_qlora_trains_after_an_evaluation_pass(tiny_models):
 
 
 def test_tokenizer_is_the_family_class(tiny_models):
-    assert type(load_tokenizer(str(tiny_models["m2m100_418m"]))).__name__ == "M2M100Tokenizer"
+    assert type(load_tokenizer(str(tiny_models["m2m100_418m"]), REGISTRY["m2m100_418m"].family)).__name__ == "M2M100Tokenizer"
     assert json.loads((tiny_models["m2m100_418m"] / "config.json").read_text())["decoder_start_token_id"] == 2
 
 

@@ -205,3 +205,38 @@ def test_a_merge_record_with_an_unknown_key_is_refused(tmp_path):
     merged = fake_model_dir(tmp_path / "merged", {"which": "nope"})
     with pytest.raises(ModelError, match="unknown registry key 'nope'"):
         resolve_source(merged, None, None)
+
+
+# --- revisions ----------------------------------------------------------------------------------------------------
+
+
+def test_a_runs_recorded_revision_goes_with_its_recorded_base(tmp_path):
+    run = fake_run(tmp_path / "run", model_id="Helsinki-NLP/opus-mt-tc-big-en-fr")
+    record = json.loads((run / "run.json").read_text())
+    record["plan"]["revision"] = "v2"
+    (run / "run.json").write_text(json.dumps(record))
+    source = resolve_source(run, None, None)
+    assert source.base_revision == "v2"
+    assert source.revision_of("Helsinki-NLP/opus-mt-tc-big-en-fr") == "v2"
+    assert source.revision_of(str(run)) is None  # the run's own tokenizer files
+    assert source.base().base_revision == "v2"
+    # Another base named on this machine takes --revision, not the recorded one.
+    assert resolve_source(run, None, "/models/copy").base_revision is None
+    assert resolve_source(run, None, "org/other", revision="main").base_revision == "main"
+
+
+def test_revision_of_a_base_alone_and_of_a_merged_models_base(tmp_path):
+    assert resolve_source(None, "opus_mt_en_fr", None, revision="abc123").revision_of(
+        REGISTRY["opus_mt_en_fr"].hub_id
+    ) == "abc123"
+    merged = fake_model_dir(tmp_path / "merged", {"which": "opus_mt_en_fr", "base_model_id": "org/base",
+                                                  "base_revision": "v3"})  # fmt: skip
+    source = resolve_source(merged, None, None)
+    assert source.revision_of(source.model_id) is None  # the merged weights are a local folder
+    assert source.base().revision_of("org/base") == "v3"
+
+
+def test_revision_without_model_id_for_a_run_is_refused(tmp_path):
+    run = fake_run(tmp_path / "run")
+    with pytest.raises(SettingsError, match="--revision applies to --model-id"):
+        resolve_source(run, None, None, revision="v2")

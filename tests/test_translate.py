@@ -60,6 +60,27 @@ def test_bad_jsonl_names_the_file_and_line(tmp_path, content, message):
         read_sources(str(path), EN_FR)
 
 
+def test_read_sources_from_a_translation_memory_and_tsv(tmp_path):
+    tmx = tmp_path / "memory.tmx"
+    tmx.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<tmx version="1.4"><header srclang="en-CA" datatype="plaintext"/>'
+        "<body>\n"
+        '<tu><tuv xml:lang="en-CA"><seg>The <bpt i="1">&lt;b&gt;</bpt>stock<ept i="1">&lt;/b&gt;</ept> grew.</seg>'
+        '</tuv><tuv xml:lang="fr-CA"><seg>Le stock a augmenté.</seg></tuv></tu>\n'
+        '<tu srclang="fr-CA"><tuv xml:lang="en-CA"><seg>No.</seg></tuv><tuv xml:lang="fr-CA"><seg>Non.</seg></tuv>'
+        "</tu>\n"
+        '<tu srclang="*all*"><tuv xml:lang="EN"><seg>Table 3</seg></tuv><tuv xml:lang="FR"><seg>Tableau 3</seg>'
+        "</tuv></tu>\n</body></tmx>\n",
+        encoding="utf-8",
+    )
+    assert read_sources(str(tmx), EN_FR) == ["The stock grew.", "Table 3"]
+    assert read_sources(str(tmx), Direction("fr", "en")) == ["Non.", "Tableau 3"]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("source\ttarget\tsource_lang\nBonjour\tHello\tfr\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pairs\.tsv: no rows with source language en \(the model translates en->fr\)"):
+        read_sources(str(tsv), EN_FR)
+
+
 def test_missing_input_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_sources(str(tmp_path / "nope.txt"), EN_FR)

@@ -99,6 +99,7 @@ class BenchSettings:
     # The run's settings that the workload and the report read, by their names there.
     which = run_setting("model", "which")
     model_id = run_setting("model", "model_id")
+    revision = run_setting("model", "revision")
     seed = run_setting("training", "seed")
     micro_batch = run_setting("training", "batch_size")
     grad_accum = run_setting("training", "grad_accum")
@@ -210,7 +211,8 @@ def measure_csas(
     from ..training.rundir import RunDirectory
 
     run = settings.finetune.updated(
-        model_id=workload.model_dir, seed=settings.seed + round_index,
+        model_id=workload.model_dir, revision=None if settings.uses_random_weights else settings.revision,
+        seed=settings.seed + round_index,
         max_steps=settings.warmup_steps + settings.steps, disable_tqdm=True,
     )  # fmt: skip
     plan = build_plan(run)
@@ -225,8 +227,9 @@ def measure_csas(
     hardware = check_hardware(plan)
     memory = PeakMemory(hardware.device)
     memory.start(release=True)  # before the base's tokenizer loads, as the HF side measures it
+    base = load_base(plan, standin_tokenizer=settings.uses_random_weights)
     recipe = FinetuneRecipe(
-        plan, TokenizedSplit(train=list(workload.pairs), eval=[], eval_examples=[]), load_base(plan), hardware,
+        plan, TokenizedSplit(train=list(workload.pairs), eval=[], eval_examples=[]), base, hardware,
         run_dir=RunDirectory(None), reporter=Reporter(None, bar=False, quiet=True), on_step=timed, memory=memory,
         **engine,
     )  # fmt: skip

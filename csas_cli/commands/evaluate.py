@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import SettingsError
 from ..inference.generation import GenerationSettings
@@ -76,6 +76,8 @@ def run_evaluate(
     overwrite: bool,
     settings: GenerationSettings,
     bar: bool,
+    revision: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
     from ..data.pairs import load_examples
@@ -86,7 +88,7 @@ def run_evaluate(
 
     if limit is not None and limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {limit}")
-    source = resolve_source(model, which, model_id)
+    source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
     base_source = source.base() if compare_base else None
     check_output_file(hypotheses_path, overwrite, flag="--hypotheses")
@@ -95,7 +97,7 @@ def run_evaluate(
     references = [ex.target for ex in examples]
 
     def translate(what: ModelSource, label: str) -> list[str]:
-        loaded = load_for_inference(what)
+        loaded = load_for_inference(what, say=say)
         try:
             with counting_bar(len(sources), bar, label) as advance:
                 return translate_texts(loaded, sources, direction, settings, advance).lines

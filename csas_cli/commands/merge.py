@@ -113,15 +113,17 @@ def merge_run(
     dtype: str = SAVE_DTYPE,
     overwrite: bool = False,
     model_id: str | None = None,
+    revision: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> MergeResult:
     """Merge one finished run's adapter into its unquantized base and save OUT_DIR (see the module docstring)."""
     check_dtype(dtype)
-    source = resolve_source(Path(run_dir), None, model_id, flag="RUN_DIR")  # RUN_DIR/best merges the best adapter
+    source = resolve_source(Path(run_dir), None, model_id, flag="RUN_DIR", revision=revision)  # RUN_DIR/best merges the best adapter
     if source.kind != RUN or source.adapter is None:
         raise ModelError(f"RUN_DIR {run_dir}: a model directory, not a csas run; there is no adapter to merge")
     out_dir = Path(out_dir)
     check_out_dir(out_dir, source.adapter.parent, overwrite)
-    merged, tokenizer, probe = merged_model(source)
+    merged, tokenizer, probe = merged_model(source, say)
     overrides = generation_overrides_for(source, tokenizer)
     for name, value in overrides.items():
         setattr(merged.generation_config, name, value)
@@ -133,6 +135,7 @@ def merge_run(
     record = {
         "which": source.which,
         "base_model_id": source.model_id,
+        "base_revision": source.base_revision,
         "run_dir": str(source.adapter.parent.resolve()),
         "adapter": str(source.adapter.resolve()),
         "adapter_sha256": adapter_sha256(source.adapter),
@@ -159,13 +162,13 @@ def merge_run(
     )
 
 
-def merged_model(source: ModelSource) -> tuple[Any, Any, dict[str, Any]]:
+def merged_model(source: ModelSource, say: Callable[[str], None] | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Base (fp32, unquantized, CPU) + adapter, merged; also the adapter's logits on a probe, for verify_saved."""
     import torch
 
     from ..modeling import one_line
 
-    base, tokenizer = load_weights(source, torch.float32)
+    base, tokenizer = load_weights(source, torch.float32, say)
     assert source.adapter is not None
     model = apply_adapter(base, source.adapter)
     model.eval()
@@ -287,7 +290,7 @@ def merge_all(
         model_id = model_id_under(model_root, which) if which is not None else None
         say(f"{name}: merging into {out_dir}")
         try:
-            merge_one(run_dir, out_dir, dtype=dtype, overwrite=overwrite, model_id=model_id)
+            merge_one(run_dir, out_dir, dtype=dtype, overwrite=overwrite, model_id=model_id, say=say)
             outcomes.append(MergeOutcome(name, "ok", "", out_dir))
         except Exception as exc:  # noqa: BLE001 - one run's failure, even a bug, must not cost the others their merge
             logged, summary = describe_failure(exc)

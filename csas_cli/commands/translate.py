@@ -1,7 +1,8 @@
 """`csas translate`: read sentences, translate them (inference/generation.py), write one line per input line.
 
-Inputs: a text file (one sentence per line), `-` for stdin, or a `.jsonl` file whose rows have a `source` field
-(pairs, as `csas finetune` reads them). Empty lines give empty output lines.
+Inputs: a text file (one sentence per line), `-` for stdin, a `.jsonl` file whose rows have a `source` field
+(pairs, as `csas finetune` reads them), or a `.tmx` / `.tsv` file of pairs, whose rows in the model's source language
+are translated. Empty lines give empty output lines.
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -
     return sources
 
 
+def pair_sources(path: Path, direction: Direction) -> list[str]:
+    """The sources of a translation memory's or TSV file's rows in the model's source language, in file order."""
+    from ..data.pairs import read_pairs
+
+    sources = [ex.source for ex in read_pairs(path) if ex.source_lang == direction.source]
+    if not sources:
+        raise DataError(f"{path}: no rows with source language {direction.source} (the model translates {direction})")
+    return sources
+
+
 def read_sources(input_path: str, direction: Direction, stdin: Any = None) -> list[str]:
     """The sentences to translate from a text file, `-` (stdin) or a .jsonl file of pairs."""
     if input_path == STDIN:
@@ -85,6 +96,8 @@ def read_sources(input_path: str, direction: Direction, stdin: Any = None) -> li
         data = data.encode("utf-8") if isinstance(data, str) else data
         return decode_text("<stdin>", data)
     path = Path(input_path)
+    if path.suffix.lower() in (".tmx", ".tsv"):
+        return pair_sources(path, direction)
     lines = decode_text(str(path), read_bytes(path))
     if path.suffix.lower() == ".jsonl":
         return jsonl_sources(str(path), lines, direction)
@@ -97,6 +110,7 @@ def run_translate(
     model: Path | None,
     which: str | None,
     model_id: str | None,
+    revision: str | None,
     source_lang: str | None,
     output: Path | None,
     overwrite: bool,
@@ -110,11 +124,11 @@ def run_translate(
 
     if output is not None and input_path != STDIN and Path(input_path).absolute() == output.absolute():
         raise SettingsError(f"--output {output}: the same file as the input")
-    source = resolve_source(model, which, model_id)
+    source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
     check_output_file(output, overwrite)
     texts = read_sources(input_path, direction)
-    loaded = load_for_inference(source)
+    loaded = load_for_inference(source, say=say)
     with counting_bar(sum(1 for t in texts if t.strip()), bar, "translating") as advance:
         result = translate_texts(loaded, texts, direction, settings, advance)
     if result.truncated:

@@ -222,7 +222,7 @@ def prepare_workload(settings: "BenchSettings", workdir: Path, device: str) -> W
     spec = REGISTRY[settings.which]
     if settings.uses_random_weights:
         if settings.model_id is not None:
-            config = AutoConfig.from_pretrained(settings.model_id, trust_remote_code=False)
+            config = AutoConfig.from_pretrained(settings.model_id, revision=settings.revision, trust_remote_code=False)
             source = f"{settings.model_id}'s architecture"
         else:
             name = architecture_name(settings)
@@ -237,7 +237,7 @@ def prepare_workload(settings: "BenchSettings", workdir: Path, device: str) -> W
         model_id = settings.model_id or spec.hub_id
         from ..modeling import load_config
 
-        config = load_config(model_id, spec.family, settings.which)
+        config = load_config(model_id, spec.family, settings.which, settings.revision)
         model_dir, description = model_id, model_id
     parameters = count_parameters(config)
     warm_imports()
@@ -268,7 +268,7 @@ def tokenized_data(settings: "BenchSettings", tokenizer_source: str) -> list[Tok
     assert settings.data is not None
     spec = REGISTRY[settings.which]
     examples = load_examples(Path(settings.data), spec.source_langs).examples
-    tokenizer = load_tokenizer(tokenizer_source)
+    tokenizer = load_tokenizer(tokenizer_source, spec.family, settings.revision)
     return tokenize_examples(
         tokenizer, spec.family, examples, max_source_len=settings.max_source_len, max_target_len=settings.max_target_len
     )

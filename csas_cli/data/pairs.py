@@ -1,8 +1,16 @@
-"""Training data: read and validate a JSON Lines file, keep a model's rows, split them into train and eval.
+"""Training data: read and validate a file of translation pairs, keep a model's rows, split them into train and eval.
 
-Each line is one object `{"source": str, "target": str, "source_lang": "en"|"fr", "pub_number": str}`
-(`pub_number` optional, extra fields ignored). Every problem a user can fix is a `DataError` whose message is one
-line, `"<path>:<line>: <what is wrong>"` or `"<path>: <what is wrong>"`. Standard library only.
+Three formats, chosen by the file's extension (`read_pairs`, `PAIR_FORMATS`):
+
+- JSON Lines (`.jsonl`, and any other extension): one object per line, `{"source": str, "target": str,
+  "source_lang": "en"|"fr", "pub_number": str}` (`pub_number` optional, extra fields ignored); `example_record`
+  writes that object back.
+- TMX 1.4 translation memories (`.tmx`, `tmx.read_tmx`): each `<tu>` with one English and one French `<tuv>`.
+- Tab-separated values (`.tsv`, `tsv.read_tsv`): a header row naming `source`, `target`, `source_lang` and optional
+  `pub_number`, then one pair per line.
+
+Every problem a user can fix is a `DataError` whose message is one line, `"<path>:<line>: <what is wrong>"` or
+`"<path>: <what is wrong>"`. Standard library only here (the TMX reader adds defusedxml).
 """
 
 from __future__ import annotations
@@ -10,14 +18,17 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 from ..errors import DataError
 from ..registry import LANGUAGES, other_language
 
 REQUIRED_FIELDS = ("source", "target", "source_lang")
+PAIR_FORMATS = (".jsonl", ".tmx", ".tsv")
+"""The extensions `read_pairs` tells apart (case-insensitive): TMX, TSV, and JSON Lines for any other name."""
 _BOM = b"\xef\xbb\xbf"
 # json.dumps escapes control characters but not these, which str.splitlines() also treats as line breaks.
 _LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
@@ -39,7 +50,8 @@ class Example:
     pub_number: str | None
     """Stripped publication id; None when absent, null or blank."""
     line: int
-    """1-based line number in the file."""
+    """1-based line number in the file (for TMX, the line of the `<tu>`; both rows of a `srclang="*all*"` unit
+    share it)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,7 @@ class LoadedData:
 
     examples: list[Example]
     rows_read: int
-    """Every row in the file (blank lines are not rows)."""
+    """Every row in the file (blank lines are not rows; a TMX `srclang="*all*"` unit is two rows)."""
     rows_other_language: int
     """Rows whose source_lang the model does not train on."""
     rows_empty: int
@@ -99,6 +111,41 @@ def _string_field(path: Path, number: int, row: dict[str, Any], name: str) -> st
     return value
 
 
+def _open_binary(path: Path, expected: str) -> BinaryIO:
+    """`path` opened for reading bytes; a missing, unreadable or directory path is a one-line `DataError`.
+
+    `expected` names the format in the directory message, e.g. "a JSON Lines file".
+    """
+    if path.is_dir():
+        raise _error(path, f"is a directory, expected {expected}")
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise _error(path, "file not found") from None
+    except IsADirectoryError:
+        raise _error(path, f"is a directory, expected {expected}") from None
+    except PermissionError:
+        raise _error(path, "cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_error(path: Path, exc: OSError, line: int | None = None) -> DataError:
+    """A read failing half-way (a network share going away, an I/O error) is still about this file."""
+    return _error(path, f"cannot be read ({exc.strerror or exc})", line)
+
+
+def _parse_language(path: Path, number: int, raw_lang: str) -> str:
+    """A row's source_lang by its primary subtag, stripped and lower-cased (`en`, `EN`, `en-CA`, `fr_FR`: as a TMX
+    `xml:lang` is read); anything but English or French is refused."""
+    lang = re.split(r"[-_]", raw_lang.strip().lower(), maxsplit=1)[0]
+    if lang not in LANGUAGES:
+        allowed = " or ".join(repr(code) for code in LANGUAGES)
+        raise _error(path, f"source_lang {_show(raw_lang)} is not allowed; expected {allowed} (or a regional code "
+                           "such as en-CA, fr-CA)", number)  # fmt: skip
+    return lang
+
+
 def _parse_row(path: Path, number: int, text: str) -> Example:
     try:
         row = json.loads(text)
@@ -116,11 +163,7 @@ def _parse_row(path: Path, number: int, text: str) -> Example:
             raise _error(path, f"missing field {name!r} (each row needs {', '.join(REQUIRED_FIELDS)})", number)
     source = _string_field(path, number, row, "source")
     target = _string_field(path, number, row, "target")
-    raw_lang = _string_field(path, number, row, "source_lang")
-    lang = raw_lang.strip().lower()
-    if lang not in LANGUAGES:
-        allowed = " or ".join(repr(code) for code in LANGUAGES)
-        raise _error(path, f"source_lang {_show(raw_lang)} is not allowed; expected {allowed}", number)
+    lang = _parse_language(path, number, _string_field(path, number, row, "source_lang"))
     pub_number = None
     if row.get("pub_number") is not None:
         pub_number = _string_field(path, number, row, "pub_number").strip() or None
@@ -134,18 +177,7 @@ def read_jsonl(path: Path) -> Iterator[Example]:
     is reported after the last line.
     """
     path = Path(path)
-    if path.is_dir():
-        raise _error(path, "is a directory, expected a JSON Lines file")
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise _error(path, "file not found") from None
-    except IsADirectoryError:
-        raise _error(path, "is a directory, expected a JSON Lines file") from None
-    except PermissionError:
-        raise _error(path, "cannot be read (permission denied)") from None
-    except OSError as exc:
-        raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
+    handle = _open_binary(path, "a JSON Lines file")
     rows = 0
     with handle:
         number = 0
@@ -167,14 +199,44 @@ def read_jsonl(path: Path) -> Iterator[Example]:
                 rows += 1
                 yield _parse_row(path, number, text)
         except OSError as exc:
-            # A read failing half-way (a network share going away, an I/O error) is still about this file.
-            raise _error(path, f"cannot be read ({exc.strerror or exc})", number + 1) from None
+            raise _read_error(path, exc, number + 1) from None
     if rows == 0:
         raise _error(path, "is empty; expected JSON Lines, one object per line")
 
 
+def read_pairs(path: Path) -> Iterator[Example]:
+    """Yield every row of `path`, validated and streaming, read as its extension says (case-insensitive): `.tmx` a
+    TMX translation memory (`tmx.read_tmx`), `.tsv` tab-separated values (`tsv.read_tsv`), anything else JSON
+    Lines (`read_jsonl`).
+
+    Like `read_jsonl`, a generator: rows with an empty source or target are yielded (`load_examples` drops them),
+    and errors surface on the `next()` that reaches them.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".tmx":
+        from .tmx import read_tmx
+
+        return read_tmx(path)
+    if suffix == ".tsv":
+        from .tsv import read_tsv
+
+        return read_tsv(path)
+    return read_jsonl(path)
+
+
+def example_record(example: Example) -> dict[str, str]:
+    """The JSON Lines object that `read_jsonl` reads back as `example` (its line aside): source, target,
+    source_lang and, unless None, pub_number."""
+    record = {"source": example.source, "target": example.target, "source_lang": example.source_lang}
+    if example.pub_number is not None:
+        record["pub_number"] = example.pub_number
+    return record
+
+
 def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
-    """Read all of `path` (every row is validated) and keep the non-empty rows whose source_lang is wanted.
+    """Read all of `path` with `read_pairs` (every row is validated) and keep the non-empty rows whose source_lang
+    is wanted.
 
     Raises `DataError` when no row is left. `source_langs` comes from the registry; an unknown code is a bug
     (`ValueError`).
@@ -185,7 +247,7 @@ def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
         raise ValueError(f"source_langs must be a non-empty subset of {LANGUAGES}, got {tuple(source_langs)}")
     examples: list[Example] = []
     rows_read = rows_other = rows_empty = 0
-    for example in read_jsonl(path):
+    for example in read_pairs(path):
         rows_read += 1
         if example.source_lang not in wanted:
             rows_other += 1
@@ -271,5 +333,6 @@ def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
 
 
 __all__ = [
-    "Example", "LoadedData", "Split", "load_examples", "read_jsonl", "seeded_sample", "split_examples", "subsample",
+    "PAIR_FORMATS", "Example", "LoadedData", "Split", "example_record", "load_examples", "read_jsonl", "read_pairs",
+    "seeded_sample", "split_examples", "subsample",
 ]  # fmt: skip

@@ -248,39 +248,33 @@ def reflag(exc: ModelError, source: ModelSource) -> ModelError:
     return ModelError(message)
 
 
-def load_weights(source: ModelSource, dtype: Any) -> tuple[Any, Any]:
-    """The tokenizer and the unquantized weights of `source.model_id` in `dtype`, checked against the key's family."""
-    from ..modeling import (
-        check_loading_info,
-        load_config,
-        load_tokenizer,
-        one_line,
-        quiet_libraries,
-    )
+def load_weights(source: ModelSource, dtype: Any, say: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+    """The tokenizer and the unquantized weights of `source.model_id` in `dtype`, checked against the key's family;
+    `say` hears how pickled weights were read."""
+    from ..modeling import from_pretrained, load_config, load_tokenizer, quiet_libraries
 
     quiet_libraries()
-    from transformers import AutoModelForSeq2SeqLM
-
+    family = source.spec.family
     try:
-        config = load_config(source.model_id, source.spec.family, source.which)
-        tokenizer = load_tokenizer(source.tokenizer_id)
-        try:
-            model, info = AutoModelForSeq2SeqLM.from_pretrained(
-                source.model_id, config=config, dtype=dtype, use_safetensors=True, trust_remote_code=False,
-                output_loading_info=True,
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - truncated files, missing safetensors, ...
-            raise ModelError(f"--model-id {source.model_id}: cannot load the model ({one_line(exc)})") from None
-        check_loading_info(info, source.model_id)
+        config = load_config(source.model_id, family, source.which, source.revision_of(source.model_id))
+        tokenizer = load_tokenizer(source.tokenizer_id, family, source.revision_of(source.tokenizer_id))
+        model, weights = from_pretrained(
+            source.model_id, config, revision=source.revision_of(source.model_id), dtype=dtype
+        )
     except ModelError as exc:
         raise reflag(exc, source) from None
+    notice = None if weights is None else weights.notice(source.model_id)
+    if notice and say is not None:
+        say(notice)
     return model, tokenizer
 
 
-def load_for_inference(source: ModelSource, device: Any = None) -> LoadedModel:
+def load_for_inference(
+    source: ModelSource, device: Any = None, say: Callable[[str], None] | None = None
+) -> LoadedModel:
     """Load tokenizer and unquantized weights, apply the adapter, switch to eval mode."""
     device = device if device is not None else inference_device()
-    model, tokenizer = load_weights(source, inference_dtype(device))
+    model, tokenizer = load_weights(source, inference_dtype(device), say)
     if source.adapter is not None:
         model = apply_adapter(model, source.adapter)
     model.to(device)

@@ -65,6 +65,12 @@ class ModelSource:
     """The flag that named the weights, for error messages (--model or --model-id)."""
     base_from_record: bool = False
     """True when model_id comes from run.json rather than --model-id (it may not exist on this machine)."""
+    base_revision: str | None = None
+    """The hub revision of base_model_id (--revision, or the one run.json / csas_merge.json records)."""
+
+    def revision_of(self, model_id: str) -> str | None:
+        """The revision to load `model_id` at: the base's when it is the base (a hub id), else none."""
+        return self.base_revision if model_id == self.base_model_id else None
 
     @property
     def spec(self) -> ModelSpec:
@@ -81,7 +87,7 @@ class ModelSource:
         return ModelSource(
             kind=BASE, which=self.which, model_id=self.base_model_id, adapter=None, tokenizer_id=self.base_model_id,
             base_model_id=self.base_model_id, label=self.base_model_id, flag="--model-id",
-            base_from_record=self.base_from_record,
+            base_from_record=self.base_from_record, base_revision=self.base_revision,
         )  # fmt: skip
 
 
@@ -100,15 +106,19 @@ def has_tokenizer(directory: Path) -> bool:
 
 
 def resolve_source(
-    model: Path | None, which: str | None, model_id: str | None, flag: str = "--model"
+    model: Path | None, which: str | None, model_id: str | None, flag: str = "--model", revision: str | None = None
 ) -> ModelSource:
-    """Turn `--model` / `--which` / `--model-id` into a ModelSource (reads small JSON files, loads no weights).
+    """Turn `--model` / `--which` / `--model-id` / `--revision` into a ModelSource (reads small JSON files, loads no
+    weights).
 
     `--model-id` always means the base: the base a run's adapter is applied to, the base --compare-base scores
-    for a merged directory, or the model itself with `--which` alone. `flag` names `model` in messages.
+    for a merged directory, or the model itself with `--which` alone; `--revision` is its hub revision. Without
+    --model-id the base and its revision are the ones the run or merge recorded. `flag` names `model` in messages.
     """
     if which is not None:
         check_which(which)
+    if revision is not None and model_id is None and model is not None:
+        raise SettingsError("--revision applies to --model-id; the base a run records comes with its own revision")
     if model is None:
         if which is None:
             raise SettingsError(
@@ -117,7 +127,7 @@ def resolve_source(
         base_id = model_id or REGISTRY[which].hub_id
         return ModelSource(
             kind=BASE, which=which, model_id=base_id, adapter=None, tokenizer_id=base_id, base_model_id=base_id,
-            label=base_id, flag="--model-id",
+            label=base_id, flag="--model-id", base_revision=revision,
         )  # fmt: skip
     model = Path(model)
     if not model.exists():
@@ -127,20 +137,26 @@ def resolve_source(
     if model.name in ADAPTER_FOLDERS and (model / "adapter_config.json").is_file():
         parent_state = run_state(model.parent)
         if parent_state in ("finished", "unfinished"):  # RUN/best (the best evaluation's adapter) or RUN/lora
-            return run_source(model.parent, parent_state, which, model_id, flag, adapter=model)
+            return run_source(model.parent, parent_state, which, model_id, flag, revision, adapter=model)
     state = run_state(model)
     if state in ("finished", "unfinished"):
-        return run_source(model, state, which, model_id, flag)
+        return run_source(model, state, which, model_id, flag, revision)
     if (model / "config.json").is_file():
-        return merged_source(model, which, model_id, flag)
+        return merged_source(model, which, model_id, flag, revision)
     raise ModelError(
         f"{flag} {model}: neither a csas run ({RUN_JSON}, {ADAPTER_DIR}/, {FINISHED}) nor a model directory "
         "(config.json)"
     )
 
 
+def recorded_revision(record: dict[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    return value if isinstance(value, str) and value else None
+
+
 def run_source(
-    run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str, adapter: Path | None = None
+    run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str, revision: str | None,
+    adapter: Path | None = None,
 ) -> ModelSource:
     """A finished run with its final adapter (lora/), or with `adapter` (its best/ folder)."""
     if state != "finished":
@@ -164,10 +180,13 @@ def run_source(
         kind=RUN, which=run_which, model_id=base_id, adapter=adapter,
         tokenizer_id=str(run_dir) if has_tokenizer(run_dir) else base_id, base_model_id=base_id,
         label=label, flag="--model-id", base_from_record=model_id is None,
+        base_revision=revision if model_id is not None else recorded_revision(plan, "revision"),
     )  # fmt: skip
 
 
-def merged_source(directory: Path, which: str | None, model_id: str | None, flag: str) -> ModelSource:
+def merged_source(
+    directory: Path, which: str | None, model_id: str | None, flag: str, revision: str | None
+) -> ModelSource:
     record: dict[str, Any] = {}
     if (directory / MERGE_RECORD).is_file():
         record = read_json_object(directory / MERGE_RECORD, "the merge record")
@@ -187,6 +206,7 @@ def merged_source(directory: Path, which: str | None, model_id: str | None, flag
         kind=MERGED, which=key, model_id=str(directory), adapter=None,
         tokenizer_id=str(directory) if has_tokenizer(directory) else (base_id or str(directory)),
         base_model_id=base_id, label=str(directory), flag=flag, base_from_record=model_id is None,
+        base_revision=revision if model_id is not None else recorded_revision(record, "base_revision"),
     )  # fmt: skip
 
 
@@ -208,6 +228,13 @@ def resolve_direction(spec: ModelSpec, source_lang: str | None) -> Direction:
 
 
 __all__ = [
-    "BASE", "Direction", "MERGED", "MERGE_RECORD", "ModelSource", "RUN", "read_json_object", "resolve_direction",
+    "BASE",
+    "MERGED",
+    "MERGE_RECORD",
+    "RUN",
+    "Direction",
+    "ModelSource",
+    "read_json_object",
+    "resolve_direction",
     "resolve_source",
 ]  # fmt: skip

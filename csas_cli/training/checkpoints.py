@@ -153,6 +153,13 @@ def save_failure(root: Path, final: Path, exc: BaseException) -> str:
     )
 
 
+def save_adapter(model: Any, directory: Path) -> None:
+    """The LoRA adapter alone (adapter_model.safetensors + adapter_config.json). csas never trains the embeddings,
+    so peft is told not to save them rather than left to find out, which makes it look the base up on the hub (a
+    warning on an offline node, a request on every save elsewhere)."""
+    model.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
+
+
 def save_checkpoint(
     root: Path,
     step: int,
@@ -176,7 +183,7 @@ def save_checkpoint(
         raise ValueError(f"save_checkpoint: keep must be at least 1, got {keep}")
     final = root / step_dir_name(step)
     with staged(root / (final.name + ".tmp"), lambda exc: save_failure(root, final, exc)) as tmp:
-        model.save_pretrained(str(tmp / "adapter"))
+        save_adapter(model, tmp / "adapter")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         if scaler is not None:
@@ -240,7 +247,7 @@ def save_best(best_dir: Path, model: Any, record: dict[str, Any]) -> None:
         )
 
     with staged(best_dir.with_name(best_dir.name + ".tmp"), failure) as tmp:
-        model.save_pretrained(str(tmp))  # safetensors: peft's default, as for the checkpoints' adapters
+        save_adapter(model, tmp)
         (tmp / BEST_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     swap_in(tmp, best_dir)
 

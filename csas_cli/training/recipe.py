@@ -37,7 +37,7 @@ from ..files import file_sha256, library_versions, now_iso
 from ..inference.generation import GenerationSettings, LoadedModel
 from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINTS_DIR
 from ..memory import PeakMemory
-from ..modeling import Precision
+from ..modeling import Precision, Weights
 from ..progress import Reporter, use_progress_bar
 from ..registry import REGISTRY
 from ..settings import KEEP_CHECKPOINTS, LABEL_SMOOTHING, Plan
@@ -76,14 +76,17 @@ class Base:
     tokenizer: Any
 
 
-def load_base(plan: Plan) -> Base:
+def load_base(plan: Plan, *, standin_tokenizer: bool = False) -> Base:
+    """`standin_tokenizer`: the base is a benchmark's random-weight checkpoint, whose tokenizer is a stand-in of
+    another class (its pairs come tokenized)."""
     from ..modeling import check_lengths, load_config, load_tokenizer, quiet_libraries
 
     quiet_libraries()  # before transformers is imported: some of the chatter comes at import time
     family = REGISTRY[plan.which].family
-    config = load_config(plan.model_id, family, plan.which)
+    revision = plan.model.revision
+    config = load_config(plan.model_id, family, plan.which, revision)
     check_lengths(config, family, plan.corpus.max_source_len, plan.corpus.max_target_len)
-    return Base(config, load_tokenizer(plan.model_id))
+    return Base(config, load_tokenizer(plan.model_id, None if standin_tokenizer else family, revision))
 
 
 @dataclass(frozen=True)
@@ -135,11 +138,16 @@ class FinetuneRecipe:
         cudnn_attention: bool = False,
         on_step: Callable[[StepReport], None] | None = None,
         memory: PeakMemory | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         self.plan = plan
         self.data = data
         self.config = base.config
         self.tokenizer = base.tokenizer
+        self.notes = tuple(notes)
+        """Warnings about the data (prepare_run's), logged after the set-up line."""
+        self.weights: Weights | None = None
+        """The base's weight files (known once loaded; None when a hub cache cannot tell)."""
         self.device = hardware.device
         self.precision = hardware.precision
         self.group = group if group is not None else ProcessGroup.current()
@@ -240,8 +248,10 @@ class FinetuneRecipe:
 
         plan = self.plan
         device_map = on_cpu(plan.resolved.device_map) if self.device.type == "cpu" else plan.resolved.device_map
-        model = load_model(plan.model_id, self.config, self.precision, self.device, device_map=device_map,
-                           qlora=plan.lora.qlora)  # fmt: skip
+        model, self.weights = load_model(
+            plan.model_id, self.config, self.precision, self.device, device_map=device_map, qlora=plan.lora.qlora,
+            revision=plan.model.revision,
+        )  # fmt: skip
         set_seed(plan.training.seed)
         model = add_lora(model, plan.lora, plan.model_id)
         self.batch_device = input_device(model)
@@ -294,6 +304,7 @@ class FinetuneRecipe:
             self.run_dir.create(self.run_record())
 
     def run_record(self) -> dict[str, Any]:
+        eval_data = self.plan.corpus.eval_data
         return {
             "plan": self.plan.to_dict(),
             "total_steps": self.steps.total_steps,
@@ -302,6 +313,9 @@ class FinetuneRecipe:
             "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "device": str(self.device),
             "data_sha256": file_sha256(self.plan.corpus.data),
+            "eval_data_sha256": None if eval_data is None else file_sha256(eval_data),
+            "cut": self.data.cut_counts(),
+            "base_weights": None if self.weights is None else self.weights.to_dict(),
             "versions": library_versions(),
             "started": now_iso(),
         }
@@ -316,9 +330,12 @@ class FinetuneRecipe:
         reporter.line(
             f"{plan.which}: {plan.model_id} on {self.device} ({plan.resolved.precision}"
             f"{', QLoRA 4-bit' if lora.qlora else ''}); {len(self.data.train)} train / {len(self.data.eval)} eval "
-            f"pairs; {self.steps.total_steps} steps of {self.step_size()}; LoRA r={lora.lora_r} on "
-            f"{','.join(lora.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
+            f"pairs ({self.data_note()}); {self.steps.total_steps} steps of {self.step_size()}; LoRA r={lora.lora_r} "
+            f"on {','.join(lora.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
         )
+        notice = None if self.weights is None else self.weights.notice(plan.model_id)
+        for line in (*([notice] if notice else []), *self.notes):
+            reporter.line(line)
         evaluation = plan.evaluation
         if self.data.eval and evaluation.eval_chrf:
             beams = evaluation.eval_num_beams
@@ -332,6 +349,14 @@ class FinetuneRecipe:
                 f"warning: --patience {evaluation.patience} cannot stop this run: it evaluates {evaluations} times "
                 f"(every {evaluation.eval_steps} of {self.steps.total_steps} steps); lower --eval-steps"
             )
+
+    def data_note(self) -> str:
+        """What the data lost on its way in: pairs cut at the max lengths, rows skipped as empty."""
+        cut, corpus, resolved = self.data.cut_counts(), self.plan.corpus, self.plan.resolved
+        return (
+            f"{cut['sources']} sources cut at --max-source-len {corpus.max_source_len}, {cut['targets']} targets at "
+            f"--max-target-len {corpus.max_target_len}; {resolved.rows_skipped or 0} empty rows skipped"
+        )
 
     def step_size(self) -> str:
         """What one optimizer step holds, for the set-up line."""

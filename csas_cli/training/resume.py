@@ -16,7 +16,7 @@ from ..settings import Plan
 from .checkpoints import CheckpointError, newest_usable_checkpoint, read_state
 
 MUST_MATCH = (
-    "which", "model_id", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
+    "which", "model_id", "revision", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
     "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
     "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
     "train_rows", "eval_rows",
@@ -33,7 +33,9 @@ mode and draws no random numbers), but they define what an eval_chrf value means
 --patience compare values from before the interruption with values after it."""
 
 
-def plan_differences(recorded: dict[str, Any], plan: Plan, data_sha256: str) -> list[str]:
+def plan_differences(
+    recorded: dict[str, Any], plan: Plan, data_sha256: str, eval_data_sha256: str | None = None
+) -> list[str]:
     """Human-readable differences between the run.json on disk and the plan asked for now (pure)."""
     now = plan.to_dict()
     before = recorded.get("plan", {})
@@ -42,15 +44,21 @@ def plan_differences(recorded: dict[str, Any], plan: Plan, data_sha256: str) -> 
     diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys if before.get(key) != now[key]]
     if recorded.get("data_sha256") != data_sha256:
         diffs.append(f"data file content changed ({plan.corpus.data})")
+    recorded_eval = recorded.get("eval_data_sha256")
+    if recorded_eval != eval_data_sha256:
+        if recorded_eval and eval_data_sha256:
+            diffs.append(f"validation file content changed ({plan.corpus.eval_data})")
+        else:
+            diffs.append(f"eval_data {before.get('eval_data')!r} -> {now['eval_data']!r}")
     return diffs
 
 
-def check_resumable(run_dir: Path, plan: Plan, data_sha256: str) -> None:
+def check_resumable(run_dir: Path, plan: Plan, data_sha256: str, eval_data_sha256: str | None = None) -> None:
     try:
         recorded = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SettingsError(f"--resume: cannot read {run_dir / RUN_JSON} ({exc}); pass --overwrite to start over") from None
-    diffs = plan_differences(recorded, plan, data_sha256)
+    diffs = plan_differences(recorded, plan, data_sha256, eval_data_sha256)
     if diffs:
         raise SettingsError(
             f"--resume: {run_dir} was trained with other settings ({'; '.join(diffs)}); "

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..data.features import tokenize_split
-from ..data.pairs import Split, load_examples, split_examples
+from ..data.pairs import Example, Split, load_examples, split_examples, subsample
 from ..errors import SettingsError
 from ..files import file_sha256
 from ..layout import finished_record, run_state
+from ..modeling import check_revision, check_snapshot_files
 from ..progress import say
 from ..registry import REGISTRY
 from ..settings import FinetuneSettings, Plan, build_plan, flag
@@ -32,23 +33,39 @@ from .rundir import check_run_dir
 class PreparedRun:
     plan: Plan
     split: Split
+    notes: tuple[str, ...] = ()
+    """Warnings about the data, for the console and the run's log (--dry-run prints them)."""
 
 
 def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> PreparedRun:
-    """Resolve the plan and read, filter and split the data: every check that needs no weights."""
+    """Resolve the plan, check a local snapshot's files, read, filter and split the data: every check that needs no
+    weights. With --eval-data the split is the two files, and a note says what they share."""
     world_size, local_rank = distributed_env(os.environ if environ is None else environ)
     plan = build_plan(settings, world_size=world_size, local_rank=local_rank)
+    check_revision(plan.model_id, settings.model.revision)
+    check_snapshot_files(plan.model_id, REGISTRY[plan.which].family, plan.which)
     if Path(plan.model_id).is_dir():
         # A local snapshot is recorded absolute, so that run.json's base is found from any folder (translate, merge).
         plan = replace(plan, resolved=replace(plan.resolved, model_id=os.path.abspath(plan.model_id)))
     corpus = settings.corpus
-    loaded = load_examples(corpus.data, plan.resolved.source_langs)
-    split = split_examples(
-        loaded.examples, corpus.val_ratio, settings.training.seed, max_train=corpus.max_train_samples,
-        max_eval=corpus.max_eval_samples,
-    )  # fmt: skip
-    counts = {"train_rows": len(split.train), "eval_rows": len(split.eval),
-              "train_publications": split.train_publications, "eval_publications": split.eval_publications}  # fmt: skip
+    langs = plan.resolved.source_langs
+    loaded = [load_examples(corpus.data, langs)]
+    notes: tuple[str, ...] = ()
+    if corpus.eval_data is None:
+        split = split_examples(
+            loaded[0].examples, corpus.val_ratio, settings.training.seed, max_train=corpus.max_train_samples,
+            max_eval=corpus.max_eval_samples,
+        )  # fmt: skip
+    else:
+        loaded.append(load_examples(corpus.eval_data, langs))
+        split = given_split(loaded[0].examples, loaded[1].examples, settings)
+        notes = shared_note(split, corpus.data, corpus.eval_data)
+    counts = {
+        "train_rows": len(split.train), "eval_rows": len(split.eval), "train_publications": split.train_publications,
+        "eval_publications": split.eval_publications, "rows_read": sum(d.rows_read for d in loaded),
+        "rows_other_language": sum(d.rows_other_language for d in loaded),
+        "rows_skipped": sum(d.rows_empty for d in loaded),
+    }  # fmt: skip
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
     needing = settings.evaluation.needing_evaluations()
     if not split.eval and needing:
@@ -57,12 +74,46 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             f"{flag(name)} needs evaluations, but the validation split is empty (the {plan.which} rows come "
             f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); drop {flag(name)}"
         )
-    return PreparedRun(plan, split)
+    return PreparedRun(plan, split, notes)
+
+
+def given_split(train: list[Example], evaluation: list[Example], settings: FinetuneSettings) -> Split:
+    """--eval-data: every --data row trains, every --eval-data row evaluates, each side capped as a split is."""
+    corpus, seed = settings.corpus, settings.training.seed
+    train = subsample(train, corpus.max_train_samples, seed)
+    evaluation = subsample(evaluation, corpus.max_eval_samples, seed)
+    return Split(train, evaluation, publications(train), publications(evaluation))
+
+
+def publications(examples: Sequence[Example]) -> int:
+    return len({ex.pub_number for ex in examples if ex.pub_number is not None})
+
+
+def shared_rows(train: Sequence[Example], evaluation: Sequence[Example]) -> tuple[int, int]:
+    """Validation rows whose pair (direction, source, target) is also a training pair, and the publications the two
+    sides share."""
+    pairs = {(ex.source_lang, ex.source, ex.target) for ex in train}
+    shared = sum((ex.source_lang, ex.source, ex.target) in pairs for ex in evaluation)
+    pubs = {ex.pub_number for ex in train} & {ex.pub_number for ex in evaluation}
+    return shared, len(pubs - {None})
+
+
+def shared_note(split: Split, data: Path, eval_data: Path) -> tuple[str, ...]:
+    pairs, pubs = shared_rows(split.train, split.eval)
+    if not (pairs or pubs):
+        return ()
+    return (
+        f"warning: --eval-data {eval_data} shares {pairs} of its {len(split.eval)} pairs and {pubs} publications "
+        f"with --data {data}; its scores then overstate how the model does on new text",
+    )
 
 
 def dry_run_record(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What --dry-run prints: the resolved plan, the split's sizes and the state of the output directory."""
-    record = prepare_run(settings, environ).plan.to_dict()
+    prepared = prepare_run(settings, environ)
+    for note in prepared.notes:
+        say(note)
+    record = prepared.plan.to_dict()
     record["output_state"] = run_state(settings.run_dir)
     return record
 
@@ -104,7 +155,7 @@ def build_recipe(prepared: PreparedRun, **recipe_args: Any) -> FinetuneRecipe:
         base.tokenizer, REGISTRY[plan.which].family, prepared.split, max_source_len=corpus.max_source_len,
         max_target_len=corpus.max_target_len,
     )  # fmt: skip
-    return FinetuneRecipe(plan, data, base, hardware, **recipe_args)
+    return FinetuneRecipe(plan, data, base, hardware, notes=prepared.notes, **recipe_args)
 
 
 def nothing_left_to_do(settings: FinetuneSettings) -> bool:
@@ -121,7 +172,9 @@ def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
         return None
     resume_from = choose_checkpoint(settings.run_dir, settings.output.resume, warn=say)
     if resume_from is not None:
-        check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data))
+        eval_data = settings.corpus.eval_data
+        check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data),
+                        None if eval_data is None else file_sha256(eval_data))  # fmt: skip
     return resume_from
 
 

@@ -135,7 +135,7 @@ class RunDirectory:
         the promise that everything else is complete."""
         if self.path is None:
             return
-        model.save_pretrained(str(self.path / layout.ADAPTER_DIR), safe_serialization=True)
+        checkpoints.save_adapter(model, self.path / layout.ADAPTER_DIR)
         tokenizer.save_pretrained(str(self.path))
         self.update_record(lambda run: run.__setitem__("peak_memory", peak_memory))
         write_json_atomic(self.path / layout.FINISHED, record)

@@ -1,0 +1,242 @@
+"""`csas check-data`: what a pairs file holds, before GPU hours are booked.
+
+One report: the rows per direction and per publication, then each check of data/checks.py (duplicates, copies,
+length ratios, numbers, languages, and with --against the sentences and publications shared with a test file) and,
+for each model chosen with --which/--all, the pairs its own tokenizer would cut at --max-source-len/--max-target-len.
+Every check gives its count, its share and its first flagged rows (three, or --examples N) with their line numbers
+and their sentences whole. The report is plain lines (it reads whole in a batch log); --json gives the same as one
+object, with the line number of every flagged row. `--write-clean OUT --drop NAMES` writes the rows
+that pass the named checks as JSON Lines. Nothing is dropped unless asked: training itself keeps every row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.checks import CHECK_NAMES, TOO_LONG, CheckResult, Finding, kept_rows, overview, run_checks
+from ..data.pairs import Example, example_record, read_pairs
+from ..errors import SettingsError
+from ..files import write_text_atomic
+from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under
+from .convert import check_jsonl_output
+
+SHOWN = 3
+"""Examples shown per check unless --examples says otherwise."""
+
+
+@dataclass(frozen=True)
+class LengthCheck:
+    """One model's tokenizer-length check: which rows it would cut, on which side."""
+
+    key: str
+    model_id: str
+    result: CheckResult
+    sources: int
+    targets: int
+
+
+@dataclass(frozen=True)
+class DataReport:
+    path: Path
+    overview: dict[str, Any]
+    checks: list[CheckResult]
+    lengths: list[LengthCheck]
+    against: Path | None
+
+    def results(self) -> list[CheckResult]:
+        return [*self.checks, *(length.result for length in self.lengths)]
+
+    def to_dict(self, shown: int = SHOWN) -> dict[str, Any]:
+        """The report as one object: every check's flagged lines, and `shown` examples (0: all)."""
+        return {
+            "file": str(self.path),
+            "against": None if self.against is None else str(self.against),
+            "overview": self.overview,
+            "checks": [c.to_dict(shown) for c in self.checks],
+            "lengths": [self.length_dict(c, shown) for c in self.lengths],
+        }
+
+    @staticmethod
+    def length_dict(check: LengthCheck, shown: int) -> dict[str, Any]:
+        return {"which": check.key, "model_id": check.model_id, "sources_cut": check.sources,
+                "targets_cut": check.targets, **check.result.to_dict(shown)}  # fmt: skip
+
+
+def chosen_keys(which: Sequence[str], all_models: bool) -> list[str]:
+    if all_models and which:
+        raise SettingsError("--all and --which: pass one of them")
+    if all_models:
+        return list(MODEL_KEYS)
+    unknown = [k for k in which if k not in REGISTRY]
+    if unknown:
+        raise SettingsError(f"--which: unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_KEYS)}")
+    return list(dict.fromkeys(which))
+
+
+def model_ids(keys: Sequence[str], model_id: str | None, model_root: Path | None) -> dict[str, str]:
+    """Where each chosen model's tokenizer comes from: --model-id (one model), MODEL_ROOT/KEY, or the hub id."""
+    check_model_root(model_root)
+    if model_id is not None and len(keys) != 1:
+        raise SettingsError("--model-id names one model's tokenizer; pass exactly one --which (or --model-root DIR)")
+    if model_id is not None:
+        return {keys[0]: model_id}
+    return {key: model_id_under(model_root, key) or REGISTRY[key].hub_id for key in keys}
+
+
+def parse_drop(drop: str | None, write_clean: Path | None, has_lengths: bool, has_against: bool) -> list[str]:
+    """The checks whose rows --write-clean leaves out."""
+    if (drop is None) != (write_clean is None):
+        raise SettingsError("--write-clean OUT and --drop CHECKS go together: --drop names the checks to leave out")
+    if drop is None:
+        return []
+    names = [n.strip() for n in drop.split(",") if n.strip()]
+    allowed = [n for n in CHECK_NAMES if has_against or not n.startswith("shared_")]
+    allowed += [TOO_LONG] if has_lengths else []
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        hint = "" if has_against else " (shared_* need --against)"
+        hint += "" if has_lengths else f" ({TOO_LONG} needs --which or --all)"
+        raise SettingsError(f"--drop: unknown check {', '.join(unknown) or '(none)'}; choose from "
+                            f"{', '.join(allowed)}{hint}")  # fmt: skip
+    return list(dict.fromkeys(names))
+
+
+def load_tokenizers(sources: dict[str, str], revision: str | None) -> dict[str, Any]:
+    """Each chosen model's tokenizer, loaded before any check runs: a model that cannot be read costs nothing."""
+    from ..errors import ModelError
+    from ..modeling import check_revision, load_tokenizer, quiet_libraries
+
+    quiet_libraries()
+    tokenizers = {}
+    for key, source in sources.items():
+        check_revision(source, revision)
+        try:
+            tokenizers[key] = load_tokenizer(source, REGISTRY[key].family, revision)
+        except ModelError as exc:
+            raise ModelError(f"--which {key}: {exc}".replace("--model-id ", "", 1)) from None
+    return tokenizers
+
+
+def length_check(
+    key: str, tokenizer: Any, examples: Sequence[Example], *, max_source_len: int, max_target_len: int,
+    model_id: str = "",
+) -> LengthCheck:
+    """The rows of `key`'s directions that its own tokenizer would cut at the max lengths."""
+    from ..data.features import tokenize_counted
+
+    spec = REGISTRY[key]
+    indices = [i for i, ex in enumerate(examples) if ex.source_lang in spec.source_langs and ex.source and ex.target]
+    rows = [examples[i] for i in indices]
+    _, cuts = tokenize_counted(tokenizer, spec.family, rows, max_source_len=max_source_len,
+                               max_target_len=max_target_len, keep_ids=False)  # fmt: skip
+    sources, targets = set(cuts.sources), set(cuts.targets)
+    flagged = sorted(sources | targets)
+    findings = []
+    for j in flagged:
+        side = "source and target" if j in sources and j in targets else ("source" if j in sources else "target")
+        ex = rows[j]
+        findings.append(Finding(ex.line, ex.source, ex.target, f"{side} cut"))
+    langs = "+".join(spec.source_langs)
+    title = (f"{key}: pairs its tokenizer cuts at --max-source-len {max_source_len} / --max-target-len "
+             f"{max_target_len} ({len(sources)} sources, {len(targets)} targets; {langs} sources)")  # fmt: skip
+    result = CheckResult(name=TOO_LONG, title=title, count=len(flagged), total=len(rows),
+                         flagged=tuple(indices[j] for j in flagged), findings=tuple(findings))  # fmt: skip
+    return LengthCheck(key, model_id, result, len(sources), len(targets))
+
+
+def check_data(
+    path: Path,
+    *,
+    which: Sequence[str] = (),
+    all_models: bool = False,
+    model_id: str | None = None,
+    model_root: Path | None = None,
+    revision: str | None = None,
+    max_source_len: int = 512,
+    max_target_len: int = 512,
+    against: Path | None = None,
+    write_clean: Path | None = None,
+    drop: str | None = None,
+    overwrite: bool = False,
+    say: Callable[[str], None] = lambda message: None,
+) -> DataReport:
+    """Everything `csas check-data` does, up to the report; writes --write-clean when asked."""
+    for flag, value in (("--max-source-len", max_source_len), ("--max-target-len", max_target_len)):
+        if value < 1:
+            raise SettingsError(f"{flag} must be at least 1, got {value}")
+    keys = chosen_keys(which, all_models)
+    sources = model_ids(keys, model_id, model_root) if keys else {}
+    if revision is not None and len(keys) != 1:
+        raise SettingsError("--revision goes with one --which (the hub revision of its tokenizer)")
+    dropped = parse_drop(drop, write_clean, bool(keys), against is not None)
+    if write_clean is not None:
+        inputs = (Path(path),) if against is None else (Path(path), Path(against))
+        check_jsonl_output(write_clean, inputs, "--write-clean", overwrite)
+    examples = list(read_pairs(Path(path)))
+    test = list(read_pairs(Path(against))) if against is not None else None
+    tokenizers = load_tokenizers(sources, revision)
+    checks = run_checks(examples, against=test)
+    lengths = []
+    for key, tokenizer in tokenizers.items():
+        say(f"counting {key}'s tokens ({sources[key]})")
+        lengths.append(length_check(key, tokenizer, examples, max_source_len=max_source_len,
+                                    max_target_len=max_target_len, model_id=sources[key]))  # fmt: skip
+    report = DataReport(Path(path), overview(examples), checks, lengths, None if against is None else Path(against))
+    if write_clean is not None:
+        kept = kept_rows(examples, report.results(), dropped)
+        text = "".join(json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in kept)
+        write_text_atomic(write_clean, text)
+        say(f"--write-clean: {len(kept)} of {len(examples)} rows written to {write_clean} (dropped: "
+            f"{', '.join(dropped)})")  # fmt: skip
+    return report
+
+
+# -- the report ----------------------------------------------------------------------------------------------------
+
+
+def report_lines(report: DataReport, shown: int = SHOWN) -> list[str]:
+    """The report as plain lines, nothing a terminal width can cut: per check its count, share, name and what it
+    counts, then `shown` flagged rows (0: all), each as its line number and why, then its two sentences whole."""
+    o = report.overview
+    lines = [f"{report.path}: {o_line(o)}"]
+    if report.against is not None:
+        lines.append(f"compared with the test file {report.against}")
+    lines += ["", f"{'rows':>7}  {'share':>6}  {'check':<20} what is counted"]
+    for result in report.results():
+        lines.append(f"{result.count:>7}  {100 * result.share:5.1f}%  {result.name:<20} {result.title}")
+        findings = result.findings if shown <= 0 else result.findings[:shown]
+        for f in findings:
+            lines.append(f"{'':17}line {f.line}" + (f": {f.detail}" if f.detail else ""))
+            lines += [f"{'':19}{' '.join(f.source.split())}", f"{'':19}{' '.join(f.target.split())}"]
+        if len(findings) < result.count:
+            lines.append(f"{'':17}... {result.count - len(findings)} more (--examples 0 shows them all; --json lists "
+                         "every line)")  # fmt: skip
+    return lines
+
+
+def o_line(o: dict[str, Any]) -> str:
+    """The overview in one line: rows, directions, publications."""
+    directions = ", ".join(f"{n} {d}" for d, n in o.get("directions", {}).items())
+    parts = [f"{o.get('rows', 0)} rows ({directions})" if directions else f"{o.get('rows', 0)} rows"]
+    if "publications" in o:
+        parts.append(f"{o['publications']} publications")
+    per = o.get("rows_per_publication")
+    if isinstance(per, dict) and per:
+        parts.append("rows per publication " + ", ".join(f"{k} {v}" for k, v in per.items()))
+    if o.get("rows_without_pub_number"):
+        parts.append(f"{o['rows_without_pub_number']} rows without pub_number")
+    return "; ".join(parts)
+
+
+def print_report(report: DataReport, shown: int = SHOWN, stream: Any = None) -> None:
+    import sys
+
+    out = stream or sys.stdout
+    out.write("\n".join(report_lines(report, shown)) + "\n")
+
+
+__all__ = ["TOO_LONG", "DataReport", "LengthCheck", "check_data", "print_report", "report_lines"]

@@ -1,0 +1,31 @@
+"""`csas convert IN OUT.jsonl`: any pairs file csas reads (JSON Lines, TMX, TSV), written as csas's JSON Lines, so a
+user sees exactly what training would read: one row per pair and direction, the text as normalised on reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..data.pairs import example_record, read_pairs
+from ..errors import SettingsError
+from ..files import check_output_file, write_text_atomic
+
+
+def check_jsonl_output(path: Path, inputs: tuple[Path, ...], flag: str, overwrite: bool) -> None:
+    """An output of JSON Lines pairs: not named like another format, not one of the inputs, not replaced unasked."""
+    if path.suffix.lower() in (".tmx", ".tsv"):
+        raise SettingsError(f"{flag} {path}: csas writes JSON Lines; name it .jsonl")
+    if any(path.absolute() == Path(i).absolute() for i in inputs):
+        raise SettingsError(f"{flag} {path}: the same file as an input")
+    check_output_file(path, overwrite, flag=flag)
+
+
+def convert(source: Path, out: Path, *, overwrite: bool = False) -> int:
+    """Write every row of `source` to `out` as JSON Lines (atomically); the number of rows written."""
+    check_jsonl_output(out, (source,), "OUT", overwrite)
+    lines = [json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in read_pairs(source)]
+    write_text_atomic(out, "".join(lines))
+    return len(lines)
+
+
+__all__ = ["check_jsonl_output", "convert"]

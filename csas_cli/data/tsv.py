@@ -1,0 +1,118 @@
+"""Training pairs from tab-separated values: a header row, then one pair per line.
+
+The file is UTF-8 (a byte order mark is allowed), or UTF-16 with its byte order mark (what a spreadsheet's "Unicode
+Text" export writes). Its first non-blank line names the columns, case-insensitive and stripped, in any order:
+`source`, `target`, `source_lang` and optional `pub_number`; other columns are ignored. There is no quoting
+(csv.QUOTE_NONE): a field cannot hold a tab or a line break, and a quote is just a character; a field quoted the CSV
+way (`"Le ""stock"" est..."`, as spreadsheets quote a field holding a quote) is refused rather than read with its
+quotes.
+Each later line gives as many fields as the header names; blank lines are skipped. Values are validated as
+`pairs.read_jsonl` validates a row: stripped, source_lang en or fr, a blank pub_number is None. Standard library only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..registry import other_language
+from .pairs import _BOM, REQUIRED_FIELDS, Example, _error, _open_binary, _parse_language, _read_error
+
+COLUMNS = (*REQUIRED_FIELDS, "pub_number")
+"""The columns csas reads; the last one is optional."""
+_EXPECTED = "expected source, target, source_lang[, pub_number]"
+
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_CSV_QUOTED = re.compile(r'^\s*"(?:[^"]|"")*""(?:[^"]|"")*"\s*$')
+"""A field in CSV quotes holding a doubled quote: what a spreadsheet writes for a field that holds a quote."""
+
+
+def _decode(path: Path, number: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error(path, f"invalid UTF-8 at byte {exc.start + 1} of the line (csas reads UTF-8, or UTF-16 with a "
+                           "byte order mark)", number) from None  # fmt: skip
+
+
+def _lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line end) of every line: UTF-16 when the file starts with its byte order mark,
+    else UTF-8 (a UTF-8 byte order mark dropped)."""
+    start = handle.peek(2)[:2] if hasattr(handle, "peek") else b""
+    if start in _UTF16_BOMS:
+        text = io.TextIOWrapper(handle, encoding="utf-16", newline="")
+        number = 0
+        try:
+            for number, line in enumerate(text, start=1):
+                yield number, line.removesuffix("\n").removesuffix("\r")
+        except UnicodeDecodeError:
+            raise _error(path, "invalid UTF-16 text (the file starts with a UTF-16 byte order mark)",
+                         number + 1) from None  # fmt: skip
+        return
+    for number, raw in enumerate(handle, start=1):
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        # Only the line's own end goes: a field may end in other white space, which the value's strip drops.
+        yield number, _decode(path, number, raw).removesuffix("\n").removesuffix("\r")
+
+
+def _header(path: Path, number: int, text: str) -> tuple[dict[str, int], int]:
+    """The index of each column csas reads, and the header's field count."""
+    names = [name.strip().lower() for name in text.split("\t")]
+    columns: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in COLUMNS:
+            if name in columns:
+                raise _error(path, f"header names column {name!r} twice ({_EXPECTED})", number)
+            columns[name] = index
+    for name in REQUIRED_FIELDS:
+        if name not in columns:
+            raise _error(path, f"header lacks column {name!r} ({_EXPECTED})", number)
+    return columns, len(names)
+
+
+def read_tsv(path: Path) -> Iterator[Example]:
+    """Yield every data line of the tab-separated file `path`, validated, streaming line by line.
+
+    A generator, like `pairs.read_jsonl`: file errors (missing, directory, unreadable) are raised on the first
+    `next()`; an empty file, or a header without data lines, is reported after the last line.
+    """
+    path = Path(path)
+    with _open_binary(path, "a TSV file") as handle:
+        columns: dict[str, int] | None = None
+        width = rows = number = 0
+        try:
+            for number, text in _lines(path, handle):
+                if not text.strip():
+                    continue
+                if columns is None:
+                    columns, width = _header(path, number, text)
+                    continue
+                fields = text.split("\t")
+                if len(fields) != width:
+                    raise _error(path, f"has {len(fields)} tab-separated fields, the header has {width} (a field "
+                                       f"cannot hold a tab; there is no quoting)", number)  # fmt: skip
+                for name in ("source", "target"):
+                    if _CSV_QUOTED.match(fields[columns[name]]):
+                        raise _error(path, f"the {name} field is in CSV quotes (\"...\"\"...\"); csas reads TSV without "
+                                           "quoting: save the sheet without quotes, or as JSON Lines", number)  # fmt: skip
+                lang = _parse_language(path, number, fields[columns["source_lang"]])
+                pub = fields[columns["pub_number"]].strip() or None if "pub_number" in columns else None
+                rows += 1
+                yield Example(fields[columns["source"]].strip(), fields[columns["target"]].strip(), lang,
+                              other_language(lang), pub, number)
+        except OSError as exc:
+            raise _read_error(path, exc, number + 1) from None
+    if columns is None:
+        raise _error(path, "is empty; expected a TSV header row naming source, target, source_lang[, pub_number], "
+                           "then one pair per line")
+    if rows == 0:
+        raise _error(path, "has a header row but no data lines")
+
+
+__all__ = ["COLUMNS", "read_tsv"]

@@ -262,11 +262,31 @@ def hub_weights(model_id: str, revision: str | None) -> Weights | None:
     return None
 
 
+def snapshot_commit(model_id: str, revision: str | None) -> str | None:
+    """The commit a hub id's revision (None: the default branch) resolved to, read from the hub cache once its config
+    has loaded: the snapshot folder's name. None for a local snapshot, or when the cache cannot tell."""
+    if is_local(model_id):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - an id the cache layout cannot hold: nothing to report
+        return None
+    if not isinstance(found, str):
+        return None
+    folder = Path(found).parent
+    return folder.name if folder.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+
+
 def from_pretrained(model_id: str, config: Any, *, revision: str | None, **kwargs: Any) -> tuple[Any, Weights | None]:
     """The base's weights as transformers loads them, checked: a local snapshot's files and pickles first, the
     loaded weights against the model after. Remote code is never run; a `.bin` is read weights-only."""
     from transformers import AutoModelForSeq2SeqLM
 
+    # Given a hub id with .bin weights only, transformers would start a thread that asks the hub to convert them to
+    # safetensors (a pull request on the model's repository): not csas's business, and a network call per load.
+    os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
     weights = check_weights(model_id)
     try:
         model, info = AutoModelForSeq2SeqLM.from_pretrained(

@@ -84,7 +84,7 @@ def test_each_models_tokenizer_counts_its_cut_pairs(tiny_models, seeded, tmp_pat
         sources += len(tokenizer(ex.source)["input_ids"]) > 16
         targets += len(tokenizer(text_target=ex.target)["input_ids"]) > 20
     assert (length["which"], length["sources_cut"], length["targets_cut"]) == ("m2m100_418m", sources, targets)
-    assert 0 < sources < len(rows) and length["total"] == len(rows)
+    assert 0 < sources < len(rows) and length["judged"] == len(rows) and length["total"] == 65
     assert "--max-source-len 16" in length["title"]
 
 
@@ -94,7 +94,7 @@ def test_all_models_use_the_model_root(tiny_models, seeded):
     assert [c.key for c in report.lengths] == list(REGISTRY)
     assert [c.model_id for c in report.lengths] == [str(root / k) for k in REGISTRY]
     # mbart50_mmt_fr and opus_mt_en_fr both train on the English rows: the same rows are judged.
-    totals = {c.key: c.result.total for c in report.lengths}
+    totals = {c.key: c.judged for c in report.lengths}
     assert totals["mbart50_mmt_fr"] == totals["opus_mt_en_fr"]
     assert totals["m2m100_418m"] == totals["mbart50_mmt_fr"] + totals["mbart50_mmt_en"]
 
@@ -153,7 +153,7 @@ def test_length_check_flags_rows_of_the_models_directions_only(tiny_models, tmp_
     tokenizer = load_tokenizers({"opus_mt_en_fr": str(tiny_models["opus_mt_en_fr"])}, None)["opus_mt_en_fr"]
     check = length_check("opus_mt_en_fr", tokenizer, examples, max_source_len=10, max_target_len=10)
     assert all(examples[i].source_lang == "en" for i in check.result.flagged)
-    assert check.result.total == sum(ex.source_lang == "en" for ex in examples)
+    assert check.judged == sum(ex.source_lang == "en" for ex in examples) and check.result.total == len(examples)
     assert check.result.count == len(check.result.flagged) >= max(check.sources, check.targets)
 
 
@@ -187,3 +187,21 @@ def test_every_flagged_row_can_be_shown(seeded):
     row = json.loads(seeded.read_text(encoding="utf-8").splitlines()[61])
     assert (whole[at + 1].strip(), whole[at + 2].strip()) == (row["source"], row["target"])
     assert not any("more (--examples 0" in line for line in whole)
+
+
+def test_write_clean_can_drop_the_pairs_a_model_would_cut(tiny_models, tmp_path):
+    """The length check judges one model's directions, and --drop too_long still keeps every other row."""
+    rows = ROWS[:40]  # both directions
+    data = write(tmp_path / "mixed.jsonl", rows + [{**ROWS[0], "target": ""}])
+    out = tmp_path / "clean.jsonl"
+    result = invoke("check-data", data, "--which", "opus_mt_en_fr", "--model-id", tiny_models["opus_mt_en_fr"],
+                    "--max-source-len", "12", "--write-clean", out, "--drop", "too_long")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = check_data(data, which=["opus_mt_en_fr"], model_id=str(tiny_models["opus_mt_en_fr"]), max_source_len=12)
+    cut = set(report.lengths[0].result.flagged)
+    assert cut
+    examples = list(read_pairs(data))
+    assert all(examples[i].source_lang == "en" for i in cut)
+    kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert kept == [example_record(ex) for i, ex in enumerate(examples) if i not in cut]
+    assert report.lengths[0].result.total == len(examples)

@@ -124,3 +124,31 @@ def test_finetune_all_and_sweep_pass_the_validation_file_on(files):
     trials = json.loads(invoke("sweep", "--which", "opus_mt_en_fr", "--data", train, "--eval-data", held,
                                "--dry-run").stdout)  # fmt: skip
     assert {(t["eval_data"], t["eval_rows"], t["train_rows"]) for t in trials} == {(str(held), 42, 300)}
+
+
+def test_a_moved_branch_blocks_resume_unless_the_commit_is_named(tmp_path):
+    from csas_cli.settings import build_plan
+    from csas_cli.training.run import check_same_base
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"base_commit": "a" * 40}))
+    check_same_base(run, "a" * 40)
+    check_same_base(run, None)  # a local snapshot, or a cache that cannot tell
+    with pytest.raises(Exception, match=f"trained on commit {'a' * 40} of its base, which now resolves to {'b' * 40}; "
+                                        f"pass --revision {'a' * 40}"):  # fmt: skip
+        check_same_base(run, "b" * 40)
+    before = build_plan(FinetuneSettings.create(which="opus_mt_en_fr", model_id="org/base", revision="main"))
+    recorded = {"plan": before.to_dict(), "data_sha256": "x", "base_commit": "a" * 40}
+    at_commit = build_plan(FinetuneSettings.create(which="opus_mt_en_fr", model_id="org/base", revision="a" * 40))
+    assert plan_differences(recorded, at_commit, "x") == []
+    other = build_plan(FinetuneSettings.create(which="opus_mt_en_fr", model_id="org/base", revision="v2"))
+    assert plan_differences(recorded, other, "x") == ["revision 'main' -> 'v2'"]
+
+
+def test_val_ratio_is_not_compared_on_resume_when_a_validation_file_is_used(files):
+    train, held = files
+    one = prepare_run(FinetuneSettings.create(which="opus_mt_en_fr", data=train, eval_data=held), environ={}).plan
+    other = prepare_run(FinetuneSettings.create(which="opus_mt_en_fr", data=train, eval_data=held, val_ratio=0.2),
+                        environ={}).plan  # fmt: skip
+    assert plan_differences({"plan": one.to_dict(), "data_sha256": "x"}, other, "x") == []

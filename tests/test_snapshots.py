@@ -180,6 +180,13 @@ def test_revision_is_recorded_and_part_of_the_resume_check():
     assert plan_differences(recorded, at_tag, "abc") == []
 
 
+def test_bench_refuses_a_revision_of_a_local_snapshot(tiny_models):
+    result = invoke("bench", "--which", "opus_mt_en_fr", "--random-init", "--model-id", tiny_models["opus_mt_en_fr"],
+                    "--revision", "v2", "--steps", "1")  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines()[-1].endswith("is a local snapshot; --revision applies to hub ids only")
+
+
 def test_revision_with_a_local_snapshot_is_refused(tiny_models, tmp_path):
     result = invoke("finetune", "--which", "opus_mt_en_fr", "--model-id", tiny_models["opus_mt_en_fr"], "--data",
                     SAMPLE, "--output-dir", tmp_path, "--revision", "v2", "--dry-run")  # fmt: skip
@@ -285,6 +292,7 @@ def test_a_hub_id_at_a_revision_is_trained_translated_and_merged_at_that_revisio
     record = json.loads((run / "run.json").read_text())
     assert (record["plan"]["model_id"], record["plan"]["revision"]) == (repo, "v2")
     assert record["base_weights"]["format"] == "pytorch-bin"
+    assert record["base_commit"] == "2" * 40  # the commit refs/v2 names in the cache
 
     sentences = tmp_path / "in.txt"
     sentences.write_text(SENTENCE["en"] + "\n")
@@ -293,7 +301,7 @@ def test_a_hub_id_at_a_revision_is_trained_translated_and_merged_at_that_revisio
     assert "pickled weights" in translated.stderr
     merged = csas("merge", run, tmp_path / "merged")
     assert merged.returncode == 0, merged.stderr
-    assert json.loads((tmp_path / "merged" / "csas_merge.json").read_text())["base_revision"] == "v2"
+    assert json.loads((tmp_path / "merged" / "csas_merge.json").read_text())["base_revision"] == "2" * 40
     at_main = csas("translate", sentences, "--which", key, "--model-id", repo, "--max-new-tokens", "8")
     assert at_main.returncode == 0, at_main.stderr
     assert "pickled weights" not in at_main.stderr

@@ -240,3 +240,16 @@ def test_revision_without_model_id_for_a_run_is_refused(tmp_path):
     run = fake_run(tmp_path / "run")
     with pytest.raises(SettingsError, match="--revision applies to --model-id"):
         resolve_source(run, None, None, revision="v2")
+
+
+def test_a_runs_base_loads_at_the_commit_its_revision_resolved_to(tmp_path):
+    run = fake_run(tmp_path / "run", model_id="org/base")
+    record = json.loads((run / "run.json").read_text())
+    record["plan"]["revision"] = "main"
+    record["base_commit"] = "a" * 40
+    (run / "run.json").write_text(json.dumps(record))
+    assert resolve_source(run, None, None).base_revision == "a" * 40
+    # The same hub id named again keeps it; another base, or --revision, does not.
+    assert resolve_source(run, None, "org/base").base_revision == "a" * 40
+    assert resolve_source(run, None, "/models/copy").base_revision is None
+    assert resolve_source(run, None, "org/base", revision="v2").base_revision == "v2"

@@ -60,6 +60,14 @@ def test_bad_jsonl_names_the_file_and_line(tmp_path, content, message):
         read_sources(str(path), EN_FR)
 
 
+def test_a_regional_source_lang_in_jsonl_is_its_language(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"source": "one", "source_lang": "en-CA"}\n{"source": "two", "source_lang": "EN_us"}\n')
+    assert read_sources(str(pairs), EN_FR) == ["one", "two"]
+    with pytest.raises(DataError, match="source_lang 'en-CA', but the model translates fr->en"):
+        read_sources(str(pairs), Direction("fr", "en"))
+
+
 def test_read_sources_from_a_translation_memory_and_tsv(tmp_path):
     tmx = tmp_path / "memory.tmx"
     tmx.write_text(

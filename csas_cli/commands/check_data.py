@@ -17,15 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.checks import CHECK_NAMES, TOO_LONG, CheckResult, Finding, kept_rows, overview, run_checks
+from ..data.checks import (
+    CHECK_NAMES,
+    EXAMPLES_SHOWN,
+    SHARED_CHECKS,
+    TOO_LONG,
+    CheckResult,
+    Finding,
+    kept_rows,
+    overview,
+    run_checks,
+)
 from ..data.pairs import Example, example_record, read_pairs
 from ..errors import SettingsError
 from ..files import write_text_atomic
 from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under
 from .convert import check_jsonl_output
-
-SHOWN = 3
-"""Examples shown per check unless --examples says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class LengthCheck:
     result: CheckResult
     sources: int
     targets: int
+    judged: int = 0
+    """The rows of the model's directions with both sides non-empty: what its tokenizer encoded."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class DataReport:
     def results(self) -> list[CheckResult]:
         return [*self.checks, *(length.result for length in self.lengths)]
 
-    def to_dict(self, shown: int = SHOWN) -> dict[str, Any]:
+    def to_dict(self, shown: int = EXAMPLES_SHOWN) -> dict[str, Any]:
         """The report as one object: every check's flagged lines, and `shown` examples (0: all)."""
         return {
             "file": str(self.path),
@@ -63,7 +72,7 @@ class DataReport:
     @staticmethod
     def length_dict(check: LengthCheck, shown: int) -> dict[str, Any]:
         return {"which": check.key, "model_id": check.model_id, "sources_cut": check.sources,
-                "targets_cut": check.targets, **check.result.to_dict(shown)}  # fmt: skip
+                "targets_cut": check.targets, "judged": check.judged, **check.result.to_dict(shown)}  # fmt: skip
 
 
 def chosen_keys(which: Sequence[str], all_models: bool) -> list[str]:
@@ -94,7 +103,7 @@ def parse_drop(drop: str | None, write_clean: Path | None, has_lengths: bool, ha
     if drop is None:
         return []
     names = [n.strip() for n in drop.split(",") if n.strip()]
-    allowed = [n for n in CHECK_NAMES if has_against or not n.startswith("shared_")]
+    allowed = [n for n in CHECK_NAMES if has_against or n not in SHARED_CHECKS]
     allowed += [TOO_LONG] if has_lengths else []
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
@@ -140,12 +149,13 @@ def length_check(
         side = "source and target" if j in sources and j in targets else ("source" if j in sources else "target")
         ex = rows[j]
         findings.append(Finding(ex.line, ex.source, ex.target, f"{side} cut"))
-    langs = "+".join(spec.source_langs)
+    langs = " and ".join(spec.source_langs)
     title = (f"{key}: pairs its tokenizer cuts at --max-source-len {max_source_len} / --max-target-len "
-             f"{max_target_len} ({len(sources)} sources, {len(targets)} targets; {langs} sources)")  # fmt: skip
-    result = CheckResult(name=TOO_LONG, title=title, count=len(flagged), total=len(rows),
+             f"{max_target_len} ({len(sources)} sources, {len(targets)} targets, of its {len(rows)} rows with "
+             f"{langs} sources)")  # fmt: skip
+    result = CheckResult(name=TOO_LONG, title=title, count=len(flagged), total=len(examples),
                          flagged=tuple(indices[j] for j in flagged), findings=tuple(findings))  # fmt: skip
-    return LengthCheck(key, model_id, result, len(sources), len(targets))
+    return LengthCheck(key, model_id, result, len(sources), len(targets), len(rows))
 
 
 def check_data(
@@ -198,7 +208,7 @@ def check_data(
 # -- the report ----------------------------------------------------------------------------------------------------
 
 
-def report_lines(report: DataReport, shown: int = SHOWN) -> list[str]:
+def report_lines(report: DataReport, shown: int = EXAMPLES_SHOWN) -> list[str]:
     """The report as plain lines, nothing a terminal width can cut: per check its count, share, name and what it
     counts, then `shown` flagged rows (0: all), each as its line number and why, then its two sentences whole."""
     o = report.overview
@@ -232,7 +242,7 @@ def o_line(o: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def print_report(report: DataReport, shown: int = SHOWN, stream: Any = None) -> None:
+def print_report(report: DataReport, shown: int = EXAMPLES_SHOWN, stream: Any = None) -> None:
     import sys
 
     out = stream or sys.stdout

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.pairs import example_record, read_pairs
+from ..data.pairs import PAIR_FORMATS, example_record, read_pairs
 from ..errors import SettingsError
 from ..files import check_output_file, write_text_atomic
 
 
 def check_jsonl_output(path: Path, inputs: tuple[Path, ...], flag: str, overwrite: bool) -> None:
     """An output of JSON Lines pairs: not named like another format, not one of the inputs, not replaced unasked."""
-    if path.suffix.lower() in (".tmx", ".tsv"):
+    if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl":
         raise SettingsError(f"{flag} {path}: csas writes JSON Lines; name it .jsonl")
     if any(path.absolute() == Path(i).absolute() for i in inputs):
         raise SettingsError(f"{flag} {path}: the same file as an input")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data.pairs import PAIR_FORMATS, primary_language
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
 from ..inference.generation import GenerationSettings
@@ -67,7 +68,7 @@ def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -
         if not isinstance(row, dict) or not isinstance(row.get("source"), str):
             raise DataError(f"{path_label}:{number}: expected an object with a string field 'source'")
         lang = row.get("source_lang")
-        if isinstance(lang, str) and lang.strip().lower() != direction.source:
+        if isinstance(lang, str) and primary_language(lang) != direction.source:
             raise DataError(
                 f"{path_label}:{number}: source_lang {lang.strip()!r}, but the model translates {direction}; keep "
                 f"only {direction.source} rows (csas evaluate picks them itself)"
@@ -96,7 +97,7 @@ def read_sources(input_path: str, direction: Direction, stdin: Any = None) -> li
         data = data.encode("utf-8") if isinstance(data, str) else data
         return decode_text("<stdin>", data)
     path = Path(input_path)
-    if path.suffix.lower() in (".tmx", ".tsv"):
+    if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl":
         return pair_sources(path, direction)
     lines = decode_text(str(path), read_bytes(path))
     if path.suffix.lower() == ".jsonl":

@@ -222,7 +222,15 @@ def prepare_workload(settings: "BenchSettings", workdir: Path, device: str) -> W
     spec = REGISTRY[settings.which]
     if settings.uses_random_weights:
         if settings.model_id is not None:
-            config = AutoConfig.from_pretrained(settings.model_id, revision=settings.revision, trust_remote_code=False)
+            from ..modeling import check_local_snapshot, check_revision, load_failure
+
+            check_local_snapshot(settings.model_id)
+            check_revision(settings.model_id, settings.revision)
+            try:
+                config = AutoConfig.from_pretrained(settings.model_id, revision=settings.revision,
+                                                    trust_remote_code=False)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the hub client and config classes raise many kinds
+                raise load_failure(settings.model_id, "its config", exc, settings.revision) from None
             source = f"{settings.model_id}'s architecture"
         else:
             name = architecture_name(settings)

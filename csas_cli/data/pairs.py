@@ -135,10 +135,15 @@ def _read_error(path: Path, exc: OSError, line: int | None = None) -> DataError:
     return _error(path, f"cannot be read ({exc.strerror or exc})", line)
 
 
+def primary_language(code: str) -> str:
+    """A language code's primary subtag, lower-cased: `en`, `EN`, `en-CA` and `en_GB` are all `en` (as a TMX
+    `xml:lang` is read)."""
+    return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
+
+
 def _parse_language(path: Path, number: int, raw_lang: str) -> str:
-    """A row's source_lang by its primary subtag, stripped and lower-cased (`en`, `EN`, `en-CA`, `fr_FR`: as a TMX
-    `xml:lang` is read); anything but English or French is refused."""
-    lang = re.split(r"[-_]", raw_lang.strip().lower(), maxsplit=1)[0]
+    """A row's source_lang by its primary subtag; anything but English or French is refused."""
+    lang = primary_language(raw_lang)
     if lang not in LANGUAGES:
         allowed = " or ".join(repr(code) for code in LANGUAGES)
         raise _error(path, f"source_lang {_show(raw_lang)} is not allowed; expected {allowed} (or a regional code "
@@ -334,5 +339,5 @@ def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
 
 __all__ = [
     "PAIR_FORMATS", "Example", "LoadedData", "Split", "example_record", "load_examples", "read_jsonl", "read_pairs",
-    "seeded_sample", "split_examples", "subsample",
+    "primary_language", "seeded_sample", "split_examples", "subsample",
 ]  # fmt: skip

@@ -154,6 +154,14 @@ def recorded_revision(record: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def base_revision(model_id: str | None, revision: str | None, recorded_id: Any, recorded: str | None) -> str | None:
+    """The revision a run's or merged model's base loads at: --revision when given; else the recorded one (the
+    commit the run's revision resolved to, when run.json has it) unless --model-id names another base."""
+    if revision is not None:
+        return revision
+    return recorded if model_id is None or model_id == recorded_id else None
+
+
 def run_source(
     run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str, revision: str | None,
     adapter: Path | None = None,
@@ -165,7 +173,8 @@ def run_source(
         )
     if not (run_dir / RUN_JSON).is_file():
         raise ModelError(f"{flag} {run_dir}: no {RUN_JSON}; cannot tell which model this run trained")
-    plan = read_json_object(run_dir / RUN_JSON, "the run record").get("plan")
+    record = read_json_object(run_dir / RUN_JSON, "the run record")
+    plan = record.get("plan")
     if not isinstance(plan, dict) or plan.get("which") not in REGISTRY or not isinstance(plan.get("model_id"), str):
         raise ModelError(f"{flag} {run_dir}: {RUN_JSON} has no plan with a registry key and a model id")
     run_which = plan["which"]
@@ -180,7 +189,8 @@ def run_source(
         kind=RUN, which=run_which, model_id=base_id, adapter=adapter,
         tokenizer_id=str(run_dir) if has_tokenizer(run_dir) else base_id, base_model_id=base_id,
         label=label, flag="--model-id", base_from_record=model_id is None,
-        base_revision=revision if model_id is not None else recorded_revision(plan, "revision"),
+        base_revision=base_revision(model_id, revision, plan["model_id"],
+                                    recorded_revision(record, "base_commit") or recorded_revision(plan, "revision")),
     )  # fmt: skip
 
 
@@ -206,7 +216,8 @@ def merged_source(
         kind=MERGED, which=key, model_id=str(directory), adapter=None,
         tokenizer_id=str(directory) if has_tokenizer(directory) else (base_id or str(directory)),
         base_model_id=base_id, label=str(directory), flag=flag, base_from_record=model_id is None,
-        base_revision=revision if model_id is not None else recorded_revision(record, "base_revision"),
+        base_revision=base_revision(model_id, revision, record.get("base_model_id"),
+                                    recorded_revision(record, "base_revision")),
     )  # fmt: skip
 
 

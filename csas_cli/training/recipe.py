@@ -74,19 +74,23 @@ class Base:
 
     config: Any
     tokenizer: Any
+    commit: str | None = None
+    """The hub commit the base's revision resolved to (None for a local snapshot): what run.json records, so that a
+    resumed run, and translate or merge of the run, use the same weights even after the repository moves on."""
 
 
 def load_base(plan: Plan, *, standin_tokenizer: bool = False) -> Base:
     """`standin_tokenizer`: the base is a benchmark's random-weight checkpoint, whose tokenizer is a stand-in of
     another class (its pairs come tokenized)."""
-    from ..modeling import check_lengths, load_config, load_tokenizer, quiet_libraries
+    from ..modeling import check_lengths, load_config, load_tokenizer, quiet_libraries, snapshot_commit
 
     quiet_libraries()  # before transformers is imported: some of the chatter comes at import time
     family = REGISTRY[plan.which].family
     revision = plan.model.revision
     config = load_config(plan.model_id, family, plan.which, revision)
     check_lengths(config, family, plan.corpus.max_source_len, plan.corpus.max_target_len)
-    return Base(config, load_tokenizer(plan.model_id, None if standin_tokenizer else family, revision))
+    tokenizer = load_tokenizer(plan.model_id, None if standin_tokenizer else family, revision)
+    return Base(config, tokenizer, snapshot_commit(plan.model_id, revision))
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class FinetuneRecipe:
         self.data = data
         self.config = base.config
         self.tokenizer = base.tokenizer
+        self.base_commit = base.commit
         self.notes = tuple(notes)
         """Warnings about the data (prepare_run's), logged after the set-up line."""
         self.weights: Weights | None = None
@@ -316,6 +321,7 @@ class FinetuneRecipe:
             "eval_data_sha256": None if eval_data is None else file_sha256(eval_data),
             "cut": self.data.cut_counts(),
             "base_weights": None if self.weights is None else self.weights.to_dict(),
+            "base_commit": self.base_commit,
             "versions": library_versions(),
             "started": now_iso(),
         }

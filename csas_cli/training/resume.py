@@ -41,7 +41,12 @@ def plan_differences(
     before = recorded.get("plan", {})
     # A run.json from before --eval-chrf existed has no such key: it scored no chrF, like a plan without the flag.
     keys = MUST_MATCH + (CHRF_MUST_MATCH if now["eval_chrf"] or before.get("eval_chrf") else ())
-    diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys if before.get(key) != now[key]]
+    unused = {"val_ratio"} if now.get("eval_data") and before.get("eval_data") else set()
+    # --revision COMMIT names the commit the run's branch or tag resolved to when it started: the same weights.
+    same_commit = now.get("revision") is not None and now.get("revision") == recorded.get("base_commit")
+    unused |= {"revision"} if same_commit else set()
+    diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys
+             if key not in unused and before.get(key) != now[key]]  # fmt: skip
     if recorded.get("data_sha256") != data_sha256:
         diffs.append(f"data file content changed ({plan.corpus.data})")
     recorded_eval = recorded.get("eval_data_sha256")

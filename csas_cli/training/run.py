@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 from ..data.features import tokenize_split
 from ..data.pairs import Example, Split, load_examples, split_examples, subsample
 from ..errors import SettingsError
-from ..files import file_sha256
-from ..layout import finished_record, run_state
+from ..files import file_sha256, read_json_record
+from ..layout import RUN_JSON, finished_record, run_state
 from ..modeling import check_revision, check_snapshot_files
 from ..progress import say
 from ..registry import REGISTRY
@@ -136,6 +136,8 @@ def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None =
         prepared = prepare_run(settings, environ)
         resume_from = group.from_main(lambda: resume_point(settings, prepared.plan))
         recipe = build_recipe(prepared, group=group, stop=stop, resume_from=resume_from)
+        if resume_from is not None:
+            group.from_main(lambda: check_same_base(settings.run_dir, recipe.base_commit))
         try:
             recipe.setup()
             recipe.train()
@@ -176,6 +178,17 @@ def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
         check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data),
                         None if eval_data is None else file_sha256(eval_data))  # fmt: skip
     return resume_from
+
+
+def check_same_base(run_dir: Path, commit: str | None) -> None:
+    """--resume on a hub id: its revision must still resolve to the commit the run started from (a branch or tag can
+    move when a repository is re-uploaded), or the adapter would go on training over other weights."""
+    recorded = read_json_record(run_dir / RUN_JSON).get("base_commit")
+    if isinstance(recorded, str) and commit is not None and recorded != commit:
+        raise SettingsError(
+            f"--resume: {run_dir} was trained on commit {recorded} of its base, which now resolves to {commit}; "
+            f"pass --revision {recorded} to resume on the same weights, or --overwrite to start over"
+        )
 
 
 def finished_result(run_dir: Path, say_so: bool = True) -> RunResult:

@@ -27,6 +27,7 @@ from .inference.generation import GenerationSettings
 from .modeling import SAVE_DTYPE
 from .options import Flag, describe_default, opt, settings_options
 from .progress import say as stderr_line
+from .progress import table_console
 from .registry import REGISTRY, SweepGrid
 from .settings import GROUPS
 
@@ -374,7 +375,6 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the regis
     if as_json:
         print_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("#", "key", "base model", "family", "trains on", "batch", "lr")
@@ -383,7 +383,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the regis
             str(r["index"]), r["key"], r["hub_id"], r["family"], "+".join(r["source_langs"]) + " sources",
             str(r["batch_size"]), f"{r['lr']:g}",
         )  # fmt: skip
-    Console().print(table)
+    table_console().print(table)
 
 
 # --- translate, evaluate, merge, merge-all ------------------------------------------------------------------------
@@ -569,6 +569,32 @@ def bench(
         sys.stdout.write(format_record(record) + "\n")
 
 
+OTHER_TOOLS_FLAGS = {
+    "--learning-rate": "--lr", "--learning_rate": "--lr", "--num-train-epochs": "--epochs",
+    "--num_train_epochs": "--epochs", "--num-epochs": "--epochs", "--per-device-train-batch-size": "--batch-size",
+    "--per_device_train_batch_size": "--batch-size", "--gradient-accumulation-steps": "--grad-accum",
+    "--gradient_accumulation_steps": "--grad-accum", "--model-name-or-path": "--model-id",
+    "--model_name_or_path": "--model-id", "--train-file": "--data", "--train_file": "--data",
+    "--validation-file": "--eval-data", "--validation_file": "--eval-data", "--max-source-length": "--max-source-len",
+    "--max_source_length": "--max-source-len", "--max-target-length": "--max-target-len",
+    "--max_target_length": "--max-target-len", "--resume-from-checkpoint": "--resume",
+    "--resume_from_checkpoint": "--resume",
+}  # fmt: skip
+"""transformers' Seq2SeqTrainingArguments / run_translation.py names users type from habit -> csas's flag."""
+
+
+def usage_message(message: str, ctx: Any = None) -> str:
+    """Click's usage error in one line; for a flag named as transformers' scripts name it, the command's own flag
+    instead of Click's guess."""
+    text = " ".join(message.split())
+    if text.startswith("No such option: ") and ctx is not None:
+        wrong = text.removeprefix("No such option: ").split()[0]
+        ours = OTHER_TOOLS_FLAGS.get(wrong)
+        if ours is not None and any(ours in getattr(p, "opts", ()) for p in ctx.command.params):
+            return f"No such option: {wrong} (csas calls it {ours})"
+    return text
+
+
 def bare_resume_means_auto(args: list[str]) -> list[str]:
     """`--resume` given without a value (last, or followed by another flag) means `--resume auto`."""
     out: list[str] = []
@@ -587,7 +613,7 @@ def main() -> None:
     except typer.TyperException as exc:  # click's usage errors (Typer vendors click) are TyperExceptions
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx is not None else "csas"
-        sys.stderr.write(f"csas: error: {' '.join(exc.format_message().split())} (see {command} --help)\n")
+        sys.stderr.write(f"csas: error: {usage_message(exc.format_message(), ctx)} (see {command} --help)\n")
         code = exc.exit_code
     except typer.Abort:
         sys.stderr.write("csas: error: interrupted\n")

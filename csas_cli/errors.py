@@ -88,7 +88,15 @@ class TrainingError(CsasError):
 
 
 class Preempted(CsasError):
-    """Training stopped on a signal after writing a checkpoint (or before its first step, with nothing to save)."""
+    """Training stopped on a signal after writing a checkpoint (or before its first step, with nothing to save).
+
+    `what` says what happened; the message adds `hint`, the command that continues (finetune-all and sweep give
+    their own: they resume by themselves)."""
 
     exit_code = EXIT_CODES["stopped"]
     label = "stopped"
+    RESUME_HINT = "run the same command with --resume auto"
+
+    def __init__(self, what: str, hint: str | None = RESUME_HINT) -> None:
+        super().__init__(what if hint is None else f"{what}; {hint}")
+        self.what = what

@@ -23,6 +23,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def follow_umask(directory: Path | str, pattern: str = "*.safetensors") -> None:
+    """Give the files `pattern` matches in `directory` the mode the process umask asks for (0644 under the usual 022),
+    as every other file csas writes has: the safetensors library creates its files 0600, which leaves a model or an
+    adapter in a shared cluster folder unreadable to the group."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(directory).glob(pattern):
+        if path.is_file():
+            os.chmod(path, 0o666 & ~mask)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that a reader never sees a half-written file."""
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

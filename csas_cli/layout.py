@@ -34,6 +34,10 @@ RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BES
                  CHECKPOINTS_DIR)  # fmt: skip
 
 
+LOCK_FILE = ".csas.lock"
+"""Held (an OS file lock) by the one csas process that trains into the run directory; it names that process."""
+
+
 def run_state(run_dir: Path) -> str:
     """'finished', 'unfinished' (a csas run that did not complete), 'empty' or 'absent'."""
     if not run_dir.exists():

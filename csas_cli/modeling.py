@@ -545,3 +545,6 @@ def save_model_quietly(model: Any, out_dir: Path | str) -> None:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+    from .files import follow_umask
+
+    follow_umask(out_dir)

@@ -17,6 +17,22 @@ def say(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
+LOG_WIDTH = 1000
+"""The width tables are laid out in when the output is not a terminal (a SLURM log, a pipe): rich would otherwise
+take 80 columns and cut model ids and figures short. Tables are as wide as their content needs, so this is a bound
+that no csas table reaches, not a width they are stretched to."""
+
+
+def table_console(stream: Any = None) -> Any:
+    """A rich Console for tables on `stream` (stdout by default): the terminal's width at a terminal; in a log or a
+    pipe, as wide as the content, so that every key, model id and number stays whole."""
+    from rich.console import Console
+
+    stream = stream if stream is not None else sys.stdout
+    at_terminal = hasattr(stream, "isatty") and stream.isatty()
+    return Console(file=stream, highlight=False, soft_wrap=True, width=None if at_terminal else LOG_WIDTH)
+
+
 def use_progress_bar(disable_tqdm: bool, stream: Any = None) -> bool:
     stream = stream if stream is not None else sys.stdout
     return not disable_tqdm and hasattr(stream, "isatty") and stream.isatty()

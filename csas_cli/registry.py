@@ -168,10 +168,20 @@ ALL_LINEAR_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 """Every linear layer of the encoder and decoder blocks of these families (peft has no defaults for them)."""
 
 
+def did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """" (did you mean X?)" for the choice closest to a mistyped `value`, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def check_which(which: str, flag: str = "--which") -> str:
-    """`which` when it is a registry key; otherwise a one-line error naming `flag` and the keys."""
+    """`which` when it is a registry key; otherwise a one-line error naming `flag`, the closest key and the keys."""
     if which not in REGISTRY:
-        raise SettingsError(f"{flag}: unknown model {which!r}; choose one of {', '.join(MODEL_KEYS)}")
+        raise SettingsError(
+            f"{flag}: unknown model {which!r}{did_you_mean(which, MODEL_KEYS)}; choose one of {', '.join(MODEL_KEYS)}"
+        )
     return which
 
 
@@ -180,7 +190,8 @@ def select_keys(only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]
     for option, keys in (("--only", only), ("--skip", skip)):
         unknown = [k for k in keys if k not in MODEL_KEYS]
         if unknown:
-            raise SettingsError(f"{option}: unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_KEYS)}")
+            hint = did_you_mean(unknown[0], MODEL_KEYS)
+            raise SettingsError(f"{option}: unknown model {', '.join(unknown)}{hint}; choose from {', '.join(MODEL_KEYS)}")
     chosen = [k for k in MODEL_KEYS if (not only or k in only) and k not in skip]
     if not chosen:
         raise SettingsError("--only/--skip leave no model to train")

@@ -203,7 +203,7 @@ def test_a_signal_to_one_rank_stops_both_after_the_same_step_and_resume_matches(
     assert launcher.returncode != 0  # torchrun reports its workers' exit code 75 as a failure
     stops = [line for line in stderr.splitlines() if line.startswith("csas: stopped:")]
     assert len(stops) == 2, stderr
-    assert any("stopped by SIGUSR1" in s for s in stops) and any("a signal to another process" in s for s in stops)
+    assert any("stopped: SIGUSR1 after step" in s for s in stops) and any("a signal to another process" in s for s in stops)
     step = {int(s.split(" after step ")[1].split()[0]) for s in stops}
     assert len(step) == 1, stops
     stopped_at = step.pop()

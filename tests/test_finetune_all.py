@@ -159,6 +159,11 @@ def test_a_stop_signal_stops_the_loop(tmp_path: Path) -> None:
     assert runner.calls == KEYS[:2]  # the job is ending: the next model is not started
     assert [(o.key, o.status) for o in outcomes] == [("m2m100_418m", "ok"), ("mbart50_mmt_fr", "stopped")]
     assert any("SIGUSR1 at step 7" in m for m in messages)
+    # finetune-all takes no --resume: the advice is its own command, which resumes unfinished runs by itself.
+    stop = next(m for m in messages if "SIGUSR1" in m)
+    assert stop == ("mbart50_mmt_fr: SIGUSR1 at step 7: checkpoint written; rerun the same command: it resumes "
+                    "unfinished runs by itself")  # fmt: skip
+    assert "--resume" not in stop
 
 
 def test_finished_runs_are_skipped(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == STOPPED, stderr
-    assert "csas: stopped: stopped by SIGTERM" in stderr and "--resume auto" in stderr and "Traceback" not in stderr
+    assert "csas: stopped: SIGTERM after step" in stderr and "--resume auto" in stderr and "Traceback" not in stderr
     assert not (tmp_path / KEY / "finished.json").exists()
 
     resumed = run(command(tiny_models, tmp_path, *extra, "--resume", "auto"))
@@ -330,7 +330,7 @@ def test_a_signal_while_the_model_loads_stops_before_the_first_step(tiny_models,
     args = command(tiny_models, tmp_path, "--no-qlora")[3:]  # from `finetune` on
     stopped = run([sys.executable, "-c", script, *args])
     assert stopped.returncode == STOPPED, stopped.stderr
-    assert "csas: stopped: stopped by SIGTERM before step 1 of 16; no checkpoint written" in stopped.stderr
+    assert "csas: stopped: SIGTERM before step 1 of 16; no checkpoint written; run the same command with --resume auto" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     run_dir = tmp_path / KEY
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "finished.json").exists()

@@ -136,7 +136,7 @@ def test_usr1_checkpoints_requeues_and_the_requeued_job_resumes(name, slurm_env)
     code, stderr = stop_with_usr1(name, slurm_env, run_dir, CSAS_ARGS=FINETUNE_ARGS)
     assert code == 75, stderr
     assert "USR1: asking csas to checkpoint and stop" in stderr
-    assert "csas: stopped: stopped by SIGUSR1" in stderr
+    assert "csas: stopped: SIGUSR1 after step" in stderr
     assert requeues(slurm_env) == [f"requeue {JOB_ID}"]
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert len(checkpoints) == 1 and not (run_dir / "finished.json").exists()

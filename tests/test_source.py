@@ -103,10 +103,10 @@ BAD_SOURCES = {
     "a-file": (make_file, (None, None), ModelError, "--model {m}: not a directory"),
     "unfinished": (lambda p: fake_run(p, finished=False), (None, None), ModelError, "an unfinished run (no finished"),
     "no-lora": (lambda p: fake_run(p, lora=False), (None, None), ModelError, "no adapter (lora/adapter_config.json"),
-    "which-mismatch": (fake_run, ("m2m100_418m", None), SettingsError, "--which m2m100_418m: {m} is a opus_mt_en_fr"),
+    "which-mismatch": (fake_run, ("m2m100_418m", None), SettingsError, "--which m2m100_418m: {m} is a run of opus_mt_en_fr"),
     "empty-dir": (Path.mkdir, (None, None), ModelError, "--model {m}: neither a csas run"),
     "merged-which-mismatch": (lambda p: fake_model_dir(p, {"which": "m2m100_418m"}), ("opus_mt_en_fr", None),
-                              SettingsError, "is a merged m2m100_418m model"),
+                              SettingsError, "is a merged model of m2m100_418m"),
 }  # fmt: skip
 
 

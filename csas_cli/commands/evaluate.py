@@ -117,8 +117,9 @@ def run_evaluate(
 def print_report(report: Report, stream: Any = None) -> None:
     """A small table: BLEU, chrF and rows per model (and the difference), the signatures, and with a base a last
     line `chrF before -> after: 33.9 -> 74.9`."""
-    from rich.console import Console
     from rich.table import Table
+
+    from ..progress import table_console
 
     first = report.base or report.tuned
     table = Table("model", "BLEU", "chrF", "rows", title=f"{first.which} {first.direction}")
@@ -129,7 +130,7 @@ def print_report(report: Report, stream: Any = None) -> None:
     if report.base is not None:
         delta = report.to_dict()["delta"]
         table.add_row("delta", f"{delta['bleu']:+.2f}", f"{delta['chrf']:+.2f}", "")
-    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+    console = table_console(stream or sys.stdout)
     console.print(table)
     console.print(f"BLEU {report.tuned.bleu_signature}", markup=False)
     console.print(f"chrF {report.tuned.chrf_signature}", markup=False)

@@ -112,7 +112,7 @@ def run_all(
             outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
             break
         except Preempted as exc:  # the job's time is nearly up: starting the next model would only waste it
-            say(f"{key}: {exc}")
+            say(f"{key}: {exc.what}; rerun the same command: it resumes unfinished runs by itself")
             outcomes.append(Outcome(key, "stopped", "signal: checkpoint written, rerun with the same command"))
             break
         except Exception as exc:  # noqa: BLE001 - one model's failure, even a bug, must not cost the others their run

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ModelError, OutputError, SettingsError, describe_failure
-from ..files import file_sha256, now_iso, read_json_record, write_json_atomic
+from ..files import file_sha256, follow_umask, now_iso, read_json_record, write_json_atomic
 from ..inference.generation import (
     apply_adapter,
     generation_overrides,
@@ -40,6 +40,7 @@ from ..registry import (
     model_id_under,
     other_language,
 )
+from ..training.rundir import lock_holder
 
 DTYPES = tuple(DTYPE_NAMES.values())
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -122,6 +123,9 @@ def merge_run(
     if source.kind != RUN or source.adapter is None:
         raise ModelError(f"RUN_DIR {run_dir}: a model directory, not a csas run; there is no adapter to merge")
     out_dir = Path(out_dir)
+    holder = lock_holder(source.adapter.parent)
+    if holder is not None:
+        raise OutputError(f"RUN_DIR {run_dir}: a csas process is training into it ({holder}); merge it once that ends")
     check_out_dir(out_dir, source.adapter.parent, overwrite)
     merged, tokenizer, probe = merged_model(source, say)
     overrides = generation_overrides_for(source, tokenizer)
@@ -150,6 +154,7 @@ def merge_run(
     try:
         staging.mkdir()
         merged.save_pretrained(str(staging))
+        follow_umask(staging)
         tokenizer.save_pretrained(str(staging))
         write_json_atomic(staging / MERGE_RECORD, record)
         verify_saved(staging, probe, dtype)
@@ -308,15 +313,15 @@ def run_which(run_dir: Path) -> str | None:
 def print_merge_summary(outcomes: Sequence[MergeOutcome], stream: Any = None) -> None:
     import sys
 
-    from rich.console import Console
     from rich.table import Table
 
+    from ..progress import table_console
     from .summary import status_cell
 
     table = Table("run", "status", "merged model", "note", title="merge-all")
     for o in outcomes:
         table.add_row(o.name, status_cell(o.status), str(o.out_dir or "-"), o.message)
-    Console(file=stream or sys.stderr, soft_wrap=True).print(table)
+    table_console(stream or sys.stderr).print(table)
 
 
 __all__ = [

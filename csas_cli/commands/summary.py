@@ -25,8 +25,9 @@ def fmt_loss(value: float | None) -> str:
 
 
 def print_summary(outcomes: Sequence[Outcome]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ..progress import table_console
 
     table = Table("model", "status", "steps", "train loss", "eval loss", "time", "note", title="finetune-all")
     for o in outcomes:
@@ -40,14 +41,14 @@ def print_summary(outcomes: Sequence[Outcome]) -> None:
             "-" if r is None else f"{r.seconds:.0f} s",
             o.message,
         )
-    Console(file=sys.stderr).print(table)
+    table_console(sys.stderr).print(table)
 
 
 def print_sweep_table(results: Sequence["TrialResult"], metric: str) -> None:
     """The trials, best `metric` first; the best one in bold."""
-    from rich.console import Console
     from rich.table import Table
 
+    from ..progress import table_console
     from .sweep import rank_results, short_number
 
     ranked = rank_results(results, metric)
@@ -65,4 +66,4 @@ def print_sweep_table(results: Sequence["TrialResult"], metric: str) -> None:
             "-" if r.seconds is None else f"{r.seconds:.0f} s", status_cell(r.status),
             style="bold" if i == 0 and r.metric(metric) is not None else None,
         )  # fmt: skip
-    Console(file=sys.stderr).print(table)
+    table_console(sys.stderr).print(table)

@@ -179,7 +179,7 @@ def run_source(
         raise ModelError(f"{flag} {run_dir}: {RUN_JSON} has no plan with a registry key and a model id")
     run_which = plan["which"]
     if which is not None and which != run_which:
-        raise SettingsError(f"--which {which}: {run_dir} is a {run_which} run")
+        raise SettingsError(f"--which {which}: {run_dir} is a run of {run_which}")
     label = str(run_dir if adapter is None else adapter)
     adapter = adapter or run_dir / ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
@@ -204,7 +204,7 @@ def merged_source(
     if recorded is not None and recorded not in REGISTRY:
         raise ModelError(f"{directory / MERGE_RECORD}: unknown registry key {recorded!r}")
     if which is not None and recorded is not None and which != recorded:
-        raise SettingsError(f"--which {which}: {directory} is a merged {recorded} model")
+        raise SettingsError(f"--which {which}: {directory} is a merged model of {recorded}")
     key = which or recorded
     if key is None:
         raise SettingsError(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import OutputError
+from ..files import follow_umask
 from ..progress import say
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -158,6 +159,7 @@ def save_adapter(model: Any, directory: Path) -> None:
     so peft is told not to save them rather than left to find out, which makes it look the base up on the hub (a
     warning on an offline node, a request on every save elsewhere)."""
     model.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
+    follow_umask(directory)
 
 
 def save_checkpoint(

@@ -421,9 +421,8 @@ class FinetuneRecipe:
             # The signal came while the run was loading: no step of this invocation has run, so there is nothing
             # to save (a resumed run's checkpoint is still the newest, and a fresh run starts over).
             raise Preempted(
-                f"stopped by {self.stop.signal_name or 'a signal to another process'} before step "
-                f"{self.steps_done + 1} of {steps.total_steps}; no checkpoint written; run the same command with "
-                "--resume auto"
+                f"{self.stop.signal_name or 'a signal to another process'} before step {self.steps_done + 1} of "
+                f"{steps.total_steps}; no checkpoint written"
             )
         reporter.start(steps.total_steps)
         self.model.train()
@@ -496,9 +495,8 @@ class FinetuneRecipe:
                 self.save_checkpoint(step, epoch)
             if stop and not last:
                 raise Preempted(
-                    f"stopped by {self.stop.signal_name or 'a signal to another process'} after step {step} of "
-                    f"{steps.total_steps}; checkpoint "
-                    f"{CHECKPOINTS_DIR}/{step_dir_name(step)} written; run the same command with --resume auto"
+                    f"{self.stop.signal_name or 'a signal to another process'} after step {step} of "
+                    f"{steps.total_steps}; checkpoint {CHECKPOINTS_DIR}/{step_dir_name(step)} written"
                 )
             paused += time.monotonic() - pause_start
 

@@ -26,7 +26,7 @@ from .distributed import ProcessGroup, distributed_env
 from .preemption import StopRequest
 from .recipe import FinetuneRecipe, RunResult, check_hardware, load_base
 from .resume import check_resumable, choose_checkpoint
-from .rundir import check_run_dir
+from .rundir import RunLock, check_run_dir, lock_holder
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ def dry_run_record(settings: FinetuneSettings, environ: Mapping[str, str] | None
         say(note)
     record = prepared.plan.to_dict()
     record["output_state"] = run_state(settings.run_dir)
+    record["output_locked_by"] = lock_holder(settings.run_dir)
     return record
 
 
@@ -125,6 +126,18 @@ def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None =
     """
     environ = os.environ if environ is None else environ
     group = ProcessGroup.join(*distributed_env(environ))
+    # One csas process per run directory: rank 0 locks it before anything else reads or writes it, and holds the
+    # lock to the end; a second process is refused here, having touched nothing.
+    lock = RunLock(settings.run_dir)
+    group.from_main(lambda: lock.acquire() and None)
+    try:
+        return locked_run(settings, environ, group)
+    finally:
+        lock.release()
+
+
+def locked_run(settings: FinetuneSettings, environ: Mapping[str, str], group: ProcessGroup) -> RunResult:
+    """run_finetune's work, with the run directory locked."""
     # Rank 0 alone reads the output directory and hands its answer (or its error) to the others, so every process
     # starts from the same checkpoint; nothing is written there before the recipe's set-up is done.
     if group.from_main(lambda: nothing_left_to_do(settings)):

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from .. import layout
 from ..errors import OutputError
-from ..files import write_json_atomic, write_text_atomic
+from ..files import now_iso, write_json_atomic, write_text_atomic
 from . import checkpoints
 
 
@@ -46,6 +46,106 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> str:
             "it or --overwrite to start it over"
         )
     return state
+
+
+class RunLock:
+    """One csas process per run directory: an exclusive OS lock (flock) on RUN_DIR/.csas.lock, which names its
+    holder (pid, host, start). The kernel releases it when the process ends, however it ends, so a killed job
+    never blocks its rerun; a second csas on a locked run is refused before it reads or writes anything else.
+
+    `acquire` creates the run directory when it is absent, and `release` removes it again if nothing else was
+    written into it (a run that failed while loading leaves no trace)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / layout.LOCK_FILE
+        self.fd: int | None = None
+        self.created = False
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+            return self
+        self.created = not self.run_dir.exists()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"--output-dir: cannot create {self.run_dir} ({exc.strerror or exc})") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise OutputError(f"--output-dir: cannot create {self.path} ({exc.strerror or exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = read_holder(fd)
+                os.close(fd)
+                raise OutputError(
+                    f"--output-dir: {self.run_dir} is in use by another csas ({holder}); wait for it to end, or "
+                    "choose another --output-dir"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else the holder removed the file as it released it: lock the new one
+                break
+            os.close(fd)
+        import socket
+
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now_iso()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+        if self.created:
+            try:
+                self.run_dir.rmdir()  # only if empty: nothing was written
+            except OSError:
+                pass
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "holder unknown"
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who trains into `run_dir` now (its lock file's line), or None when no process holds its lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(Path(run_dir) / layout.LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_holder(fd)
+    finally:
+        os.close(fd)
+    return None
 
 
 def clear_run_dir(run_dir: Path) -> None:

@@ -253,7 +253,7 @@ def sweep(
     )
 
     with user_errors():
-        check_metric(metric)
+        check_metric(metric, eval_chrf=bool(values.get("eval_chrf")))
         which, data, output_dir = values.pop("which"), values.pop("data"), values.pop("output_dir")
         trials = sweep_settings(
             which, data=data, output_dir=output_dir,

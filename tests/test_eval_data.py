@@ -152,3 +152,18 @@ def test_val_ratio_is_not_compared_on_resume_when_a_validation_file_is_used(file
     other = prepare_run(FinetuneSettings.create(which="opus_mt_en_fr", data=train, eval_data=held, val_ratio=0.2),
                         environ={}).plan  # fmt: skip
     assert plan_differences({"plan": one.to_dict(), "data_sha256": "x"}, other, "x") == []
+
+
+def test_an_empty_validation_split_and_qlora_on_the_cpu_are_said_up_front(tiny_models, tmp_path):
+    rows = [{**r, "pub_number": "2020/001"} for r in EN[:10]]  # one publication: nothing can be held out
+    data = write(tmp_path / "ten.jsonl", rows)
+    result = invoke("finetune", "--which", "opus_mt_en_fr", "--model-id", tiny_models["opus_mt_en_fr"], "--data", data,
+                    "--output-dir", tmp_path / "runs", "--max-steps", "1", "--disable-tqdm")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: the validation split is empty (too few rows or publications for --val-ratio 0.05)" in result.stderr
+    assert "note: QLoRA on the CPU" in result.stderr
+    plain = invoke("finetune", "--which", "opus_mt_en_fr", "--model-id", tiny_models["opus_mt_en_fr"], "--data", data,
+                   "--output-dir", tmp_path / "runs", "--max-steps", "1", "--disable-tqdm", "--no-qlora", "--val-ratio",
+                   "0", "--overwrite")  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    assert "QLoRA on the CPU" not in plain.stderr and "validation split is empty" not in plain.stderr

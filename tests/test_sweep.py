@@ -181,6 +181,14 @@ def test_check_metric() -> None:
     assert [check_metric(m) for m in ("eval_loss", "train_loss", "chrf")] == ["eval_loss", "train_loss", "chrf"]
     with pytest.raises(SettingsError, match="^--metric"):
         check_metric("bleu")
+    with pytest.raises(SettingsError, match="which trials score only with --eval-chrf"):
+        check_metric("chrf", eval_chrf=False)
+
+
+def test_metric_chrf_without_eval_chrf_is_refused_before_any_trial(tmp_path) -> None:
+    result = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--output-dir", tmp_path, "--metric", "chrf")
+    assert "--metric chrf ranks by the validation chrF" in one_error_line(result)
+    assert not any(tmp_path.iterdir())
 
 
 # --- results ---------------------------------------------------------------------------------------------------

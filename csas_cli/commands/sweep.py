@@ -84,9 +84,13 @@ def parse_dropouts(text: str) -> tuple[float, ...]:
     return values
 
 
-def check_metric(metric: str) -> str:
+def check_metric(metric: str, eval_chrf: bool = True) -> str:
+    """The ranking metric, refused before any trial runs when the trials would not record it."""
     if metric not in RANKING_METRICS:
         raise SettingsError(f"--metric: expected one of {', '.join(RANKING_METRICS)}, got {metric!r}")
+    if metric == "chrf" and not eval_chrf:
+        raise SettingsError("--metric chrf ranks by the validation chrF, which trials score only with --eval-chrf; "
+                            "add --eval-chrf, or rank by eval_loss")  # fmt: skip
     return metric
 
 

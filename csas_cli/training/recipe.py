@@ -342,6 +342,16 @@ class FinetuneRecipe:
         notice = None if self.weights is None else self.weights.notice(plan.model_id)
         for line in (*([notice] if notice else []), *self.notes):
             reporter.line(line)
+        if lora.qlora and self.device.type == "cpu":
+            reporter.line(
+                "note: QLoRA on the CPU: bitsandbytes' 4-bit layers run slower than plain LoRA here (they save memory, "
+                "and test the GPU path); --no-qlora trains faster on a CPU"
+            )
+        if not self.data.eval and plan.corpus.val_ratio > 0 and plan.corpus.eval_data is None:
+            reporter.line(
+                "warning: the validation split is empty (too few rows or publications for --val-ratio "
+                f"{plan.corpus.val_ratio}): no evaluation loss and no best/ adapter; pass --eval-data FILE or more data"
+            )
         evaluation = plan.evaluation
         if self.data.eval and evaluation.eval_chrf:
             beams = evaluation.eval_num_beams

@@ -22,7 +22,7 @@ from .commands.bench import BenchSettings
 from .commands.finetune_all import model_defaults
 from .commands.sweep import SWEEP_ROOT, trial_defaults
 from .data.checks import CHECK_NAMES, TOO_LONG
-from .errors import EXIT_CODES, CsasError, batch_exit_code
+from .errors import EXIT_CODES, CsasError, SettingsError, batch_exit_code
 from .inference.generation import GenerationSettings
 from .modeling import SAVE_DTYPE
 from .options import Flag, describe_default, opt, settings_options
@@ -163,6 +163,19 @@ FINETUNE_ALL_FLAGS = (
 )  # fmt: skip
 
 
+ResumeNoOp = Annotated[
+    Optional[str], opt("resume", "Accepted as `auto` only, for scripts: unfinished runs are always resumed.")
+]
+
+
+def check_resume_no_op(resume: str | None) -> None:
+    """finetune-all and sweep resume every unfinished run by themselves; `--resume auto` is accepted as the no-op it
+    is (scripts pass it), a checkpoint path is not (it names one run's checkpoint)."""
+    if resume is not None and resume != "auto":
+        raise SettingsError(f"--resume {resume}: this command resumes every unfinished run from its newest checkpoint "
+                            "by itself; only --resume auto is accepted (resume one run with csas finetune)")  # fmt: skip
+
+
 @app.command("finetune-all")
 @settings_options(FINETUNE_ALL_FLAGS, SETTINGS, model_defaults())
 def finetune_all(
@@ -173,12 +186,14 @@ def finetune_all(
         Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as the base model where that folder exists.")
     ] = None,
     dry_run: PlansDryRunOption = False,
+    resume: ResumeNoOp = None,
 ) -> None:
     """Fine-tune every registry model with finetune_all.py's table (bf16, plain LoRA, one epoch)."""
     from .commands.finetune_all import all_settings, dry_run_all, run_all
     from .commands.summary import print_summary
 
     with user_errors():
+        check_resume_no_op(resume)
         data, output_dir = values.pop("data"), values.pop("output_dir")
         settings_list = all_settings(
             data=data, output_dir=output_dir, only=split_keys(only), skip=split_keys(skip), model_root=model_root,
@@ -239,6 +254,7 @@ def sweep(
     ] = None,
     metric: Annotated[str, opt("metric", "Rank trials by eval_loss, train_loss or chrf, best first.")] = "eval_loss",
     dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the trials' plans as a JSON array.")] = False,
+    resume: ResumeNoOp = None,
 ) -> None:
     """Train a grid of learning rates x LoRA ranks x dropouts for one model; results in sweep_results.csv."""
     from .commands.summary import print_sweep_table
@@ -253,6 +269,7 @@ def sweep(
     )
 
     with user_errors():
+        check_resume_no_op(resume)
         check_metric(metric, eval_chrf=bool(values.get("eval_chrf")))
         which, data, output_dir = values.pop("which"), values.pop("data"), values.pop("output_dir")
         trials = sweep_settings(

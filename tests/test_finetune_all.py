@@ -319,3 +319,14 @@ def test_rerun_after_a_failure_retries_the_failed_model(fake_recipe, tmp_path: P
     second = run_all(settings, say=lambda m: None)
     assert [o.status for o in second] == ["skipped", "ok", "skipped", "skipped", "skipped"], second[1].message
     assert fake_recipe.trained == ["mbart50_mmt_fr"]
+
+
+def test_finetune_all_and_sweep_take_resume_auto_as_the_no_op_it_is(tmp_path: Path) -> None:
+    from helpers import SAMPLE, invoke, one_error_line
+
+    plans = invoke("finetune-all", "--data", SAMPLE, "--only", "opus_mt_en_fr", "--resume", "auto", "--dry-run")
+    assert plans.exit_code == 0, plans.output
+    sweep = invoke("sweep", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--resume", "auto", "--dry-run")
+    assert sweep.exit_code == 0, sweep.output
+    path = invoke("finetune-all", "--data", SAMPLE, "--resume", str(tmp_path / "step-000010"), "--dry-run")
+    assert "only --resume auto is accepted" in one_error_line(path)

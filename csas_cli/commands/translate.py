@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..data.pairs import PAIR_FORMATS, primary_language
+from ..data.pairs import PAIR_FORMATS, _open_binary, _read_error, primary_language
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
 from ..inference.generation import GenerationSettings
@@ -42,16 +42,12 @@ def decode_text(path_label: str, data: bytes) -> list[str]:
 
 
 def read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a text or JSON Lines file") from None
-    except PermissionError:
-        raise DataError(f"{path}: cannot be read (permission denied)") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    """The whole file; a missing, unreadable or directory path is a one-line DataError, as for every pairs file."""
+    with _open_binary(path, "a text or JSON Lines file") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise _read_error(path, exc) from None
 
 
 def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -> list[str]:

@@ -118,7 +118,7 @@ FINETUNE_FLAGS = (
     "max_source_len", "max_target_len", "seed", "fp16", "bf16", "qlora", "save_steps", "eval_steps", "logging_steps",
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
     "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
-    "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience",
+    "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 
@@ -158,6 +158,7 @@ FINETUNE_ALL_FLAGS = (
          given_only=True),
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("patience", "Stop a model after N evaluations in a row without a new best.", given_only=True),
+    Flag("save_total_limit", "Checkpoints kept per model: the newest N (default: {default}).", given_only=True),
     "dry_run",
     Flag("overwrite", "Retrain models whose run is finished."),
 )  # fmt: skip
@@ -227,6 +228,7 @@ SWEEP_FLAGS = (
     Flag("max_tokens", given_only=True),
     Flag("seed", "Seed for split, sample caps, initialisation (default: {default}).", given_only=True),
     Flag("save_steps", "Steps between checkpoints (default: {default}).", given_only=True),
+    Flag("save_total_limit", "Checkpoints kept per trial: the newest N (default: {default}).", given_only=True),
     Flag("eval_steps", "Steps between evaluations (default: {default}).", given_only=True),
     Flag("logging_steps", "Steps between logged losses (default: {default}).", given_only=True),
     Flag("bf16", "Mixed precision in bfloat16 (default: {default}).", toggle=True),

@@ -26,7 +26,7 @@ EXIT_CODES: Mapping[str, int] = MappingProxyType(
 - training: training cannot go on (a non-finite loss, out of memory).
 - stopped: SIGTERM/SIGUSR1 stopped training after a checkpoint; EX_TEMPFAIL, so a requeue script can tell it from a
   crash and run the same command with --resume auto.
-- interrupted: Ctrl-C (128 + SIGINT, as shells report it).
+- interrupted: Ctrl-C (128 + SIGINT, as shells report it); during training after a checkpoint, like stopped.
 """
 
 BATCH_EXIT_ORDER = ("stopped", "interrupted", "failed")
@@ -100,3 +100,10 @@ class Preempted(CsasError):
     def __init__(self, what: str, hint: str | None = RESUME_HINT) -> None:
         super().__init__(what if hint is None else f"{what}; {hint}")
         self.what = what
+
+
+class Interrupted(Preempted):
+    """Training stopped on Ctrl-C after writing a checkpoint, as after SIGTERM, with the exit code of an interrupt."""
+
+    exit_code = EXIT_CODES["interrupted"]
+    label = "interrupted"

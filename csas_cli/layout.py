@@ -29,6 +29,8 @@ LOG = "train.log"
 ADAPTER_DIR = "lora"
 BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_ADAPTER = "adapter"
+"""The adapter inside a checkpoint folder (CHECKPOINTS_DIR/step-N/adapter)."""
 # best.tmp and best.old: what an interrupted replacement of best/ can leave (see checkpoints.swap_in).
 RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BEST_DIR}.tmp", f"{BEST_DIR}.old",
                  CHECKPOINTS_DIR)  # fmt: skip

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import HardwareError, ModelError, SettingsError
+from .hub import check_hub
 from .registry import Family
 
 if TYPE_CHECKING:
@@ -287,6 +288,7 @@ def from_pretrained(model_id: str, config: Any, *, revision: str | None, **kwarg
     # Given a hub id with .bin weights only, transformers would start a thread that asks the hub to convert them to
     # safetensors (a pull request on the model's repository): not csas's business, and a network call per load.
     os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
+    check_hub(model_id, revision)
     weights = check_weights(model_id)
     try:
         model, info = AutoModelForSeq2SeqLM.from_pretrained(
@@ -307,6 +309,7 @@ def load_config(model_id: str, family: Family, which: str, revision: str | None 
 
     check_local_snapshot(model_id)
     check_revision(model_id, revision)
+    check_hub(model_id, revision)
     try:
         config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - the hub client and config classes raise many kinds
@@ -366,6 +369,7 @@ def load_tokenizer(model_id: str, family: Family | None, revision: str | None = 
 
     if family is not None:
         check_tokenizer_files(model_id, family)
+    check_hub(model_id, revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - missing or broken tokenizer files raise TypeError, OSError, ...

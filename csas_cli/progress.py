@@ -38,12 +38,27 @@ def use_progress_bar(disable_tqdm: bool, stream: Any = None) -> bool:
     return not disable_tqdm and hasattr(stream, "isatty") and stream.isatty()
 
 
+PROGRESS_EVERY_S = 30.0
+"""How often a long count (translate, evaluate) writes a plain progress line where there is no terminal to draw a
+bar on (a SLURM log, a pipe)."""
+
+
 @contextmanager
-def counting_bar(total: int, enabled: bool, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr counting to `total` when `enabled` (a terminal), else a silent counter;
-    yields `advance(n)`."""
-    if not enabled or total == 0:
+def counting_bar(
+    total: int, enabled: bool, label: str, say: Callable[[str], None] | None = None,
+    every_s: float = PROGRESS_EVERY_S, unit: str = "sentences",
+) -> Iterator[Callable[[int], None]]:
+    """Counts to `total`, yielding `advance(n)`: at a terminal (`enabled`) a rich progress bar on stderr; elsewhere,
+    given `say`, a plain line every `every_s` seconds and one at the end
+    (`translating: 96/189 sentences (51%), 4.3/s, about 22 s left`), so that a batch job's log shows it is alive."""
+    if total == 0 or (not enabled and say is None):
         yield lambda n: None
+        return
+    if not enabled:
+        assert say is not None
+        counter = LineCounter(total, label, say, every_s, unit)
+        yield counter.advance
+        counter.finish()
         return
     from rich.console import Console
 
@@ -51,6 +66,34 @@ def counting_bar(total: int, enabled: bool, label: str) -> Iterator[Callable[[in
     task = bar.add_task(label, total=total)
     with bar:
         yield lambda n: bar.advance(task, n)
+
+
+class LineCounter:
+    """counting_bar's plain lines: a count, a rate and the time left, at most every `every_s` seconds."""
+
+    def __init__(self, total: int, label: str, say: Callable[[str], None], every_s: float, unit: str) -> None:
+        self.total, self.label, self.say, self.every_s, self.unit = total, label, say, every_s, unit
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            self.say(self.line(now))
+
+    def finish(self) -> None:
+        if self.done:
+            self.say(self.line(time.monotonic()))
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        text = f"{self.label}: {self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%), {rate:.1f}/s"
+        if self.done < self.total and rate > 0:
+            return f"{text}, about {(self.total - self.done) / rate:.0f} s left"
+        return f"{text}, {elapsed:.0f} s in all"
 
 
 def progress_bar(label: str, console: Any, stats: bool = False, transient: bool = False) -> Any:

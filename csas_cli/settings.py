@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .device_map import DeviceMap, resolve_device_map
+from .device_map import DeviceMap, check_device_map_form, resolve_device_map
 from .errors import SettingsError
 from .registry import (
     ALL_LINEAR_TARGETS,
@@ -36,9 +36,7 @@ from .registry import (
 LABEL_SMOOTHING = 0.1
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
-KEEP_CHECKPOINTS = 3
-FIXED = {"label_smoothing": LABEL_SMOOTHING, "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM,
-         "keep_checkpoints": KEEP_CHECKPOINTS}  # fmt: skip
+FIXED = {"label_smoothing": LABEL_SMOOTHING, "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM}
 """finetune.py's fixed settings: not flags, recorded with every plan."""
 
 REQUIRED = dataclasses.MISSING
@@ -142,6 +140,7 @@ class ModelSettings:
             raise SettingsError("--revision must not be empty (a tag, branch or commit of the hub repository)")
         if not self.device_map.strip():
             raise SettingsError("--device-map must not be empty (use auto, cpu, cuda:0 or none)")
+        check_device_map_form(self.device_map)
 
 
 @dataclass(frozen=True)
@@ -287,8 +286,11 @@ class OutputSettings:
     """Output root; the run is written to <output_dir>/<which>, as finetune.py did (the plan records that folder)."""
     run_name: str | None = setting(None, record=False)
     """The run's folder under output_dir instead of <which> (csas sweep names its trials so); one folder name."""
-    save_steps: int = setting(1000, f"Steps between checkpoints (last {KEEP_CHECKPOINTS} kept).", at_least=1)
-    """Optimizer steps between checkpoints (the newest KEEP_CHECKPOINTS are kept)."""
+    save_steps: int = setting(1000, "Steps between checkpoints (the newest --save-total-limit kept).", at_least=1)
+    """Optimizer steps between checkpoints (the newest save_total_limit are kept)."""
+    save_total_limit: int = setting(3, "Checkpoints kept: the newest N (best/ is kept apart).", at_least=1)
+    """How many periodic checkpoints stay on disk, the newest ones (HF's save_total_limit); best/ is not one of
+    them. At least one, since --resume continues from the newest."""
     logging_steps: int = setting(50, "Steps between logged losses.", at_least=1)
     """Optimizer steps between logged training losses."""
     disable_tqdm: bool = setting(False, "Plain log lines instead of a progress bar.")

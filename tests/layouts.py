@@ -120,3 +120,16 @@ def malicious_bin(src: Path, dest: Path, marker: Path) -> Path:
     weights["payload"] = Payload(marker)
     torch.save(weights, dest / "pytorch_model.bin")
     return dest
+
+
+def hub_cache(root: Path, repo: str, revisions: dict[str, Path]) -> Path:
+    """A hub cache as `huggingface-cli download` leaves it: one snapshot folder per commit, refs naming them."""
+    import shutil
+
+    folder = root / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True)
+    for i, (ref, snapshot) in enumerate(revisions.items(), start=1):
+        commit = f"{i}" * 40
+        shutil.copytree(snapshot, folder / "snapshots" / commit)
+        (folder / "refs" / ref).write_text(commit)
+    return root

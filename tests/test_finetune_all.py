@@ -218,8 +218,13 @@ class FakeRecipe:
         )  # fmt: skip
 
     def setup(self) -> None:
+        import json
+
+        from csas_cli.files import file_sha256
+
         self.plan.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.plan.run_dir / "run.json").write_text("{}")
+        record = {"plan": self.plan.to_dict(), "data_sha256": file_sha256(self.plan.corpus.data)}
+        (self.plan.run_dir / "run.json").write_text(json.dumps(record))
 
     def train(self) -> None:
         FakeRecipe.trained.append(self.plan.which)
@@ -307,6 +312,18 @@ def test_rerun_skips_finished_models(fake_recipe, tmp_path: Path) -> None:
     second = run_all(settings, say=lambda m: None)
     assert [o.status for o in second] == ["skipped"] * 5
     assert fake_recipe.trained == []
+
+
+def test_rerun_with_other_settings_fails_the_finished_models_naming_them(fake_recipe, tmp_path: Path) -> None:
+    """A finished model is skipped only if it was trained with the settings asked for now."""
+    first = run_all(settings_under(tmp_path), say=lambda m: None)
+    assert [o.status for o in first] == ["ok"] * 5
+    fake_recipe.trained.clear()
+    messages: list[str] = []
+    second = run_all([s.updated(learning_rate=1e-3) for s in settings_under(tmp_path)], say=messages.append)
+    assert [o.status for o in second] == ["failed"] * 5 and fake_recipe.trained == []
+    assert all("holds a finished run trained with other settings (learning_rate" in o.message and "-> 0.001" in
+               o.message and "--overwrite" in o.message for o in second)  # fmt: skip
 
 
 def test_rerun_after_a_failure_retries_the_failed_model(fake_recipe, tmp_path: Path) -> None:

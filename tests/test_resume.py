@@ -135,6 +135,28 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_
 
 
 @slow
+def test_ctrl_c_checkpoints_exits_130_then_resume_matches_uninterrupted(tiny_models, tmp_path, uninterrupted):
+    """Ctrl-C is a stop request like SIGTERM: the step finishes, a checkpoint is written, exit 130 with the hint."""
+    proc = start(command(tiny_models, tmp_path, "--no-qlora"))
+    wait_for(tmp_path / KEY / "checkpoints" / step_dir_name(8), proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_CODES["interrupted"], stderr
+    assert "csas: Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once)" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("csas: interrupted: SIGINT after step ") and last.endswith(
+        "written; run the same command with --resume auto"), last  # fmt: skip
+    assert "Traceback" not in stderr and not (tmp_path / KEY / "finished.json").exists()
+    stopped_at = int(last.split("after step ")[1].split()[0])
+    assert (tmp_path / KEY / "checkpoints" / step_dir_name(stopped_at)).is_dir()
+
+    resumed = run(command(tiny_models, tmp_path, "--no-qlora", "--resume", "auto"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"(step {stopped_at})" in resumed.stderr
+    assert_same_run(tmp_path / KEY, uninterrupted["lora"])
+
+
+@slow
 def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_path, uninterrupted):
     kill_after_checkpoint(tiny_models, tmp_path, 8)
     # A checkpoint interrupted half-way through its save is left as a .tmp folder and must be ignored.
@@ -354,3 +376,30 @@ def test_stop_requests_nest_and_restore_the_previous_handlers():
             assert signals.getsignal(signals.SIGTERM) == installed
         assert signals.getsignal(signals.SIGTERM) == installed
     assert signals.getsignal(signals.SIGTERM) == before
+
+
+def test_a_second_ctrl_c_aborts_at_once_and_the_first_names_the_stop(capsys):
+    stop = StopRequest()
+    with stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs between bytecodes of the main thread
+        assert stop.requested and stop.signal_name == "SIGINT"
+        assert "Ctrl-C again aborts at once" in capsys.readouterr().err
+        os.kill(os.getpid(), signal.SIGTERM)  # torchrun's forwarded SIGTERM does not rename the stop
+        time.sleep(0.01)
+        assert stop.signal_name == "SIGINT"
+        error = stop.stopped("after step 3 of 16; checkpoint written")
+        assert (type(error).__name__, error.exit_code, error.label) == ("Interrupted", 130, "interrupted")
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_scheduler_stop_is_preempted_with_exit_75():
+    stop = StopRequest()
+    with stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+    error = stop.stopped("before step 1 of 16; no checkpoint written")
+    assert type(error) is Preempted and error.exit_code == STOPPED

@@ -15,7 +15,6 @@ from csas_cli.errors import CsasError, SettingsError
 from csas_cli.settings import (
     FIXED,
     GROUPS,
-    KEEP_CHECKPOINTS,
     LABEL_SMOOTHING,
     MAX_GRAD_NORM,
     WEIGHT_DECAY,
@@ -96,8 +95,8 @@ def test_defaults_equal_finetune_py() -> None:
 def test_fixed_settings_equal_finetune_py() -> None:
     assert LABEL_SMOOTHING == 0.1
     assert WEIGHT_DECAY == 0.01
-    assert KEEP_CHECKPOINTS == 3
     assert MAX_GRAD_NORM == 1.0
+    assert settings().output.save_total_limit == 3  # finetune.py kept the newest 3 checkpoints
 
 
 def test_every_setting_has_a_help_text_and_one_flat_name() -> None:

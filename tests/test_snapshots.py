@@ -4,12 +4,11 @@ alone or SentencePiece files alone; a `.bin` that would run code refused before 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from helpers import SAMPLE, invoke, one_error_line, write_pairs
-from layouts import build_layout, malicious_bin, sharded_bin
+from layouts import build_layout, hub_cache, malicious_bin, sharded_bin
 
 from csas_cli.errors import ModelError, SettingsError
 from csas_cli.modeling import (
@@ -248,19 +247,6 @@ def test_finetune_translate_and_merge_on_each_layout(tiny_models, tmp_path, key,
 
 
 # -- a hub id, offline, from the hub client's cache ------------------------------------------------------------------
-
-
-def hub_cache(root: Path, repo: str, revisions: dict[str, Path]) -> Path:
-    """A hub cache as `huggingface-cli download` leaves it: one snapshot folder per commit, refs naming them."""
-    import shutil
-
-    folder = root / ("models--" + repo.replace("/", "--"))
-    (folder / "refs").mkdir(parents=True)
-    for i, (ref, snapshot) in enumerate(revisions.items(), start=1):
-        commit = f"{i}" * 40
-        shutil.copytree(snapshot, folder / "snapshots" / commit)
-        (folder / "refs" / ref).write_text(commit)
-    return root
 
 
 @pytest.mark.slow

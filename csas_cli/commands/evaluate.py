@@ -85,6 +85,7 @@ def run_evaluate(
     from ..inference.generation import load_for_inference, translate_texts
     from ..inference.source import resolve_direction, resolve_source
     from ..progress import counting_bar
+    from ..progress import say as progress_say
 
     if limit is not None and limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {limit}")
@@ -96,10 +97,13 @@ def run_evaluate(
     sources = [ex.source for ex in examples]
     references = [ex.target for ex in examples]
 
+    tell = say if say is not None else progress_say
+
     def translate(what: ModelSource, label: str) -> list[str]:
-        loaded = load_for_inference(what, say=say)
+        loaded = load_for_inference(what, say=tell)
+        tell(f"{label}: scoring {what.label} on {len(sources)} rows ({direction}) of {data}")
         try:
-            with counting_bar(len(sources), bar, label) as advance:
+            with counting_bar(len(sources), bar, label, say=tell) as advance:
                 return translate_texts(loaded, sources, direction, settings, advance).lines
         finally:
             loaded.release()  # the base, if compared, loads next

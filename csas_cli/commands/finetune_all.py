@@ -1,9 +1,9 @@
 """`csas finetune-all`: every registry model with finetune_all.py's table, one after another.
 
 A failing model does not stop the others; a stop signal (SIGTERM/SIGUSR1) does, since the job is ending: the model
-in training writes a checkpoint and the command exits with 75. Finished runs are skipped unless --overwrite is given,
-and a run left unfinished (a failure, a time limit, preemption) resumes from its newest checkpoint, so rerunning the
-same command trains only what is missing.
+in training writes a checkpoint and the command exits with 75. Finished runs are skipped unless --overwrite is given
+(one trained with other settings fails, naming them), and a run left unfinished (a failure, a time limit,
+preemption) resumes from its newest checkpoint, so rerunning the same command trains only what is missing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import CsasError, Preempted, describe_failure
+from ..errors import CsasError, Interrupted, Preempted, describe_failure
 from ..layout import run_state
 from ..progress import say as stderr_line
 from ..registry import REGISTRY, check_model_root, model_id_under, select_keys
@@ -82,21 +82,31 @@ def run_all(
     settings_list: Sequence[FinetuneSettings],
     *,
     run_one: Callable[[FinetuneSettings], RunResult] | None = None,
+    check_finished: Callable[[FinetuneSettings], None] | None = None,
     say: Callable[[str], None] = stderr_line,
     model_root: Path | None = None,
 ) -> list[Outcome]:
     """Train each run in turn with `run_one` (default: training.run.run_finetune; csas sweep runs its trials here
-    too); see the module docstring."""
+    too); see the module docstring. A finished run is skipped after `check_finished` (default with the default
+    runner: training.run.check_finished_run) finds it trained with these settings; one with others fails."""
     if run_one is None:
-        from ..training.run import run_finetune  # here, not at the top: the CLI imports this module to build --help
+        # Here, not at the top: the CLI imports this module to build --help.
+        from ..training.run import check_finished_run, run_finetune
 
-        run_one = run_finetune
+        run_one, check_finished = run_finetune, check_finished_run
     outcomes = []
     for settings in settings_list:
         key = settings.output.run_name or settings.which
         overwrite = settings.output.overwrite
         state = run_state(settings.run_dir)
         if not overwrite and state == "finished":
+            try:
+                if check_finished is not None:
+                    check_finished(settings)
+            except CsasError as exc:
+                say(f"{key}: failed: {exc}")
+                outcomes.append(Outcome(key, "failed", str(exc)))
+                continue
             say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
             outcomes.append(Outcome(key, "skipped", "already finished"))
             continue
@@ -111,9 +121,10 @@ def run_all(
         except KeyboardInterrupt:
             outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
             break
-        except Preempted as exc:  # the job's time is nearly up: starting the next model would only waste it
+        except Preempted as exc:  # the job's time is nearly up (or Ctrl-C): starting the next model would be wrong
             say(f"{key}: {exc.what}; rerun the same command: it resumes unfinished runs by itself")
-            outcomes.append(Outcome(key, "stopped", "signal: checkpoint written, rerun with the same command"))
+            status, why = ("interrupted", "Ctrl-C") if isinstance(exc, Interrupted) else ("stopped", "signal")
+            outcomes.append(Outcome(key, status, f"{why}: checkpoint written, rerun with the same command"))
             break
         except Exception as exc:  # noqa: BLE001 - one model's failure, even a bug, must not cost the others their run
             logged, summary = describe_failure(exc)

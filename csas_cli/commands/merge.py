@@ -117,16 +117,18 @@ def merge_run(
     revision: str | None = None,
     say: Callable[[str], None] | None = None,
 ) -> MergeResult:
-    """Merge one finished run's adapter into its unquantized base and save OUT_DIR (see the module docstring)."""
+    """Merge one finished run's adapter (RUN_DIR, RUN_DIR/best, or a checkpoint folder of any run) into its
+    unquantized base and save OUT_DIR (see the module docstring)."""
     check_dtype(dtype)
     source = resolve_source(Path(run_dir), None, model_id, flag="RUN_DIR", revision=revision)  # RUN_DIR/best merges the best adapter
     if source.kind != RUN or source.adapter is None:
         raise ModelError(f"RUN_DIR {run_dir}: a model directory, not a csas run; there is no adapter to merge")
     out_dir = Path(out_dir)
-    holder = lock_holder(source.adapter.parent)
+    assert source.run_dir is not None
+    holder = lock_holder(source.run_dir)
     if holder is not None:
         raise OutputError(f"RUN_DIR {run_dir}: a csas process is training into it ({holder}); merge it once that ends")
-    check_out_dir(out_dir, source.adapter.parent, overwrite)
+    check_out_dir(out_dir, source.run_dir, overwrite)
     merged, tokenizer, probe = merged_model(source, say)
     overrides = generation_overrides_for(source, tokenizer)
     for name, value in overrides.items():
@@ -140,7 +142,7 @@ def merge_run(
         "which": source.which,
         "base_model_id": source.model_id,
         "base_revision": source.base_revision,
-        "run_dir": str(source.adapter.parent.resolve()),
+        "run_dir": str(source.run_dir.resolve()),
         "adapter": str(source.adapter.resolve()),
         "adapter_sha256": adapter_sha256(source.adapter),
         "dtype": dtype,

@@ -126,7 +126,9 @@ def run_translate(
     check_output_file(output, overwrite)
     texts = read_sources(input_path, direction)
     loaded = load_for_inference(source, say=say)
-    with counting_bar(sum(1 for t in texts if t.strip()), bar, "translating") as advance:
+    count = sum(1 for t in texts if t.strip())
+    say(f"translating {count} sentences ({direction}) with {source.label}")
+    with counting_bar(count, bar, "translating", say=say) as advance:
         result = translate_texts(loaded, texts, direction, settings, advance)
     if result.truncated:
         say(f"warning: {result.truncated} input lines were longer than {loaded.max_source_tokens} tokens and were cut")

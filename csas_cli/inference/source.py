@@ -4,6 +4,8 @@ A model source is one of three things, resolved by `resolve_source`:
 
 - a finished run directory (`run.json`, `lora/`, `finished.json`): the base named in run.json (or `--model-id`,
   since a cluster path differs from the training machine) with the adapter applied, and the run's tokenizer files;
+  `RUN/best` is the best evaluation's adapter, and a checkpoint folder (`RUN/checkpoints/step-N`) that step's, of a
+  finished run or of one still training or stopped;
 - a merged directory (written by `csas merge`, or any transformers model directory with `--which`): loaded as is;
 - a base model alone: `--which KEY`, from `--model-id` or the registry's hub id.
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, SettingsError
-from ..layout import ADAPTER_DIR, BEST_DIR, FINISHED, RUN_JSON, run_state
+from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, FINISHED, RUN_JSON, run_state
 from ..registry import LANGUAGES, REGISTRY, ModelSpec, check_which, other_language
 
 ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
@@ -67,6 +69,8 @@ class ModelSource:
     """True when model_id comes from run.json rather than --model-id (it may not exist on this machine)."""
     base_revision: str | None = None
     """The hub revision of base_model_id (--revision, or the one run.json / csas_merge.json records)."""
+    run_dir: Path | None = None
+    """The run a run source's adapter belongs to (its lora/, best/ or a checkpoint's adapter)."""
 
     def revision_of(self, model_id: str) -> str | None:
         """The revision to load `model_id` at: the base's when it is the base (a hub id), else none."""
@@ -134,6 +138,10 @@ def resolve_source(
         raise ModelError(f"{flag} {model}: no such directory")
     if not model.is_dir():
         raise ModelError(f"{flag} {model}: not a directory (expected a run or merged model directory)")
+    checkpoint = checkpoint_adapter(model)
+    if checkpoint is not None:
+        run_dir, adapter = checkpoint
+        return run_source(run_dir, run_state(run_dir), which, model_id, flag, revision, adapter=adapter)
     if model.name in ADAPTER_FOLDERS and (model / "adapter_config.json").is_file():
         parent_state = run_state(model.parent)
         if parent_state in ("finished", "unfinished"):  # RUN/best (the best evaluation's adapter) or RUN/lora
@@ -147,6 +155,15 @@ def resolve_source(
         f"{flag} {model}: neither a csas run ({RUN_JSON}, {ADAPTER_DIR}/, {FINISHED}) nor a model directory "
         "(config.json)"
     )
+
+
+def checkpoint_adapter(model: Path) -> tuple[Path, Path] | None:
+    """(run directory, adapter) when `model` is a checkpoint folder RUN/checkpoints/step-N or its adapter/ folder."""
+    folder = model.parent if model.name == CHECKPOINT_ADAPTER else model
+    adapter = folder / CHECKPOINT_ADAPTER
+    if folder.parent.name != CHECKPOINTS_DIR or not (adapter / "adapter_config.json").is_file():
+        return None
+    return folder.parent.parent, adapter
 
 
 def recorded_revision(record: dict[str, Any], key: str) -> str | None:
@@ -166,8 +183,10 @@ def run_source(
     run_dir: Path, state: str, which: str | None, model_id: str | None, flag: str, revision: str | None,
     adapter: Path | None = None,
 ) -> ModelSource:
-    """A finished run with its final adapter (lora/), or with `adapter` (its best/ folder)."""
-    if state != "finished":
+    """A finished run with its final adapter (lora/), or with `adapter` (its best/ folder, or a checkpoint's adapter,
+    which needs only the run's run.json: a run still training or stopped has one)."""
+    in_checkpoint = adapter is not None and adapter.parent.parent.name == CHECKPOINTS_DIR
+    if state != "finished" and not in_checkpoint:
         raise ModelError(
             f"{flag} {run_dir}: an unfinished run (no {FINISHED}); finish it with `csas finetune ... --resume auto`"
         )
@@ -180,7 +199,7 @@ def run_source(
     run_which = plan["which"]
     if which is not None and which != run_which:
         raise SettingsError(f"--which {which}: {run_dir} is a run of {run_which}")
-    label = str(run_dir if adapter is None else adapter)
+    label = str(run_dir if adapter is None else adapter.parent if in_checkpoint else adapter)
     adapter = adapter or run_dir / ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
         raise ModelError(f"{flag} {run_dir}: no adapter ({ADAPTER_DIR}/adapter_config.json is missing)")
@@ -191,6 +210,7 @@ def run_source(
         label=label, flag="--model-id", base_from_record=model_id is None,
         base_revision=base_revision(model_id, revision, plan["model_id"],
                                     recorded_revision(record, "base_commit") or recorded_revision(plan, "revision")),
+        run_dir=run_dir,
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import OutputError
 from ..files import follow_umask
+from ..layout import CHECKPOINT_ADAPTER
 from ..progress import say
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -115,7 +116,8 @@ def restore_checkpoint(path: Path, *, model: Any, optimizer: Any, scheduler: Any
 
     state = read_state(path)
     try:
-        result = set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+        weights = load_file(str(path / CHECKPOINT_ADAPTER / "adapter_model.safetensors"))
+        result = set_peft_model_state_dict(model, weights)
         if getattr(result, "unexpected_keys", None):
             raise CheckpointError(f"{path}: adapter does not fit the model ({len(result.unexpected_keys)} unknown keys)")
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
@@ -185,7 +187,7 @@ def save_checkpoint(
         raise ValueError(f"save_checkpoint: keep must be at least 1, got {keep}")
     final = root / step_dir_name(step)
     with staged(root / (final.name + ".tmp"), lambda exc: save_failure(root, final, exc)) as tmp:
-        save_adapter(model, tmp / "adapter")
+        save_adapter(model, tmp / CHECKPOINT_ADAPTER)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         if scaler is not None:

@@ -1,8 +1,10 @@
-"""Stopping cleanly when the scheduler asks: SIGTERM (preemption, scancel) or SIGUSR1 (SLURM's --signal warning).
+"""Stopping cleanly when the scheduler asks: SIGTERM (preemption, scancel) or SIGUSR1 (SLURM's --signal warning), and
+when the user presses Ctrl-C (SIGINT).
 
 The handler only records the request; the training loop finishes its optimizer step, writes a checkpoint and raises
 errors.Preempted (exit code 75), so that a requeued job running the same command with --resume auto continues
-exactly.
+exactly; after Ctrl-C the same happens with errors.Interrupted (exit code 130). A second Ctrl-C aborts at once
+(KeyboardInterrupt): the run then resumes from its last periodic checkpoint.
 Under torchrun the processes agree after every step whether any of them was asked to stop, so all of them stop
 after the same step and rank 0 writes one checkpoint.
 """
@@ -10,14 +12,17 @@ after the same step and rank 0 writes one checkpoint.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+from ..errors import Interrupted, Preempted
+
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
 
 class StopRequest:
-    """Records SIGTERM/SIGUSR1 while installed (a context manager); restores the previous handlers on exit.
+    """Records SIGTERM/SIGUSR1/SIGINT while installed (a context manager); restores the previous handlers on exit.
 
     It nests: `run_finetune` installs it before the model loads and the training loop enters it again; the handlers
     are installed by the outermost `with` and restored when that one exits.
@@ -33,7 +38,21 @@ class StopRequest:
         return self.signal_name is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signal_name = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if name == "SIGINT":
+            if self.signal_name == "SIGINT":
+                raise KeyboardInterrupt  # the second Ctrl-C: the user wants out now
+            sys.stderr.write(
+                "csas: Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once)\n"
+            )
+            sys.stderr.flush()
+        if self.signal_name is None:  # the first signal names the stop (torchrun forwards Ctrl-C as SIGTERM)
+            self.signal_name = name
+
+    def stopped(self, what: str) -> Preempted:
+        """The error that ends the run once the loop has stopped: Interrupted after Ctrl-C (exit 130), else
+        Preempted (exit 75); `what` says what was saved."""
+        return (Interrupted if self.signal_name == "SIGINT" else Preempted)(what)
 
     def __enter__(self) -> "StopRequest":
         self._depth += 1

@@ -22,6 +22,7 @@ from typing import Any, Callable, ContextManager, Sequence
 from ..data.batches import (
     IGNORE_INDEX,
     Batching,
+    StepPlan,
     batching_for,
     collate,
     epoch_batch_counts,
@@ -32,7 +33,7 @@ from ..data.batches import (
     target_tokens,
 )
 from ..data.features import TokenizedPair, TokenizedSplit
-from ..errors import CsasError, ModelError, Preempted, TrainingError
+from ..errors import CsasError, ModelError, TrainingError
 from ..files import file_sha256, library_versions, now_iso
 from ..inference.generation import GenerationSettings, LoadedModel
 from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINTS_DIR
@@ -40,7 +41,7 @@ from ..memory import PeakMemory
 from ..modeling import Precision, Weights
 from ..progress import Reporter, use_progress_bar
 from ..registry import REGISTRY
-from ..settings import KEEP_CHECKPOINTS, LABEL_SMOOTHING, Plan
+from ..settings import LABEL_SMOOTHING, Plan, TrainingSettings
 from .checkpoints import CheckpointError, restore_checkpoint, step_dir_name
 from .distributed import ProcessGroup
 from .evaluation import BestTracker, Evaluator, chrf_sample, evaluations_in
@@ -58,13 +59,37 @@ class Hardware:
 
 
 def check_hardware(plan: Plan) -> Hardware:
-    """This process's device and the plan's precision on it; a precision the hardware lacks is refused here, so a
-    wrong flag costs nothing."""
+    """This process's device and the plan's precision on it; a precision or a --device-map GPU the hardware lacks is
+    refused here, so a wrong flag costs nothing."""
+    import torch
+
+    from ..device_map import check_device_map
     from ..modeling import check_precision
     from .distributed import training_device
 
+    check_device_map(plan.resolved.device_map_requested, torch.cuda.device_count())
     device = training_device(plan.resolved.local_rank)
     return Hardware(device, check_precision(plan.resolved.precision, device))
+
+
+def micro_batch_size(batch_size: int, train_rows: int) -> int:
+    """--batch-size, clamped to the training pairs: a micro-batch cannot hold more pairs than there are (prepare_run
+    says so when it clamps)."""
+    return max(1, min(batch_size, train_rows))
+
+
+def schedule(
+    training: TrainingSettings, batching: Batching, lengths: Sequence[int], world_size: int
+) -> tuple[list[int], StepPlan, int]:
+    """(micro-batches of each epoch the run reaches, the step plan, warm-up steps) of pairs of these lengths: what
+    the recipe trains by and --dry-run shows (with fixed-size batches the lengths only count the pairs)."""
+    epochs = max(1, math.ceil(training.epochs))
+    batch_counts = epoch_batch_counts(lengths, batching, training.seed, epochs)
+    steps = plan_steps(
+        batch_counts, training.grad_accum, training.epochs, training.max_steps, world_size,
+        fixed_size=batching.fixed_size,
+    )  # fmt: skip
+    return batch_counts, steps, math.ceil(training.warmup_ratio * steps.total_steps)
 
 
 @dataclass(frozen=True)
@@ -169,7 +194,8 @@ class FinetuneRecipe:
         self.resume_from = resume_from
         # The engine's parts (csas bench and scripts/bench_vs_hf.py measure variants of them).
         training = plan.training
-        self.batching = batching or batching_for(training.batch_size, training.max_tokens)
+        micro_batch = micro_batch_size(training.batch_size, len(data.train))
+        self.batching = batching or batching_for(micro_batch, training.max_tokens)
         self.pad_to_multiple_of = pad_to_multiple_of
         self.make_loss = loss
         self.cudnn_attention = cudnn_attention
@@ -178,19 +204,15 @@ class FinetuneRecipe:
         # The steps, from the pairs (a pure function of the seed): micro-batches of each epoch so far, extended as
         # epochs are reached; token-budget epochs differ by a few, and the plan counts each one's own steps.
         self.lengths = [p.length for p in data.train]
-        epochs = max(1, math.ceil(training.epochs))
-        self.batch_counts = epoch_batch_counts(self.lengths, self.batching, training.seed, epochs)
-        self.steps = plan_steps(
-            self.batch_counts, training.grad_accum, training.epochs, training.max_steps, self.group.world_size,
-            fixed_size=self.batching.fixed_size,
-        )  # fmt: skip
-        self.warmup_steps = math.ceil(training.warmup_ratio * self.steps.total_steps)
+        self.batch_counts, self.steps, self.warmup_steps = schedule(
+            training, self.batching, self.lengths, self.group.world_size
+        )
         evaluation = plan.evaluation
         chrf_rows = []
         if evaluation.eval_chrf:
             chrf_rows = chrf_sample(len(data.eval), evaluation.eval_chrf_samples, training.seed)
         # Labels hold the language code and </s> too, so max_target_len new tokens fit the longest trained target.
-        generation = GenerationSettings(evaluation.eval_num_beams, plan.corpus.max_target_len, training.batch_size)
+        generation = GenerationSettings(evaluation.eval_num_beams, plan.corpus.max_target_len, micro_batch)
         self.evaluator = Evaluator(data, self.batching, self.group, chrf_rows=chrf_rows, generation=generation)
         self.memory = memory if memory is not None else PeakMemory(self.device)
         """The run's peak memory (run.json); set-up starts it unless the caller did (csas bench, before the base)."""
@@ -430,7 +452,7 @@ class FinetuneRecipe:
         if group.any(self.stop.requested):
             # The signal came while the run was loading: no step of this invocation has run, so there is nothing
             # to save (a resumed run's checkpoint is still the newest, and a fresh run starts over).
-            raise Preempted(
+            raise self.stop.stopped(
                 f"{self.stop.signal_name or 'a signal to another process'} before step {self.steps_done + 1} of "
                 f"{steps.total_steps}; no checkpoint written"
             )
@@ -504,7 +526,7 @@ class FinetuneRecipe:
             if not last and (step % plan.output.save_steps == 0 or stop):
                 self.save_checkpoint(step, epoch)
             if stop and not last:
-                raise Preempted(
+                raise self.stop.stopped(
                     f"{self.stop.signal_name or 'a signal to another process'} after step {step} of "
                     f"{steps.total_steps}; checkpoint {CHECKPOINTS_DIR}/{step_dir_name(step)} written"
                 )
@@ -558,7 +580,7 @@ class FinetuneRecipe:
         }
         saved = self.run_dir.save_checkpoint(
             step, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-            state=state, keep=KEEP_CHECKPOINTS,
+            state=state, keep=self.plan.output.save_total_limit,
         )  # fmt: skip
         if saved is not None:
             self.reporter.line(f"checkpoint saved: {CHECKPOINTS_DIR}/{step_dir_name(step)}")

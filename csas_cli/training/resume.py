@@ -58,17 +58,27 @@ def plan_differences(
     return diffs
 
 
-def check_resumable(run_dir: Path, plan: Plan, data_sha256: str, eval_data_sha256: str | None = None) -> None:
+def check_resumable(
+    run_dir: Path, plan: Plan, data_sha256: str, eval_data_sha256: str | None = None, *, finished: bool = False
+) -> None:
+    """The run on disk (`finished` or not) was trained with `plan`'s settings and data, or --resume is refused
+    naming every difference."""
     try:
         recorded = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SettingsError(f"--resume: cannot read {run_dir / RUN_JSON} ({exc}); pass --overwrite to start over") from None
     diffs = plan_differences(recorded, plan, data_sha256, eval_data_sha256)
-    if diffs:
+    if not diffs:
+        return
+    if finished:
         raise SettingsError(
-            f"--resume: {run_dir} was trained with other settings ({'; '.join(diffs)}); "
-            "rerun with the original settings, or pass --overwrite to start over"
+            f"{run_dir} holds a finished run trained with other settings ({'; '.join(diffs)}); pass "
+            "--overwrite to train it again with these, or another --output-dir to keep it"
         )
+    raise SettingsError(
+        f"--resume: {run_dir} was trained with other settings ({'; '.join(diffs)}); "
+        "rerun with the original settings, or pass --overwrite to start over"
+    )
 
 
 def choose_checkpoint(run_dir: Path, resume: str, warn: Callable[[str], None]) -> Path | None:

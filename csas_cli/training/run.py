@@ -13,10 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..data.batches import batching_for
 from ..data.features import tokenize_split
 from ..data.pairs import Example, Split, load_examples, split_examples, subsample
-from ..errors import SettingsError
+from ..errors import HardwareError, SettingsError
 from ..files import file_sha256, read_json_record
+from ..hub import hub_notes
 from ..layout import RUN_JSON, finished_record, run_state
 from ..modeling import check_revision, check_snapshot_files
 from ..progress import say
@@ -24,7 +26,7 @@ from ..registry import REGISTRY
 from ..settings import FinetuneSettings, Plan, build_plan, flag
 from .distributed import ProcessGroup, distributed_env
 from .preemption import StopRequest
-from .recipe import FinetuneRecipe, RunResult, check_hardware, load_base
+from .recipe import FinetuneRecipe, RunResult, check_hardware, load_base, micro_batch_size, schedule
 from .resume import check_resumable, choose_checkpoint
 from .rundir import RunLock, check_run_dir, lock_holder
 
@@ -67,6 +69,8 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         "rows_skipped": sum(d.rows_empty for d in loaded),
     }  # fmt: skip
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
+    plan, clamped = clamp_batch(plan)
+    notes += clamped
     needing = settings.evaluation.needing_evaluations()
     if not split.eval and needing:
         name = needing[0]
@@ -75,6 +79,25 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); drop {flag(name)}"
         )
     return PreparedRun(plan, split, notes)
+
+
+def clamp_batch(plan: Plan) -> tuple[Plan, tuple[str, ...]]:
+    """A step cannot hold more pairs than the training split has: one larger is clamped to the split (a step per
+    epoch), and a note says so, since the HF Trainer would do the same without a word."""
+    resolved, training = plan.resolved, plan.training
+    rows = resolved.train_rows or 0
+    if resolved.global_batch is None or not rows or resolved.global_batch <= rows:
+        return plan, ()
+    asked = f"--batch-size {training.batch_size}"
+    if training.grad_accum > 1 or resolved.world_size > 1:
+        asked += f" x --grad-accum {training.grad_accum}"
+        asked += f" x {resolved.world_size} processes" if resolved.world_size > 1 else ""
+        asked += f" = {resolved.global_batch} pairs"
+    note = (
+        f"note: a step of {asked} is more than the {rows} training pairs: each step holds all {rows} "
+        "(one step per epoch); lower --batch-size to take more steps"
+    )
+    return replace(plan, resolved=replace(resolved, global_batch=rows)), (note,)
 
 
 def given_split(train: list[Example], evaluation: list[Example], settings: FinetuneSettings) -> Split:
@@ -109,14 +132,33 @@ def shared_note(split: Split, data: Path, eval_data: Path) -> tuple[str, ...]:
 
 
 def dry_run_record(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """What --dry-run prints: the resolved plan, the split's sizes and the state of the output directory."""
+    """What --dry-run prints: the resolved plan, the split's sizes, the steps, and the state of the output directory,
+    after every check that needs no weights: the plan and data (prepare_run), and the precision and --device-map
+    against this machine's hardware."""
     prepared = prepare_run(settings, environ)
-    for note in prepared.notes:
+    try:
+        check_hardware(prepared.plan)
+    except HardwareError as exc:
+        raise HardwareError(f"{exc} (--dry-run checks this machine: run it on a node like the job's)") from None
+    for note in (*prepared.notes, *hub_notes(prepared.plan.model_id, settings.model.revision)):
         say(note)
     record = prepared.plan.to_dict()
+    record.update(planned_steps(prepared.plan))
     record["output_state"] = run_state(settings.run_dir)
     record["output_locked_by"] = lock_holder(settings.run_dir)
     return record
+
+
+def planned_steps(plan: Plan) -> dict[str, int | None]:
+    """The steps run.json will record, from the row counts alone: fixed-size batches need no token lengths. Under
+    --max-tokens the micro-batches depend on the tokenized lengths, counted when the run starts (None here)."""
+    training, resolved = plan.training, plan.resolved
+    if training.max_tokens is not None or not resolved.train_rows:
+        return {"total_steps": None, "steps_per_epoch": None, "warmup_steps": None}
+    rows = resolved.train_rows
+    batching = batching_for(micro_batch_size(training.batch_size, rows), None)
+    _, steps, warmup = schedule(training, batching, [1] * rows, resolved.world_size)
+    return {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch, "warmup_steps": warmup}
 
 
 def run_finetune(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> RunResult:
@@ -141,6 +183,8 @@ def locked_run(settings: FinetuneSettings, environ: Mapping[str, str], group: Pr
     # Rank 0 alone reads the output directory and hands its answer (or its error) to the others, so every process
     # starts from the same checkpoint; nothing is written there before the recipe's set-up is done.
     if group.from_main(lambda: nothing_left_to_do(settings)):
+        # A finished run is the quiet no-op of a requeued job only if it is the run asked for.
+        group.from_main(lambda: check_finished_run(settings, environ))
         return finished_result(settings.run_dir, say_so=group.is_main)
     # Installed before anything loads: a SIGTERM or SIGUSR1 while the model loads is then a stop request like any
     # other, answered before the first step with exit code 75, instead of a killed process that a requeue script
@@ -181,6 +225,16 @@ def nothing_left_to_do(settings: FinetuneSettings) -> bool:
     return run_state(settings.run_dir) == "finished"
 
 
+def check_finished_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> None:
+    """A finished run is left alone (--resume in finetune, a rerun of finetune-all or sweep) only if it was trained
+    with these settings: one with others (a changed --lr, other data) is refused naming what differs, since
+    "nothing to resume" would pass its adapter off as trained with them."""
+    plan = prepare_run(settings, environ).plan
+    eval_data = settings.corpus.eval_data
+    check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data),
+                    None if eval_data is None else file_sha256(eval_data), finished=True)  # fmt: skip
+
+
 def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
     """The checkpoint --resume continues from (None for a fresh start), after checking the run is the same run."""
     if settings.output.resume is None:
@@ -211,4 +265,6 @@ def finished_result(run_dir: Path, say_so: bool = True) -> RunResult:
     return RunResult(str(run_dir), record.get("steps", 0), record.get("train_loss"), record.get("eval_loss"), 0.0)
 
 
-__all__ = ["PreparedRun", "RunResult", "build_recipe", "dry_run_record", "prepare_run", "run_finetune"]
+__all__ = [
+    "PreparedRun", "RunResult", "build_recipe", "check_finished_run", "dry_run_record", "prepare_run", "run_finetune",
+]  # fmt: skip

@@ -25,7 +25,7 @@ from .data.checks import CHECK_NAMES, TOO_LONG
 from .errors import EXIT_CODES, CsasError, SettingsError, batch_exit_code
 from .inference.generation import GenerationSettings
 from .modeling import SAVE_DTYPE
-from .options import Flag, describe_default, opt, settings_options
+from .options import Flag, describe_default, given_settings, opt, settings_options
 from .progress import say as stderr_line
 from .progress import table_console
 from .registry import REGISTRY, SweepGrid
@@ -118,7 +118,7 @@ FINETUNE_FLAGS = (
     "max_source_len", "max_target_len", "seed", "fp16", "bf16", "qlora", "save_steps", "eval_steps", "logging_steps",
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
     "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
-    "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience",
+    "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "config",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 
@@ -133,6 +133,10 @@ def finetune(values: dict[str, Any], dry_run: DryRunOption = False) -> None:
     from .settings import FinetuneSettings
 
     with user_errors():
+        if values.get("config") is not None:
+            from .config import over_file, read_config
+
+            values = over_file(values, given_settings(), read_config(values["config"]))
         settings = FinetuneSettings.create(**values)
         if dry_run:
             from .training.run import dry_run_record
@@ -159,6 +163,8 @@ FINETUNE_ALL_FLAGS = (
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("patience", "Stop a model after N evaluations in a row without a new best.", given_only=True),
     Flag("save_total_limit", "Checkpoints kept per model: the newest N (default: {default}).", given_only=True),
+    Flag("config", "Settings file (TOML): [training], [quantization], [models.KEY] over the table; flags win.",
+         given_only=True),
     "dry_run",
     Flag("overwrite", "Retrain models whose run is finished."),
 )  # fmt: skip
@@ -195,10 +201,14 @@ def finetune_all(
 
     with user_errors():
         check_resume_no_op(resume)
-        data, output_dir = values.pop("data"), values.pop("output_dir")
+        data, output_dir, config = values.pop("data"), values.pop("output_dir"), values.pop("config", None)
+        if config is not None:
+            from .config import read_config
+
+            config = read_config(config)
         settings_list = all_settings(
             data=data, output_dir=output_dir, only=split_keys(only), skip=split_keys(skip), model_root=model_root,
-            overrides=values,
+            overrides=values, config=config,
         )  # fmt: skip
         if dry_run:
             report_dry_run(*dry_run_all(settings_list), key="which")
@@ -372,6 +382,27 @@ def tiny_models(
         built = build_tiny_models(out_dir, select_keys(split_keys(only)))
     for key, path in built.items():
         sys.stdout.write(f"{key}\t{path}\n")
+
+
+config_app = typer.Typer(help="The settings file: [training], [quantization], [models.KEY] as TOML.",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    which: Annotated[Optional[list[str]], opt("which", "Only these models (repeat or comma-separate).")] = None,
+    config: Annotated[Optional[Path], opt("config", "Show the settings this file comes to, over the table.")] = None,
+) -> None:
+    """Print the effective settings as TOML: the finetune-all table (and --config's file), to start a file from."""
+    from .commands.finetune_all import all_settings
+    from .config import read_config, render_toml
+
+    with user_errors():
+        loaded = None if config is None else read_config(config)
+        settings_list = all_settings(data=Path("data.jsonl"), output_dir=Path("outputs"), only=split_keys(which),
+                                     config=loaded)  # fmt: skip
+        sys.stdout.write(render_toml(settings_list, source=None if config is None else str(config)))
 
 
 @app.command()

@@ -41,10 +41,13 @@ def unreachable() -> str | None:
     from huggingface_hub.utils import get_session
 
     try:
-        get_session().head(endpoint(), timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+        response = get_session().head(endpoint(), timeout=PROBE_TIMEOUT_S, follow_redirects=False)
     except Exception as exc:  # noqa: BLE001 - DNS, refused, timed out, TLS, proxy: all mean "not reachable"
         text = " ".join(str(exc).split()) or type(exc).__name__
         return text if len(text) <= 120 else text[:117] + "..."
+    if response.status_code == 407 or response.status_code >= 500:
+        # A cluster's HTTP proxy answers for a hub it cannot reach (or will not let through).
+        return f"HTTP {response.status_code} from {'the proxy' if response.status_code == 407 else 'the endpoint'}"
     return None
 
 

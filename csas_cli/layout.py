@@ -17,6 +17,7 @@ A run directory, <output_dir>/<which>/:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_ADAPTER = "adapter"
 """The adapter inside a checkpoint folder (CHECKPOINTS_DIR/step-N/adapter)."""
+STEP_DIR = re.compile(r"^step-(\d{6,})$")
+"""A complete checkpoint's folder name (one being written is step-N.tmp)."""
 # best.tmp and best.old: what an interrupted replacement of best/ can leave (see checkpoints.swap_in).
 RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BEST_DIR}.tmp", f"{BEST_DIR}.old",
                  CHECKPOINTS_DIR)  # fmt: skip

@@ -159,6 +159,25 @@ def generated_option(flag: Flag, classes: Sequence[type], defaults: Mapping[str,
     return GeneratedOption(parameter, f.name, mode)
 
 
+CONTEXT = "typer_context"
+"""The parameter through which the wrapper receives Typer's context (to tell given options from defaults)."""
+
+_given: set[str] = set()
+
+
+def remember_given(generated: Sequence[GeneratedOption], ctx: Any) -> None:
+    """Note which settings options the command line gave (not left at their defaults)."""
+    global _given
+    left = ("DEFAULT", "DEFAULT_MAP")
+    sources = {o.field: ctx.get_parameter_source(o.parameter.name) for o in generated} if ctx is not None else {}
+    _given = {name for name, source in sources.items() if source is not None and source.name not in left}
+
+
+def given_settings() -> set[str]:
+    """The flat settings names the running command's command line gave: what wins over a settings file."""
+    return set(_given)
+
+
 def settings_options(
     flags: Iterable[str | Flag], classes: Sequence[type], defaults: Mapping[str, Any] | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -188,8 +207,10 @@ def settings_options(
             values: dict[str, Any] = {}
             for option in generated:
                 option.pass_on(kwargs.pop(option.parameter.name), values)
+            remember_given(generated, kwargs.pop(CONTEXT, None))
             return command(**{VALUES: values}, **kwargs)
 
+        parameters.append(inspect.Parameter(CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
         run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in parameters}
         del run.__wrapped__  # Typer must read the signature above, not the command's own

@@ -2,18 +2,48 @@
 
 `say` is the one channel of library messages (a skipped model, a damaged checkpoint, a cut input line); `Reporter`
 is a training run's: stamped log lines, also copied into train.log, and at a terminal a progress bar.
+
+Called from Python (csas_cli.api), both go to the `csas` logger instead (`to_logging`): a library leaves it to its
+caller what is shown, and draws no progress bar.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TextIO
 
+LOGGER = logging.getLogger("csas")
+"""Where messages go while the Python API runs; silent until the caller configures logging (a library's way)."""
+LOGGER.addHandler(logging.NullHandler())
+
+_logging = False
+
+
+@contextmanager
+def to_logging() -> Iterator[None]:
+    """While inside: messages and log lines go to LOGGER (warnings at WARNING, the rest at INFO), nothing to the
+    console, and no progress bar is drawn."""
+    global _logging
+    before, _logging = _logging, True
+    try:
+        yield
+    finally:
+        _logging = before
+
+
+def logging_mode() -> bool:
+    return _logging
+
 
 def say(message: str) -> None:
-    """A library message: one line on stderr (the CLI passes its own, silent on torchrun's ranks other than 0)."""
+    """A library message: one line on stderr (the CLI passes its own, silent on torchrun's ranks other than 0), or a
+    record of the `csas` logger under `to_logging`."""
+    if _logging:
+        LOGGER.log(logging.WARNING if message.startswith("warning:") else logging.INFO, message)
+        return
     sys.stderr.write(message + "\n")
 
 
@@ -35,7 +65,7 @@ def table_console(stream: Any = None) -> Any:
 
 def use_progress_bar(disable_tqdm: bool, stream: Any = None) -> bool:
     stream = stream if stream is not None else sys.stdout
-    return not disable_tqdm and hasattr(stream, "isatty") and stream.isatty()
+    return not disable_tqdm and not _logging and hasattr(stream, "isatty") and stream.isatty()
 
 
 PROGRESS_EVERY_S = 30.0
@@ -148,7 +178,9 @@ class Reporter:
         if self.quiet:
             return
         stamped = f"{time.strftime('%H:%M:%S')} {message}"
-        if self._progress is not None:
+        if _logging:
+            say(message)
+        elif self._progress is not None:
             self._progress.console.print(stamped, markup=False)
         else:
             self.console.print(stamped, markup=False)

@@ -185,14 +185,15 @@ def check_which(which: str, flag: str = "--which") -> str:
     return which
 
 
-def select_keys(only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]:
-    """Registry keys to run, in the table's order; unknown keys are a flag error."""
-    for option, keys in (("--only", only), ("--skip", skip)):
-        unknown = [k for k in keys if k not in MODEL_KEYS]
+def select_keys(only: Sequence[str] = (), skip: Sequence[str] = (), keys: Sequence[str] = MODEL_KEYS) -> list[str]:
+    """The `keys` to run (default: the registry's, in the table's order; a settings file may list fewer, in its
+    order), less --only/--skip; unknown keys are a flag error."""
+    for option, named in (("--only", only), ("--skip", skip)):
+        unknown = [k for k in named if k not in MODEL_KEYS]
         if unknown:
             hint = did_you_mean(unknown[0], MODEL_KEYS)
             raise SettingsError(f"{option}: unknown model {', '.join(unknown)}{hint}; choose from {', '.join(MODEL_KEYS)}")
-    chosen = [k for k in MODEL_KEYS if (not only or k in only) and k not in skip]
+    chosen = [k for k in keys if (not only or k in only) and k not in skip]
     if not chosen:
         raise SettingsError("--only/--skip leave no model to train")
     return chosen

@@ -300,10 +300,14 @@ class OutputSettings:
     resume: str | None = setting(
         None, "Continue from the newest checkpoint (auto) or from a checkpoint folder.", record=False
     )
+    config: Path | None = setting(None, "Settings file (TOML): [training], [quantization], [models.KEY].")
+    """The settings file the values came from (config.py), recorded with its sha256; flags win over it."""
     """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if self.config is not None:
+            object.__setattr__(self, "config", Path(self.config))
         check_bounds(self)
         name = self.run_name
         if name is not None and (name in ("", ".", "..") or Path(name).name != name):
@@ -442,6 +446,8 @@ class Resolved:
     """Rows whose source_lang this model does not train on."""
     rows_skipped: int | None = None
     """Rows in this model's languages left out because their source or target is empty."""
+    config_sha256: str | None = None
+    """The settings file's hash (with --config), as it was read."""
 
 
 @dataclass(frozen=True)
@@ -494,7 +500,7 @@ def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: i
     """Resolve settings against the registry and the launch (pure: no I/O; prepare_run adds the row counts)."""
     spec = REGISTRY[settings.which]
     training, lora = settings.training, settings.lora
-    requested = settings.model.device_map.strip()
+    requested = settings.model.device_map.strip().lower()
     resolved = Resolved(
         model_id=settings.model.model_id or spec.hub_id,
         family=spec.family.name,

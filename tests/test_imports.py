@@ -8,7 +8,9 @@ import ast
 from helpers import ROOT
 
 PACKAGE = ROOT / "csas_cli"
-LAYERS = {"shared": 0, "data": 1, "inference": 2, "training": 3, "commands": 4, "options": 5, "cli": 6}
+LAYERS = {"shared": 0, "data": 1, "inference": 2, "training": 3, "commands": 4, "options": 5, "api": 5, "cli": 6,
+          "package": 7}
+"""csas_cli/__init__.py is the package's face: it re-exports the Python API (api.py), lazily."""
 
 
 def layer(module: str) -> str:
@@ -18,6 +20,8 @@ def layer(module: str) -> str:
         return "shared"
     if parts[0] in ("cli", "__main__"):
         return "cli"
+    if parts[0] == "__init__":
+        return "package"
     return parts[0] if parts[0] in LAYERS else "shared"
 
 

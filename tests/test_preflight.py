@@ -29,9 +29,16 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a mac
 
 
 @pytest.mark.parametrize("value", ["auto", "balanced", "balanced_low_0", "sequential", "cpu", "none", "cuda", "cuda:3",
-                                   "CUDA:0", " auto "])  # fmt: skip
+                                   "CUDA:0", " Auto "])  # fmt: skip
 def test_device_map_forms_accepted(value: str) -> None:
     check_device_map_form(value)
+
+
+def test_the_device_map_reaches_transformers_in_its_own_spelling() -> None:
+    result = invoke("finetune", "--which", "m2m100_418m", "--data", SAMPLE, "--no-qlora", "--device-map", " Auto ",
+                    "--dry-run")  # fmt: skip
+    plan = json.loads(result.stdout)
+    assert (plan["device_map_requested"], plan["device_map"]) == ("auto", "auto")
 
 
 @pytest.mark.parametrize("value", ["gpu", "cuda:", "cuda:x", "0", "mps", "auto,cpu"])
@@ -100,10 +107,16 @@ def test_dry_run_counts_the_steps_as_hf_does(args: tuple, world: int) -> None:
 def test_dry_run_leaves_token_budget_steps_to_the_run() -> None:
     plan, _ = dry_plan("--max-tokens", "4096")
     assert (plan["total_steps"], plan["steps_per_epoch"], plan["warmup_steps"]) == (None, None, None)
+    plan, _ = dry_plan("--max-tokens", "4096", "--max-steps", "100", "--warmup-ratio", "0.1")
+    assert (plan["total_steps"], plan["steps_per_epoch"], plan["warmup_steps"]) == (100, None, 10)
 
 
-def test_dry_run_warns_about_a_hub_id_an_offline_machine_does_not_hold(tmp_path: Path) -> None:
-    plan, stderr = dry_plan(env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+def test_dry_run_warns_about_a_hub_id_an_offline_machine_does_not_hold(tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # read at import: patched here
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    plan, stderr = dry_plan()
     assert plan["model_id"] == "Helsinki-NLP/opus-mt-tc-big-en-fr"
     assert ("warning: --model-id Helsinki-NLP/opus-mt-tc-big-en-fr is not in this machine's hub cache and "
             "HF_HUB_OFFLINE is set, so a run here would fail") in stderr  # fmt: skip
@@ -232,13 +245,28 @@ def test_plain_progress_lines_give_count_rate_and_time_left(monkeypatch: pytest.
     ]
 
 
-def test_a_terminal_gets_a_bar_and_no_lines() -> None:
+def test_no_lines_at_a_terminal_without_a_channel_or_a_count(monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[str] = []
     with counting_bar(3, enabled=False, label="x") as advance:  # no terminal and no say: silent
         advance(3)
     with counting_bar(0, enabled=False, label="x", say=lines.append) as advance:
         pass
-    assert lines == []
+    drawn: list[int] = []
+
+    class Bar:  # what rich draws at a terminal
+        def __init__(self, *args, **kwargs) -> None: ...
+        def add_task(self, *args, **kwargs) -> int: return 0  # noqa: E704
+        def advance(self, task: int, n: int) -> None: drawn.append(n)  # noqa: E704
+        def __enter__(self): return self  # noqa: E704
+        def __exit__(self, *exc) -> None: ...  # noqa: E704
+
+    import csas_cli.progress as progress
+
+    monkeypatch.setattr(progress, "progress_bar", lambda *args, **kwargs: Bar())
+    with counting_bar(3, enabled=True, label="x", say=lines.append) as advance:
+        advance(2)
+        advance(1)
+    assert lines == [] and drawn == [2, 1]
 
 
 def test_translate_and_evaluate_say_which_model_and_how_far(tiny_models, tmp_path: Path) -> None:

@@ -381,6 +381,7 @@ def test_stop_requests_nest_and_restore_the_previous_handlers():
 def test_a_second_ctrl_c_aborts_at_once_and_the_first_names_the_stop(capsys):
     stop = StopRequest()
     with stop:
+        stop.training = True  # the loop is running steps
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)  # the handler runs between bytecodes of the main thread
         assert stop.requested and stop.signal_name == "SIGINT"
@@ -403,3 +404,26 @@ def test_a_scheduler_stop_is_preempted_with_exit_75():
         time.sleep(0.01)
     error = stop.stopped("before step 1 of 16; no checkpoint written")
     assert type(error) is Preempted and error.exit_code == STOPPED
+
+
+def test_ctrl_c_without_a_step_to_finish_aborts_at_once():
+    """While the model loads (or the adapter is saved) there is no step to finish: Ctrl-C interrupts."""
+    with StopRequest() as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+    assert stop.signal_name is None
+
+
+def test_ctrl_c_after_a_scheduler_signal_still_aborts_on_the_second(capsys):
+    stop = StopRequest()
+    with stop:
+        stop.training = True
+        os.kill(os.getpid(), signal.SIGUSR1)  # SLURM's warning: stop after this step
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C waits for the step, like the warning
+        time.sleep(0.01)
+        assert "Ctrl-C again aborts at once" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert type(stop.stopped("after step 2 of 16")) is Preempted  # the job was told to stop: exit 75

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from ..errors import CsasError, Interrupted, Preempted, describe_failure
 from ..layout import run_state
 from ..progress import say as stderr_line
-from ..registry import REGISTRY, check_model_root, model_id_under, select_keys
+from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under, select_keys
 from ..settings import FinetuneSettings, settings_from_table, shared_values
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..training.run import RunResult
 
 
@@ -35,18 +36,24 @@ def all_settings(
     skip: Sequence[str] = (),
     model_root: Path | None = None,
     overrides: Mapping[str, object] | None = None,
+    config: Config | None = None,
 ) -> list[FinetuneSettings]:
+    """Each model's settings: the finetune-all table, then the settings file's values (`config`: its models, in its
+    order, when it lists some), then `overrides` (the flags given); --model-root's snapshot wins over a file's
+    model_id."""
     check_model_root(model_root)
-    return [
-        settings_from_table(
-            key,
-            data=data,
-            output_dir=output_dir,
-            model_id=model_id_under(model_root, key),
-            **dict(overrides or {}),
-        )
-        for key in select_keys(only, skip)
-    ]
+    keys = select_keys(only, skip, (config.model_keys if config is not None else ()) or MODEL_KEYS)
+    chosen = []
+    for key in keys:
+        values = {} if config is None else config.values_for(key)
+        values.update(data=data, output_dir=output_dir, **dict(overrides or {}))
+        if config is not None and config.sha256 is not None:  # a file (a Python mapping is in the plan's values)
+            values["config"] = Path(config.source)
+        local = model_id_under(model_root, key)
+        if local is not None or "model_id" not in values:
+            values["model_id"] = local
+        chosen.append(settings_from_table(key, **values))
+    return chosen
 
 
 def dry_run_all(settings_list: Sequence[FinetuneSettings]) -> tuple[list[dict], list[dict]]:
@@ -104,8 +111,9 @@ def run_all(
                 if check_finished is not None:
                     check_finished(settings)
             except CsasError as exc:
-                say(f"{key}: failed: {exc}")
-                outcomes.append(Outcome(key, "failed", str(exc)))
+                message = f"{exc} (here --overwrite retrains every finished run of the command)"
+                say(f"{key}: failed: {message}")
+                outcomes.append(Outcome(key, "failed", message))
                 continue
             say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
             outcomes.append(Outcome(key, "skipped", "already finished"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, SettingsError
-from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, FINISHED, RUN_JSON, run_state
+from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, FINISHED, RUN_JSON, STEP_DIR, run_state
 from ..registry import LANGUAGES, REGISTRY, ModelSpec, check_which, other_language
 
 ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
@@ -161,9 +161,9 @@ def checkpoint_adapter(model: Path) -> tuple[Path, Path] | None:
     """(run directory, adapter) when `model` is a checkpoint folder RUN/checkpoints/step-N or its adapter/ folder."""
     folder = model.parent if model.name == CHECKPOINT_ADAPTER else model
     adapter = folder / CHECKPOINT_ADAPTER
-    if folder.parent.name != CHECKPOINTS_DIR or not (adapter / "adapter_config.json").is_file():
+    if folder.parent.name != CHECKPOINTS_DIR or not STEP_DIR.match(folder.name):  # not a half-written step-N.tmp
         return None
-    return folder.parent.parent, adapter
+    return (folder.parent.parent, adapter) if (adapter / "adapter_config.json").is_file() else None
 
 
 def recorded_revision(record: dict[str, Any], key: str) -> str | None:

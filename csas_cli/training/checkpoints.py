@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +16,9 @@ from typing import Any, Callable, Iterator
 
 from ..errors import OutputError
 from ..files import follow_umask
-from ..layout import CHECKPOINT_ADAPTER
+from ..layout import CHECKPOINT_ADAPTER, STEP_DIR
 from ..progress import say
 
-STEP_DIR = re.compile(r"^step-(\d{6,})$")
 STATE_FILE = "trainer_state.json"
 BEST_COPY = "best"
 """The checkpoint's copy of the run's best/ folder."""

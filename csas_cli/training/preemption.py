@@ -3,8 +3,9 @@ when the user presses Ctrl-C (SIGINT).
 
 The handler only records the request; the training loop finishes its optimizer step, writes a checkpoint and raises
 errors.Preempted (exit code 75), so that a requeued job running the same command with --resume auto continues
-exactly; after Ctrl-C the same happens with errors.Interrupted (exit code 130). A second Ctrl-C aborts at once
-(KeyboardInterrupt): the run then resumes from its last periodic checkpoint.
+exactly; after Ctrl-C during the steps the same happens with errors.Interrupted (exit code 130). A second Ctrl-C,
+or one while the model loads or the adapter is saved, aborts at once (KeyboardInterrupt): the run then resumes from
+its last periodic checkpoint.
 Under torchrun the processes agree after every step whether any of them was asked to stop, so all of them stop
 after the same step and rank 0 writes one checkpoint.
 """
@@ -12,11 +13,11 @@ after the same step and rank 0 writes one checkpoint.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from types import FrameType
 
 from ..errors import Interrupted, Preempted
+from ..progress import say
 
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
@@ -30,6 +31,10 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.training = False
+        """Set by the training loop while it runs steps: only then does Ctrl-C wait for the step to end (while the
+        model loads, or the adapter is saved, Ctrl-C interrupts at once, as it always did)."""
+        self._interrupts = 0
         self._previous: dict[int, object] = {}
         self._depth = 0
 
@@ -40,12 +45,10 @@ class StopRequest:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if name == "SIGINT":
-            if self.signal_name == "SIGINT":
-                raise KeyboardInterrupt  # the second Ctrl-C: the user wants out now
-            sys.stderr.write(
-                "csas: Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once)\n"
-            )
-            sys.stderr.flush()
+            self._interrupts += 1
+            if self._interrupts > 1 or not self.training:
+                raise KeyboardInterrupt  # a second Ctrl-C, or one with no step to finish: the user wants out now
+            say("csas: Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once)")
         if self.signal_name is None:  # the first signal names the stop (torchrun forwards Ctrl-C as SIGTERM)
             self.signal_name = name
 

@@ -194,7 +194,8 @@ class FinetuneRecipe:
         self.resume_from = resume_from
         # The engine's parts (csas bench and scripts/bench_vs_hf.py measure variants of them).
         training = plan.training
-        micro_batch = micro_batch_size(training.batch_size, len(data.train))
+        # A batch larger than every split is clamped (prepare_run notes it); one split's rows stay one batch.
+        micro_batch = micro_batch_size(training.batch_size, max(len(data.train), len(data.eval)))
         self.batching = batching or batching_for(micro_batch, training.max_tokens)
         self.pad_to_multiple_of = pad_to_multiple_of
         self.make_loss = loss
@@ -442,7 +443,11 @@ class FinetuneRecipe:
 
     def train(self) -> None:
         with self.stop, self.attention():
-            self.train_loop()
+            self.stop.training = True
+            try:
+                self.train_loop()
+            finally:
+                self.stop.training = False
 
     def train_loop(self) -> None:
         import torch

@@ -45,8 +45,15 @@ def plan_differences(
     # --revision COMMIT names the commit the run's branch or tag resolved to when it started: the same weights.
     same_commit = now.get("revision") is not None and now.get("revision") == recorded.get("base_commit")
     unused |= {"revision"} if same_commit else set()
+    # A step larger than the training split is recorded clamped to it; a run.json from before the clamp has the
+    # step as asked, which is the same training.
+    rows = now.get("train_rows")
+    clamped = now["global_batch"] is not None and now["global_batch"] == rows and (before.get("global_batch") or 0) > rows
+    unused |= {"global_batch"} if clamped else set()
     diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys
              if key not in unused and before.get(key) != now[key]]  # fmt: skip
+    if diffs and before.get("config") is not None and before.get("config_sha256") != now.get("config_sha256"):
+        diffs.append(f"the settings file {before['config']} changed since")  # where the differences may come from
     if recorded.get("data_sha256") != data_sha256:
         diffs.append(f"data file content changed ({plan.corpus.data})")
     recorded_eval = recorded.get("eval_data_sha256")

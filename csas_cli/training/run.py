@@ -8,6 +8,7 @@ which loads the weights.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -67,6 +68,7 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         "eval_publications": split.eval_publications, "rows_read": sum(d.rows_read for d in loaded),
         "rows_other_language": sum(d.rows_other_language for d in loaded),
         "rows_skipped": sum(d.rows_empty for d in loaded),
+        "config_sha256": None if settings.output.config is None else file_sha256(settings.output.config),
     }  # fmt: skip
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
     plan, clamped = clamp_batch(plan)
@@ -154,7 +156,9 @@ def planned_steps(plan: Plan) -> dict[str, int | None]:
     --max-tokens the micro-batches depend on the tokenized lengths, counted when the run starts (None here)."""
     training, resolved = plan.training, plan.resolved
     if training.max_tokens is not None or not resolved.train_rows:
-        return {"total_steps": None, "steps_per_epoch": None, "warmup_steps": None}
+        total = training.max_steps  # known without the lengths only when --max-steps gives it
+        warmup = None if total is None else math.ceil(training.warmup_ratio * total)
+        return {"total_steps": total, "steps_per_epoch": None, "warmup_steps": warmup}
     rows = resolved.train_rows
     batching = batching_for(micro_batch_size(training.batch_size, rows), None)
     _, steps, warmup = schedule(training, batching, [1] * rows, resolved.world_size)

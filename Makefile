@@ -23,7 +23,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 # Fine-tune the tiny pretrained OPUS-MT en->fr base on the shipped domain sample, then score base and adapter on
-# held-out publications: the last line is `chrF before -> after: X -> Y`.
+# held-out publications with the shipped glossary: the last lines are `chrF before -> after: X -> Y` and
+# `terms before -> after: X -> Y`.
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/csas tiny-models $(DEMO)/models --only opus_mt_en_fr
 	HF_HUB_OFFLINE=1 $(BIN)/csas finetune --which opus_mt_en_fr \
@@ -32,7 +33,8 @@ demo: install
 		--output-dir $(DEMO)/runs --overwrite \
 		--lr 3e-3 --logging-steps 10 --eval-steps 40 --save-steps 40
 	HF_HUB_OFFLINE=1 $(BIN)/csas evaluate --model $(DEMO)/runs/opus_mt_en_fr \
-		--data csas_cli/assets/heldout_pairs.jsonl --compare-base --max-new-tokens 128
+		--data csas_cli/assets/heldout_pairs.jsonl --compare-base --max-new-tokens 128 \
+		--glossary csas_cli/assets/glossary.tsv
 
 # Everything (what CI runs), and the fast subset for development: no end-to-end, resume, distributed, SLURM or
 # benchmark runs.

@@ -15,15 +15,40 @@ decides what is shown.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from .config import Config, load_config
+from .errors import SettingsError
 from .layout import BEST_DIR, FINISHED, run_state
 from .progress import say, to_logging
 from .settings import FinetuneSettings
+
+T = TypeVar("T")
+
+
+_PASSED: ContextVar[frozenset[str]] = ContextVar("csas_passed", default=frozenset())
+"""The arguments the caller of finetune_model actually passed (they win over a config, as flags do)."""
+
+
+def records_passed(func: Callable[..., T]) -> Callable[..., T]:
+    """Note which arguments each call passes, whatever their values, keeping `func`'s signature."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        token = _PASSED.set(frozenset(signature.bind(*args, **kwargs).arguments))
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _PASSED.reset(token)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,7 @@ class FinetuneResult:
         return self.status in ("ok", "skipped", "planned")
 
 
+@records_passed
 def finetune_model(
     which: str,
     data_path: str | Path,
@@ -94,6 +120,8 @@ def finetune_model(
     eval_num_beams: int | None = None,
     patience: int | None = None,
     save_total_limit: int | None = None,
+    glossary: str | Path | None = None,
+    term_annotation: float | None = None,
     overwrite: bool = False,
     resume: str | None = None,
     config: Config | str | Path | Mapping[str, Any] | Any = None,
@@ -124,6 +152,7 @@ def finetune_model(
         "max_eval_samples": max_eval_samples, "lora_targets": lora_targets, "eval_chrf_samples": eval_chrf_samples,
         "eval_num_beams": eval_num_beams, "patience": patience, "save_total_limit": save_total_limit,
         "resume": resume, "eval_data": None if eval_data is None else Path(eval_data),
+        "glossary": None if glossary is None else Path(glossary), "term_annotation": term_annotation,
     }  # fmt: skip
     values = {**given, **{k: v for k, v in own.items() if v is not None}}
     values.update({k: True for k, v in (("eval_chrf", eval_chrf), ("overwrite", overwrite)) if v})
@@ -134,9 +163,8 @@ def finetune_model(
         if loaded is not None:
             from .config import over_file
 
-            defaults = finetune_model_defaults()
-            changed = {k for k, v in values.items() if k not in defaults or defaults[k] != v}
-            values = over_file(values, changed, loaded)
+            names = {"no_qlora": "qlora", "data_path": "data", "output_directory": "output_dir"}
+            values = over_file(values, {names.get(n, n) for n in _PASSED.get()}, loaded)
         settings = FinetuneSettings.create(**values)
         if dry_run:
             return planned(settings)
@@ -171,9 +199,9 @@ def finetuning_pipeline(
 
     with to_logging():
         settings_list = all_settings(
-            data=Path(data_path), output_dir=Path(output_root), only=only, skip=skip,
+            data=Path(data_path), output_dir=Path(output_root), only=key_list(only), skip=key_list(skip),
             model_root=None if model_root is None else Path(model_root), config=load_config(config),
-            overrides={**overrides, **({"overwrite": True} if overwrite else {})},
+            overrides={**settings_names(overrides), **({"overwrite": True} if overwrite else {})},
         )  # fmt: skip
         if dry_run:
             return [planned(settings) for settings in settings_list]
@@ -186,15 +214,31 @@ def finetuning_pipeline(
         return results
 
 
-def finetune_model_defaults() -> dict[str, Any]:
-    """finetune_model's defaults by settings name (what an argument left alone means)."""
-    import inspect
+def key_list(keys: str | Sequence[str]) -> list[str]:
+    """Registry keys given as a list, or as one string (comma-separated, as on the command line)."""
+    items = [keys] if isinstance(keys, str) else list(keys)
+    return [k.strip() for item in items for k in item.split(",") if k.strip()]
 
-    parameters = inspect.signature(finetune_model).parameters
-    names = {"no_qlora": "qlora", "data_path": "data", "output_directory": "output_dir"}
-    defaults = {names.get(n, n): p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
-    defaults["qlora"] = not defaults["qlora"]
-    return defaults
+
+def settings_names(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline's keyword overrides by settings name: finetune_model's names (no_qlora inverted) and the seed's
+    (gradient_accumulation) accepted; an unknown name or one the pipeline's own arguments give is a SettingsError."""
+    from .config import ALIASES, NOT_IN_FILE
+    from .registry import did_you_mean
+    from .settings import FIELDS
+
+    converted: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name == "no_qlora":
+            name, value = "qlora", not value
+        name = ALIASES.get(name, name)
+        if name in NOT_IN_FILE:
+            raise SettingsError(f"finetuning_pipeline: {name} is given by the pipeline's own arguments, not as an "
+                                "override")  # fmt: skip
+        if name not in FIELDS:
+            raise SettingsError(f"finetuning_pipeline: unknown setting {name!r}{did_you_mean(name, list(FIELDS))}")
+        converted[name] = value
+    return converted
 
 
 def planned(settings: FinetuneSettings) -> FinetuneResult:

@@ -119,6 +119,7 @@ FINETUNE_FLAGS = (
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
     "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
     "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "config",
+    "glossary", "term_annotation",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 
@@ -163,8 +164,12 @@ FINETUNE_ALL_FLAGS = (
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("patience", "Stop a model after N evaluations in a row without a new best.", given_only=True),
     Flag("save_total_limit", "Checkpoints kept per model: the newest N (default: {default}).", given_only=True),
-    Flag("config", "Settings file (TOML): [training], [quantization], [models.KEY] over the table; flags win.",
+    Flag("glossary", "Glossary for every model (.tsv/.csv/.tbx): --term-annotation, eval_term_success.",
          given_only=True),
+    Flag("term_annotation", "Share of each model's training pairs to annotate with the glossary's terms.",
+         given_only=True),
+    Flag("config", "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY] over the table; flags "
+         "win.", given_only=True),
     "dry_run",
     Flag("overwrite", "Retrain models whose run is finished."),
 )  # fmt: skip
@@ -384,7 +389,7 @@ def tiny_models(
         sys.stdout.write(f"{key}\t{path}\n")
 
 
-config_app = typer.Typer(help="The settings file: [training], [quantization], [models.KEY] as TOML.",
+config_app = typer.Typer(help="The settings file: \\[training], \\[quantization], \\[models.KEY] as TOML.",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(config_app, name="config")
 
@@ -456,6 +461,9 @@ SourceLangOption = Annotated[
     Optional[str], opt("source_lang", "Source language, en or fr (required for m2m100_418m, which goes both ways).")
 ]
 OverwriteOption = Annotated[bool, opt("overwrite", "Replace an existing --output file.")]
+GlossaryOption = Annotated[
+    Optional[Path], opt("glossary", "Glossary: .tsv/.csv (en, fr columns; variants a|b) or .tbx (a termbase).")
+]
 GENERATION_FLAGS = ("num_beams", "max_new_tokens", "batch_size")
 DtypeOption = Annotated[str, opt("dtype", "Saved weights: float32 (exact), bfloat16 or float16 (half the size).")]
 
@@ -484,6 +492,9 @@ def translate(
     source_lang: SourceLangOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     overwrite: OverwriteOption = False,
+    glossary: Annotated[
+        Optional[Path], opt("glossary", "Annotate sources with this glossary's terms (a --term-annotation run).")
+    ] = None,
 ) -> None:
     """Translate a file with a finished run, a merged model or a base model: one output line per input line."""
     from .commands.translate import run_translate
@@ -491,9 +502,8 @@ def translate(
     with user_errors():
         run_translate(
             input_path=input_path, model=model, which=which, model_id=model_id, revision=revision,
-            source_lang=source_lang,
-            output=output, overwrite=overwrite, settings=GenerationSettings(**values),
-            say=stderr_line, bar=show_progress(),
+            source_lang=source_lang, output=output, overwrite=overwrite, settings=GenerationSettings(**values),
+            say=stderr_line, bar=show_progress(), glossary=glossary,
         )  # fmt: skip
 
 
@@ -516,9 +526,17 @@ def evaluate(
     compare_base: Annotated[bool, opt("compare_base", "Also score the base model, side by side.")] = False,
     hypotheses: Annotated[Optional[Path], opt("hypotheses", "Write the model's translations here.")] = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing --hypotheses file.")] = False,
+    glossary: GlossaryOption = None,
+    apply_glossary: Annotated[
+        bool, opt("apply_glossary", "Translate sources annotated with the glossary's terms (--term-annotation runs).")
+    ] = False,
+    translations: Annotated[
+        Optional[Path], opt("translations", "Score this file of translations (a line per row) instead of a model.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
 ) -> None:
-    """Score a run, a merged model or a base model with sacrebleu BLEU and chrF on a pairs file (.jsonl, .tmx, .tsv)."""
+    """Score a run, a merged model or a base model with sacrebleu BLEU and chrF on a pairs file (.jsonl, .tmx, .tsv),
+    with quality flags, and term success with --glossary."""
     from .commands.evaluate import print_report, run_evaluate
 
     with user_errors():
@@ -526,6 +544,7 @@ def evaluate(
             data=data, model=model, which=which, model_id=model_id, source_lang=source_lang, limit=limit,
             compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
             settings=GenerationSettings(**values), bar=show_progress(), revision=revision, say=stderr_line,
+            glossary_path=glossary, apply_glossary=apply_glossary, translations_path=translations,
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict())

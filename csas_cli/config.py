@@ -28,13 +28,16 @@ from typing import Any, Mapping, Sequence
 from .errors import SettingsError
 from .files import file_sha256
 from .registry import MODEL_KEYS, REGISTRY, did_you_mean
-from .settings import FIELD_GROUP, FIELDS, GROUPS, FinetuneSettings
+from .settings import FIELD_GROUP, FIELDS, GROUPS, FinetuneSettings, out_of_bounds
 
 TABLES = {"training": "TRAINING_HYPERPARAMS", "quantization": "QUANTIZATION_CONFIG", "models": "MODEL_SPECIFIC_HYPERPARAMS"}
 """The file's tables and the names of the same tables in the pipeline's config.py."""
 
 ALIASES = {"gradient_accumulation": "grad_accum"}
 """The seed's names of settings that csas calls otherwise."""
+HINTS = {"lr": "learning_rate", "no_qlora": "use_qlora in [quantization]", "qlora": "use_qlora in [quantization]",
+         "bf16": "use_bfloat16 in [quantization]", "fp16": "use_fp16 in [quantization]"}  # fmt: skip
+"""What a key that is not a file key most likely means."""
 
 QUANTIZATION = {"use_qlora": "qlora", "use_bfloat16": "bf16", "use_fp16": "fp16"}
 """[quantization] keys and the settings they set (the pipeline's conversion: no_qlora = not use_qlora)."""
@@ -65,6 +68,8 @@ class Config:
     quantization: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     """registry key -> its own values, in the file's order."""
+    use_quantization: dict[str, bool] = field(default_factory=dict)
+    """"" (the [quantization] table) or a registry key -> its use_quantization, where given."""
 
     def values_for(self, key: str) -> dict[str, Any]:
         """The file's settings for one model: [training], then [quantization], then [models.<key>]."""
@@ -128,8 +133,9 @@ def config_from_tables(
     """Check the three tables and convert them to settings names; `line_of(table, key)` finds a file's line."""
 
     def where(table: str, key: str | None = None) -> str:
-        """`FILE line N: [table] key` (a Python mapping: `config: TABLE_NAME key`)."""
-        line = line_of(table, key)
+        """`FILE line N: [table] key` (a Python mapping: `config: TABLE_NAME key`); the table's line when the key's
+        own cannot be told (dotted keys, inline tables)."""
+        line = line_of(table, key) or line_of(table, None)
         if python:
             name = TABLES.get(table) or f"MODEL_SPECIFIC_HYPERPARAMS[{table.split('.', 1)[1]!r}]"
         else:
@@ -138,15 +144,19 @@ def config_from_tables(
 
     for table, value in tables.items():
         if table not in TABLES:
-            line = line_of(table, None)
-            raise ConfigError(
-                f"{source}{f' line {line}' if line else ''}: unknown table [{table}]{did_you_mean(table, list(TABLES))}; "
-                "the tables are [training], [quantization] and [models.<key>]"
-            )
+            line = line_of(table, None) or line_of("", table)
+            at = f"{source}{f' line {line}' if line else ''}"
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{at}: {table} = {render_value(value)} is outside any table; settings go under "
+                                  "[training], [quantization] or [models.<key>]")  # fmt: skip
+            raise ConfigError(f"{at}: unknown table [{table}]{did_you_mean(table, list(TABLES))}; the tables are "
+                              "[training], [quantization] and [models.<key>]")  # fmt: skip
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where(table)}: expected a table of settings, got {render_value(value)}")
+    use_quantization: dict[str, bool] = {}
     training = settings_values(tables.get("training", {}), lambda key: where("training", key), per_model=False)
-    quantization = quantization_values(tables.get("quantization", {}), lambda key: where("quantization", key))
+    quantization = quantization_values(tables.get("quantization", {}), lambda key: where("quantization", key),
+                                       use_quantization, "", table_given="quantization" in tables)  # fmt: skip
     models: dict[str, dict[str, Any]] = {}
     for key, values in tables.get("models", {}).items():
         table = f"models.{key}"
@@ -161,52 +171,62 @@ def config_from_tables(
 
         use = {name: value for name, value in values.items() if name in QUANTIZATION or name == USE_QUANTIZATION}
         models[key] = settings_values({k: v for k, v in values.items() if k not in use}, at, per_model=True)
-        models[key].update(quantization_values(use, at))
-    config = Config(source, sha256, training, quantization, models)
+        models[key].update(quantization_values(use, at, use_quantization, key))
+    config = Config(source, sha256, training, quantization, models, use_quantization)
     for key in config.model_keys or MODEL_KEYS:
-        try:
-            FinetuneSettings.create(which=key, **config.values_for(key))
-        except SettingsError as exc:
-            raise ConfigError(f"{source}: {exc} (in the settings of {key})") from None
+        wanted = use_quantization.get(key, use_quantization.get(""))
+        if wanted and config.values_for(key).get("qlora") is False:
+            table = f"models.{key}" if key in use_quantization else "quantization"
+            raise ConfigError(f"{where(table, USE_QUANTIZATION)} = true: csas quantizes the base only for QLoRA, and "
+                              f"use_qlora is false for {key}")  # fmt: skip
     return config
 
 
 def settings_values(values: Mapping[str, Any], where: Any, per_model: bool) -> dict[str, Any]:
-    """[training] or [models.<key>] values: known settings of the right type, by settings name."""
+    """[training] or [models.<key>] values: known settings of the right type and within bounds, by settings name. A
+    Python None means "not set"."""
     converted: dict[str, Any] = {}
     eligible = [name for name in FIELDS if name not in NOT_IN_FILE]
     for key, value in values.items():
         name = ALIASES.get(key, key)
-        if name in PRECISION or key in QUANTIZATION or key == USE_QUANTIZATION:
-            uses = {v: k for k, v in QUANTIZATION.items()}
-            raise ConfigError(f"{where(key)}: set {uses.get(name, key)} in [quantization] (or in [models.<key>])")
+        if key in HINTS and (key not in FIELDS or name in PRECISION):
+            raise ConfigError(f"{where(key)}: not a file key; use {HINTS[key]}")
+        if key in QUANTIZATION or key == USE_QUANTIZATION:
+            raise ConfigError(f"{where(key)}: belongs in [quantization] (or in [models.<key>])")
         if name in NOT_IN_FILE:
             raise ConfigError(f"{where(key)}: given by each command (a flag or an argument), not by the file")
         if name not in FIELDS:
-            choices = eligible + list(ALIASES)
-            raise ConfigError(f"{where(key)}: not a setting{did_you_mean(key, choices)}")
+            raise ConfigError(f"{where(key)}: not a setting{did_you_mean(key, eligible + list(ALIASES))}")
         if name in PER_MODEL and not per_model:
             raise ConfigError(f"{where(key)}: one model's setting; put it in [models.<key>]")
-        converted[name] = typed(name, value, where(key))
+        if name in converted:
+            raise ConfigError(f"{where(key)}: {name} is given twice in this table")
+        if value is not None:
+            converted[name] = typed(name, value, where(key))
     return converted
 
 
-def quantization_values(values: Mapping[str, Any], where: Any) -> dict[str, Any]:
-    """[quantization] values as the settings qlora, bf16, fp16."""
+def quantization_values(
+    values: Mapping[str, Any], where: Any, use_quantization: dict[str, bool], owner: str, table_given: bool = False
+) -> dict[str, Any]:
+    """[quantization] (or a model's use_*) values as the settings qlora, bf16, fp16: the pipeline's conversion, in
+    which a [quantization] table without use_qlora means QLoRA on (`not get('use_qlora', True)`)."""
     converted: dict[str, Any] = {}
     for key, value in values.items():
         if key not in QUANTIZATION and key != USE_QUANTIZATION:
             choices = [USE_QUANTIZATION, *QUANTIZATION]
             raise ConfigError(f"{where(key)}: not a quantization setting{did_you_mean(key, choices)}; the keys are "
                               f"{', '.join(choices)}")  # fmt: skip
+        if value is None:
+            continue
         if not isinstance(value, bool):
             raise ConfigError(f"{where(key)} = {render_value(value)}: expected true or false")
-        if key in QUANTIZATION:
+        if key == USE_QUANTIZATION:
+            use_quantization[owner] = value
+        else:
             converted[QUANTIZATION[key]] = value
-    if values.get(USE_QUANTIZATION) is True and values.get("use_qlora") is False:
-        raise ConfigError(
-            f"{where(USE_QUANTIZATION)} = true: csas quantizes the base only for QLoRA, and use_qlora is false"
-        )
+    if table_given:
+        converted.setdefault("qlora", True)
     return converted
 
 
@@ -233,14 +253,17 @@ def typed(name: str, value: Any, where: str) -> Any:
         value = float(value) if ok else value
         expected = "a number"
     elif kind is tuple:
-        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-        value = ",".join(value) if ok and isinstance(value, list) else value
+        ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
+        value = ",".join(value) if ok and not isinstance(value, str) else value
         expected = "a list of module names (or a comma-separated string)"
     else:  # str, Path
         ok = isinstance(value, str)
         expected = "a string"
     if not ok:
         raise ConfigError(f"{where} = {render_value(value)}: expected {expected}")
+    wrong = out_of_bounds(FIELDS[name].metadata, value)
+    if wrong is not None:
+        raise ConfigError(f"{where} = {render_value(value)}: {wrong}")
     return value
 
 
@@ -252,7 +275,7 @@ def key_lines(text: str) -> dict[tuple[str, str | None], int]:
     """(table, key) -> its line in a TOML text, and (table, None) -> the table's header line: enough to point at a
     bad key of the files this module reads (one table per header, one key per line)."""
     lines: dict[tuple[str, str | None], int] = {}
-    table = ""
+    table = ""  # keys before any header: the top level
     for number, line in enumerate(text.splitlines(), start=1):
         header = TABLE_HEADER.match(line)
         if header:

@@ -144,6 +144,8 @@ def format_step(step: int, total: int, record: dict[str, Any]) -> str:
         parts.append(f"eval_loss {record['eval_loss']:.4f}")
     if "eval_chrf" in record:
         parts.append(f"eval_chrf {record['eval_chrf']:.2f}")
+    if record.get("eval_term_success") is not None:
+        parts.append(f"eval_term_success {record['eval_term_success']:.3f}")
     if "learning_rate" in record:
         parts.append(f"lr {record['learning_rate']:.3g}")
     if "samples_per_second" in record:

@@ -78,19 +78,26 @@ def flag(name: str) -> str:
     return "--" + (flag_name(f) if f is not None else name).replace("_", "-")
 
 
+def out_of_bounds(m: Mapping[str, Any], value: Any) -> str | None:
+    """What is wrong with `value` by a field's declared bounds (its metadata `m`): "must be at least 1", or None."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if m.get("at_least") is not None and value < m["at_least"]:
+        return f"must be at least {m['at_least']}"
+    if m.get("fraction") and not 0.0 <= value < 1.0:
+        return "must be in [0, 1)"
+    if m.get("positive") and not (math.isfinite(value) and value > 0):
+        return "must be a positive number"
+    return None
+
+
 def check_bounds(group: Any) -> None:
     """Enforce the bounds declared in each field's metadata; the message names the flag."""
     for f in fields(group):
         value = getattr(group, f.name)
-        if value is None or isinstance(value, bool):
-            continue
-        m = f.metadata
-        if m.get("at_least") is not None and value < m["at_least"]:
-            raise SettingsError(f"{flag(f.name)} must be at least {m['at_least']}, got {value}")
-        if m.get("fraction") and not 0.0 <= value < 1.0:
-            raise SettingsError(f"{flag(f.name)} must be in [0, 1), got {value}")
-        if m.get("positive") and not (math.isfinite(value) and value > 0):
-            raise SettingsError(f"{flag(f.name)} must be a positive number, got {value}")
+        wrong = out_of_bounds(f.metadata, value)
+        if wrong is not None:
+            raise SettingsError(f"{flag(f.name)} {wrong}, got {value}")
 
 
 def parse_lora_targets(value: str) -> tuple[str, ...]:
@@ -170,12 +177,28 @@ class CorpusSettings:
         None, "Evaluate on at most N rows of the split (a seeded random subset).", at_least=1
     )
     """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
+    glossary: Path | None = setting(
+        None, "Glossary (.tsv/.csv/.tbx): --term-annotation's terms, and eval_term_success with --eval-chrf."
+    )
+    """The domain's terminology (data/glossary.py): annotates training sources with --term-annotation, and adds
+    eval_term_success to evaluations that score chrF."""
+    term_annotation: float = setting(
+        0.0, "Share of the training pairs using a glossary term whose source is annotated with it (0 to 1)."
+    )
+    """Share of the eligible training pairs (a glossary term in the source whose target term the reference uses)
+    whose source gets the target term inline (data/terms.py), chosen with `seed`; 0 annotates none."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
         if self.eval_data is not None:
             object.__setattr__(self, "eval_data", Path(self.eval_data))
+        if self.glossary is not None:
+            object.__setattr__(self, "glossary", Path(self.glossary))
         check_bounds(self)
+        if not 0.0 <= self.term_annotation <= 1.0:
+            raise SettingsError(f"--term-annotation must be in [0, 1], got {self.term_annotation}")
+        if self.term_annotation > 0 and self.glossary is None:
+            raise SettingsError("--term-annotation needs --glossary FILE (the terms to annotate with)")
 
 
 @dataclass(frozen=True)
@@ -300,9 +323,9 @@ class OutputSettings:
     resume: str | None = setting(
         None, "Continue from the newest checkpoint (auto) or from a checkpoint folder.", record=False
     )
-    config: Path | None = setting(None, "Settings file (TOML): [training], [quantization], [models.KEY].")
-    """The settings file the values came from (config.py), recorded with its sha256; flags win over it."""
     """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
+    config: Path | None = setting(None, "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY].")
+    """The settings file the values came from (config.py), recorded with its sha256; flags win over it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -448,6 +471,11 @@ class Resolved:
     """Rows in this model's languages left out because their source or target is empty."""
     config_sha256: str | None = None
     """The settings file's hash (with --config), as it was read."""
+    glossary_sha256: str | None = None
+    """The glossary's hash (with --glossary)."""
+    rows_annotated: int | None = None
+    """Training pairs whose source --term-annotation annotated (of rows_annotatable that use a glossary term)."""
+    rows_annotatable: int | None = None
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,32 @@ def test_the_seeds_conversions() -> None:
     assert plans[0]["lora_r"] == 8 and plans[1]["lora_r"] == 32
 
 
+def test_python_values_none_means_not_set_and_tuples_are_lists() -> None:
+    plans = pipeline_plans({"TRAINING_HYPERPARAMS": {"max_steps": None, "lora_targets": ("q_proj", "v_proj")},
+                            "MODEL_SPECIFIC_HYPERPARAMS": {"opus_mt_en_fr": {}}})  # fmt: skip
+    assert plans[0]["max_steps"] is None and plans[0]["lora_targets"] == ["q_proj", "v_proj"]
+
+
+def test_a_quantization_table_without_use_qlora_means_qlora_as_the_seed_converts() -> None:
+    plans = pipeline_plans({"QUANTIZATION_CONFIG": {"use_bfloat16": True}, "MODEL_SPECIFIC_HYPERPARAMS": {
+        "opus_mt_en_fr": {}, "m2m100_418m": {"use_qlora": False}}})  # fmt: skip
+    assert [(p["which"], p["qlora"], p["bf16"]) for p in plans] == [("opus_mt_en_fr", True, True),
+                                                                      ("m2m100_418m", False, True)]
+
+
+def test_arguments_passed_at_their_default_still_win_over_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[quantization]\nuse_qlora = true\nuse_bfloat16 = true\n[training]\nlora_r = 8\n")
+    plan = csas_cli.finetune_model("opus_mt_en_fr", SAMPLE, tmp_path, no_qlora=False, bf16=False, lora_r=32,
+                                   config=path, dry_run=True).plan  # fmt: skip
+    assert (plan["qlora"], plan["bf16"], plan["lora_r"]) == (True, False, 32)
+    plan = csas_cli.finetune_model("opus_mt_en_fr", SAMPLE, tmp_path, config=path, dry_run=True).plan
+    assert (plan["qlora"], plan["bf16"], plan["lora_r"]) == (True, True, 8)
+    plans = [r.plan for r in csas_cli.finetuning_pipeline(SAMPLE, only="opus_mt_en_fr", no_qlora=True,
+                                                          gradient_accumulation=4, dry_run=True)]  # fmt: skip
+    assert [(p["which"], p["qlora"], p["grad_accum"]) for p in plans] == [("opus_mt_en_fr", False, 4)]
+
+
 def test_keyword_overrides_win_over_the_config() -> None:
     plans = [r.plan for r in csas_cli.finetuning_pipeline(SAMPLE, config=SEED_TABLES, only=["opus_mt_en_fr"],
                                                           max_steps=5, learning_rate=1e-3, dry_run=True)]  # fmt: skip
@@ -230,12 +256,21 @@ def test_finetune_model_reads_a_config_under_its_arguments(tmp_path: Path) -> No
         ("[quantization]\nuse_qlora = 1\n", "c.toml line 2: [quantization] use_qlora = 1: expected true or false"),
         ("[quantization]\nuse_qlor = true\n", "c.toml line 2: [quantization] use_qlor: not a quantization setting "
          "(did you mean use_qlora?)"),
-        ("[training]\nbf16 = true\n", "c.toml line 2: [training] bf16: set use_bfloat16 in [quantization]"),
+        ("[training]\nbf16 = true\n", "c.toml line 2: [training] bf16: not a file key; use use_bfloat16 in "
+         "[quantization]"),
+        ("[training]\nlr = 1e-4\n", "c.toml line 2: [training] lr: not a file key; use learning_rate"),
+        ("[training]\ngrad_accum = 2\ngradient_accumulation = 4\n", "c.toml line 3: [training] "
+         "gradient_accumulation: grad_accum is given twice"),
+        ("lora_r = 8\n[training]\n", "c.toml line 1: lora_r = 8 is outside any table"),
+        ("[training]\nlora.r = 8\n", "c.toml line 1: [training] lora: not a setting"),
+        ("[quantization]\nuse_quantization = true\nuse_qlora = false\n", "c.toml line 2: [quantization] "
+         "use_quantization = true: csas quantizes the base only for QLoRA, and use_qlora is false for m2m100_418m"),
         ("[training]\ndata = \"x.jsonl\"\n", "c.toml line 2: [training] data: given by each command"),
         ("[training]\nmodel_id = \"/m\"\n", "c.toml line 2: [training] model_id: one model's setting"),
         ("[models.opus_mt_en_fr]\nlora_r = 4.5\n", "c.toml line 2: [models.opus_mt_en_fr] lora_r = 4.5: expected an "
          "integer"),
-        ("[training]\nbatch_size = 0\n", "c.toml: --batch-size must be at least 1"),
+        ("[training]\nbatch_size = 0\n", "c.toml line 2: [training] batch_size = 0: must be at least 1"),
+        ("[training]\nval_ratio = 1.5\n", "c.toml line 2: [training] val_ratio = 1.5: must be in [0, 1)"),
         ("[training\nepochs = 1\n", "c.toml: not valid TOML"),
     ],
 )
@@ -255,8 +290,12 @@ def test_a_missing_file_names_the_flag(tmp_path: Path) -> None:
 
 
 def test_bad_python_tables_raise_settings_errors() -> None:
-    with pytest.raises(ConfigError, match=r"^config: TRAINING_HYPERPARAMS lr: not a setting"):
+    with pytest.raises(ConfigError, match=r"^config: TRAINING_HYPERPARAMS lr: not a file key; use learning_rate"):
         csas_cli.finetuning_pipeline(SAMPLE, config={"TRAINING_HYPERPARAMS": {"lr": 1e-4}}, dry_run=True)
+    with pytest.raises(ConfigError, match=r"^config: TRAINING_HYPERPARAMS lerning_rate: not a setting \(did you"):
+        csas_cli.finetuning_pipeline(SAMPLE, config={"TRAINING_HYPERPARAMS": {"lerning_rate": 1e-4}}, dry_run=True)
+    with pytest.raises(SettingsError, match=r"finetuning_pipeline: unknown setting 'lerning_rate'"):
+        csas_cli.finetuning_pipeline(SAMPLE, lerning_rate=1e-4, dry_run=True)
     with pytest.raises(ConfigError, match=r"MODEL_SPECIFIC_HYPERPARAMS\['opus'\]: not a registry key"):
         csas_cli.finetuning_pipeline(SAMPLE, config={"MODEL_SPECIFIC_HYPERPARAMS": {"opus": {}}}, dry_run=True)
     assert issubclass(ConfigError, SettingsError) and issubclass(SettingsError, CsasError)

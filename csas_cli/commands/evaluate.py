@@ -9,6 +9,14 @@ JSON (`--json`): one model gives
     {"model", "which", "direction", "n", "bleu", "chrf", "bleu_signature", "chrf_signature"}
 and with --compare-base
     {"base": {...}, "tuned": {...}, "delta": {"bleu": tuned - base, "chrf": tuned - base}}.
+
+With `--glossary FILE` each model also gets its term success rate (csas_cli/data/terms.py: for every glossary term found
+in a source, whether the translation uses the entry's target term) and its most-missed terms, and the report gives
+the references' own rate, the ceiling a term metric can show on these rows; `--apply-glossary` translates sources
+annotated with the glossary's target terms (for a model trained with --term-annotation). Every report also flags
+outputs in the wrong language, copies of the source, repetition loops and length-ratio outliers
+(inference/quality.py). JSON adds, per model, "terms" (with a glossary) and "quality", and at the top level
+"reference_terms". `--translations FILE` scores a file of translations (one line per scored row) instead of a model.
 """
 
 from __future__ import annotations
@@ -18,10 +26,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data.glossary import Glossary
+from ..data.terms import most_missed, term_success
 from ..errors import SettingsError
 from ..inference.generation import GenerationSettings
+from ..inference.quality import QualityReport, quality_flags
 from ..inference.scoring import score
 from ..inference.source import Direction, ModelSource
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Term success of one set of translations against a glossary."""
+
+    success: float | None
+    hits: int
+    occurrences: int
+    most_missed: list[tuple[str, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"success": self.success, "hits": self.hits, "occurrences": self.occurrences,
+                "most_missed": [list(m) for m in self.most_missed]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,31 +61,50 @@ class Scores:
     chrf: float
     bleu_signature: str
     chrf_signature: str
+    quality: QualityReport | None = None
+    terms: Terms | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = {k: v for k, v in asdict(self).items() if k not in ("quality", "terms")}
+        record["quality"] = None if self.quality is None else self.quality.to_dict()
+        if self.terms is not None:
+            record["terms"] = self.terms.to_dict()
+        return record
+
+
+def terms_of(glossary: Glossary | None, direction: Direction, sources: Sequence[str], outputs: Sequence[str]) -> Terms | None:
+    if glossary is None:
+        return None
+    found = term_success(glossary, sources, outputs, direction.source, direction.target)
+    return Terms(found.rate, found.hits, found.occurrences, most_missed(glossary, found))
 
 
 def scores_for(
-    source: ModelSource, direction: Direction, hypotheses: Sequence[str], references: Sequence[str]
+    label: str, which: str, direction: Direction, sources: Sequence[str], hypotheses: Sequence[str],
+    references: Sequence[str], glossary: Glossary | None = None,
 ) -> Scores:
     bleu, chrf, bleu_sig, chrf_sig = score(hypotheses, references)
-    return Scores(source.label, source.which, str(direction), len(references), bleu, chrf, bleu_sig, chrf_sig)
+    return Scores(label, which, str(direction), len(references), bleu, chrf, bleu_sig, chrf_sig,
+                  quality_flags(sources, hypotheses, direction.target),
+                  terms_of(glossary, direction, sources, hypotheses))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Report:
     tuned: Scores
     base: Scores | None = None
+    reference_terms: Terms | None = None
+    """The references' own term success (with --glossary): the ceiling on these rows."""
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {} if self.reference_terms is None else {"reference_terms": self.reference_terms.to_dict()}
         if self.base is None:
-            return self.tuned.to_dict()
-        return {
-            "base": self.base.to_dict(),
-            "tuned": self.tuned.to_dict(),
-            "delta": {"bleu": self.tuned.bleu - self.base.bleu, "chrf": self.tuned.chrf - self.base.chrf},
-        }
+            return {**self.tuned.to_dict(), **extra}
+        delta = {"bleu": self.tuned.bleu - self.base.bleu, "chrf": self.tuned.chrf - self.base.chrf}
+        if self.tuned.terms is not None and self.base.terms is not None and None not in (
+                self.tuned.terms.success, self.base.terms.success):
+            delta["terms"] = self.tuned.terms.success - self.base.terms.success  # type: ignore[operator]
+        return {"base": self.base.to_dict(), "tuned": self.tuned.to_dict(), "delta": delta, **extra}
 
 
 def run_evaluate(
@@ -78,9 +122,14 @@ def run_evaluate(
     bar: bool,
     revision: str | None = None,
     say: Callable[[str], None] | None = None,
+    glossary_path: Path | None = None,
+    apply_glossary: bool = False,
+    translations_path: Path | None = None,
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
+    from ..data.glossary import read_glossary
     from ..data.pairs import load_examples
+    from ..data.terms import Annotator
     from ..files import check_output_file, write_lines
     from ..inference.generation import load_for_inference, translate_texts
     from ..inference.source import resolve_direction, resolve_source
@@ -89,6 +138,11 @@ def run_evaluate(
 
     if limit is not None and limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {limit}")
+    if apply_glossary and glossary_path is None:
+        raise SettingsError("--apply-glossary needs --glossary FILE")
+    glossary = None if glossary_path is None else read_glossary(glossary_path)
+    if translations_path is not None:
+        return score_translations(data, translations_path, which, model, source_lang, limit, glossary)
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
     base_source = source.base() if compare_base else None
@@ -96,6 +150,10 @@ def run_evaluate(
     examples = load_examples(data, [direction.source]).examples[:limit]
     sources = [ex.source for ex in examples]
     references = [ex.target for ex in examples]
+    inputs = sources
+    if apply_glossary and glossary is not None:
+        annotator = Annotator(glossary, direction.source, direction.target)
+        inputs = [annotator.source(text) for text in sources]
 
     tell = say if say is not None else progress_say
 
@@ -104,42 +162,100 @@ def run_evaluate(
         tell(f"{label}: scoring {what.label} on {len(sources)} rows ({direction}) of {data}")
         try:
             with counting_bar(len(sources), bar, label, say=tell) as advance:
-                return translate_texts(loaded, sources, direction, settings, advance).lines
+                return translate_texts(loaded, inputs, direction, settings, advance).lines
         finally:
             loaded.release()  # the base, if compared, loads next
 
+    def scored(what: ModelSource, hypotheses: list[str]) -> Scores:
+        return scores_for(what.label, what.which, direction, sources, hypotheses, references, glossary)
+
     hypotheses = translate(source, "translating")
-    tuned = scores_for(source, direction, hypotheses, references)
+    tuned = scored(source, hypotheses)
     if hypotheses_path is not None:
         write_lines(hypotheses, hypotheses_path, flag="--hypotheses")
     base = None
     if base_source is not None:
-        base = scores_for(base_source, direction, translate(base_source, "translating (base)"), references)
-    return Report(tuned, base)
+        base = scored(base_source, translate(base_source, "translating (base)"))
+    return Report(tuned, base, terms_of(glossary, direction, sources, references))
+
+
+def score_translations(
+    data: Path, translations: Path, which: str | None, model: Path | None, source_lang: str | None,
+    limit: int | None, glossary: Glossary | None,
+) -> Report:
+    """`--translations FILE`: score given translations, one line per scored row of `data`, in its order."""
+    from ..data.pairs import load_examples
+    from ..errors import DataError
+    from ..inference.source import resolve_direction
+    from ..registry import LANGUAGES, REGISTRY, check_which, other_language
+
+    if model is not None:
+        raise SettingsError("--translations scores a file, not a model: drop --model")
+    if which is not None:
+        direction = resolve_direction(REGISTRY[check_which(which)], source_lang)
+    elif source_lang is not None and source_lang.strip().lower() in LANGUAGES:
+        lang = source_lang.strip().lower()
+        direction = Direction(lang, other_language(lang))
+    else:
+        raise SettingsError("--translations: pass --source-lang en or fr (or --which KEY) to say which rows they are")
+    examples = load_examples(data, [direction.source]).examples[:limit]
+    try:
+        lines = translations.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"--translations {translations}: cannot be read ({exc})") from None
+    if len(lines) != len(examples):
+        raise DataError(f"--translations {translations}: {len(lines)} lines for the {len(examples)} {direction} rows "
+                        f"of {data}; expected one line per row, in order")  # fmt: skip
+    sources, references = [ex.source for ex in examples], [ex.target for ex in examples]
+    tuned = scores_for(str(translations), which or "-", direction, sources, lines, references, glossary)
+    return Report(tuned, None, terms_of(glossary, direction, sources, references))
+
+
+def rate(terms: Terms | None) -> str:
+    return "-" if terms is None or terms.success is None else f"{terms.success:.3f}"
 
 
 def print_report(report: Report, stream: Any = None) -> None:
-    """A small table: BLEU, chrF and rows per model (and the difference), the signatures, and with a base a last
-    line `chrF before -> after: 33.9 -> 74.9`."""
+    """A small table: BLEU, chrF, (term success,) rows per model (and the difference; the references' term success),
+    the signatures, each model's quality flags and most-missed terms, and with a base the last lines
+    `chrF before -> after: 33.9 -> 74.9` (and `terms before -> after: 0.412 -> 0.905`)."""
     from rich.table import Table
 
     from ..progress import table_console
 
     first = report.base or report.tuned
-    table = Table("model", "BLEU", "chrF", "rows", title=f"{first.which} {first.direction}")
+    glossary = report.reference_terms is not None
+    table = Table("model", "BLEU", "chrF", *(["terms"] if glossary else []), "rows",
+                  title=f"{first.which} {first.direction}")  # fmt: skip
     rows = [("base", report.base), ("tuned", report.tuned)] if report.base else [("", report.tuned)]
     for name, s in rows:
         assert s is not None
-        table.add_row(f"{name}: {s.model}" if name else s.model, f"{s.bleu:.2f}", f"{s.chrf:.2f}", str(s.n))
+        terms = [rate(s.terms)] if glossary else []
+        table.add_row(f"{name}: {s.model}" if name else s.model, f"{s.bleu:.2f}", f"{s.chrf:.2f}", *terms, str(s.n))
     if report.base is not None:
         delta = report.to_dict()["delta"]
-        table.add_row("delta", f"{delta['bleu']:+.2f}", f"{delta['chrf']:+.2f}", "")
+        terms = [f"{delta['terms']:+.3f}" if "terms" in delta else ""] if glossary else []
+        table.add_row("delta", f"{delta['bleu']:+.2f}", f"{delta['chrf']:+.2f}", *terms, "")
+    if glossary:
+        table.add_row("references (the ceiling)", "", "", rate(report.reference_terms), str(first.n))
     console = table_console(stream or sys.stdout)
     console.print(table)
     console.print(f"BLEU {report.tuned.bleu_signature}", markup=False)
     console.print(f"chrF {report.tuned.chrf_signature}", markup=False)
+    for name, s in rows:
+        assert s is not None
+        who = f" ({name})" if name else ""
+        if s.quality is not None:
+            console.print(f"quality flags{who}: {s.quality.summary()}", markup=False)
+        if s.terms is not None and s.terms.occurrences:
+            missed = ", ".join(f"{label} ({n})" for label, n in s.terms.most_missed[:5]) or "none"
+            console.print(f"terms{who}: {s.terms.hits} of {s.terms.occurrences} used; most missed: {missed}",
+                          markup=False)  # fmt: skip
     if report.base is not None:  # last, so a script or a log shows what fine-tuning bought in one line
         console.print(f"chrF before -> after: {report.base.chrf:.1f} -> {report.tuned.chrf:.1f}", markup=False)
+        if glossary:
+            console.print(f"terms before -> after: {rate(report.base.terms)} -> {rate(report.tuned.terms)}",
+                          markup=False)  # fmt: skip
 
 
 __all__ = ["Report", "Scores", "print_report", "run_evaluate", "score"]

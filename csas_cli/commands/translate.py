@@ -114,6 +114,7 @@ def run_translate(
     settings: GenerationSettings,
     say: Callable[[str], None],
     bar: bool,
+    glossary: Path | None = None,
 ) -> list[str]:
     """Everything `csas translate` does; returns the translated lines (also written to --output or stdout)."""
     from ..inference.generation import load_for_inference, translate_texts
@@ -125,6 +126,12 @@ def run_translate(
     direction = resolve_direction(source.spec, source_lang)
     check_output_file(output, overwrite)
     texts = read_sources(input_path, direction)
+    if glossary is not None:
+        from ..data.glossary import read_glossary
+        from ..data.terms import Annotator
+
+        annotator = Annotator(read_glossary(glossary), direction.source, direction.target)
+        texts = [annotator.source(text) if text.strip() else text for text in texts]
     loaded = load_for_inference(source, say=say)
     count = sum(1 for t in texts if t.strip())
     say(f"translating {count} sentences ({direction}) with {source.label}")

@@ -202,17 +202,17 @@ class _Handler(ContentHandler):
             self.ready.append(Example(texts[lang], texts[target], lang, target, self.pub_number, self.tu_line))
 
 
-def _refusal(path: Path, exc: Exception, line: int) -> DataError:
-    """The one-line message for what the parser refused."""
+def _refusal(path: Path, exc: Exception, line: int, kind: str = "TMX") -> DataError:
+    """The one-line message for what the parser refused (in a TMX file, or a TBX one)."""
     if isinstance(exc, xml.sax.SAXParseException):
-        return _error(path, f"not well-formed TMX ({exc.getMessage()})", exc.getLineNumber())
+        return _error(path, f"not well-formed {kind} ({exc.getMessage()})", exc.getLineNumber())
     if isinstance(exc, EntitiesForbidden):
-        kind = "an external entity" if exc.sysid or exc.pubid else "an entity"
-        return _error(path, f"declares {kind} ({_show(exc.name)}); csas refuses entity declarations in TMX "
+        what = "an external entity" if exc.sysid or exc.pubid else "an entity"
+        return _error(path, f"declares {what} ({_show(exc.name)}); csas refuses entity declarations in {kind} "
                             f"and expands none", line)  # fmt: skip
     if isinstance(exc, ExternalReferenceForbidden):
         return _error(path, f"refers to an external resource ({_show(exc.sysid or exc.pubid or '?')}); csas reads "
-                            f"nothing outside the TMX file", line)  # fmt: skip
+                            f"nothing outside the {kind} file", line)  # fmt: skip
     return _error(path, f"refused by the XML parser ({type(exc).__name__})", line)
 
 

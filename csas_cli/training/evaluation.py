@@ -14,7 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..data.batches import Batching, target_tokens
 from ..data.features import TokenizedPair, TokenizedSplit
+from ..data.glossary import Glossary
 from ..data.pairs import seeded_sample
+from ..data.terms import term_success
 from ..errors import TrainingError
 from ..inference.generation import GenerationSettings, LoadedModel, translate_encoded
 from ..inference.scoring import score
@@ -131,6 +133,8 @@ class Evaluator:
         self.chrf_rows = list(chrf_rows)
         """Indices into the validation split that chrF translates (`chrf_sample`)."""
         self.generation = generation
+        self.hypotheses: list[str] = []
+        """The last `chrf` translations, in chrf_rows' order."""
 
     def loss(self, loss_sum: Callable[[Sequence[TokenizedPair]], Any], device: Any) -> float:
         """Token-averaged validation loss: `loss_sum(pairs)` is the training objective's sum over their target
@@ -180,8 +184,21 @@ class Evaluator:
         hypotheses: dict[int, str] = {}
         for part in group.gather_objects(mine):
             hypotheses.update(part)
+        self.hypotheses = [hypotheses[i] for i in self.chrf_rows]
         references = [self.examples[i].target for i in self.chrf_rows]
-        return group.from_main(lambda: score([hypotheses[i] for i in self.chrf_rows], references)[1])
+        return group.from_main(lambda: score(self.hypotheses, references)[1])
+
+    def term_success(self, glossary: Glossary) -> float | None:
+        """eval_term_success: the term success rate (data/terms.py) of the last `chrf` translations, direction by
+        direction; None when the sample's sources hold no glossary term."""
+        hits = occurrences = 0
+        for lang in dict.fromkeys(self.examples[i].source_lang for i in self.chrf_rows):
+            rows = [k for k, i in enumerate(self.chrf_rows) if self.examples[i].source_lang == lang]
+            target = self.examples[self.chrf_rows[rows[0]]].target_lang
+            found = term_success(glossary, [self.examples[self.chrf_rows[k]].source for k in rows],
+                                 [self.hypotheses[k] for k in rows], lang, target)  # fmt: skip
+            hits, occurrences = hits + found.hits, occurrences + found.occurrences
+        return hits / occurrences if occurrences else None
 
 
 __all__ = ["BestTracker", "Evaluator", "SELECTION_METRICS", "chrf_sample", "evaluations_in"]

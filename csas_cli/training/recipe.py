@@ -176,6 +176,12 @@ class FinetuneRecipe:
         self.base_commit = base.commit
         self.notes = tuple(notes)
         """Warnings about the data (prepare_run's), logged after the set-up line."""
+        self.glossary = None
+        """--glossary, for eval_term_success (evaluations that score chrF)."""
+        if plan.corpus.glossary is not None and plan.evaluation.eval_chrf:
+            from ..data.glossary import read_glossary
+
+            self.glossary = read_glossary(plan.corpus.glossary)
         self.weights: Weights | None = None
         """The base's weight files (known once loaded; None when a hub cache cannot tell)."""
         self.device = hardware.device
@@ -558,6 +564,9 @@ class FinetuneRecipe:
                 generator = LoadedModel(self.model, self.tokenizer, REGISTRY[self.plan.which].family, self.batch_device)
                 # The precision the model trains in: under --bf16/--fp16 the frozen weights are half, norms fp32.
                 record["eval_chrf"] = self.evaluator.chrf(generator, self.autocast(), step)
+                if self.glossary is not None:
+                    record["eval_term_success"] = self.group.from_main(
+                        lambda: self.evaluator.term_success(self.glossary))
         finally:
             self.model.train()
         # Rank 0's numbers are every process's, so that the best step and an early stop are decided alike everywhere.

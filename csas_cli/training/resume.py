@@ -19,7 +19,7 @@ MUST_MATCH = (
     "which", "model_id", "revision", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
     "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
     "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
-    "train_rows", "eval_rows",
+    "train_rows", "eval_rows", "term_annotation",
 )  # fmt: skip
 """Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
 
@@ -41,6 +41,9 @@ def plan_differences(
     before = recorded.get("plan", {})
     # A run.json from before --eval-chrf existed has no such key: it scored no chrF, like a plan without the flag.
     keys = MUST_MATCH + (CHRF_MUST_MATCH if now["eval_chrf"] or before.get("eval_chrf") else ())
+    # The glossary decides the training sources under --term-annotation, and what eval_term_success means.
+    if now["term_annotation"] or before.get("term_annotation") or now["eval_chrf"] or before.get("eval_chrf"):
+        keys += ("glossary_sha256",)
     unused = {"val_ratio"} if now.get("eval_data") and before.get("eval_data") else set()
     # --revision COMMIT names the commit the run's branch or tag resolved to when it started: the same weights.
     same_commit = now.get("revision") is not None and now.get("revision") == recorded.get("base_commit")

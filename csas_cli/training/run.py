@@ -73,6 +73,13 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
     plan, clamped = clamp_batch(plan)
     notes += clamped
+    if corpus.glossary is not None:
+        split, annotated = annotate_training(split, settings)
+        plan = replace(plan, resolved=replace(plan.resolved, **annotated))
+        if corpus.term_annotation:
+            notes += (f"--term-annotation {corpus.term_annotation}: {annotated['rows_annotated']} of the "
+                      f"{annotated['rows_annotatable']} training pairs that use a glossary term have it annotated in "
+                      "their source",)  # fmt: skip
     needing = settings.evaluation.needing_evaluations()
     if not split.eval and needing:
         name = needing[0]
@@ -81,6 +88,34 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); drop {flag(name)}"
         )
     return PreparedRun(plan, split, notes)
+
+
+def annotate_training(split: Split, settings: FinetuneSettings) -> tuple[Split, dict[str, Any]]:
+    """--glossary: its hash for the plan, and with --term-annotation the share of the training pairs that use a
+    glossary term annotated with it (data/terms.py), chosen with --seed; the validation split is left as it is."""
+    from ..data.glossary import read_glossary
+    from ..data.terms import Annotator, annotate_share
+
+    corpus = settings.corpus
+    assert corpus.glossary is not None
+    glossary = read_glossary(corpus.glossary)
+    counts: dict[str, Any] = {"glossary_sha256": file_sha256(corpus.glossary), "rows_annotated": 0,
+                              "rows_annotatable": 0}  # fmt: skip
+    if not corpus.term_annotation:
+        return split, counts
+    train = list(split.train)
+    for lang in dict.fromkeys(ex.source_lang for ex in train):
+        rows = [i for i, ex in enumerate(train) if ex.source_lang == lang]
+        annotator = Annotator(glossary, lang, train[rows[0]].target_lang)
+        sources, annotated, eligible = annotate_share(
+            annotator, [(train[i].source, train[i].target) for i in rows], corpus.term_annotation,
+            settings.training.seed,
+        )  # fmt: skip
+        for i, source in zip(rows, sources):
+            train[i] = replace(train[i], source=source)
+        counts["rows_annotated"] += annotated
+        counts["rows_annotatable"] += eligible
+    return replace(split, train=train), counts
 
 
 def clamp_batch(plan: Plan) -> tuple[Plan, tuple[str, ...]]:

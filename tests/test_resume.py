@@ -427,3 +427,11 @@ def test_ctrl_c_after_a_scheduler_signal_still_aborts_on_the_second(capsys):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)
     assert type(stop.stopped("after step 2 of 16")) is Preempted  # the job was told to stop: exit 75
+
+
+def test_a_run_recorded_before_term_annotation_existed_still_resumes():
+    plan = plan_of()
+    recorded = {"plan": {k: v for k, v in plan.to_dict().items() if k != "term_annotation"}, "data_sha256": "x"}
+    assert plan_differences(recorded, plan, "x") == []
+    recorded["plan"]["term_annotation"] = 0.5
+    assert plan_differences(recorded, plan, "x") == ["term_annotation 0.5 -> 0.0"]

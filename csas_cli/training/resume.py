@@ -27,6 +27,9 @@ MUST_MATCH = (
 computes, and the count of evaluations without improvement comes back from the checkpoint, so a changed value
 applies to the run's history from there on."""
 
+RECORDED_BEFORE = {"term_annotation": 0.0}
+"""Values of settings added after runs were recorded: what a run.json without them ran with."""
+
 CHRF_MUST_MATCH = ("eval_chrf", "eval_chrf_samples", "eval_num_beams")
 """Plan fields that must match when either run scores chrF. They leave the weights alone (generation runs in eval
 mode and draws no random numbers), but they define what an eval_chrf value means, and the best checkpoint and
@@ -53,6 +56,8 @@ def plan_differences(
     rows = now.get("train_rows")
     clamped = now["global_batch"] is not None and now["global_batch"] == rows and (before.get("global_batch") or 0) > rows
     unused |= {"global_batch"} if clamped else set()
+    # A run.json from before a setting existed ran with its default.
+    before = {**RECORDED_BEFORE, **before}
     diffs = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in keys
              if key not in unused and before.get(key) != now[key]]  # fmt: skip
     if diffs and before.get("config") is not None and before.get("config_sha256") != now.get("config_sha256"):

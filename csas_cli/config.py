@@ -68,8 +68,6 @@ class Config:
     quantization: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     """registry key -> its own values, in the file's order."""
-    use_quantization: dict[str, bool] = field(default_factory=dict)
-    """"" (the [quantization] table) or a registry key -> its use_quantization, where given."""
 
     def values_for(self, key: str) -> dict[str, Any]:
         """The file's settings for one model: [training], then [quantization], then [models.<key>]."""
@@ -153,7 +151,7 @@ def config_from_tables(
                               "[training], [quantization] and [models.<key>]")  # fmt: skip
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where(table)}: expected a table of settings, got {render_value(value)}")
-    use_quantization: dict[str, bool] = {}
+    use_quantization: dict[str, bool] = {}  # "" (the [quantization] table) or a registry key -> its value
     training = settings_values(tables.get("training", {}), lambda key: where("training", key), per_model=False)
     quantization = quantization_values(tables.get("quantization", {}), lambda key: where("quantization", key),
                                        use_quantization, "", table_given="quantization" in tables)  # fmt: skip
@@ -172,7 +170,7 @@ def config_from_tables(
         use = {name: value for name, value in values.items() if name in QUANTIZATION or name == USE_QUANTIZATION}
         models[key] = settings_values({k: v for k, v in values.items() if k not in use}, at, per_model=True)
         models[key].update(quantization_values(use, at, use_quantization, key))
-    config = Config(source, sha256, training, quantization, models, use_quantization)
+    config = Config(source, sha256, training, quantization, models)
     for key in config.model_keys or MODEL_KEYS:
         wanted = use_quantization.get(key, use_quantization.get(""))
         if wanted and config.values_for(key).get("qlora") is False:

@@ -133,8 +133,8 @@ class Evaluator:
         self.chrf_rows = list(chrf_rows)
         """Indices into the validation split that chrF translates (`chrf_sample`)."""
         self.generation = generation
-        self.hypotheses: list[str] = []
-        """The last `chrf` translations, in chrf_rows' order."""
+        self.hypotheses: dict[int, str] = {}
+        """The last `chrf` translations, by index into the validation split."""
 
     def loss(self, loss_sum: Callable[[Sequence[TokenizedPair]], Any], device: Any) -> float:
         """Token-averaged validation loss: `loss_sum(pairs)` is the training objective's sum over their target
@@ -162,10 +162,7 @@ class Evaluator:
         import torch
 
         group = self.group
-        by_direction: dict[Direction, list[int]] = {}
-        for i in self.chrf_rows:
-            example = self.examples[i]
-            by_direction.setdefault(Direction(example.source_lang, example.target_lang), []).append(i)
+        by_direction = self.chrf_directions()
         mine: dict[int, str] = {}
         try:
             with autocast:
@@ -181,22 +178,27 @@ class Evaluator:
                 f"step {step}: out of memory translating for chrF, {self.generation.batch_size} sentences x "
                 f"{self.generation.num_beams} beams at a time; lower --eval-num-beams or --batch-size"
             ) from None
-        hypotheses: dict[int, str] = {}
+        self.hypotheses = {}
         for part in group.gather_objects(mine):
-            hypotheses.update(part)
-        self.hypotheses = [hypotheses[i] for i in self.chrf_rows]
+            self.hypotheses.update(part)
         references = [self.examples[i].target for i in self.chrf_rows]
-        return group.from_main(lambda: score(self.hypotheses, references)[1])
+        return group.from_main(lambda: score([self.hypotheses[i] for i in self.chrf_rows], references)[1])
+
+    def chrf_directions(self) -> dict[Direction, list[int]]:
+        """The chrF sample's rows (indices into the validation split) by direction (m2m100_418m's holds both)."""
+        by_direction: dict[Direction, list[int]] = {}
+        for i in self.chrf_rows:
+            example = self.examples[i]
+            by_direction.setdefault(Direction(example.source_lang, example.target_lang), []).append(i)
+        return by_direction
 
     def term_success(self, glossary: Glossary) -> float | None:
         """eval_term_success: the term success rate (data/terms.py) of the last `chrf` translations, direction by
         direction; None when the sample's sources hold no glossary term."""
         hits = occurrences = 0
-        for lang in dict.fromkeys(self.examples[i].source_lang for i in self.chrf_rows):
-            rows = [k for k, i in enumerate(self.chrf_rows) if self.examples[i].source_lang == lang]
-            target = self.examples[self.chrf_rows[rows[0]]].target_lang
-            found = term_success(glossary, [self.examples[self.chrf_rows[k]].source for k in rows],
-                                 [self.hypotheses[k] for k in rows], lang, target)  # fmt: skip
+        for direction, rows in self.chrf_directions().items():
+            found = term_success(glossary, [self.examples[i].source for i in rows],
+                                 [self.hypotheses[i] for i in rows], direction.source, direction.target)  # fmt: skip
             hits, occurrences = hits + found.hits, occurrences + found.occurrences
         return hits / occurrences if occurrences else None
 

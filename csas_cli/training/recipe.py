@@ -33,6 +33,7 @@ from ..data.batches import (
     target_tokens,
 )
 from ..data.features import TokenizedPair, TokenizedSplit
+from ..data.glossary import Glossary
 from ..errors import CsasError, ModelError, TrainingError
 from ..files import file_sha256, library_versions, now_iso
 from ..inference.generation import GenerationSettings, LoadedModel
@@ -168,6 +169,7 @@ class FinetuneRecipe:
         on_step: Callable[[StepReport], None] | None = None,
         memory: PeakMemory | None = None,
         notes: Sequence[str] = (),
+        glossary: Glossary | None = None,
     ) -> None:
         self.plan = plan
         self.data = data
@@ -176,12 +178,8 @@ class FinetuneRecipe:
         self.base_commit = base.commit
         self.notes = tuple(notes)
         """Warnings about the data (prepare_run's), logged after the set-up line."""
-        self.glossary = None
+        self.glossary = glossary if plan.evaluation.eval_chrf else None
         """--glossary, for eval_term_success (evaluations that score chrF)."""
-        if plan.corpus.glossary is not None and plan.evaluation.eval_chrf:
-            from ..data.glossary import read_glossary
-
-            self.glossary = read_glossary(plan.corpus.glossary)
         self.weights: Weights | None = None
         """The base's weight files (known once loaded; None when a hub cache cannot tell)."""
         self.device = hardware.device

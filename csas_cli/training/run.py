@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from ..data.batches import batching_for
 from ..data.features import tokenize_split
+from ..data.glossary import Glossary, read_glossary
 from ..data.pairs import Example, Split, load_examples, split_examples, subsample
 from ..errors import HardwareError, SettingsError
 from ..files import file_sha256, read_json_record
@@ -38,6 +39,8 @@ class PreparedRun:
     split: Split
     notes: tuple[str, ...] = ()
     """Warnings about the data, for the console and the run's log (--dry-run prints them)."""
+    glossary: Glossary | None = None
+    """--glossary, read once: the terms of --term-annotation and of eval_term_success."""
 
 
 def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = None) -> PreparedRun:
@@ -73,8 +76,10 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
     plan, clamped = clamp_batch(plan)
     notes += clamped
+    glossary = None
     if corpus.glossary is not None:
-        split, annotated = annotate_training(split, settings)
+        glossary = read_glossary(corpus.glossary)
+        split, annotated = annotate_training(split, settings, glossary)
         plan = replace(plan, resolved=replace(plan.resolved, **annotated))
         if corpus.term_annotation:
             notes += (f"--term-annotation {corpus.term_annotation}: {annotated['rows_annotated']} of the "
@@ -87,18 +92,16 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             f"{flag(name)} needs evaluations, but the validation split is empty (the {plan.which} rows come "
             f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); drop {flag(name)}"
         )
-    return PreparedRun(plan, split, notes)
+    return PreparedRun(plan, split, notes, glossary)
 
 
-def annotate_training(split: Split, settings: FinetuneSettings) -> tuple[Split, dict[str, Any]]:
+def annotate_training(split: Split, settings: FinetuneSettings, glossary: Glossary) -> tuple[Split, dict[str, Any]]:
     """--glossary: its hash for the plan, and with --term-annotation the share of the training pairs that use a
     glossary term annotated with it (data/terms.py), chosen with --seed; the validation split is left as it is."""
-    from ..data.glossary import read_glossary
     from ..data.terms import Annotator, annotate_share
 
     corpus = settings.corpus
     assert corpus.glossary is not None
-    glossary = read_glossary(corpus.glossary)
     counts: dict[str, Any] = {"glossary_sha256": file_sha256(corpus.glossary), "rows_annotated": 0,
                               "rows_annotatable": 0}  # fmt: skip
     if not corpus.term_annotation:
@@ -253,7 +256,7 @@ def build_recipe(prepared: PreparedRun, **recipe_args: Any) -> FinetuneRecipe:
         base.tokenizer, REGISTRY[plan.which].family, prepared.split, max_source_len=corpus.max_source_len,
         max_target_len=corpus.max_target_len,
     )  # fmt: skip
-    return FinetuneRecipe(plan, data, base, hardware, notes=prepared.notes, **recipe_args)
+    return FinetuneRecipe(plan, data, base, hardware, notes=prepared.notes, glossary=prepared.glossary, **recipe_args)
 
 
 def nothing_left_to_do(settings: FinetuneSettings) -> bool:

@@ -180,6 +180,78 @@ def test_the_shipped_glossary_reads_and_its_references_use_it() -> None:
     assert score.occurrences > 500 and score.rate > 0.99
 
 
+def test_glossary_encodings_quotes_and_the_lang_attribute(tmp_path: Path) -> None:
+    text = "en\tfr\nstock\t\"stock\"\"s\"\"\"\n\"fishing effort\"\teffort de pêche\n"
+    path = tmp_path / "g.tsv"
+    for encoding in ("utf-8-sig", "utf-16"):  # Excel's "Unicode text" is UTF-16 with its mark, cells quoted
+        path.write_bytes(text.encode(encoding))
+        assert [(e.en, e.fr) for e in read_glossary(path).entries] == [
+            (("stock",), ('stock"s"',)), (("fishing effort",), ("effort de pêche",))]  # fmt: skip
+    path.write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(DataError, match="looks like UTF-16 without a byte order mark"):
+        read_glossary(path)
+    tbx = tmp_path / "g.tbx"
+    tbx.write_text("<martif><text><body><termEntry><langSet lang='en'><tig><term>stock</term></tig></langSet>"
+                   "<langSet lang='fr'><tig><term>stock</term></tig></langSet></termEntry></body></text></martif>")
+    assert [(e.en, e.fr) for e in read_glossary(tbx).entries] == [(("stock",), ("stock",))]
+
+
+def test_tbx_statuses_prefixes_and_other_languages(tmp_path: Path) -> None:
+    path = tmp_path / "g.tbx"
+    path.write_text("""<?xml version="1.0"?>
+<tbx:tbx xmlns:tbx="urn:iso:std:iso:30042:ed-2" type="TBX-Basic"><tbx:text><tbx:body>
+<tbx:conceptEntry id="1">
+ <tbx:langSec xml:lang="en">
+  <tbx:termSec><tbx:term>TAC</tbx:term></tbx:termSec>
+  <tbx:termSec><tbx:term>quota total</tbx:term>
+   <tbx:termNote type="administrativeStatus">deprecatedTerm-admn-sts</tbx:termNote></tbx:termSec>
+  <tbx:termSec><tbx:term>total allowable catch</tbx:term>
+   <tbx:termNote type="administrativeStatus">preferredTerm-admn-sts</tbx:termNote></tbx:termSec>
+ </tbx:langSec>
+ <tbx:langSec xml:lang="fr">
+  <tbx:termSec><tbx:term>prise totale autorisée</tbx:term>
+   <tbx:termNote type="normativeAuthorization">supersededTerm</tbx:termNote></tbx:termSec>
+  <tbx:termSec><tbx:term>total autorisé des captures</tbx:term></tbx:termSec>
+ </tbx:langSec>
+ <tbx:langSec xml:lang="de"><tbx:termSec><tbx:term/></tbx:termSec></tbx:langSec>
+</tbx:conceptEntry>
+<tbx:conceptEntry id="2"><tbx:langSec xml:lang="en"><tbx:termSec><tbx:term>old word</tbx:term>
+ <tbx:termNote type="administrativeStatus">deprecatedTerm-admn-sts</tbx:termNote></tbx:termSec></tbx:langSec>
+ <tbx:langSec xml:lang="fr"><tbx:termSec><tbx:term>vieux mot</tbx:term></tbx:termSec></tbx:langSec></tbx:conceptEntry>
+</tbx:body></tbx:text></tbx:tbx>
+""")
+    glossary = read_glossary(path)
+    assert [(e.en, e.fr) for e in glossary.entries] == [
+        (("total allowable catch", "TAC"), ("total autorisé des captures",))]  # the retired terms are no variants
+    score = term_success(glossary, ["The TAC was set."] * 2, ["Le TAC est fixé.", "La prise totale autorisée est fixée."],
+                         "en", "fr")  # fmt: skip
+    assert (score.hits, score.occurrences) == (0, 2)  # "TAC" is no French variant; the superseded term misses
+
+
+def test_matching_stops_at_clause_breaks_and_keeps_acronyms_in_capitals(tmp_path: Path) -> None:
+    path = tmp_path / "g.tsv"
+    path.write_text("en\tfr\nstock biomass\tbiomasse du stock\nTAC\tTAC\nspawn\tfrai\nbiomass index\tindice de "
+                    "biomasse\nbiomass\tbiomasse\n")
+    glossary = read_glossary(path)
+    en, fr = TermIndex.build(glossary, "en"), TermIndex.build(glossary, "fr")
+    assert [m.entry for m in en.find("The stock. Biomass fell; stock (biomass) too, stock-biomass and stock biomass")] \
+        == [4, 4, 0, 0]  # fmt: skip
+    assert [m.entry for m in en.find("The TAC, two TACs, not a tac or tacs.")] == [1, 1]
+    assert [m.entry for m in fr.find("le frai, les frais de gestion")] == [2]
+    # The translation is searched for the source's entries only: "indice de biomasse" does not take "biomasse".
+    score = term_success(glossary, ["The biomass rose."], ["L'indice de biomasse a augmenté."], "en", "fr")
+    assert (score.hits, score.occurrences) == (1, 1)
+
+
+def test_annotation_is_not_repeated_on_an_annotated_source(tmp_path: Path) -> None:
+    path = tmp_path / "g.tsv"
+    path.write_text(GLOSSARY_TSV)
+    annotator = Annotator(read_glossary(path), "en", "fr")
+    once = annotator.source("The spawning stock biomass fell; the stock too.")
+    assert once.count(TERM_OPEN) == 2
+    assert annotator.source(once) == once
+
+
 # -- quality flags ------------------------------------------------------------------------------------------------
 
 
@@ -187,6 +259,18 @@ def test_repetition_loops() -> None:
     assert repetition("la biomasse la biomasse la biomasse du stock") == "la biomasse"
     assert repetition("de 2001, de 2001, de 2001, de 2001 à 2022") == "de 2001"
     assert repetition("très très bien") is None and repetition("") is None
+    assert repetition("0 0 0 0 12") is None  # a table row of zeros
+    assert repetition("non non non", "no no no") == "non"
+    assert repetition("le stock le stock le stock", "the stock the stock the stock") == "le stock"
+    assert repetition("go go go", "go go go") is None  # the source loops too
+
+
+def test_rows_without_words_and_blank_or_short_sources() -> None:
+    report = quality_flags(["2019 2020 2021", "Yes.", "", "0 0 0 0"],
+                           ["2019 2020 2021", "", "Une sortie sans aucune source à traduire.", "0 0 0 0"], "fr")
+    assert (report.count("copy"), report.count("repetition")) == (0, 0)  # numbers are no copies, zeros no loop
+    assert [(f.row, f.detail) for f in report.flagged["length_ratio"]] == [
+        (1, "empty output"), (2, "41 characters for a blank source")]
 
 
 def test_a_seeded_hypotheses_file_is_flagged_with_the_right_counts(tmp_path: Path) -> None:
@@ -224,12 +308,21 @@ def test_translations_must_line_up_with_the_rows(tmp_path: Path) -> None:
     line = one_error_line(invoke("evaluate", "--data", data, "--translations", short, "--source-lang", "en"))
     assert "1 lines for the 3 en->fr rows" in line
     assert "--source-lang en or fr" in one_error_line(invoke("evaluate", "--data", data, "--translations", short))
+    for flags, named in ((["--compare-base"], "--compare-base"), (["--hypotheses", tmp_path / "h.txt"], "--hypotheses"),
+                         (["--glossary", SAMPLE.parent / "glossary.tsv", "--apply-glossary"], "--apply-glossary")):
+        line = one_error_line(invoke("evaluate", "--data", data, "--translations", short, "--source-lang", "en", *flags))
+        assert f"--translations scores a file, no model translates: drop {named}" in line
+    # A byte order mark and a line separator inside a line (U+2028) do not shift the lines.
+    three = tmp_path / "three.txt"
+    three.write_bytes("\ufeffune\u2028ligne\r\ndeux\ntrois\n".encode("utf-8"))
+    result = invoke("evaluate", "--data", data, "--translations", three, "--source-lang", "en", "--json")
+    assert result.exit_code == 0, result.output and json.loads(result.stdout)["n"] == 3
 
 
 # -- through the CLI with a model -----------------------------------------------------------------------------------
 
 
-def test_evaluate_reports_term_success_of_model_base_and_references(tiny_models, tmp_path: Path) -> None:
+def test_evaluate_reports_term_success_of_model_base_and_references(tiny_models, tiny_runs, tmp_path: Path) -> None:
     glossary = tmp_path / "g.tsv"
     glossary.write_text(GLOSSARY_TSV)
     data = tmp_path / "held.jsonl"
@@ -247,6 +340,11 @@ def test_evaluate_reports_term_success_of_model_base_and_references(tiny_models,
     human = invoke("evaluate", "--which", "opus_mt_en_fr", "--model-id", model, "--data", data, "--glossary",
                    glossary, "--max-new-tokens", "8")  # fmt: skip
     assert "references (the ceiling)" in human.stdout and "0.714" in human.stdout
+    both = invoke("evaluate", "--model", tiny_runs("opus_mt_en_fr"), "--data", data, "--glossary",
+                  glossary, "--apply-glossary", "--compare-base", "--max-new-tokens", "8", "--json")  # fmt: skip
+    assert both.exit_code == 0, both.output
+    report = json.loads(both.stdout)
+    assert (report["tuned"]["apply_glossary"], report["base"]["apply_glossary"]) == (True, False)
 
 
 @pytest.mark.slow
@@ -267,6 +365,7 @@ def test_term_annotation_trains_translates_and_resumes_as_recorded(tiny_models, 
     assert plan["term_annotation"] == 0.5 and plan["glossary_sha256"] and plan["rows_annotated"] > 0
     assert plan["rows_annotated"] == round(0.5 * plan["rows_annotatable"])
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_chrf" in m for m in metrics)
     assert all("eval_term_success" in m for m in metrics if "eval_chrf" in m)
     line = one_error_line(invoke(*args[:-3], "--term-annotation", "0.25", "--disable-tqdm", "--resume", "auto"))
     assert "term_annotation 0.5 -> 0.25" in line
@@ -284,3 +383,15 @@ def test_term_annotation_needs_a_glossary() -> None:
     line = one_error_line(invoke("finetune", "--which", "opus_mt_en_fr", "--data", SAMPLE, "--glossary", SAMPLE,
                                  "--term-annotation", "1.5", "--dry-run"))  # fmt: skip
     assert "--term-annotation must be in [0, 1], got 1.5" in line
+
+
+def test_training_sources_that_already_hold_the_markers_get_a_note() -> None:
+    from csas_cli.data.pairs import Example
+    from csas_cli.training.run import marker_note
+
+    rows = [Example("A plain source.", "Une source.", "en", "fr", None, 1),
+            Example("See [[Table 2]].", "Voir [[tableau 2]].", "en", "fr", None, 2)]  # fmt: skip
+    (note,) = marker_note(rows)
+    assert note.startswith("1 training sources already hold the annotation markers '[[' or ']]' (the first at "
+                           "line 2 of --data)")  # fmt: skip
+    assert marker_note(rows[:1]) == ()

@@ -13,9 +13,10 @@ and with --compare-base
 With `--glossary FILE` each model also gets its term success rate (csas_cli/data/terms.py: for every glossary term found
 in a source, whether the translation uses the entry's target term) and its most-missed terms, and the report gives
 the references' own rate, the ceiling a term metric can show on these rows; `--apply-glossary` translates sources
-annotated with the glossary's target terms (for a model trained with --term-annotation). Every report also flags
+annotated with the glossary's target terms (for a model trained with --term-annotation; the base, which was not,
+translates the plain sources, and each model's "apply_glossary" says which it got). Every report also flags
 outputs in the wrong language, copies of the source, repetition loops and length-ratio outliers
-(inference/quality.py). JSON adds, per model, "terms" (with a glossary) and "quality", and at the top level
+(inference/quality.py). JSON adds, per model, "terms" (with a glossary), "apply_glossary" and "quality", and at the top level
 "reference_terms". `--translations FILE` scores a file of translations (one line per scored row) instead of a model.
 """
 
@@ -63,6 +64,8 @@ class Scores:
     chrf_signature: str
     quality: QualityReport | None = None
     terms: Terms | None = None
+    apply_glossary: bool = False
+    """The model translated sources annotated with the glossary's terms."""
 
     def to_dict(self) -> dict[str, Any]:
         record = {k: v for k, v in asdict(self).items() if k not in ("quality", "terms")}
@@ -81,12 +84,12 @@ def terms_of(glossary: Glossary | None, direction: Direction, sources: Sequence[
 
 def scores_for(
     label: str, which: str, direction: Direction, sources: Sequence[str], hypotheses: Sequence[str],
-    references: Sequence[str], glossary: Glossary | None = None,
+    references: Sequence[str], glossary: Glossary | None = None, apply_glossary: bool = False,
 ) -> Scores:
     bleu, chrf, bleu_sig, chrf_sig = score(hypotheses, references)
     return Scores(label, which, str(direction), len(references), bleu, chrf, bleu_sig, chrf_sig,
                   quality_flags(sources, hypotheses, direction.target),
-                  terms_of(glossary, direction, sources, hypotheses))  # fmt: skip
+                  terms_of(glossary, direction, sources, hypotheses), apply_glossary)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,10 @@ def run_evaluate(
         raise SettingsError("--apply-glossary needs --glossary FILE")
     glossary = None if glossary_path is None else read_glossary(glossary_path)
     if translations_path is not None:
+        given = [name for name, on in (("--compare-base", compare_base), ("--apply-glossary", apply_glossary),
+                                       ("--hypotheses", hypotheses_path is not None)) if on]  # fmt: skip
+        if given:
+            raise SettingsError(f"--translations scores a file, no model translates: drop {' and '.join(given)}")
         return score_translations(data, translations_path, which, model, source_lang, limit, glossary)
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
@@ -150,14 +157,14 @@ def run_evaluate(
     examples = load_examples(data, [direction.source]).examples[:limit]
     sources = [ex.source for ex in examples]
     references = [ex.target for ex in examples]
-    inputs = sources
+    annotated = sources
     if apply_glossary and glossary is not None:
         annotator = Annotator(glossary, direction.source, direction.target)
-        inputs = [annotator.source(text) for text in sources]
+        annotated = [annotator.source(text) for text in sources]
 
     tell = say if say is not None else progress_say
 
-    def translate(what: ModelSource, label: str) -> list[str]:
+    def translate(what: ModelSource, label: str, inputs: list[str]) -> list[str]:
         loaded = load_for_inference(what, say=tell)
         tell(f"{label}: scoring {what.label} on {len(sources)} rows ({direction}) of {data}")
         try:
@@ -166,16 +173,16 @@ def run_evaluate(
         finally:
             loaded.release()  # the base, if compared, loads next
 
-    def scored(what: ModelSource, hypotheses: list[str]) -> Scores:
-        return scores_for(what.label, what.which, direction, sources, hypotheses, references, glossary)
+    def scored(what: ModelSource, hypotheses: list[str], applied: bool) -> Scores:
+        return scores_for(what.label, what.which, direction, sources, hypotheses, references, glossary, applied)
 
-    hypotheses = translate(source, "translating")
-    tuned = scored(source, hypotheses)
+    hypotheses = translate(source, "translating", annotated)
+    tuned = scored(source, hypotheses, apply_glossary)
     if hypotheses_path is not None:
         write_lines(hypotheses, hypotheses_path, flag="--hypotheses")
     base = None
-    if base_source is not None:
-        base = scored(base_source, translate(base_source, "translating (base)"))
+    if base_source is not None:  # the base was not trained on annotated sources: it gets the plain ones
+        base = scored(base_source, translate(base_source, "translating (base)", sources), False)
     return Report(tuned, base, terms_of(glossary, direction, sources, references))
 
 
@@ -200,9 +207,12 @@ def score_translations(
         raise SettingsError("--translations: pass --source-lang en or fr (or --which KEY) to say which rows they are")
     examples = load_examples(data, [direction.source]).examples[:limit]
     try:
-        lines = translations.read_text(encoding="utf-8").splitlines()
+        text = translations.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"--translations {translations}: cannot be read ({exc})") from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]  # not splitlines: U+2028 may sit in a line
+    if lines and lines[-1] == "":
+        lines.pop()
     if len(lines) != len(examples):
         raise DataError(f"--translations {translations}: {len(lines)} lines for the {len(examples)} {direction} rows "
                         f"of {data}; expected one line per row, in order")  # fmt: skip

@@ -1,6 +1,7 @@
 """Glossaries: the domain's fixed English-French terminology, from a TSV/CSV file or a TBX termbase.
 
-TSV (`.tsv`, `.txt`: tab-separated, no quoting) or CSV (`.csv`: comma-separated, quoted the CSV way): a header row
+TSV (`.tsv`, `.txt`: tab-separated) or CSV (`.csv`: comma-separated), both quoted the CSV way, as spreadsheets save
+them (a cell in double quotes may hold the separator; `""` is a quote inside it): a header row
 naming an `en` and an `fr` column (case-insensitive; regional codes such as `en-CA` and `fr_CA` count; other
 columns are ignored), then one entry per line. A cell may list variants separated by `|`
 (`zone critique|zones critiques`); the first is the preferred form, the one glossary-aware translation inserts.
@@ -8,8 +9,12 @@ Blank lines and lines starting with `#` are skipped. UTF-8 (a byte order mark al
 
 TBX (`.tbx`, `.xml`: ISO 30042, what TERMIUM and other termbases export): every concept entry (`conceptEntry` in
 TBX 3, `termEntry` in TBX 2 / TBX-Basic) is one entry; its `langSec` (`langSet`) sections with an English or French
-`xml:lang` give the terms, each `<term>` of the section a variant, in document order. Entries without both
-languages are skipped (termbases hold other languages and one-sided records). Read with the same hardened parser as
+`xml:lang` give the terms, each `<term>` of the section a variant: the preferred term first, then the others in
+document order. A term whose `termNote` of type `administrativeStatus` or `normativeAuthorization` calls it
+deprecated, superseded or obsolete (`deprecatedTerm-admn-sts`, `supersededTerm`, ...) is not a variant: a
+translation that uses it misses the term. Entries without both languages are skipped (termbases hold other
+languages and one-sided records); terms of other languages are not read, so an empty one there is no error.
+Element names are compared without a namespace prefix (`<tbx:term>` is `<term>`). Read with the same hardened parser as
 TMX (data/tmx.py): the DOCTYPE line is accepted, the DTD never read, entity declarations refused.
 
 Errors are one-line DataErrors naming the file and line.
@@ -36,6 +41,12 @@ TBX_SUFFIXES = (".tbx", ".xml")
 CSV_SUFFIXES = (".csv",)
 ENTRY_ELEMENTS = ("conceptEntry", "termEntry")
 LANGUAGE_ELEMENTS = ("langSec", "langSet")
+TERM_GROUPS = ("termSec", "tig", "ntig")
+"""The elements that hold one term with its notes (TBX 3, TBX 2 / TBX-Basic)."""
+STATUS_NOTES = ("administrativeStatus", "normativeAuthorization")
+RETIRED = ("deprecated", "superseded", "obsolete")
+"""Status values (their leading word: `deprecatedTerm-admn-sts`) that take a term out of the glossary."""
+PREFERRED = "preferred"
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,9 @@ def decode(path: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if raw[:200].count(b"\x00") * 4 >= min(len(raw), 200):
+            raise _error(path, "looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its "
+                               "mark)") from None  # fmt: skip
         line = raw[: exc.start].count(b"\n") + 1
         raise _error(path, "invalid UTF-8 (csas reads UTF-8, or UTF-16 with a byte order mark)", line) from None
 
@@ -102,8 +116,7 @@ def read_delimited(path: Path, delimiter: str) -> list[Entry]:
         except OSError as exc:
             raise _read_error(path, exc) from None
     text = decode(path, raw)
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
     columns: dict[str, int] | None = None
     entries: list[Entry] = []
     try:
@@ -141,6 +154,15 @@ def header_columns(path: Path, row: list[str], line: int, delimiter: str) -> dic
     return columns
 
 
+def local_name(name: str) -> str:
+    """`tbx:term` -> `term`: the parser reads without namespaces, so a prefix stays in the name."""
+    return name.rpartition(":")[2]
+
+
+def retired(status: str) -> bool:
+    return status.strip().lower().startswith(RETIRED)
+
+
 class TbxHandler(ContentHandler):
     """Collects each concept entry's English and French terms. (Method names are SAX's.)"""
 
@@ -150,51 +172,81 @@ class TbxHandler(ContentHandler):
         self.entries: list[Entry] = []
         self.root_seen = False
         self.entry_line: int | None = None
-        self.terms: dict[str, list[str]] = {}
+        self.terms: dict[str, list[tuple[bool, str]]] = {}
+        """lang -> (preferred, term) of the entry so far, in document order."""
         self.lang: str | None = None
-        self.term_parts: list[str] | None = None
-        self.term_line = 0
+        self.term: str | None = None
+        """The term of the term group being read (termSec/tig/ntig), until the group ends."""
+        self.status = ""
+        self.text: list[str] | None = None
+        """Characters of the <term> or status <termNote> being read."""
+        self.reading = ""
+        self.text_line = 0
+        self.in_group = False
 
-    def startElement(self, name: str, attrs: AttributesImpl) -> None:
+    def line(self) -> int:
+        return self.locator.getLineNumber()
+
+    def startElement(self, qualified: str, attrs: AttributesImpl) -> None:
+        name = local_name(qualified)
         if not self.root_seen:
             self.root_seen = True
             if name not in ("tbx", "martif"):
-                raise _error(self.path, f"the root element is <{name}>, expected <tbx> or <martif> (not a TBX file)",
-                             self.locator.getLineNumber())  # fmt: skip
+                raise _error(self.path, f"the root element is <{qualified}>, expected <tbx> or <martif> (not a TBX "
+                                        "file)", self.line())  # fmt: skip
         if name in ENTRY_ELEMENTS:
-            self.entry_line, self.terms = self.locator.getLineNumber(), {}
+            self.entry_line, self.terms = self.line(), {}
         elif name in LANGUAGE_ELEMENTS:
             raw = attrs.get("xml:lang", attrs.get("lang"))
             if raw is None or not raw.strip():
-                raise _error(self.path, f"<{name}> has no xml:lang attribute", self.locator.getLineNumber())
+                raise _error(self.path, f"<{qualified}> has no xml:lang attribute", self.line())
             self.lang = primary_language(raw)
-        elif name == "term" and self.entry_line is not None:
+        elif name in TERM_GROUPS:
+            self.term, self.status, self.in_group = None, "", True
+        elif self.entry_line is None or self.lang not in LANGUAGES and self.lang is not None:
+            return
+        elif name == "term":
             if self.lang is None:
-                raise _error(self.path, "<term> outside a langSec/langSet", self.locator.getLineNumber())
-            self.term_parts, self.term_line = [], self.locator.getLineNumber()
+                raise _error(self.path, "<term> outside a langSec/langSet", self.line())
+            self.text, self.reading, self.text_line = [], "term", self.line()
+        elif name == "termNote" and attrs.get("type") in STATUS_NOTES:
+            self.text, self.reading = [], "status"
 
     def characters(self, content: str) -> None:
-        if self.term_parts is not None:
-            self.term_parts.append(content)
+        if self.text is not None:
+            self.text.append(content)
 
-    def endElement(self, name: str) -> None:
-        if name == "term" and self.term_parts is not None:
-            text = normalise_segment("".join(self.term_parts))
-            if not text:
-                raise _error(self.path, "<term> is empty", self.term_line)
-            if self.lang in LANGUAGES:
-                self.terms.setdefault(self.lang, []).append(text)
-            self.term_parts = None
+    def endElement(self, qualified: str) -> None:
+        name = local_name(qualified)
+        if self.text is not None and name in ("term", "termNote"):
+            text, self.text = "".join(self.text), None
+            if self.reading == "status":
+                self.status = text
+            else:
+                self.term = normalise_segment(text)
+                if not self.term:
+                    raise _error(self.path, "<term> is empty", self.text_line)
+                if not self.in_group:  # a <term> straight in the section, with no group around it
+                    self.keep_term()
+        elif name in TERM_GROUPS:
+            self.keep_term()
+            self.in_group = False
         elif name in LANGUAGE_ELEMENTS:
             self.lang = None
         elif name in ENTRY_ELEMENTS and self.entry_line is not None:
             if all(self.terms.get(lang) for lang in LANGUAGES):
-                forms = {lang: tuple(dict.fromkeys(self.terms[lang])) for lang in LANGUAGES}
+                forms = {lang: tuple(dict.fromkeys(t for _, t in sorted(self.terms[lang], key=lambda p: not p[0])))
+                         for lang in LANGUAGES}  # fmt: skip
                 self.entries.append(Entry(forms["en"], forms["fr"], self.entry_line))
             self.entry_line = None
 
+    def keep_term(self) -> None:
+        if self.term is not None and self.lang in LANGUAGES and not retired(self.status):
+            self.terms.setdefault(self.lang, []).append((self.status.strip().lower().startswith(PREFERRED), self.term))
+        self.term, self.status = None, ""
+
     def skippedEntity(self, name: str) -> None:
-        raise _error(self.path, f"undefined entity &{name}; (csas never reads the DTD)", self.locator.getLineNumber())
+        raise _error(self.path, f"undefined entity &{name}; (csas never reads the DTD)", self.line())
 
 
 def read_tbx(path: Path) -> list[Entry]:

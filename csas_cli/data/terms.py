@@ -4,14 +4,21 @@ Matching (what `csas evaluate --glossary` counts and `--term-annotation` annotat
 
 - Text and terms are compared as sequences of word tokens: case-folded (`str.casefold`), in Unicode NFC, with every
   typographic apostrophe read as `'` and every run of spaces (no-break spaces included) as one. A token is a run of
-  letters and digits (`\\w+`); apostrophes, hyphens and other punctuation separate tokens, so `l'effort de pêche`
-  holds `effort de pêche`, `stock-recruitment` is `stock recruitment`, and `stock` never matches inside `stocks`
-  or `restocking`.
+  letters and digits (`\\w+`); apostrophes, hyphens, slashes and spaces join tokens into a term, so `l'effort de
+  pêche` holds `effort de pêche` and `stock-recruitment` is `stock recruitment`; a clause break between two tokens
+  (`. , ; : ! ? ( ) [ ] { }`) ends a term, so `... the stock. Biomass ...` is not `stock biomass`.
 - A term's listed variants count as the term, and so do simple plurals: any of its tokens of three or more letters
-  may take English -s or -es (`reference points`, `biomasses`) or French -s or -x (`zones critiques`, `taux`).
+  may take English -s or -es (`reference points`, `biomasses`) or French -s or -x (`zones critiques`, `taux`), but
+  never becomes a word of its own (French `frais` is not a plural of `frai`). `stock` matches `stocks`, never the
+  inside of `restocking` or `stockholder`.
+- Acronyms are case-sensitive: a term token written in capitals (`TAC`, `SSB`, the `MSY` of `MSY reference
+  point`) matches only in capitals (and with a lower-case plural `s`: `TACs`), so `TAC` is not the French word
+  `tac`; a term written wholly in capitals over several words (`SPAWNING STOCK BIOMASS`) is case-folded as usual.
 - Longest match first, non-overlapping: in `spawning stock biomass` only the entry `spawning stock biomass` is found,
   not the entry `stock` inside it; each token belongs to at most one match. A term twice in a sentence is two
-  occurrences.
+  occurrences. Text already annotated (`[[...]]`, below) is not searched.
+- In a translation only the entries found in its source are looked for, so an entry the source does not hold
+  (`indice de biomasse`) cannot take the tokens of one it does (`biomasse`).
 
 Term success rate (the WMT terminology tasks' measure): for each glossary entry found in a source sentence, its
 occurrences there; a hit for each of them that the translation matches with the entry's target term (an entry
@@ -31,17 +38,21 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 from .glossary import Entry, Glossary
 
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u0060": "'", "\u00b4": "'"})
 TOKEN = re.compile(r"\w+")
+CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}]")
 PLURALS = {"en": ("s", "es"), "fr": ("s", "x")}
 PLURAL_MIN_LETTERS = 3
+NOT_PLURALS = {"en": frozenset[str](), "fr": frozenset({"frais"})}
+"""Words that look like a simple plural of a shorter term token but are words of their own."""
 
 TERM_OPEN, TERM_CLOSE = " [[", "]]"
 """The annotation markers (see the module docstring)."""
+ANNOTATION = re.compile(re.escape(TERM_OPEN.strip()) + r".*?" + re.escape(TERM_CLOSE))
 
 
 def normal_form(text: str) -> str:
@@ -49,23 +60,58 @@ def normal_form(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+@dataclass(frozen=True)
+class Word:
+    """One word token of a text or a term; offsets index normal_form(text)."""
+
+    fold: str
+    """Case-folded."""
+    raw: str
+    start: int
+    end: int
+    joined: bool
+    """No clause break between this token and the one before."""
+
+
+def words(text: str) -> list[Word]:
+    """`text`'s word tokens (see the module docstring)."""
+    normal = normal_form(text).translate(APOSTROPHES)  # one character for one: offsets stay
+    found, last = [], 0
+    for m in TOKEN.finditer(normal):
+        found.append(Word(m.group().casefold(), m.group(), m.start(), m.end(),
+                          not CLAUSE_BREAK.search(normal, last, m.start())))  # fmt: skip
+        last = m.end()
+    return found
+
+
 def tokens(text: str) -> list[tuple[str, int, int]]:
     """(token, start, end) of `text`'s word tokens, case-folded; offsets index normal_form(text)."""
-    normal = normal_form(text).translate(APOSTROPHES)  # one character for one: offsets stay
-    return [(m.group().casefold(), m.start(), m.end()) for m in TOKEN.finditer(normal)]
+    return [(w.fold, w.start, w.end) for w in words(text)]
 
 
-def term_tokens(term: str) -> tuple[str, ...]:
-    return tuple(t for t, _, _ in tokens(term))
+@dataclass(frozen=True)
+class TermWord:
+    fold: str
+    exact: str | None
+    """The token as written when it is an acronym (matched case-sensitively), else None."""
+    joined: bool
 
 
-def token_matches(word: str, term_word: str, lang: str) -> bool:
-    """A text token matches a term token: equal, or the term token with a simple plural ending of `lang`."""
-    if word == term_word:
+def term_words(term: str) -> tuple[TermWord, ...]:
+    found = words(term)
+    all_caps = len(found) > 1 and all(w.raw.isupper() or not w.raw.isalpha() for w in found)
+    return tuple(TermWord(w.fold, w.raw if w.raw.isupper() and not all_caps else None, w.joined) for w in found)
+
+
+def token_matches(word: Word, term: TermWord, lang: str) -> bool:
+    """A text token matches a term token: equal (in capitals for an acronym), or the term token with a simple plural
+    ending of `lang`."""
+    text, wanted = (word.fold, term.fold) if term.exact is None else (word.raw, term.exact)
+    if text == wanted:
         return True
-    if len(term_word) < PLURAL_MIN_LETTERS or not word.startswith(term_word):
+    if len(wanted) < PLURAL_MIN_LETTERS or not text.startswith(wanted) or word.fold in NOT_PLURALS[lang]:
         return False
-    return word[len(term_word):] in PLURALS[lang]
+    return text[len(wanted):] in PLURALS[lang]
 
 
 @dataclass(frozen=True)
@@ -80,56 +126,64 @@ class Match:
     char_end: int
 
 
+Form = tuple[int, tuple[TermWord, ...]]
+"""(entry index, the variant's tokens)."""
+
+
 @dataclass(frozen=True)
 class TermIndex:
     """A glossary's terms in one language, tokenised once, by first token for quick lookup."""
 
     lang: str
-    forms: tuple[tuple[int, tuple[str, ...]], ...]
-    """(entry index, tokens) of every variant, longest first."""
-    by_first: dict[str, list[tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
+    forms: tuple[Form, ...]
+    """Every variant, longest first."""
+    by_first: dict[str, list[Form]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, glossary: Glossary | Sequence[Entry], lang: str) -> "TermIndex":
         entries = glossary.entries if isinstance(glossary, Glossary) else glossary
-        forms = [(i, term_tokens(form)) for i, entry in enumerate(entries) for form in entry.forms(lang)]
+        forms = [(i, term_words(form)) for i, entry in enumerate(entries) for form in entry.forms(lang)]
         forms = sorted({f for f in forms if f[1]}, key=lambda f: (-len(f[1]), f[0]))
-        by_first: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
-        for index, words in forms:
-            by_first.setdefault(words[0], []).append((index, words))
+        by_first: dict[str, list[Form]] = {}
+        for form in forms:
+            by_first.setdefault(form[1][0].fold, []).append(form)
         return cls(lang, tuple(forms), by_first)
 
-    def candidates(self, word: str) -> list[tuple[int, tuple[str, ...]]]:
-        """Forms whose first token `word` may be (itself, or a plural of it)."""
+    def candidates(self, word: str) -> list[Form]:
+        """Forms whose first token `word` (case-folded) may be: itself, or a plural of it."""
         found = list(self.by_first.get(word, ()))
         for ending in PLURALS[self.lang]:
             if word.endswith(ending) and len(word) - len(ending) >= PLURAL_MIN_LETTERS:
                 found += self.by_first.get(word[: -len(ending)], ())
         return found
 
-    def find(self, text: str) -> list[Match]:
-        """The non-overlapping matches in `text`, longest first, then leftmost (see the module docstring)."""
-        words = tokens(text)
+    def find(self, text: str, entries: Collection[int] | None = None) -> list[Match]:
+        """The non-overlapping matches in `text`, longest first, then leftmost (see the module docstring); only of
+        `entries` when given."""
+        annotated = [m.span() for m in ANNOTATION.finditer(normal_form(text))] if TERM_CLOSE in text else []
+        found_words = [w for w in words(text) if not any(a <= w.start < b for a, b in annotated)]
         found: list[Match] = []
-        for start, (word, _, _) in enumerate(words):
-            for index, form in self.candidates(word):
+        for start, word in enumerate(found_words):
+            for index, form in self.candidates(word.fold):
                 n = len(form)
-                if start + n <= len(words) and all(
-                    token_matches(words[start + k][0], form[k], self.lang) for k in range(n)
-                ):
-                    found.append(Match(index, start, n, words[start][1], words[start + n - 1][2]))
+                if entries is not None and index not in entries or start + n > len(found_words):
+                    continue
+                span = found_words[start : start + n]
+                if all(token_matches(w, t, self.lang) and (k == 0 or w.joined or not t.joined)
+                       for k, (w, t) in enumerate(zip(span, form))):  # fmt: skip
+                    found.append(Match(index, start, n, span[0].start, span[-1].end))
         found.sort(key=lambda m: (-m.length, m.start, m.entry))
         taken: set[int] = set()
         chosen = []
         for match in found:
-            span = range(match.start, match.start + match.length)
-            if taken.isdisjoint(span):
-                taken.update(span)
+            tokens_of = range(match.start, match.start + match.length)
+            if taken.isdisjoint(tokens_of):
+                taken.update(tokens_of)
                 chosen.append(match)
         return sorted(chosen, key=lambda m: m.start)
 
-    def counts(self, text: str) -> Counter[int]:
-        return Counter(m.entry for m in self.find(text))
+    def counts(self, text: str, entries: Collection[int] | None = None) -> Counter[int]:
+        return Counter(m.entry for m in self.find(text, entries))
 
 
 @dataclass(frozen=True)
@@ -159,7 +213,7 @@ def term_success(
         wanted = source_index.counts(source)
         if not wanted:
             continue
-        got = target_index.counts(translation)
+        got = target_index.counts(translation, wanted.keys())
         for entry, count in wanted.items():
             hit = min(count, got.get(entry, 0))
             hits += hit
@@ -180,6 +234,8 @@ def annotate(text: str, matches: Iterable[Match], glossary: Glossary, target_lan
     text = normal_form(text)
     out, last = [], 0
     for match in sorted(matches, key=lambda m: m.char_start):
+        if text.startswith(TERM_OPEN, match.char_end):  # annotated already
+            continue
         out.append(text[last : match.char_end])
         out.append(f"{TERM_OPEN}{glossary.entries[match.entry].forms(target_lang)[0]}{TERM_CLOSE}")
         last = match.char_end
@@ -206,9 +262,16 @@ class Annotator:
     def training_pair(self, source: str, target: str) -> str | None:
         """The source annotated with the terms whose target term the reference uses, or None when it has none (a
         pair whose reference translates a term otherwise teaches nothing about the glossary)."""
-        in_target = self._target.counts(target)  # type: ignore[attr-defined]
-        matches = [m for m in self._source.find(source) if in_target.get(m.entry)]  # type: ignore[attr-defined]
+        in_source = self._source.find(source)  # type: ignore[attr-defined]
+        in_target = self._target.counts(target, {m.entry for m in in_source})  # type: ignore[attr-defined]
+        matches = [m for m in in_source if in_target.get(m.entry)]
         return annotate(source, matches, self.glossary, self.target_lang) if matches else None
+
+
+def holds_markers(text: str) -> bool:
+    """`text` already holds an annotation marker: a model trained with --term-annotation reads what follows one as
+    a given term."""
+    return TERM_OPEN.strip() in text or TERM_CLOSE in text
 
 
 def annotate_share(
@@ -224,6 +287,6 @@ def annotate_share(
 
 
 __all__ = [
-    "Annotator", "Match", "TERM_CLOSE", "TERM_OPEN", "TermIndex", "TermScore", "annotate", "annotate_share",
-    "most_missed", "term_success", "tokens",
+    "Annotator", "Match", "holds_markers", "TERM_CLOSE", "TERM_OPEN", "TermIndex", "TermScore", "annotate", "annotate_share",
+    "most_missed", "term_success", "tokens", "words",
 ]  # fmt: skip

@@ -4,12 +4,14 @@
   py3langid over the Latin-script candidates, a probability of the target language under 0.1; outputs with under
   20 letters in words are not judged). mBART-50 and M2M100 produce this when the target code is not forced.
 - copy: the output is the source, once normalised, or a near copy (difflib similarity >= 0.9, as check-data's
-  copies); sources without letters (numbers, codes) are not judged.
+  copies); sources without letters (numbers, codes, table cells) are not judged.
 - repetition: a loop, an n-gram of 1 to 4 words repeated three or more times in a row (`the stock the stock the
-  stock`), what beam search falls into on an undertrained model.
+  stock`), what beam search falls into on an undertrained model; an n-gram without letters (`0 0 0`) and one that
+  loops in the source too are not loops of the model's.
 - length_ratio: the output is more than 3 times longer or shorter than the source, in characters (check-data's
-  bound; pairs whose longer side is under 20 characters are not judged), an empty output for a non-empty source
-  included: truncations and run-on outputs.
+  bound; pairs whose longer side is under 20 characters are not judged): truncations and run-on outputs. An empty
+  output for a non-empty source is always flagged, however short the source, and so is an output of 20 characters
+  or more for a blank source.
 """
 
 from __future__ import annotations
@@ -33,31 +35,44 @@ EXAMPLES = 3
 LOOP_MAX_N = 4
 LOOP_REPEATS = 3
 _WORDS = re.compile(r"\w+")
+_LETTERS = re.compile(r"[^\W\d_]")
 
 
-def repetition(text: str) -> str | None:
-    """The repeated n-gram when `text` loops (LOOP_REPEATS times in a row, n up to LOOP_MAX_N words), else None."""
+def loops(text: str) -> list[str]:
+    """Every n-gram (n up to LOOP_MAX_N words, with a letter) repeated LOOP_REPEATS times in a row in `text`."""
     words = [w.casefold() for w in _WORDS.findall(text)]
+    found = []
     for n in range(1, LOOP_MAX_N + 1):
         for i in range(len(words) - LOOP_REPEATS * n + 1):
             gram = words[i : i + n]
             if all(words[i + k * n : i + (k + 1) * n] == gram for k in range(1, LOOP_REPEATS)):
-                return " ".join(gram)
-    return None
+                joined = " ".join(gram)
+                if _LETTERS.search(joined) and joined not in found:
+                    found.append(joined)
+    return found
+
+
+def repetition(text: str, source: str = "") -> str | None:
+    """The repeated n-gram when `text` loops (see the module docstring) and `source` does not, else None."""
+    in_source = set(loops(source)) if source else set()
+    return next((gram for gram in loops(text) if gram not in in_source), None)
 
 
 def length_outlier(source: str, output: str) -> str | None:
-    shorter, longer = sorted((len(source.strip()), len(output.strip())))
-    if longer < LENGTH_RATIO_MIN_CHARACTERS or (shorter and longer <= LENGTH_RATIO * shorter):
+    src, out = len(source.strip()), len(output.strip())
+    if not out:
+        return "empty output" if src else None
+    if not src:
+        return f"{out} characters for a blank source" if out >= LENGTH_RATIO_MIN_CHARACTERS else None
+    shorter, longer = sorted((src, out))
+    if longer < LENGTH_RATIO_MIN_CHARACTERS or longer <= LENGTH_RATIO * shorter:
         return None
-    if not output.strip():
-        return "empty output"
-    return f"ratio {longer / shorter:.1f} ({len(source.strip())} vs {len(output.strip())} characters)"
+    return f"ratio {longer / shorter:.1f} ({src} vs {out} characters)"
 
 
 def copied(source: str, output: str) -> str | None:
     src, out = normalise(source), normalise(output)
-    if not _WORDS.search(src) or not src.strip():
+    if not _LETTERS.search(src):
         return None
     if src == out:
         return "output = source once normalised"
@@ -115,7 +130,7 @@ def quality_flags(sources: Sequence[str], outputs: Sequence[str], target_lang: s
             detail = f"detected {detected[0]} ({detected[1]:.2f}), expected {target_lang}"
             flagged["wrong_language"].append(Flagged(i, sources[i], outputs[i], detail))
     for i, (source, output) in enumerate(zip(sources, outputs)):
-        for flag, check in (("copy", copied(source, output)), ("repetition", repetition(output)),
+        for flag, check in (("copy", copied(source, output)), ("repetition", repetition(output, source)),
                             ("length_ratio", length_outlier(source, output))):  # fmt: skip
             if check is not None:
                 detail = f"repeats {check!r}" if flag == "repetition" else check
@@ -123,4 +138,4 @@ def quality_flags(sources: Sequence[str], outputs: Sequence[str], target_lang: s
     return QualityReport(len(outputs), flagged)
 
 
-__all__ = ["FLAGS", "QualityReport", "quality_flags", "repetition"]
+__all__ = ["FLAGS", "QualityReport", "loops", "quality_flags", "repetition"]

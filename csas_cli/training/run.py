@@ -82,6 +82,7 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         split, annotated = annotate_training(split, settings, glossary)
         plan = replace(plan, resolved=replace(plan.resolved, **annotated))
         if corpus.term_annotation:
+            notes += marker_note(split.train)
             notes += (f"--term-annotation {corpus.term_annotation}: {annotated['rows_annotated']} of the "
                       f"{annotated['rows_annotatable']} training pairs that use a glossary term have it annotated in "
                       "their source",)  # fmt: skip
@@ -93,6 +94,19 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             f"from a single publication, or are too few for --val-ratio {corpus.val_ratio}); drop {flag(name)}"
         )
     return PreparedRun(plan, split, notes, glossary)
+
+
+def marker_note(train: Sequence[Example]) -> tuple[str, ...]:
+    """A note when training sources already hold the annotation markers (what a model trained with
+    --term-annotation learns to read as a given term)."""
+    from ..data.terms import TERM_CLOSE, TERM_OPEN, holds_markers
+
+    rows = [ex for ex in train if holds_markers(ex.source)]
+    if not rows:
+        return ()
+    return (f"{len(rows)} training sources already hold the annotation markers {TERM_OPEN.strip()!r} or "
+            f"{TERM_CLOSE!r} (the first at line {rows[0].line} of --data): with --term-annotation the model learns to read what "
+            "they enclose as a given term; clean them from the data if they are not annotations",)  # fmt: skip
 
 
 def annotate_training(split: Split, settings: FinetuneSettings, glossary: Glossary) -> tuple[Split, dict[str, Any]]:

@@ -465,6 +465,10 @@ GlossaryOption = Annotated[
     Optional[Path], opt("glossary", "Glossary: .tsv/.csv (en, fr columns; variants a|b) or .tbx (a termbase).")
 ]
 GENERATION_FLAGS = ("num_beams", "max_new_tokens", "batch_size")
+DeviceOption = Annotated[str, opt("device", "Where to translate: auto (the GPU when there is one), cpu or cuda.")]
+ThreadsOption = Annotated[
+    int, opt("threads", "CPU threads: torch threads, or batches in parallel for an exported model (0: default).")
+]
 DtypeOption = Annotated[str, opt("dtype", "Saved weights: float32 (exact), bfloat16 or float16 (half the size).")]
 
 
@@ -495,15 +499,19 @@ def translate(
     glossary: Annotated[
         Optional[Path], opt("glossary", "Annotate sources with this glossary's terms (a --term-annotation run).")
     ] = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
 ) -> None:
-    """Translate a file with a finished run, a merged model or a base model: one output line per input line."""
+    """Translate a file with a finished run, a merged or exported model, or a base model: one output line per input
+    line."""
     from .commands.translate import run_translate
+    from .inference.generation import Runtime
 
     with user_errors():
         run_translate(
             input_path=input_path, model=model, which=which, model_id=model_id, revision=revision,
             source_lang=source_lang, output=output, overwrite=overwrite, settings=GenerationSettings(**values),
-            say=stderr_line, bar=show_progress(), glossary=glossary,
+            say=stderr_line, bar=show_progress(), glossary=glossary, runtime=Runtime(device, threads),
         )  # fmt: skip
 
 
@@ -534,10 +542,13 @@ def evaluate(
         Optional[Path], opt("translations", "Score this file of translations (a line per row) instead of a model.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
 ) -> None:
-    """Score a run, a merged model or a base model with sacrebleu BLEU and chrF on a pairs file (.jsonl, .tmx, .tsv),
-    with quality flags, and term success with --glossary."""
+    """Score a run, a merged or exported model, or a base model with sacrebleu BLEU and chrF on a pairs file (.jsonl,
+    .tmx, .tsv), with quality flags, and term success with --glossary."""
     from .commands.evaluate import print_report, run_evaluate
+    from .inference.generation import Runtime
 
     with user_errors():
         report = run_evaluate(
@@ -545,6 +556,7 @@ def evaluate(
             compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
             settings=GenerationSettings(**values), bar=show_progress(), revision=revision, say=stderr_line,
             glossary_path=glossary, apply_glossary=apply_glossary, translations_path=translations,
+            runtime=Runtime(device, threads),
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict())
@@ -578,6 +590,37 @@ def merge(
             "--source-lang, and transformers users pass forced_bos_token_id=tokenizer.get_lang_id(target)\n"
         )
     sys.stdout.write(f"merged: {result.out_dir}\n")
+
+
+@app.command()
+def export(
+    model: Annotated[
+        Path, typer.Argument(metavar="RUN_OR_MERGED", help="A finished run (or RUN/best, a checkpoint) or a merged model.")
+    ],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the exported model.")],
+    export_format: Annotated[str, typer.Option("--format", help="Export format: ctranslate2.")] = "ctranslate2",
+    quantization: Annotated[
+        str, opt("quantization", "Weights: int8 (fastest on a CPU), int8_float16, float16 (GPUs) or float32.")
+    ] = "int8",
+    which: WhichOption = None,
+    model_id: Annotated[
+        Optional[str], opt("model_id", "A run's base on this machine (default: the one run.json records).")
+    ] = None,
+    revision: RevisionOption = None,
+    overwrite: Annotated[bool, opt("overwrite", "Replace a non-empty OUT.")] = False,
+) -> None:
+    """Export a run or merged model to CTranslate2, for translate and evaluate many times faster (csas[fast])."""
+    from .commands.export import export_model
+
+    with user_errors():
+        result = export_model(
+            model, out_dir, export_format=export_format, quantization=quantization, overwrite=overwrite, which=which,
+            model_id=model_id, revision=revision, say=stderr_line,
+        )  # fmt: skip
+    probe = result.probe
+    stderr_line(f"probe: {probe['identical']} of {probe['sentences']} sentences as generate translates them, chrF "
+                f"{probe['chrf_against_generate']:.1f} against its translations")  # fmt: skip
+    sys.stdout.write(f"exported: {result.out_dir}\n")
 
 
 @app.command("merge-all")

@@ -187,13 +187,11 @@ class EchoModel:
         finally:
             self.active = None
 
-    def generate_ids(self, input_ids, settings):
-        self.seen.append(("generate", self.active))
-        self.batches.append([len(ids) for ids in input_ids])
-        return input_ids
-
-    def decode(self, ids):
-        return [f"T{row[0]}\nline" for row in ids]
+    def translate_batches(self, batches, settings):
+        for input_ids in batches:
+            self.seen.append(("generate", self.active))
+            self.batches.append([len(ids) for ids in input_ids])
+            yield [f"T{row[0]}\nline" for row in input_ids]
 
 
 def test_translate_texts_restores_input_order_and_keeps_empty_lines():

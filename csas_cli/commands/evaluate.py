@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from ..data.glossary import Glossary
 from ..data.terms import most_missed, term_success
 from ..errors import SettingsError
-from ..inference.generation import GenerationSettings
+from ..inference.generation import GenerationSettings, Runtime
 from ..inference.quality import QualityReport, quality_flags
 from ..inference.scoring import score
 from ..inference.source import Direction, ModelSource
@@ -128,6 +128,7 @@ def run_evaluate(
     glossary_path: Path | None = None,
     apply_glossary: bool = False,
     translations_path: Path | None = None,
+    runtime: Runtime | None = None,
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
     from ..data.glossary import read_glossary
@@ -165,7 +166,7 @@ def run_evaluate(
     tell = say if say is not None else progress_say
 
     def translate(what: ModelSource, label: str, inputs: list[str]) -> list[str]:
-        loaded = load_for_inference(what, say=tell)
+        loaded = load_for_inference(what, say=tell, runtime=runtime)
         tell(f"{label}: scoring {what.label} on {len(sources)} rows ({direction}) of {data}")
         try:
             with counting_bar(len(sources), bar, label, say=tell) as advance:

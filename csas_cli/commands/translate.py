@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from ..data.pairs import PAIR_FORMATS, _open_binary, _read_error, primary_language
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
-from ..inference.generation import GenerationSettings
+from ..inference.generation import GenerationSettings, Runtime
 from ..inference.source import Direction
 from ..progress import counting_bar
 
@@ -115,6 +115,7 @@ def run_translate(
     say: Callable[[str], None],
     bar: bool,
     glossary: Path | None = None,
+    runtime: Runtime | None = None,
 ) -> list[str]:
     """Everything `csas translate` does; returns the translated lines (also written to --output or stdout)."""
     from ..inference.generation import load_for_inference, translate_texts
@@ -132,7 +133,7 @@ def run_translate(
 
         annotator = Annotator(read_glossary(glossary), direction.source, direction.target)
         texts = [annotator.source(text) if text.strip() else text for text in texts]
-    loaded = load_for_inference(source, say=say)
+    loaded = load_for_inference(source, say=say, runtime=runtime)
     count = sum(1 for t in texts if t.strip())
     say(f"translating {count} sentences ({direction}) with {source.label}")
     with counting_bar(count, bar, "translating", say=say) as advance:

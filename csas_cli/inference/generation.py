@@ -6,7 +6,8 @@ language's code (on `generation_config`, the only place transformers 5 reads it)
 
 `translate_encoded` is the one generation loop: `csas translate` and `csas evaluate` call it through
 `translate_texts`, and evaluation during training calls it on the validation pairs' token ids with the model in
-training. Sentences are batched by token length (longest first, so running out of memory shows at once) and put
+training. It takes a LoadedModel (transformers' `generate`) or an exported model (ctranslate.py's ExportedModel,
+CTranslate2's beam search), which offer the same few methods. Sentences are batched by token length (longest first, so running out of memory shows at once) and put
 back in input order; a translation that contains a line break has it replaced by a space, so output line N always
 belongs to input line N.
 """
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..data.features import set_languages
-from ..errors import ModelError
+from ..errors import ModelError, SettingsError
 from ..layout import RUN_JSON
 from ..registry import Family
 from ..settings import check_bounds, setting
-from .source import MERGE_RECORD, Direction, ModelSource
+from .source import EXPORTED, MERGE_RECORD, Direction, ModelSource
 
 # Everything str.splitlines() breaks on: none of it may survive inside one output line.
 _LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -78,13 +79,39 @@ class GenerationSettings:
         check_bounds(self)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where translation runs (`--device`, `--threads` of translate and evaluate)."""
+
+    device: str = "auto"
+    """auto (the GPU when there is one), cpu or cuda."""
+    threads: int = 0
+    """CPU threads: torch's thread count for `generate`, the batches CTranslate2 translates in parallel for an
+    exported model (one thread each); 0: torch's default, one batch per usable core."""
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise SettingsError(f"--device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.threads < 0:
+            raise SettingsError(f"--threads must be at least 0, got {self.threads}")
+
+    def resolved_device(self, cuda_available: bool) -> str:
+        if self.device == "cuda" and not cuda_available:
+            raise SettingsError("--device cuda: no CUDA device is visible here; pass --device cpu")
+        return "cuda" if self.device == "cuda" or (self.device == "auto" and cuda_available) else "cpu"
+
+
 # -- a loaded model ----------------------------------------------------------------------------------------------
 
 
-def inference_device() -> Any:
+def inference_device(runtime: Runtime | None = None) -> Any:
     import torch
 
-    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    name = (runtime or Runtime()).resolved_device(torch.cuda.is_available())
+    return torch.device("cuda", 0) if name == "cuda" else torch.device("cpu")
 
 
 def inference_dtype(device: Any) -> Any:
@@ -154,6 +181,13 @@ class LoadedModel:
     def decode(self, ids: Any) -> list[str]:
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
+    def translate_batches(
+        self, batches: Sequence[Sequence[Sequence[int]]], settings: GenerationSettings
+    ) -> Iterator[list[str]]:
+        """Each batch of tokenized sources translated, in order, one after the other."""
+        for input_ids in batches:
+            yield self.decode(self.generate_ids(input_ids, settings))
+
     def release(self) -> None:
         """Free the weights (before --compare-base loads a second model)."""
         import gc
@@ -197,9 +231,10 @@ def translate_encoded(
     """Translate tokenized sources (in the direction `loaded.direction` set) in length-sorted batches; one line per
     source, in input order; `advance(n)` is called after each batch of n sentences."""
     out = [""] * len(encoded)
-    for batch in length_sorted_batches([len(ids) for ids in encoded], settings.batch_size):
-        generated = loaded.generate_ids([encoded[j] for j in batch], settings)
-        for j, text in zip(batch, loaded.decode(generated)):
+    batches = length_sorted_batches([len(ids) for ids in encoded], settings.batch_size)
+    translated = loaded.translate_batches([[encoded[j] for j in batch] for batch in batches], settings)
+    for batch, lines in zip(batches, translated):
+        for j, text in zip(batch, lines):
             out[j] = single_line(text)
         advance(len(batch))
     return out
@@ -270,10 +305,20 @@ def load_weights(source: ModelSource, dtype: Any, say: Callable[[str], None] | N
 
 
 def load_for_inference(
-    source: ModelSource, device: Any = None, say: Callable[[str], None] | None = None
-) -> LoadedModel:
-    """Load tokenizer and unquantized weights, apply the adapter, switch to eval mode."""
-    device = device if device is not None else inference_device()
+    source: ModelSource, device: Any = None, say: Callable[[str], None] | None = None, runtime: Runtime | None = None
+) -> Any:
+    """A LoadedModel: tokenizer and unquantized weights, the adapter applied, in eval mode; or, for an exported
+    directory, ctranslate.py's ExportedModel. `runtime` says where (and on how many CPU threads)."""
+    runtime = runtime or Runtime()
+    if source.kind == EXPORTED:
+        from .ctranslate import load_exported
+
+        return load_exported(Path(source.model_id), source.spec.family, runtime, source.flag)
+    if runtime.threads:
+        import torch
+
+        torch.set_num_threads(runtime.threads)
+    device = device if device is not None else inference_device(runtime)
     model, tokenizer = load_weights(source, inference_dtype(device), say)
     if source.adapter is not None:
         model = apply_adapter(model, source.adapter)
@@ -295,7 +340,7 @@ def apply_adapter(model: Any, adapter: Path) -> Any:
 
 
 __all__ = [
-    "GenerationSettings", "LoadedModel", "Translation", "apply_adapter", "fit_length", "generation_overrides",
+    "DEVICES", "GenerationSettings", "LoadedModel", "Runtime", "Translation", "apply_adapter", "fit_length", "generation_overrides",
     "inference_dtype", "language_token_id", "length_sorted_batches", "load_for_inference", "load_weights",
     "set_source_language", "single_line", "translate_encoded", "translate_texts",
 ]  # fmt: skip

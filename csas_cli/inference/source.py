@@ -7,6 +7,9 @@ A model source is one of three things, resolved by `resolve_source`:
   `RUN/best` is the best evaluation's adapter, and a checkpoint folder (`RUN/checkpoints/step-N`) that step's, of a
   finished run or of one still training or stopped;
 - a merged directory (written by `csas merge`, or any transformers model directory with `--which`): loaded as is;
+- an exported directory (written by `csas export`: CTranslate2's model.bin and config.json, the tokenizer files and
+  csas_export.json, which names the registry key; another CTranslate2 export with its tokenizer files and
+  `--which`): translated by CTranslate2 (ctranslate.py);
 - a base model alone: `--which KEY`, from `--model-id` or the registry's hub id.
 
 Loading and generating are generation.py's.
@@ -29,8 +32,12 @@ ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
 MERGE_RECORD = "csas_merge.json"
 """Provenance written by `csas merge` into a merged directory; it names the registry key."""
 
+EXPORT_RECORD = "csas_export.json"
+"""Provenance written by `csas export` into an exported directory: the registry key, base, adapter, decoding."""
+
 RUN = "run"
 MERGED = "merged"
+EXPORTED = "exported"
 BASE = "base"
 
 
@@ -50,7 +57,7 @@ class ModelSource:
     """What to load, resolved from the flags: weights, adapter, tokenizer and the registry key they belong to."""
 
     kind: str
-    """run, merged or base."""
+    """run, merged, exported or base."""
     which: str
     """Registry key: decides the family and the directions."""
     model_id: str
@@ -149,6 +156,8 @@ def resolve_source(
     state = run_state(model)
     if state in ("finished", "unfinished"):
         return run_source(model, state, which, model_id, flag, revision)
+    if is_exported(model):
+        return recorded_source(model, EXPORTED, which, model_id, flag, revision)
     if (model / "config.json").is_file():
         return merged_source(model, which, model_id, flag, revision)
     raise ModelError(
@@ -214,26 +223,52 @@ def run_source(
     )  # fmt: skip
 
 
+def is_exported(directory: Path) -> bool:
+    """A CTranslate2 model directory: csas_export.json, or model.bin next to a config.json that is CTranslate2's
+    (no model_type)."""
+    config = directory / "config.json"
+    if (directory / EXPORT_RECORD).is_file():
+        return True
+    if not (directory / "model.bin").is_file() or not config.is_file():
+        return False
+    try:
+        values = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(values, dict) and "model_type" not in values
+
+
 def merged_source(
     directory: Path, which: str | None, model_id: str | None, flag: str, revision: str | None
 ) -> ModelSource:
+    return recorded_source(directory, MERGED, which, model_id, flag, revision)
+
+
+def recorded_source(
+    directory: Path, kind: str, which: str | None, model_id: str | None, flag: str, revision: str | None
+) -> ModelSource:
+    """A merged or exported directory, its registry key from its record (csas_merge.json, csas_export.json) or
+    --which."""
+    record_name, what = (EXPORT_RECORD, "export") if kind == EXPORTED else (MERGE_RECORD, "merge")
     record: dict[str, Any] = {}
-    if (directory / MERGE_RECORD).is_file():
-        record = read_json_object(directory / MERGE_RECORD, "the merge record")
+    if (directory / record_name).is_file():
+        record = read_json_object(directory / record_name, f"the {what} record")
     recorded = record.get("which")
     if recorded is not None and recorded not in REGISTRY:
-        raise ModelError(f"{directory / MERGE_RECORD}: unknown registry key {recorded!r}")
+        raise ModelError(f"{directory / record_name}: unknown registry key {recorded!r}")
     if which is not None and recorded is not None and which != recorded:
-        raise SettingsError(f"--which {which}: {directory} is a merged model of {recorded}")
+        raise SettingsError(f"--which {which}: {directory} is {'an exported' if kind == EXPORTED else 'a merged'} "
+                            f"model of {recorded}")  # fmt: skip
     key = which or recorded
     if key is None:
+        kind_name = "an exported model directory" if kind == EXPORTED else "a model directory"
         raise SettingsError(
-            f"{flag} {directory}: a model directory without {MERGE_RECORD}; pass --which KEY to say which registry "
+            f"{flag} {directory}: {kind_name} without {record_name}; pass --which KEY to say which registry "
             "model it is"
         )
     base_id = model_id or record.get("base_model_id")
     return ModelSource(
-        kind=MERGED, which=key, model_id=str(directory), adapter=None,
+        kind=kind, which=key, model_id=str(directory), adapter=None,
         tokenizer_id=str(directory) if has_tokenizer(directory) else (base_id or str(directory)),
         base_model_id=base_id, label=str(directory), flag=flag, base_from_record=model_id is None,
         base_revision=base_revision(model_id, revision, record.get("base_model_id"),
@@ -260,6 +295,8 @@ def resolve_direction(spec: ModelSpec, source_lang: str | None) -> Direction:
 
 __all__ = [
     "BASE",
+    "EXPORTED",
+    "EXPORT_RECORD",
     "MERGED",
     "MERGE_RECORD",
     "RUN",
@@ -268,4 +305,5 @@ __all__ = [
     "read_json_object",
     "resolve_direction",
     "resolve_source",
+    "is_exported",
 ]  # fmt: skip

@@ -609,7 +609,8 @@ def export(
     revision: RevisionOption = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace a non-empty OUT.")] = False,
 ) -> None:
-    """Export a run or merged model to CTranslate2, for translate and evaluate many times faster (csas[fast])."""
+    """Export a run or merged model to CTranslate2, for translate and evaluate many times faster (needs CTranslate2:
+    pip install ctranslate2)."""
     from .commands.export import export_model
 
     with user_errors():

@@ -128,7 +128,7 @@ def export_merged(
     probes = {d: probe_sentences(d) for d in directions}
     expected = {d: translate_texts(loaded, probes[d], d, PROBE_SETTINGS).lines for d in directions}
     decoding = decoding_settings(model.generation_config, tokenizer)
-    tell(f"converting {merged.label} to CTranslate2 ({quantization})")
+    tell(f"converting {source.label} to CTranslate2 ({quantization})")
     shutil.rmtree(staging, ignore_errors=True)
     convert(model, tokenizer, Path(merged.model_id), staging, quantization)
     if len(directions) == 1:  # saved in tokenizer_config.json, as csas merge does

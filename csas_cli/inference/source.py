@@ -1,6 +1,6 @@
 """Which model an inference command means, and in which direction it translates, resolved before any weights load.
 
-A model source is one of three things, resolved by `resolve_source`:
+A model source is one of four things, resolved by `resolve_source`:
 
 - a finished run directory (`run.json`, `lora/`, `finished.json`): the base named in run.json (or `--model-id`,
   since a cluster path differs from the training machine) with the adapter applied, and the run's tokenizer files;

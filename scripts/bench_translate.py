@@ -199,7 +199,7 @@ def random_workload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from transformers import AutoModelForSeq2SeqLM
 
     from csas_cli.commands.workloads import architecture_config, synthetic_lengths, synthetic_pairs
-    from csas_cli.inference.ctranslate import convert, import_ctranslate2, usable_cores
+    from csas_cli.inference.ctranslate import convert, import_ctranslate2, translator_threads
 
     ctranslate2 = import_ctranslate2()
     spec = REGISTRY[args.which]
@@ -222,7 +222,7 @@ def random_workload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     model.to(device)
     load_memory: dict[str, int | None] = {"generate": None}
-    workers, threads = (1, args.threads) if device == "cuda" else (args.threads or usable_cores(), 1)
+    workers, threads = translator_threads(device, args.threads)
     translator, _, load_memory["ctranslate2"] = timed(lambda: ctranslate2.Translator(
         str(workdir / "export"), device=device, inter_threads=workers, intra_threads=threads), device)  # fmt: skip
     pad = int(config.pad_token_id)

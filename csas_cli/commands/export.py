@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ModelError, SettingsError
-from ..files import now_iso, write_json_atomic
+from ..files import now_iso, read_json_record, write_json_atomic
 from ..inference.ctranslate import QUANTIZATIONS, ExportedModel, convert, decoding_settings, import_ctranslate2
 from ..inference.generation import GenerationSettings, LoadedModel, Runtime, load_weights, set_source_language
 from ..inference.source import EXPORT_RECORD, EXPORTED, MERGE_RECORD, RUN, Direction, ModelSource, resolve_source
@@ -134,7 +134,7 @@ def export_merged(
     if len(directions) == 1:  # saved in tokenizer_config.json, as csas merge does
         set_source_language(tokenizer, spec.family, directions[0])
     tokenizer.save_pretrained(str(staging))
-    merge_record = read_record(Path(merged.model_id) / MERGE_RECORD)
+    merge_record = read_json_record(Path(merged.model_id) / MERGE_RECORD)
     record = {
         "which": source.which,
         "format": "ctranslate2",
@@ -156,12 +156,6 @@ def export_merged(
     record["probe"] = check_export(staging, merged, quantization, probes, expected)
     write_json_atomic(staging / EXPORT_RECORD, record)
     return record
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    from ..files import read_json_record
-
-    return read_json_record(path) if path.is_file() else {}
 
 
 def check_export(

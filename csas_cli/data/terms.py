@@ -84,11 +84,6 @@ def words(text: str) -> list[Word]:
     return found
 
 
-def tokens(text: str) -> list[tuple[str, int, int]]:
-    """(token, start, end) of `text`'s word tokens, case-folded; offsets index normal_form(text)."""
-    return [(w.fold, w.start, w.end) for w in words(text)]
-
-
 @dataclass(frozen=True)
 class TermWord:
     fold: str
@@ -288,5 +283,5 @@ def annotate_share(
 
 __all__ = [
     "Annotator", "Match", "holds_markers", "TERM_CLOSE", "TERM_OPEN", "TermIndex", "TermScore", "annotate", "annotate_share",
-    "most_missed", "term_success", "tokens", "words",
+    "most_missed", "term_success", "words",
 ]  # fmt: skip

@@ -189,17 +189,14 @@ class ExportedModel:
 
     @contextmanager
     def direction(self, direction: Direction) -> Iterator[None]:
-        from .generation import set_source_language
+        from .generation import source_language
 
-        kept = {name: getattr(self.tokenizer, name) for name in ("src_lang", "tgt_lang") if hasattr(self.tokenizer, name)}
-        set_source_language(self.tokenizer, self.family, direction)
-        self.prefix = target_prefix(self.tokenizer, self.family, direction)
-        try:
-            yield
-        finally:
-            for name, value in kept.items():
-                setattr(self.tokenizer, name, value)
-            self.prefix = None
+        with source_language(self.tokenizer, self.family, direction):
+            self.prefix = target_prefix(self.tokenizer, self.family, direction)
+            try:
+                yield
+            finally:
+                self.prefix = None
 
     def translate_batches(self, batches: Sequence[Sequence[Sequence[int]]], settings: Any) -> Iterator[list[str]]:
         """Each batch of tokenized sources translated, in order (generation.translate_encoded makes the batches). On
@@ -253,6 +250,12 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def translator_threads(device: str, threads: int) -> tuple[int, int]:
+    """(inter_threads, intra_threads) for a CTranslate2 translator: on a CPU `threads` batches in parallel (0: one
+    per usable core), one thread each; on a GPU one batch at a time (see load_exported)."""
+    return (1, threads) if device == "cuda" else (threads or usable_cores(), 1)
+
+
 def load_exported(directory: Path, family: Family, runtime: Any, flag: str = "--model") -> ExportedModel:
     """The exported directory's translator and tokenizer. On a CPU, CTranslate2 translates runtime.threads batches
     in parallel (default: one per usable core), each on one thread: batches of short sentences are too small to
@@ -276,7 +279,7 @@ def load_exported(directory: Path, family: Family, runtime: Any, flag: str = "--
     decoding = {**decoding, "suppress_sequences": [
         seq for seq in decoding.get("suppress_sequences") or [] if all(token in vocabulary for token in seq)]}
     device = runtime.resolved_device(cuda_available=ctranslate2.get_cuda_device_count() > 0)
-    workers, threads = (1, runtime.threads) if device == "cuda" else (runtime.threads or usable_cores(), 1)
+    workers, threads = translator_threads(device, runtime.threads)
     try:
         translator = ctranslate2.Translator(str(directory), device=device, compute_type="default",
                                             inter_threads=workers, intra_threads=threads)  # fmt: skip
@@ -290,5 +293,5 @@ def load_exported(directory: Path, family: Family, runtime: Any, flag: str = "--
 
 __all__ = [
     "ExportedModel", "INSTALL", "QUANTIZATIONS", "check_exported_files", "convert", "decoding_settings",
-    "import_ctranslate2", "load_exported", "target_prefix",
+    "import_ctranslate2", "load_exported", "target_prefix", "translator_threads",
 ]  # fmt: skip

@@ -58,6 +58,18 @@ def set_source_language(tokenizer: Any, family: Family, direction: Direction) ->
     set_languages(tokenizer, family, direction.source, direction.target)
 
 
+@contextmanager
+def source_language(tokenizer: Any, family: Family, direction: Direction) -> Iterator[None]:
+    """The tokenizer set to `direction` (set_source_language), and put back as it was afterwards."""
+    kept = {name: getattr(tokenizer, name) for name in ("src_lang", "tgt_lang") if hasattr(tokenizer, name)}
+    set_source_language(tokenizer, family, direction)
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            setattr(tokenizer, name, value)
+
+
 def generation_overrides(tokenizer: Any, family: Family, direction: Direction) -> dict[str, Any]:
     """Fields to set on `generation_config` for `direction`: the forced first token for families with codes."""
     token_id = language_token_id(tokenizer, family, direction.target)
@@ -151,17 +163,14 @@ class LoadedModel:
     def direction(self, direction: Direction) -> Iterator[None]:
         """Point the tokenizer and the generation config at one direction, and put back what they said before."""
         tokenizer, config = self.tokenizer, self.transformers_model.generation_config
-        kept = {name: getattr(tokenizer, name) for name in ("src_lang", "tgt_lang") if hasattr(tokenizer, name)}
         forced_bos = config.forced_bos_token_id
-        set_source_language(tokenizer, self.family, direction)
-        for name, value in generation_overrides(tokenizer, self.family, direction).items():
-            setattr(config, name, value)
-        try:
-            yield
-        finally:
-            for name, value in kept.items():
-                setattr(tokenizer, name, value)
-            config.forced_bos_token_id = forced_bos
+        with source_language(tokenizer, self.family, direction):
+            for name, value in generation_overrides(tokenizer, self.family, direction).items():
+                setattr(config, name, value)
+            try:
+                yield
+            finally:
+                config.forced_bos_token_id = forced_bos
 
     def generate_ids(self, input_ids: Sequence[Sequence[int]], settings: GenerationSettings) -> Any:
         """Token ids generated for one batch of tokenized sources (a tensor, decoder start token first)."""
@@ -342,5 +351,5 @@ def apply_adapter(model: Any, adapter: Path) -> Any:
 __all__ = [
     "DEVICES", "GenerationSettings", "LoadedModel", "Runtime", "Translation", "apply_adapter", "fit_length", "generation_overrides",
     "inference_dtype", "language_token_id", "length_sorted_batches", "load_for_inference", "load_weights",
-    "set_source_language", "single_line", "translate_encoded", "translate_texts",
+    "set_source_language", "single_line", "source_language", "translate_encoded", "translate_texts",
 ]  # fmt: skip

@@ -497,8 +497,16 @@ def translate(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     overwrite: OverwriteOption = False,
     glossary: Annotated[
-        Optional[Path], opt("glossary", "Annotate sources with this glossary's terms (a --term-annotation run).")
+        Optional[Path], opt("glossary", "Glossary (.tsv/.csv/.tbx): annotate the sources with its terms, and with "
+                            "--term-constraints decode with them.")
     ] = None,
+    apply_glossary: Annotated[
+        bool, typer.Option("--apply-glossary/--no-apply-glossary",
+                           help="With --glossary: annotate the sources (for --term-annotation runs).")
+    ] = True,
+    term_constraints: Annotated[
+        bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (any model).")
+    ] = False,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
 ) -> None:
@@ -512,6 +520,7 @@ def translate(
             input_path=input_path, model=model, which=which, model_id=model_id, revision=revision,
             source_lang=source_lang, output=output, overwrite=overwrite, settings=GenerationSettings(**values),
             say=stderr_line, bar=show_progress(), glossary=glossary, runtime=Runtime(device, threads),
+            apply_glossary=apply_glossary, term_constraints=term_constraints,
         )  # fmt: skip
 
 
@@ -538,6 +547,9 @@ def evaluate(
     apply_glossary: Annotated[
         bool, opt("apply_glossary", "Translate sources annotated with the glossary's terms (--term-annotation runs).")
     ] = False,
+    term_constraints: Annotated[
+        bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (every model scored).")
+    ] = False,
     translations: Annotated[
         Optional[Path], opt("translations", "Score this file of translations (a line per row) instead of a model.")
     ] = None,
@@ -556,7 +568,7 @@ def evaluate(
             compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
             settings=GenerationSettings(**values), bar=show_progress(), revision=revision, say=stderr_line,
             glossary_path=glossary, apply_glossary=apply_glossary, translations_path=translations,
-            runtime=Runtime(device, threads),
+            runtime=Runtime(device, threads), term_constraints=term_constraints,
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict())

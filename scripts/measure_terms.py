@@ -5,7 +5,8 @@
 Trains two adapters of opus_mt_en_fr with the demo's settings (`make demo`), the same except that the second is
 trained with `--glossary --term-annotation RATIO`, then scores on the held-out pairs, with the shipped glossary:
 the base, the plain adapter, the plain adapter given annotated sources, the glossary-aware adapter on plain
-sources and given annotated sources (`--apply-glossary`), and the references' own rate (the ceiling). Without
+sources and given annotated sources (`--apply-glossary`), each of the base, the plain adapter and the glossary-aware
+adapter given annotated sources again with `--term-constraints`, and the references' own rate (the ceiling). Without
 --model-id it builds the tiny pretrained OPUS-MT checkpoint `make demo` uses. Prints one line per model and the
 figures as JSON last.
 """
@@ -62,13 +63,17 @@ def main() -> None:
             "adapter, annotated sources": ["--model", work / "plain" / KEY, "--apply-glossary"],
             "glossary-aware adapter": ["--model", work / "aware" / KEY],
             "glossary-aware adapter, annotated sources": ["--model", work / "aware" / KEY, "--apply-glossary"],
+            "base, term constraints": ["--which", KEY, "--model-id", model, "--term-constraints"],
+            "adapter, term constraints": ["--model", work / "plain" / KEY, "--term-constraints"],
+            "glossary-aware adapter, annotated sources, term constraints": ["--model", work / "aware" / KEY,
+                                                                          "--apply-glossary", "--term-constraints"],
         }
         for name, which in runs.items():
             report = json.loads(csas("evaluate", *which, *scoring))
             rows[name] = {"chrf": round(report["chrf"], 2), "terms": round(report["terms"]["success"], 3)}
             rows["references"] = {"terms": round(report["reference_terms"]["success"], 3)}
-            print(f"{name:45s} chrF {rows[name]['chrf']:6.2f}  terms {rows[name]['terms']:.3f}", flush=True)
-        print(f"{'references (the ceiling)':45s} {'':12s}terms {rows['references']['terms']:.3f}")
+            print(f"{name:62s} chrF {rows[name]['chrf']:6.2f}  terms {rows[name]['terms']:.3f}", flush=True)
+        print(f"{'references (the ceiling)':62s} {'':12s}terms {rows['references']['terms']:.3f}")
         print(json.dumps({"epochs": args.epochs, "ratio": args.ratio, "lora_targets": args.lora_targets, **rows}))
 
 

@@ -18,7 +18,7 @@ from csas_cli.inference.scoring import score
 FAST = ["--num-beams", "1", "--max-new-tokens", "24", "--batch-size", "4"]
 LIMIT = 6
 SCORE_KEYS = {"model", "which", "direction", "n", "bleu", "chrf", "bleu_signature", "chrf_signature", "quality",
-              "apply_glossary"}
+              "apply_glossary", "term_constraints"}
 """Every report has quality flags; "terms" comes with --glossary."""
 
 
@@ -42,7 +42,8 @@ def test_report_json_shapes():
     base = Scores("base", "opus_mt_en_fr", "en->fr", 3, 20.0, 55.0, "b", "c")
     assert Report(tuned).to_dict() == {"model": "run", "which": "opus_mt_en_fr", "direction": "en->fr", "n": 3,
                                       "bleu": 30.0, "chrf": 50.0, "bleu_signature": "b", "chrf_signature": "c",
-                                      "quality": None, "apply_glossary": False}  # fmt: skip
+                                      "quality": None, "apply_glossary": False,
+                                      "term_constraints": False}  # fmt: skip
     both = Report(tuned, base).to_dict()
     assert set(both) == {"base", "tuned", "delta"}
     assert both["delta"] == {"bleu": 10.0, "chrf": -5.0}

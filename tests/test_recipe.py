@@ -286,8 +286,8 @@ def test_chrf_generation_forces_each_rows_target_language_and_restores_the_model
         starts = []
         real = LoadedModel.generate_ids
 
-        def spy(self, input_ids, settings):
-            assert not self.model.training  # generation in eval mode: no dropout
+        def spy(self, input_ids, settings, constraints=None):
+            assert not self.model.training and constraints is None  # generation in eval mode: no dropout
             ids = real(self, input_ids, settings)
             starts.append((input_ids[0][0], set(ids[:, 1].tolist()), settings.num_beams, settings.max_new_tokens))
             return ids

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 from ..data.glossary import Glossary
 from ..data.terms import most_missed, term_success
 from ..errors import SettingsError
+from ..inference.constraints import term_constraints_for
 from ..inference.generation import GenerationSettings, Runtime
 from ..inference.quality import QualityReport, quality_flags
 from ..inference.scoring import score
@@ -66,6 +67,8 @@ class Scores:
     terms: Terms | None = None
     apply_glossary: bool = False
     """The model translated sources annotated with the glossary's terms."""
+    term_constraints: bool = False
+    """The model translated with the glossary's terms as decoding constraints (inference/constraints.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         record = {k: v for k, v in asdict(self).items() if k not in ("quality", "terms")}
@@ -85,11 +88,12 @@ def terms_of(glossary: Glossary | None, direction: Direction, sources: Sequence[
 def scores_for(
     label: str, which: str, direction: Direction, sources: Sequence[str], hypotheses: Sequence[str],
     references: Sequence[str], glossary: Glossary | None = None, apply_glossary: bool = False,
+    term_constraints: bool = False,
 ) -> Scores:
     bleu, chrf, bleu_sig, chrf_sig = score(hypotheses, references)
     return Scores(label, which, str(direction), len(references), bleu, chrf, bleu_sig, chrf_sig,
                   quality_flags(sources, hypotheses, direction.target),
-                  terms_of(glossary, direction, sources, hypotheses), apply_glossary)  # fmt: skip
+                  terms_of(glossary, direction, sources, hypotheses), apply_glossary, term_constraints)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ def run_evaluate(
     apply_glossary: bool = False,
     translations_path: Path | None = None,
     runtime: Runtime | None = None,
+    term_constraints: bool = False,
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
     from ..data.glossary import read_glossary
@@ -142,17 +147,20 @@ def run_evaluate(
 
     if limit is not None and limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {limit}")
-    if apply_glossary and glossary_path is None:
-        raise SettingsError("--apply-glossary needs --glossary FILE")
+    for flag, on in (("--apply-glossary", apply_glossary), ("--term-constraints", term_constraints)):
+        if on and glossary_path is None:
+            raise SettingsError(f"{flag} needs --glossary FILE")
     glossary = None if glossary_path is None else read_glossary(glossary_path)
     if translations_path is not None:
         given = [name for name, on in (("--compare-base", compare_base), ("--apply-glossary", apply_glossary),
+                                       ("--term-constraints", term_constraints),
                                        ("--hypotheses", hypotheses_path is not None)) if on]  # fmt: skip
         if given:
             raise SettingsError(f"--translations scores a file, no model translates: drop {' and '.join(given)}")
         return score_translations(data, translations_path, which, model, source_lang, limit, glossary)
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
+    constraints = term_constraints_for(glossary if term_constraints else None, source, direction)
     base_source = source.base() if compare_base else None
     check_output_file(hypotheses_path, overwrite, flag="--hypotheses")
     examples = load_examples(data, [direction.source]).examples[:limit]
@@ -170,19 +178,21 @@ def run_evaluate(
         tell(f"{label}: scoring {what.label} on {len(sources)} rows ({direction}) of {data}")
         try:
             with counting_bar(len(sources), bar, label, say=tell) as advance:
-                return translate_texts(loaded, inputs, direction, settings, advance).lines
+                return translate_texts(loaded, inputs, direction, settings, advance, constraints).lines
         finally:
             loaded.release()  # the base, if compared, loads next
 
     def scored(what: ModelSource, hypotheses: list[str], applied: bool) -> Scores:
-        return scores_for(what.label, what.which, direction, sources, hypotheses, references, glossary, applied)
+        return scores_for(what.label, what.which, direction, sources, hypotheses, references, glossary, applied,
+                          constraints is not None)  # fmt: skip
 
     hypotheses = translate(source, "translating", annotated)
     tuned = scored(source, hypotheses, apply_glossary)
     if hypotheses_path is not None:
         write_lines(hypotheses, hypotheses_path, flag="--hypotheses")
     base = None
-    if base_source is not None:  # the base was not trained on annotated sources: it gets the plain ones
+    if base_source is not None:  # the base was not trained on annotated sources: it gets the plain ones (and the
+        # constraints, which need no training)
         base = scored(base_source, translate(base_source, "translating (base)", sources), False)
     return Report(tuned, base, terms_of(glossary, direction, sources, references))
 
@@ -260,7 +270,10 @@ def print_report(report: Report, stream: Any = None) -> None:
             console.print(f"quality flags{who}: {s.quality.summary()}", markup=False)
         if s.terms is not None and s.terms.occurrences:
             missed = ", ".join(f"{label} ({n})" for label, n in s.terms.most_missed[:5]) or "none"
-            console.print(f"terms{who}: {s.terms.hits} of {s.terms.occurrences} used; most missed: {missed}",
+            how = [what for what, on in (("annotated sources", s.apply_glossary),
+                                         ("term constraints", s.term_constraints)) if on]  # fmt: skip
+            given = f" ({', '.join(how)})" if how else ""
+            console.print(f"terms{who}: {s.terms.hits} of {s.terms.occurrences} used{given}; most missed: {missed}",
                           markup=False)  # fmt: skip
     if report.base is not None:  # last, so a script or a log shows what fine-tuning bought in one line
         console.print(f"chrF before -> after: {report.base.chrf:.1f} -> {report.tuned.chrf:.1f}", markup=False)

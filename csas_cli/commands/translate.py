@@ -116,28 +116,36 @@ def run_translate(
     bar: bool,
     glossary: Path | None = None,
     runtime: Runtime | None = None,
+    apply_glossary: bool = True,
+    term_constraints: bool = False,
 ) -> list[str]:
-    """Everything `csas translate` does; returns the translated lines (also written to --output or stdout)."""
+    """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). With a
+    glossary, sources are annotated with its terms (`apply_glossary`) and/or its terms constrain decoding."""
+    from ..data.glossary import read_glossary
+    from ..inference.constraints import term_constraints_for
     from ..inference.generation import load_for_inference, translate_texts
     from ..inference.source import resolve_direction, resolve_source
 
     if output is not None and input_path != STDIN and Path(input_path).absolute() == output.absolute():
         raise SettingsError(f"--output {output}: the same file as the input")
+    if term_constraints and glossary is None:
+        raise SettingsError("--term-constraints needs --glossary FILE")
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
+    terms = None if glossary is None else read_glossary(glossary)
+    constraints = term_constraints_for(terms if term_constraints else None, source, direction)
     check_output_file(output, overwrite)
     texts = read_sources(input_path, direction)
-    if glossary is not None:
-        from ..data.glossary import read_glossary
+    if terms is not None and apply_glossary:
         from ..data.terms import Annotator
 
-        annotator = Annotator(read_glossary(glossary), direction.source, direction.target)
+        annotator = Annotator(terms, direction.source, direction.target)
         texts = [annotator.source(text) if text.strip() else text for text in texts]
     loaded = load_for_inference(source, say=say, runtime=runtime)
     count = sum(1 for t in texts if t.strip())
     say(f"translating {count} sentences ({direction}) with {source.label}")
     with counting_bar(count, bar, "translating", say=say) as advance:
-        result = translate_texts(loaded, texts, direction, settings, advance)
+        result = translate_texts(loaded, texts, direction, settings, advance, constraints)
     if result.truncated:
         say(f"warning: {result.truncated} input lines were longer than {loaded.max_source_tokens} tokens and were cut")
     write_lines(result.lines, output)

@@ -38,13 +38,13 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Collection, Iterable, Sequence
+from typing import Collection, Iterable, NamedTuple, Sequence
 
 from .glossary import Entry, Glossary
 
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u0060": "'", "\u00b4": "'"})
-TOKEN = re.compile(r"\w+")
-CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}]")
+CLAUSE_BREAKS = frozenset(".,;:!?()[]{}")
+WORD_OR_BREAK = re.compile(r"\w+|[.,;:!?()\[\]{}]")
 PLURALS = {"en": ("s", "es"), "fr": ("s", "x")}
 PLURAL_MIN_LETTERS = 3
 NOT_PLURALS = {"en": frozenset[str](), "fr": frozenset({"frais"})}
@@ -60,8 +60,7 @@ def normal_form(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-@dataclass(frozen=True)
-class Word:
+class Word(NamedTuple):
     """One word token of a text or a term; offsets index normal_form(text)."""
 
     fold: str
@@ -76,11 +75,14 @@ class Word:
 def words(text: str) -> list[Word]:
     """`text`'s word tokens (see the module docstring)."""
     normal = normal_form(text).translate(APOSTROPHES)  # one character for one: offsets stay
-    found, last = [], 0
-    for m in TOKEN.finditer(normal):
-        found.append(Word(m.group().casefold(), m.group(), m.start(), m.end(),
-                          not CLAUSE_BREAK.search(normal, last, m.start())))  # fmt: skip
-        last = m.end()
+    found, broken = [], False
+    for m in WORD_OR_BREAK.finditer(normal):
+        token = m.group()
+        if token in CLAUSE_BREAKS:
+            broken = True
+            continue
+        found.append(Word(token.casefold(), token, m.start(), m.end(), not broken))
+        broken = False
     return found
 
 
@@ -156,7 +158,9 @@ class TermIndex:
         """The non-overlapping matches in `text`, longest first, then leftmost (see the module docstring); only of
         `entries` when given."""
         annotated = [m.span() for m in ANNOTATION.finditer(normal_form(text))] if TERM_CLOSE in text else []
-        found_words = [w for w in words(text) if not any(a <= w.start < b for a, b in annotated)]
+        found_words = words(text)
+        if annotated:
+            found_words = [w for w in found_words if not any(a <= w.start < b for a, b in annotated)]
         found: list[Match] = []
         for start, word in enumerate(found_words):
             for index, form in self.candidates(word.fold):
@@ -179,6 +183,48 @@ class TermIndex:
 
     def counts(self, text: str, entries: Collection[int] | None = None) -> Counter[int]:
         return Counter(m.entry for m in self.find(text, entries))
+
+    def words_of(self, entries: Collection[int]) -> frozenset[str]:
+        """The case-folded words of `entries`' forms."""
+        return frozenset(t.fold for index, form in self.forms if index in entries for t in form)
+
+
+TRAILING_NON_WORD = re.compile(r"\W+$")
+TRAILING_WORD = re.compile(r"\w+$")
+
+
+@dataclass
+class GrowingCounts:
+    """TermIndex.counts(text, entries) for texts that grow a little at a time (the hypotheses of a beam search),
+    each prefix matched once: a text whose last word cannot be a word of any of the entries' forms (nor its plural)
+    has the matches of the text before that word, and trailing spaces and punctuation change nothing."""
+
+    index: TermIndex
+    entries: frozenset[int]
+    cache: dict[str, Counter[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.words = self.index.words_of(self.entries)
+
+    def may_match(self, fold: str) -> bool:
+        if fold in self.words:
+            return True
+        return any(fold.endswith(e) and fold[: -len(e)] in self.words for e in PLURALS[self.index.lang])
+
+    def counts(self, text: str) -> Counter[int]:
+        pending: list[str] = []
+        text = TRAILING_NON_WORD.sub("", normal_form(text))
+        while text not in self.cache:
+            last = TRAILING_WORD.search(text)
+            if last is None or self.may_match(last.group().casefold()):
+                self.cache[text] = self.index.counts(text, self.entries)
+                break
+            pending.append(text)
+            text = TRAILING_NON_WORD.sub("", text[: last.start()])
+        found = self.cache[text]
+        for shorter in pending:
+            self.cache[shorter] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -282,6 +328,6 @@ def annotate_share(
 
 
 __all__ = [
-    "Annotator", "Match", "holds_markers", "TERM_CLOSE", "TERM_OPEN", "TermIndex", "TermScore", "annotate", "annotate_share",
+    "Annotator", "GrowingCounts", "Match", "holds_markers", "TERM_CLOSE", "TERM_OPEN", "TermIndex", "TermScore", "annotate", "annotate_share",
     "most_missed", "term_success", "words",
 ]  # fmt: skip

@@ -198,9 +198,14 @@ class ExportedModel:
             finally:
                 self.prefix = None
 
-    def translate_batches(self, batches: Sequence[Sequence[Sequence[int]]], settings: Any) -> Iterator[list[str]]:
+    def translate_batches(
+        self, batches: Sequence[Sequence[Sequence[int]]], settings: Any, constraints: Sequence[Any] | None = None
+    ) -> Iterator[list[str]]:
         """Each batch of tokenized sources translated, in order (generation.translate_encoded makes the batches). On
-        a CPU every batch is handed to CTranslate2 at once, which translates as many in parallel as it has workers."""
+        a CPU every batch is handed to CTranslate2 at once, which translates as many in parallel as it has workers.
+        CTranslate2's beam search takes no term constraints (constraints.term_constraints_for refuses them first)."""
+        if constraints is not None:
+            raise ModelError("an exported (CTranslate2) model cannot decode with term constraints")
         options = {key: self.decoding[key] for key in DECODING_OPTIONS if key in self.decoding}
         if not options.get("suppress_sequences"):
             options.pop("suppress_sequences", None)

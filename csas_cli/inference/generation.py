@@ -172,9 +172,17 @@ class LoadedModel:
             finally:
                 config.forced_bos_token_id = forced_bos
 
-    def generate_ids(self, input_ids: Sequence[Sequence[int]], settings: GenerationSettings) -> Any:
-        """Token ids generated for one batch of tokenized sources (a tensor, decoder start token first)."""
+    def generate_ids(
+        self, input_ids: Sequence[Sequence[int]], settings: GenerationSettings, constraints: Any = None
+    ) -> Any:
+        """Token ids generated for one batch of tokenized sources (a tensor, decoder start token first);
+        `constraints`, a constraints.BatchConstraints, puts the glossary's terms in."""
         import torch
+        from transformers import LogitsProcessorList
+
+        processors = LogitsProcessorList(
+            [] if constraints is None else [constraints.processor(settings.num_beams, settings.max_new_tokens)]
+        )
 
         batch = self.tokenizer.pad({"input_ids": [list(ids) for ids in input_ids]}, return_tensors="pt")
         with torch.inference_mode():
@@ -185,17 +193,20 @@ class LoadedModel:
                 num_beams=settings.num_beams,
                 max_new_tokens=settings.max_new_tokens,
                 do_sample=False,
+                logits_processor=processors,
             )
 
     def decode(self, ids: Any) -> list[str]:
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
     def translate_batches(
-        self, batches: Sequence[Sequence[Sequence[int]]], settings: GenerationSettings
+        self, batches: Sequence[Sequence[Sequence[int]]], settings: GenerationSettings,
+        constraints: Sequence[Any] | None = None,
     ) -> Iterator[list[str]]:
-        """Each batch of tokenized sources translated, in order, one after the other."""
-        for input_ids in batches:
-            yield self.decode(self.generate_ids(input_ids, settings))
+        """Each batch of tokenized sources translated, in order, one after the other (`constraints`: each batch's
+        constraints.BatchConstraints)."""
+        for k, input_ids in enumerate(batches):
+            yield self.decode(self.generate_ids(input_ids, settings, None if constraints is None else constraints[k]))
 
     def release(self) -> None:
         """Free the weights (before --compare-base loads a second model)."""
@@ -236,12 +247,16 @@ def translate_encoded(
     encoded: Sequence[Sequence[int]],
     settings: GenerationSettings,
     advance: Callable[[int], None] = lambda n: None,
+    plan: Any = None,
 ) -> list[str]:
     """Translate tokenized sources (in the direction `loaded.direction` set) in length-sorted batches; one line per
-    source, in input order; `advance(n)` is called after each batch of n sentences."""
+    source, in input order; `advance(n)` is called after each batch of n sentences; `plan` (a
+    constraints.ConstraintPlan, one entry per source) constrains the terms."""
     out = [""] * len(encoded)
     batches = length_sorted_batches([len(ids) for ids in encoded], settings.batch_size)
-    translated = loaded.translate_batches([[encoded[j] for j in batch] for batch in batches], settings)
+    inputs = [[encoded[j] for j in batch] for batch in batches]
+    translated = (loaded.translate_batches(inputs, settings) if plan is None else
+                  loaded.translate_batches(inputs, settings, [plan.batch(batch) for batch in batches]))  # fmt: skip
     for batch, lines in zip(batches, translated):
         for j, text in zip(batch, lines):
             out[j] = single_line(text)
@@ -263,17 +278,21 @@ def translate_texts(
     direction: Direction,
     settings: GenerationSettings,
     advance: Callable[[int], None] = lambda n: None,
+    constraints: Any = None,
 ) -> Translation:
-    """Translate `texts` with `loaded` in `direction`; `advance(n)` is called after each batch of n sentences."""
+    """Translate `texts` with `loaded` in `direction`; `advance(n)` is called after each batch of n sentences;
+    `constraints` (a constraints.TermConstraints) puts its glossary's target terms into the translations."""
     wanted = [i for i, text in enumerate(texts) if text.strip()]
     out = [""] * len(texts)
     if not wanted:
         return Translation(out, 0)
     limit = loaded.max_source_tokens
     with loaded.direction(direction):
-        encoded = loaded.tokenizer([texts[i].strip() for i in wanted])["input_ids"]
+        inputs = [texts[i].strip() for i in wanted]
+        encoded = loaded.tokenizer(inputs)["input_ids"]
         truncated = sum(len(ids) > limit for ids in encoded)
-        lines = translate_encoded(loaded, [fit_length(ids, limit) for ids in encoded], settings, advance)
+        plan = None if constraints is None else constraints.plan(loaded.tokenizer, inputs)
+        lines = translate_encoded(loaded, [fit_length(ids, limit) for ids in encoded], settings, advance, plan)
     for i, line in zip(wanted, lines):
         out[i] = line
     return Translation(out, truncated)

@@ -130,6 +130,8 @@ def run_translate(
         raise SettingsError(f"--output {output}: the same file as the input")
     if term_constraints and glossary is None:
         raise SettingsError("--term-constraints needs --glossary FILE")
+    if glossary is not None and not apply_glossary and not term_constraints:
+        raise SettingsError("--glossary with --no-apply-glossary does nothing: add --term-constraints or drop both")
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
     terms = None if glossary is None else read_glossary(glossary)

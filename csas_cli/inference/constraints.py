@@ -80,29 +80,42 @@ class Vocabulary:
     """Each id's text, where the tokenizer decodes by joining them (SentencePiece: `▁` is a space, special tokens
     are nothing), so a hypothesis's text grows by one piece a step; None: decode each hypothesis whole."""
 
+    bare: frozenset[int]
+    """Pieces that are the word-start mark alone (before a capital, a digit or a bracket): a form that begins with
+    one is not begun by it."""
+
     @classmethod
     def build(cls, glossary: Glossary, target_lang: str, tokenizer: Any) -> "Vocabulary":
+        """The forms each entry can be written with: those the tokenizer writes back as the term (no unknown piece,
+        no character its normalisation rewrites, read by the matcher as the entry); an entry without one is not
+        constrained."""
+        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        ids_of = {piece: i for i, piece in enumerate(vocabulary)}  # the target side's (Marian: its own vocabulary)
+        index = TermIndex.build(glossary, target_lang)
+        unknown = getattr(tokenizer, "unk_token_id", None)
         forms: dict[int, tuple[Form, ...]] = {}
         starts: set[int] = set()
-        for index, entry in enumerate(glossary.entries):
+        for entry_index, entry in enumerate(glossary.entries):
             texts = [text for form in entry.forms(target_lang) for text in capitalised(form)]
             found: list[Form] = []
             for ids in target_ids(tokenizer, texts):
-                pieces = tokenizer.convert_ids_to_tokens(ids)
+                if unknown in ids or not index.counts(tokenizer.decode(ids, skip_special_tokens=True), {entry_index}):
+                    continue
+                pieces = [vocabulary[i] for i in ids]
                 starts.update(i for i, p in zip(ids, pieces) if p.startswith(WORD_START))
-                found += [tuple(ids), *filter(None, [without_word_start(tokenizer, ids, pieces)])]
-            forms[index] = tuple(dict.fromkeys(f for f in found if f))
+                found += [tuple(ids), *filter(None, [without_word_start(ids_of, ids, pieces)])]
+            forms[entry_index] = tuple(dict.fromkeys(f for f in found if f))
         endings = set(PLURALS[target_lang]) | {e.upper() for e in PLURALS[target_lang]}
-        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         glue = tuple(i for i, p in enumerate(vocabulary) if p and p[0].isalnum() and p not in endings)
         joins = frozenset(i for i, p in enumerate(vocabulary) if p.endswith(("'", "\u2019", "-")))
+        bare = frozenset(i for i, p in enumerate(vocabulary) if p in WORD_START)
         special = set(getattr(tokenizer, "all_special_ids", ()))
         texts = tuple("" if i in special else p.replace(WORD_START[0], " ") for i, p in enumerate(vocabulary))
         probes = [form for entry_forms in forms.values() for form in entry_forms]
         if any(tokenizer.decode(list(f), skip_special_tokens=True).strip() != "".join(texts[i] for i in f).strip()
                for f in probes):  # fmt: skip
             texts = None
-        return cls(forms=forms, word_start=frozenset(starts), joins=joins, glue=glue, texts=texts)
+        return cls(forms=forms, word_start=frozenset(starts), joins=joins, glue=glue, texts=texts, bare=bare)
 
 
 def capitalised(form: str) -> list[str]:
@@ -117,18 +130,16 @@ def target_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     return [list(ids) for ids in tokenizer(text_target=list(texts), add_special_tokens=False)["input_ids"]]
 
 
-def without_word_start(tokenizer: Any, ids: Sequence[int], pieces: Sequence[str]) -> Form | None:
-    """The form written straight after another word's letters (`l'` + `indice`): its first piece without the
-    word-start mark, when the vocabulary has that piece; None otherwise."""
+def without_word_start(ids_of: dict[str, int], ids: Sequence[int], pieces: Sequence[str]) -> Form | None:
+    """The form written straight after an apostrophe or a hyphen (`l'` + `indice`): its first piece without the
+    word-start mark, when the vocabulary (`ids_of`: piece -> id) has that piece; None otherwise."""
     if not ids or not pieces[0].startswith(WORD_START):
         return None
     rest = pieces[0][1:]
     if not rest:
         return tuple(ids[1:]) or None
-    joined = tokenizer.convert_tokens_to_ids(rest)
-    if joined is None or joined == getattr(tokenizer, "unk_token_id", None):
-        return None
-    return (int(joined), *ids[1:])
+    joined = ids_of.get(rest)
+    return None if joined is None else (joined, *ids[1:])
 
 
 def sentence_constraints(source_index: TermIndex, vocabulary: Vocabulary, source: str) -> tuple[Constraint, ...]:
@@ -233,16 +244,21 @@ def ends_with(ids: Sequence[int], form: Form, k: int) -> bool:
 
 
 def continuations(
-    scores: Any, ids: Sequence[int], missing: Sequence[Constraint], word_start: frozenset[int]
+    scores: Any, ids: Sequence[int], missing: Sequence[Constraint], word_start: frozenset[int],
+    joins: frozenset[int] = frozenset(), bare: frozenset[int] = frozenset(),
 ) -> set[int]:
     """The next tokens of the missing forms that `ids` ends inside of, where a whole word of the form is written or
-    the model ranks the next token among PLAUSIBLE (see the module docstring)."""
+    the model ranks the next token among PLAUSIBLE (see the module docstring). A form is not begun by a bare
+    word-start mark alone, and one without the mark only after a piece of `joins`."""
     found: set[int] = set()
     for constraint in missing:
         for form in constraint.forms:
             for k in range(min(len(form) - 1, len(ids)), 0, -1):
-                if ends_with(ids, form, k) and finite(scores[form[k]]) and (
-                        any(t in word_start for t in form[1 : k + 1]) or rank(scores, form[k]) < PLAUSIBLE):
+                if not ends_with(ids, form, k) or not finite(scores[form[k]]) or (k == 1 and form[0] in bare):
+                    continue
+                if form[0] not in word_start and not (len(ids) > k and ids[-k - 1] in joins):
+                    continue  # a joined form inside another word
+                if any(t in word_start for t in form[1 : k + 1]) or rank(scores, form[k]) < PLAUSIBLE:
                     found.add(form[k])
     return found
 
@@ -250,15 +266,15 @@ def continuations(
 def step_row(
     scores: Any, ids: Sequence[int], constraints: Sequence[Constraint], met: Counter[int],
     word_start: frozenset[int], eos: int, adding: Progress = frozenset(), left: int | None = None,
-    joins: frozenset[int] = frozenset(),
+    joins: frozenset[int] = frozenset(), bare: frozenset[int] = frozenset(),
 ) -> Step | None:
     """What one hypothesis (`ids`; `scores`, the log-probabilities of its next token: a list or a tensor row) may do
     next under `constraints`, `met` counting the entries its text holds, `adding` the terms it is adding before the
     end, `left` the tokens it may still write (this one and the closing one included; None: no limit), `joins` the
-    pieces a form without the word-start mark may follow; None: anything."""
-    if left is not None and left <= 1:
-        return None  # the closing token: generate forces it
+    pieces a form without the word-start mark may follow, `bare` the word-start marks alone; None: anything."""
     unglued = any(ends_with(ids, form, len(form)) for c in constraints for form in c.forms)
+    if left is not None and left <= 1:  # the last token (generate forces the end for most families)
+        return Step(unglued=True) if unglued else None
     missing = unmet(constraints, met)
     if not missing:
         return Step(unglued=True) if unglued else None
@@ -269,7 +285,7 @@ def step_row(
             going.setdefault(form[k], set()).add((form, k + 1))
     if going:
         return Step(only=frozenset(going), adding={t: still_going(p) for t, p in going.items()})
-    begun = continuations(scores, ids, missing, word_start)
+    begun = continuations(scores, ids, missing, word_start, joins, bare)
     if begun:
         return Step(only=frozenset(begun))
     joined = bool(ids) and ids[-1] in joins
@@ -277,7 +293,7 @@ def step_row(
     shortest = [min((f for f in c.forms if f in startable), key=len, default=None) for c in missing]
     need = sum((c.count - met.get(c.entry, 0)) * len(f) for c, f in zip(missing, shortest) if f is not None)
     if left is not None and left <= need + 1:  # the missing terms only just fit before the token budget ends
-        now = {f for f in shortest if f is not None}
+        now = {f for f in shortest if f is not None and len(f) + 1 <= left}  # only terms that fit whole
         if now:
             return Step(only=frozenset(f[0] for f in now),
                         adding={f[0]: still_going({(g, 1) for g in now if g[0] == f[0]}) for f in now})  # fmt: skip
@@ -315,10 +331,11 @@ def constraint_processor(
             self.met = [GrowingCounts(plan.target_index, frozenset(c.entry for c in wanted)) for wanted in constraints]
 
         def text(self, key: tuple[int, ...], before: dict[tuple[int, ...], str]) -> str:
-            """The hypothesis's text: the text it had a step before and its newest piece's, or decoded whole."""
+            """The text of hypothesis `key` (its sentence, then its ids): the text it had a step before and its newest
+            piece's, or decoded whole."""
             pieces = plan.vocabulary.texts
             known = before.get(key[:-1]) if pieces is not None else None
-            text = known + pieces[key[-1]] if known is not None and pieces is not None else plan.decode(list(key))
+            text = known + pieces[key[-1]] if known is not None and pieces is not None else plan.decode(list(key[1:]))
             self.texts[key] = text
             return text
 
@@ -332,10 +349,11 @@ def constraint_processor(
                 wanted = constraints[row // num_beams]
                 if not wanted:
                     continue
-                key = tuple(ids)
+                key = (row // num_beams, *ids)  # sentences share their first tokens
                 met = self.met[row // num_beams].counts(self.text(key, texts))
                 step = step_row(scores[row], ids, wanted, met, plan.vocabulary.word_start, plan.eos,
-                                adding.get(key, frozenset()), left, plan.vocabulary.joins)  # fmt: skip
+                                adding.get(key, frozenset()), left, plan.vocabulary.joins,
+                                plan.vocabulary.bare)  # fmt: skip
                 if step is None:
                     continue
                 if step.only:

@@ -291,8 +291,13 @@ def translate_texts(
         inputs = [texts[i].strip() for i in wanted]
         encoded = loaded.tokenizer(inputs)["input_ids"]
         truncated = sum(len(ids) > limit for ids in encoded)
-        plan = None if constraints is None else constraints.plan(loaded.tokenizer, inputs)
-        lines = translate_encoded(loaded, [fit_length(ids, limit) for ids in encoded], settings, advance, plan)
+        fitted = [fit_length(ids, limit) for ids in encoded]
+        plan = None
+        if constraints is not None:  # a cut source is constrained by what is left of it
+            seen = [text if len(ids) <= limit else loaded.tokenizer.decode(fit, skip_special_tokens=True)
+                    for text, ids, fit in zip(inputs, encoded, fitted)]  # fmt: skip
+            plan = constraints.plan(loaded.tokenizer, seen)
+        lines = translate_encoded(loaded, fitted, settings, advance, plan)
     for i, line in zip(wanted, lines):
         out[i] = line
     return Translation(out, truncated)

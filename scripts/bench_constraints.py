@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from csas_cli.registry import MODEL_KEYS, REGISTRY  # noqa: E402 - after the path set-up
+from csas_cli.registry import MODEL_KEYS  # noqa: E402 - after the path set-up
 
 WAYS = ("plain", "constrained")
 
@@ -48,24 +48,20 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from bench_translate import heldout  # this folder's: the same held-out sentences
+
     from csas_cli.commands.tiny import HELDOUT_PAIRS, build_tiny_model
     from csas_cli.data.glossary import read_glossary
-    from csas_cli.data.pairs import load_examples
     from csas_cli.data.terms import term_success
     from csas_cli.inference.constraints import TermConstraints
     from csas_cli.inference.generation import GenerationSettings, Runtime, load_for_inference, translate_texts
     from csas_cli.inference.scoring import score
-    from csas_cli.inference.source import Direction, resolve_source
+    from csas_cli.inference.source import resolve_source
     from csas_cli.modeling import quiet_libraries
-    from csas_cli.registry import other_language
 
     quiet_libraries()
-    spec = REGISTRY[args.which]
     glossary = read_glossary(Path(args.glossary) if args.glossary else HELDOUT_PAIRS.parent / "glossary.tsv")
-    direction = Direction(spec.source_langs[0], other_language(spec.source_langs[0]))
-    examples = load_examples(Path(args.data) if args.data else HELDOUT_PAIRS, [direction.source]).examples
-    examples = examples[: args.sentences] if args.sentences else examples
-    sources, references = [ex.source for ex in examples], [ex.target for ex in examples]
+    direction, sources, references = heldout(args.which, args.data, args.sentences)
     settings = GenerationSettings(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size)  # fmt: skip
     constraints = {"plain": None, "constrained": TermConstraints(glossary, direction.source, direction.target)}

@@ -148,23 +148,33 @@ def mib(value: int | None) -> str:
 # --- the two workloads ----------------------------------------------------------------------------------------------
 
 
+def heldout(which: str, data: str | None, sentences: int) -> tuple[Any, list[str], list[str]]:
+    """(direction, sources, references): the rows of `which`'s first source language in `data` (default: the
+    shipped held-out pairs), the first `sentences` of them (0: all)."""
+    from csas_cli.commands.tiny import HELDOUT_PAIRS
+    from csas_cli.data.pairs import load_examples
+    from csas_cli.inference.source import Direction
+    from csas_cli.registry import other_language
+
+    first = REGISTRY[which].source_langs[0]
+    direction = Direction(first, other_language(first))
+    examples = load_examples(Path(data) if data else HELDOUT_PAIRS, [direction.source]).examples
+    examples = examples[:sentences] if sentences else examples
+    return direction, [ex.source for ex in examples], [ex.target for ex in examples]
+
+
 def tiny_workload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Engines over csas's translate_texts on real sentences: the tiny (or given) merged model and its export."""
     from csas_cli.commands.export import export_model
-    from csas_cli.commands.tiny import HELDOUT_PAIRS, build_tiny_model
-    from csas_cli.data.pairs import load_examples
+    from csas_cli.commands.tiny import build_tiny_model
     from csas_cli.inference.generation import GenerationSettings, Runtime, load_for_inference, translate_texts
-    from csas_cli.inference.source import Direction, resolve_source
-    from csas_cli.registry import other_language
+    from csas_cli.inference.source import resolve_source
 
     spec = REGISTRY[args.which]
     model_dir = Path(args.model) if args.model else build_tiny_model(args.which, workdir / "model")
     print(f"exporting {model_dir} ({args.quantization})", file=sys.stderr)
     exported = export_model(model_dir, workdir / "export", which=args.which, quantization=args.quantization).out_dir
-    direction = Direction(spec.source_langs[0], other_language(spec.source_langs[0]))
-    examples = load_examples(Path(args.data) if args.data else HELDOUT_PAIRS, [direction.source]).examples
-    examples = examples[: args.sentences] if args.sentences else examples
-    sources, references = [ex.source for ex in examples], [ex.target for ex in examples]
+    direction, sources, references = heldout(args.which, args.data, args.sentences)
     settings = GenerationSettings(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size)  # fmt: skip
     runtime = Runtime("cpu" if args.device == "cpu" else "cuda", args.threads)

@@ -113,7 +113,7 @@ def opus_tokenizer(tiny_models):
 
 def test_the_target_forms_are_the_variants_capitalised_and_joined(opus_tokenizer) -> None:
     glossary = read_glossary(GLOSSARY)
-    vocabulary = Vocabulary.build(glossary, "fr", opus_tokenizer)
+    vocabulary = Vocabulary.build(glossary, TermIndex.build(glossary, "fr"), opus_tokenizer)
     zone = next(i for i, e in enumerate(glossary.entries) if e.fr[0] == "zone critique")
     texts = {opus_tokenizer.decode(list(form)) for form in vocabulary.forms[zone]}
     assert texts == {"zone critique", "Zone critique"}
@@ -271,5 +271,6 @@ def test_sentences_that_share_their_first_tokens_keep_their_own_terms() -> None:
 def test_a_form_the_tokenizer_cannot_write_back_is_not_a_constraint(opus_tokenizer, tmp_path: Path) -> None:
     glossary = tmp_path / "g.tsv"
     glossary.write_text("en\tfr\nlandings\tdébarquements\nbiomass\tbiomasse \u2080\n", encoding="utf-8")
-    vocabulary = Vocabulary.build(read_glossary(glossary), "fr", opus_tokenizer)
+    terms = read_glossary(glossary)
+    vocabulary = Vocabulary.build(terms, TermIndex.build(terms, "fr"), opus_tokenizer)
     assert vocabulary.forms[0] and vocabulary.forms[1] == ()  # NFKC writes the subscript 0 back as 0

@@ -212,20 +212,20 @@ class GrowingCounts:
         return any(fold.endswith(e) and fold[: -len(e)] in self.words for e in PLURALS[self.index.lang])
 
     def counts(self, text: str) -> Counter[int]:
-        if TERM_CLOSE in text or TERM_OPEN.strip() in text:  # annotations: matched whole, as TermIndex does
+        if holds_markers(text):  # annotations: matched whole, as TermIndex does
             return self.index.counts(text, self.entries)
-        pending: list[str] = []
+        longer: list[str] = []
         text = TRAILING_NON_WORD.sub("", normal_form(text).translate(APOSTROPHES))  # as words() reads it
         while text not in self.cache:
             last = TRAILING_WORD.search(text)
             if last is None or self.may_match(last.group().casefold()):
                 self.cache[text] = self.index.counts(text, self.entries)
                 break
-            pending.append(text)
+            longer.append(text)
             text = TRAILING_NON_WORD.sub("", text[: last.start()])
         found = self.cache[text]
-        for shorter in pending:
-            self.cache[shorter] = found
+        for same in longer:  # each has the matches of the text without its last word
+            self.cache[same] = found
         return found
 
 

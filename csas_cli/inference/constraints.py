@@ -79,27 +79,28 @@ class Vocabulary:
     texts: tuple[str, ...] | None
     """Each id's text, where the tokenizer decodes by joining them (SentencePiece: `▁` is a space, special tokens
     are nothing), so a hypothesis's text grows by one piece a step; None: decode each hypothesis whole."""
-
     bare: frozenset[int]
     """Pieces that are the word-start mark alone (before a capital, a digit or a bracket): a form that begins with
     one is not begun by it."""
 
     @classmethod
-    def build(cls, glossary: Glossary, target_lang: str, tokenizer: Any) -> "Vocabulary":
+    def build(cls, glossary: Glossary, index: TermIndex, tokenizer: Any) -> "Vocabulary":
         """The forms each entry can be written with: those the tokenizer writes back as the term (no unknown piece,
-        no character its normalisation rewrites, read by the matcher as the entry); an entry without one is not
-        constrained."""
+        no character its normalisation rewrites, read by `index`, the glossary's target-language index, as the
+        entry); an entry without one is not constrained."""
+        target_lang = index.lang
         vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         ids_of = {piece: i for i, piece in enumerate(vocabulary)}  # the target side's (Marian: its own vocabulary)
-        index = TermIndex.build(glossary, target_lang)
         unknown = getattr(tokenizer, "unk_token_id", None)
         forms: dict[int, tuple[Form, ...]] = {}
+        decoded: dict[Form, str] = {}
         starts: set[int] = set()
         for entry_index, entry in enumerate(glossary.entries):
             texts = [text for form in entry.forms(target_lang) for text in capitalised(form)]
             found: list[Form] = []
             for ids in target_ids(tokenizer, texts):
-                if unknown in ids or not index.counts(tokenizer.decode(ids, skip_special_tokens=True), {entry_index}):
+                decoded[tuple(ids)] = tokenizer.decode(ids, skip_special_tokens=True)
+                if unknown in ids or not index.counts(decoded[tuple(ids)], {entry_index}):
                     continue
                 pieces = [vocabulary[i] for i in ids]
                 starts.update(i for i, p in zip(ids, pieces) if p.startswith(WORD_START))
@@ -111,9 +112,10 @@ class Vocabulary:
         bare = frozenset(i for i, p in enumerate(vocabulary) if p in WORD_START)
         special = set(getattr(tokenizer, "all_special_ids", ()))
         texts = tuple("" if i in special else p.replace(WORD_START[0], " ") for i, p in enumerate(vocabulary))
+        for form in (f for entry_forms in forms.values() for f in entry_forms if f not in decoded):  # joined ones
+            decoded[form] = tokenizer.decode(list(form), skip_special_tokens=True)
         probes = [form for entry_forms in forms.values() for form in entry_forms]
-        if any(tokenizer.decode(list(f), skip_special_tokens=True).strip() != "".join(texts[i] for i in f).strip()
-               for f in probes):  # fmt: skip
+        if any(decoded[f].strip() != "".join(texts[i] for i in f).strip() for f in probes):
             texts = None
         return cls(forms=forms, word_start=frozenset(starts), joins=joins, glue=glue, texts=texts, bare=bare)
 
@@ -159,11 +161,11 @@ class TermConstraints:
 
     def plan(self, tokenizer: Any, sources: Sequence[str]) -> "ConstraintPlan":
         """The constraints of each of `sources` in `tokenizer`'s vocabulary."""
-        vocabulary = Vocabulary.build(self.glossary, self.target_lang, tokenizer)
+        target_index = TermIndex.build(self.glossary, self.target_lang)
+        vocabulary = Vocabulary.build(self.glossary, target_index, tokenizer)
         source_index = TermIndex.build(self.glossary, self.source_lang)
         return ConstraintPlan(
-            [sentence_constraints(source_index, vocabulary, text) for text in sources], vocabulary,
-            TermIndex.build(self.glossary, self.target_lang),
+            [sentence_constraints(source_index, vocabulary, text) for text in sources], vocabulary, target_index,
             lambda ids: tokenizer.decode(ids, skip_special_tokens=True), int(tokenizer.eos_token_id),
         )  # fmt: skip
 

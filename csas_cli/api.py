@@ -121,7 +121,10 @@ def finetune_model(
     patience: int | None = None,
     save_total_limit: int | None = None,
     glossary: str | Path | None = None,
+    glossary_subject: str | None = None,
+    glossary_sheet: str | None = None,
     term_annotation: float | None = None,
+    locales: str | Sequence[str] | None = None,
     overwrite: bool = False,
     resume: str | None = None,
     config: Config | str | Path | Mapping[str, Any] | Any = None,
@@ -153,6 +156,7 @@ def finetune_model(
         "eval_num_beams": eval_num_beams, "patience": patience, "save_total_limit": save_total_limit,
         "resume": resume, "eval_data": None if eval_data is None else Path(eval_data),
         "glossary": None if glossary is None else Path(glossary), "term_annotation": term_annotation,
+        "glossary_subject": glossary_subject, "glossary_sheet": glossary_sheet, "locales": locales,
     }  # fmt: skip
     values = {**given, **{k: v for k, v in own.items() if v is not None}}
     values.update({k: True for k, v in (("eval_chrf", eval_chrf), ("overwrite", overwrite)) if v})

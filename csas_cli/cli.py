@@ -119,7 +119,7 @@ FINETUNE_FLAGS = (
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
     "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
     "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "config",
-    "glossary", "term_annotation",
+    "glossary", "glossary_subject", "glossary_sheet", "term_annotation", "locales",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 
@@ -164,10 +164,13 @@ FINETUNE_ALL_FLAGS = (
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("patience", "Stop a model after N evaluations in a row without a new best.", given_only=True),
     Flag("save_total_limit", "Checkpoints kept per model: the newest N (default: {default}).", given_only=True),
-    Flag("glossary", "Glossary for every model (.tsv/.csv/.tbx): --term-annotation, eval_term_success.",
+    Flag("glossary", "Glossary for every model (.tsv/.csv/.xlsx/.tbx): --term-annotation, eval_term_success.",
          given_only=True),
+    Flag("glossary_subject", given_only=True),
+    Flag("glossary_sheet", given_only=True),
     Flag("term_annotation", "Share of each model's training pairs to annotate with the glossary's terms.",
          given_only=True),
+    Flag("locales", given_only=True),
     Flag("config", "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY] over the table; flags "
          "win.", given_only=True),
     "dry_run",
@@ -253,6 +256,7 @@ SWEEP_FLAGS = (
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("eval_num_beams", "Beam width of the chrF translations (default: {default}, greedy).", given_only=True),
     Flag("patience", "Stop a trial after N evaluations in a row without a new best.", given_only=True),
+    Flag("locales", given_only=True),
     "metric", "dry_run",
     Flag("overwrite", "Retrain trials whose run is finished."),
 )  # fmt: skip
@@ -311,6 +315,16 @@ def sweep(
 
 
 DROPPABLE = ", ".join((*CHECK_NAMES, TOO_LONG))
+LocalesOption = Annotated[
+    Optional[str], opt("locales", "Variants to take where a TMX unit holds several of a language, e.g. fr-CA,en-CA "
+                       "(else the first).")
+]
+
+
+def locales_of(value: str | None) -> tuple[str, ...]:
+    from .registry import parse_locales
+
+    return () if value is None else parse_locales(value)
 
 
 @app.command("check-data")
@@ -338,6 +352,7 @@ def check_data(
     ] = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing --write-clean file.")] = False,
     examples: Annotated[int, opt("examples", "Flagged rows shown per check (0: all).")] = 3,
+    locales: LocalesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """Report what a pairs file holds before training: duplicates, copies, length ratios, numbers, languages,
@@ -349,7 +364,7 @@ def check_data(
         report = run_check_data(
             path, which=split_keys(which), all_models=all_models, model_id=model_id, model_root=model_root,
             revision=revision, max_source_len=max_source_len, max_target_len=max_target_len, against=against,
-            write_clean=write_clean, drop=drop, overwrite=overwrite, say=stderr_line,
+            write_clean=write_clean, drop=drop, overwrite=overwrite, locales=locales_of(locales), say=stderr_line,
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict(examples))
@@ -362,13 +377,42 @@ def convert(
     source: Annotated[Path, typer.Argument(metavar="IN", help="Pairs: .jsonl, .tmx or .tsv.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write them as csas's JSON Lines.")],
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing OUT.")] = False,
+    locales: LocalesOption = None,
 ) -> None:
     """Write any pairs file csas reads as JSON Lines: what training reads, row by row."""
     from .commands.convert import convert as run_convert
 
     with user_errors():
-        rows = run_convert(source, out, overwrite=overwrite)
-    stderr_line(f"{rows} row{'' if rows == 1 else 's'} written to {out}")
+        chosen = locales_of(locales)
+        rows, read = run_convert(source, out, overwrite=overwrite, locales=chosen)
+    units = read.describe(chosen)
+    stderr_line(f"{rows} row{'' if rows == 1 else 's'} written to {out}" + (f" ({units})" if units else ""))
+
+
+@app.command("check-glossary")
+def check_glossary(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A glossary: .tsv, .csv, .xlsx or .tbx.")],
+    glossary_subject: GlossarySubjectOption = None,
+    glossary_sheet: GlossarySheetOption = None,
+    against: Annotated[
+        Optional[Path], opt("against", "Pairs (.jsonl, .tmx, .tsv): how often each entry's target is used there.")
+    ] = None,
+    locales: LocalesOption = None,
+    examples: Annotated[int, opt("examples", "Entries, conflicts and contradicted entries shown (0: all).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Show what csas reads from a glossary (layout, entries kept, rows skipped and why, conflicts) and, with
+    --against, how well it fits that data."""
+    from .commands.check_glossary import check_glossary as run_check_glossary
+    from .commands.check_glossary import print_report
+
+    with user_errors():
+        report = run_check_glossary(path, subject=glossary_subject, sheet=glossary_sheet, against=against,
+                                    locales=locales_of(locales))  # fmt: skip
+    if as_json:
+        print_json(report.to_dict(examples))
+    else:
+        print_report(report, examples)
 
 
 # --- tiny-models, models ----------------------------------------------------------------------------------------
@@ -462,8 +506,29 @@ SourceLangOption = Annotated[
 ]
 OverwriteOption = Annotated[bool, opt("overwrite", "Replace an existing --output file.")]
 GlossaryOption = Annotated[
-    Optional[Path], opt("glossary", "Glossary: .tsv/.csv (en, fr columns; variants a|b) or .tbx (a termbase).")
+    Optional[Path], opt("glossary", "Glossary: .tsv/.csv/.xlsx (en and fr columns, TERMIUM Plus, term pairs) or .tbx "
+                        "(csas check-glossary shows what is read).")
 ]
+GlossarySubjectOption = Annotated[
+    Optional[str], opt("glossary_subject", "Keep the glossary entries whose subject field holds TEXT (TERMIUM, TBX).")
+]
+GlossarySheetOption = Annotated[
+    Optional[str], opt("glossary_sheet", "The workbook sheet of the glossary (default: the first).")
+]
+ConstrainAllOption = Annotated[
+    bool, opt("constrain_all", "With --term-constraints: force every entry, unconfirmed ones and common words too.")
+]
+ConfirmWithOption = Annotated[
+    Optional[Path], opt("confirm_with", "With --term-constraints: force the entries these pairs (the training data) "
+                        "confirm.")
+]
+
+
+def glossary_options(glossary: Path | None, subject: str | None, sheet: str | None, constraints: bool = False,
+                     constrain_all: bool = False, confirm_with: Path | None = None) -> Any:  # fmt: skip
+    from .data.fit import GlossaryOptions
+
+    return GlossaryOptions(glossary, subject, sheet, constraints, constrain_all, confirm_with)
 GENERATION_FLAGS = ("num_beams", "max_new_tokens", "batch_size")
 DeviceOption = Annotated[str, opt("device", "Where to translate: auto (the GPU when there is one), cpu or cuda.")]
 ThreadsOption = Annotated[
@@ -497,16 +562,22 @@ def translate(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     overwrite: OverwriteOption = False,
     glossary: Annotated[
-        Optional[Path], opt("glossary", "Glossary (.tsv/.csv/.tbx): annotate the sources with its terms, and with "
-                            "--term-constraints decode with them.")
+        Optional[Path], opt("glossary", "Glossary (.tsv/.csv/.xlsx/.tbx): annotate the sources with its terms, and "
+                            "with --term-constraints decode with them.")
     ] = None,
+    glossary_subject: GlossarySubjectOption = None,
+    glossary_sheet: GlossarySheetOption = None,
     apply_glossary: Annotated[
         bool, typer.Option("--apply-glossary/--no-apply-glossary",
                            help="With --glossary: annotate the sources (for --term-annotation runs).")
     ] = True,
     term_constraints: Annotated[
-        bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (any model).")
+        bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (any model); single "
+                  "common words are not forced.")
     ] = False,
+    constrain_all: ConstrainAllOption = False,
+    confirm_with: ConfirmWithOption = None,
+    locales: LocalesOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
 ) -> None:
@@ -516,11 +587,13 @@ def translate(
     from .inference.generation import Runtime
 
     with user_errors():
+        terms = glossary_options(glossary, glossary_subject, glossary_sheet, term_constraints, constrain_all,
+                                 confirm_with)  # fmt: skip
         run_translate(
             input_path=input_path, model=model, which=which, model_id=model_id, revision=revision,
             source_lang=source_lang, output=output, overwrite=overwrite, settings=GenerationSettings(**values),
-            say=stderr_line, bar=show_progress(), glossary=glossary, runtime=Runtime(device, threads),
-            apply_glossary=apply_glossary, term_constraints=term_constraints,
+            say=stderr_line, bar=show_progress(), terms=terms, runtime=Runtime(device, threads),
+            apply_glossary=apply_glossary, locales=locales_of(locales),
         )  # fmt: skip
 
 
@@ -544,15 +617,24 @@ def evaluate(
     hypotheses: Annotated[Optional[Path], opt("hypotheses", "Write the model's translations here.")] = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing --hypotheses file.")] = False,
     glossary: GlossaryOption = None,
+    glossary_subject: GlossarySubjectOption = None,
+    glossary_sheet: GlossarySheetOption = None,
     apply_glossary: Annotated[
         bool, opt("apply_glossary", "Translate sources annotated with the glossary's terms (--term-annotation runs).")
     ] = False,
     term_constraints: Annotated[
-        bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (every model scored).")
+        bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (every model scored): "
+                  "the entries the references confirm.")
     ] = False,
+    constrain_all: ConstrainAllOption = False,
+    confirm_with: Annotated[
+        Optional[Path], opt("confirm_with", "With --term-constraints: force the entries these pairs (the training "
+                            "data) confirm, not those the references confirm.")
+    ] = None,
     translations: Annotated[
         Optional[Path], opt("translations", "Score this file of translations (a line per row) instead of a model.")
     ] = None,
+    locales: LocalesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
@@ -563,12 +645,14 @@ def evaluate(
     from .inference.generation import Runtime
 
     with user_errors():
+        terms = glossary_options(glossary, glossary_subject, glossary_sheet, term_constraints, constrain_all,
+                                 confirm_with)  # fmt: skip
         report = run_evaluate(
             data=data, model=model, which=which, model_id=model_id, source_lang=source_lang, limit=limit,
             compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
             settings=GenerationSettings(**values), bar=show_progress(), revision=revision, say=stderr_line,
-            glossary_path=glossary, apply_glossary=apply_glossary, translations_path=translations,
-            runtime=Runtime(device, threads), term_constraints=term_constraints,
+            terms=terms, apply_glossary=apply_glossary, translations_path=translations,
+            runtime=Runtime(device, threads), locales=locales_of(locales),
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict())

@@ -6,6 +6,7 @@ Each model family's differences (language codes, decoder start, whether a device
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +20,29 @@ LANGUAGES = ("en", "fr")
 def other_language(lang: str) -> str:
     """The target language of a row whose source is `lang` (csas translates between English and French only)."""
     return "fr" if lang == "en" else "en"
+
+
+def primary_language(code: str) -> str:
+    """A language code's primary subtag, lower-cased: `en`, `EN`, `en-CA` and `en_GB` are all `en`."""
+    return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
+
+
+def locale_key(code: str) -> str:
+    """A locale as locales are compared: case-folded, `_` read as `-` (`FR_ca` and `fr-CA` are one locale)."""
+    return code.strip().casefold().replace("_", "-")
+
+
+def parse_locales(value: str | Sequence[str]) -> tuple[str, ...]:
+    """`--locales fr-CA,en-CA`: which regional variant of a language to take where a translation unit holds several
+    (data/tmx.py), in order of preference; each an English or French locale, written as given (stripped)."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    locales = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    for locale in locales:
+        if primary_language(locale) not in LANGUAGES or not re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*",
+                                                                          locale):
+            raise SettingsError(f"--locales: {locale!r} is not an English or French locale; expected codes such as "
+                                "fr-CA,en-CA (the variants preferred where a translation unit holds several)")
+    return locales
 
 
 @dataclass(frozen=True)
@@ -231,6 +255,9 @@ __all__ = [
     "check_model_root",
     "check_which",
     "model_id_under",
+    "locale_key",
     "other_language",
+    "parse_locales",
+    "primary_language",
     "select_keys",
 ]

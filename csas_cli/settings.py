@@ -31,6 +31,7 @@ from .registry import (
     MODEL_KEYS,
     REGISTRY,
     check_which,
+    parse_locales,
 )
 
 LABEL_SMOOTHING = 0.1
@@ -161,6 +162,12 @@ class CorpusSettings:
         None, "Validation pairs (.jsonl, .tmx, .tsv) instead of a split of --data; --val-ratio is then unused."
     )
     """A validation file: every --data row trains and these rows evaluate; None splits --data by --val-ratio."""
+    locales: tuple[str, ...] | None = setting(
+        None, "Variants to take where a TMX unit holds several of a language, e.g. fr-CA,en-CA (else the first)."
+    )
+    """Which regional variant to read where a translation unit holds several segments of one language (`fr-FR` and
+    `fr-CA`), in order of preference (data/tmx.py); None takes the first in the unit. A comma-separated string (the
+    CLI's form) is parsed."""
     val_ratio: float = setting(0.05, "Share held out for evaluation (whole publications).", fraction=True)
     """Share of the rows (whole publications when pub_number is present) held out for evaluation; unused with
     eval_data."""
@@ -178,10 +185,16 @@ class CorpusSettings:
     )
     """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
     glossary: Path | None = setting(
-        None, "Glossary (.tsv/.csv/.tbx): --term-annotation's terms, and eval_term_success with --eval-chrf."
+        None, "Glossary (.tsv/.csv/.xlsx/.tbx): --term-annotation's terms, and eval_term_success with --eval-chrf."
     )
     """The domain's terminology (data/glossary.py): annotates training sources with --term-annotation, and adds
     eval_term_success to evaluations that score chrF."""
+    glossary_subject: str | None = setting(
+        None, "Keep the glossary entries whose subject field holds TEXT (TERMIUM, TBX, a subject column)."
+    )
+    """A subject field of the glossary to keep (case-insensitive, part of a field counts); None keeps every entry."""
+    glossary_sheet: str | None = setting(None, "The workbook sheet of --glossary (default: the first).")
+    """The sheet of an Excel glossary; None reads the first."""
     term_annotation: float = setting(
         0.0, "Share of the training pairs using a glossary term whose source is annotated with it (0 to 1)."
     )
@@ -190,6 +203,8 @@ class CorpusSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
+        if self.locales is not None:
+            object.__setattr__(self, "locales", parse_locales(self.locales) or None)
         if self.eval_data is not None:
             object.__setattr__(self, "eval_data", Path(self.eval_data))
         if self.glossary is not None:
@@ -199,6 +214,9 @@ class CorpusSettings:
             raise SettingsError(f"--term-annotation must be in [0, 1], got {self.term_annotation}")
         if self.term_annotation > 0 and self.glossary is None:
             raise SettingsError("--term-annotation needs --glossary FILE (the terms to annotate with)")
+        for name in ("glossary_subject", "glossary_sheet"):
+            if getattr(self, name) is not None and self.glossary is None:
+                raise SettingsError(f"{flag(name)} needs --glossary FILE")
 
 
 @dataclass(frozen=True)
@@ -469,6 +487,10 @@ class Resolved:
     """Rows whose source_lang this model does not train on."""
     rows_skipped: int | None = None
     """Rows in this model's languages left out because their source or target is empty."""
+    units_skipped: int | None = None
+    """TMX units without both an English and a French segment, skipped (data/tmx.py)."""
+    units_with_variants: int | None = None
+    """TMX units with several segments of one language, of which --locales (or the first) chose one."""
     config_sha256: str | None = None
     """The settings file's hash (with --config), as it was read."""
     glossary_sha256: str | None = None

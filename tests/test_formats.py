@@ -305,16 +305,23 @@ def test_whitespace_normalisation_keeps_no_break_spaces() -> None:
 
 
 def test_rows_before_an_error_are_yielded_first(tmp_path: Path) -> None:
-    path = write_tmx(tmp_path / "a.tmx", unit("One", "Un") + unit("Two", "Deux", ' srclang="de"'))
+    path = write_tmx(tmp_path / "a.tmx", unit("One", "Un") + '<tu><tuv xml:lang="en"><seg>a</seg>\n<seg>b</seg></tuv></tu>')
     rows = read_tmx(path)
     assert next(rows) == Example("One", "Un", "en", "fr", None, 5)
-    with pytest.raises(DataError, match=r":6: srclang \"de\" is not allowed"):
+    with pytest.raises(DataError, match=r":7: <tuv> has a second <seg>"):
         next(rows)
+
+
+def test_a_srclang_in_a_third_language_gives_both_directions(tmp_path: Path) -> None:
+    """The English and the French of a German-source unit are both translations: the pair serves both ways."""
+    path = write_tmx(tmp_path / "a.tmx", unit("Two", "Deux", ' srclang="de-DE"'), '<header srclang="es"/>')
+    assert [(e.source, e.source_lang) for e in read_tmx(path)] == [("Two", "en"), ("Deux", "fr")]
+    path = write_tmx(tmp_path / "b.tmx", unit("Two", "Deux"), '<header srclang="ES-es"/>')
+    assert len(list(read_tmx(path))) == 2
 
 
 # --- malformed TMX: one line naming the file and line ---------------------------------------------------------
 
-DE_SRCLANG = ' srclang="de-DE"'
 UNDEFINED_NBSP = ("undefined entity &nbsp; (csas never reads the DTD; write the character itself or a character "
                   "reference such as &#160;)")
 BAD_TMX = {
@@ -332,19 +339,6 @@ BAD_TMX = {
                      "the root element is <html>, expected <tmx> (not a TMX file)"),
     "tu outside body": (f'<tmx><header srclang="en"/>\n{unit()}</tmx>', 2,
                         "<tu> inside <tmx>; translation units belong in <body>"),
-    "one language": (('<tmx><header srclang="en"/><body>\n<tu>\n<tuv xml:lang="en-CA"><seg>Hi</seg></tuv>\n'
-                      '<tuv xml:lang="de"><seg>Hallo</seg></tuv></tu></body></tmx>'), 2,
-                     "<tu> has no French <tuv>; expected one English and one French (languages: en, de)"),
-    "no tuv": ('<tmx><header srclang="en"/><body>\n\n<tu></tu></body></tmx>', 3,
-               "<tu> has no English <tuv>; expected one English and one French (languages: none)"),
-    "two French": (('<tmx><header srclang="en"/><body>\n<tu><tuv xml:lang="en"><seg>Hi</seg></tuv>'
-                    '<tuv xml:lang="fr-CA"><seg>Salut</seg></tuv><tuv xml:lang="FR"><seg>Allo</seg></tuv></tu>'
-                    '</body></tmx>'), 2,
-                   "<tu> has 2 French <tuv>s; expected one English and one French (languages: en, fr)"),
-    "bad srclang": (f'<tmx><header srclang="en"/><body>\n\n{unit(attrs=DE_SRCLANG)}</body></tmx>', 3,
-                    'srclang "de-DE" is not allowed; expected en, fr or *all*'),
-    "bad header srclang": (f'<tmx><header srclang="es"/><body>\n{unit()}</body></tmx>', 2,
-                           'srclang "es" (from the <header>) is not allowed; expected en, fr or *all*'),
     "no srclang": (f"<tmx><header/><body>\n{unit()}</body></tmx>", 2,
                    "<tu> has no srclang and the <header> gives none"),
     "tuv without lang": ('<tmx><header srclang="en"/><body><tu>\n<tuv><seg>Hi</seg></tuv></tu></body></tmx>', 2,

@@ -146,10 +146,12 @@ def test_annotation_inserts_the_preferred_target_term(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name,text,message",
     [
-        ("g.tsv", "english\tfrench\nstock\tstock\n", "g.tsv:1: the header row names no en and no fr column"),
-        ("g.tsv", "en\tfr\nstock\t\n", "g.tsv:2: the French term is empty"),
-        ("g.tsv", "en\tfr\nstock\n", "g.tsv:2: 1 fields, expected at least 2"),
+        ("g.tsv", "source\ttarget\nstock\tstock\n", "g.tsv:1: no header row matches a glossary layout; got "
+                                                      '"source | target"; csas reads columns named for English'),
+        ("g.tsv", "en\tfr\nstock\t\n", "g.tsv: no glossary entries with both an English and a French term (1 empty)"),
+        ("g.tsv", "en\tfr\nstock\n", "g.tsv: no glossary entries with both an English and a French term (1 empty)"),
         ("g.tsv", "# only a comment\n", "g.tsv: empty: expected a header row"),
+        ("g.csv", "en,fr\n\"stock,stock\n", "g.csv:2: not valid CSV"),
         ("g.tbx", "<martif><text><body><termEntry><langSet xml:lang='en'><term>x</term></langSet>\n</body>",
          "g.tbx:2: not well-formed TBX"),
         ("g.tbx", '<!DOCTYPE x [<!ENTITY e "boom">]><martif/>', "g.tbx:1: declares an entity"),

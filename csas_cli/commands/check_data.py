@@ -4,8 +4,8 @@ One report: the rows per direction and per publication, then each check of data/
 length ratios, numbers, languages, and with --against the sentences and publications shared with a test file) and,
 for each model chosen with --which/--all, the pairs its own tokenizer would cut at --max-source-len/--max-target-len.
 Every check gives its count, its share and its first flagged rows (three, or --examples N) with their line numbers
-and their sentences whole. The report is plain lines (it reads whole in a batch log); --json gives the same as one
-object, with the line number of every flagged row. `--write-clean OUT --drop NAMES` writes the rows
+and their sentences (cut at about 200 characters). The report is plain lines (it reads whole in a batch log); --json
+gives the same as one object, with the line number of every flagged row and the sentences whole. `--write-clean OUT --drop NAMES` writes the rows
 that pass the named checks as JSON Lines. Nothing is dropped unless asked: training itself keeps every row.
 """
 
@@ -28,11 +28,15 @@ from ..data.checks import (
     overview,
     run_checks,
 )
-from ..data.pairs import Example, example_record, read_pairs
+from ..data.pairs import Example, ReadCounts, example_record, read_pairs
 from ..errors import SettingsError
 from ..files import write_text_atomic
 from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under
 from .convert import check_jsonl_output
+
+
+SHOWN_CHARACTERS = 200
+"""A sentence longer than this is cut in the text report."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class DataReport:
     checks: list[CheckResult]
     lengths: list[LengthCheck]
     against: Path | None
+    locales: tuple[str, ...] = ()
 
     def results(self) -> list[CheckResult]:
         return [*self.checks, *(length.result for length in self.lengths)]
@@ -172,6 +177,7 @@ def check_data(
     write_clean: Path | None = None,
     drop: str | None = None,
     overwrite: bool = False,
+    locales: Sequence[str] = (),
     say: Callable[[str], None] = lambda message: None,
 ) -> DataReport:
     """Everything `csas check-data` does, up to the report; writes --write-clean when asked."""
@@ -186,8 +192,9 @@ def check_data(
     if write_clean is not None:
         inputs = (Path(path),) if against is None else (Path(path), Path(against))
         check_jsonl_output(write_clean, inputs, "--write-clean", overwrite)
-    examples = list(read_pairs(Path(path)))
-    test = list(read_pairs(Path(against))) if against is not None else None
+    read = ReadCounts()
+    examples = list(read_pairs(Path(path), locales, read))
+    test = list(read_pairs(Path(against), locales)) if against is not None else None
     tokenizers = load_tokenizers(sources, revision)
     checks = run_checks(examples, against=test)
     lengths = []
@@ -195,7 +202,8 @@ def check_data(
         say(f"counting {key}'s tokens ({sources[key]})")
         lengths.append(length_check(key, tokenizer, examples, max_source_len=max_source_len,
                                     max_target_len=max_target_len, model_id=sources[key]))  # fmt: skip
-    report = DataReport(Path(path), overview(examples), checks, lengths, None if against is None else Path(against))
+    report = DataReport(Path(path), {**overview(examples), **read.to_dict()}, checks, lengths,
+                        None if against is None else Path(against), tuple(locales))  # fmt: skip
     if write_clean is not None:
         kept = kept_rows(examples, report.results(), dropped)
         text = "".join(json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in kept)
@@ -210,9 +218,10 @@ def check_data(
 
 def report_lines(report: DataReport, shown: int = EXAMPLES_SHOWN) -> list[str]:
     """The report as plain lines, nothing a terminal width can cut: per check its count, share, name and what it
-    counts, then `shown` flagged rows (0: all), each as its line number and why, then its two sentences whole."""
+    counts, then `shown` flagged rows (0: all), each as its line number and why, then its two sentences (a long one
+    cut, `shown_text`)."""
     o = report.overview
-    lines = [f"{report.path}: {o_line(o)}"]
+    lines = [f"{report.path}: {o_line(o, report.locales)}"]
     if report.against is not None:
         lines.append(f"compared with the test file {report.against}")
     lines += ["", f"{'rows':>7}  {'share':>6}  {'check':<20} what is counted"]
@@ -221,17 +230,30 @@ def report_lines(report: DataReport, shown: int = EXAMPLES_SHOWN) -> list[str]:
         findings = result.findings if shown <= 0 else result.findings[:shown]
         for f in findings:
             lines.append(f"{'':17}line {f.line}" + (f": {f.detail}" if f.detail else ""))
-            lines += [f"{'':19}{' '.join(f.source.split())}", f"{'':19}{' '.join(f.target.split())}"]
+            lines += [f"{'':19}{shown_text(f.source)}", f"{'':19}{shown_text(f.target)}"]
         if len(findings) < result.count:
             lines.append(f"{'':17}... {result.count - len(findings)} more (--examples 0 shows them all; --json lists "
                          "every line)")  # fmt: skip
     return lines
 
 
-def o_line(o: dict[str, Any]) -> str:
-    """The overview in one line: rows, directions, publications."""
+def shown_text(text: str, width: int = SHOWN_CHARACTERS) -> str:
+    """A flagged row's sentence on one line of the text report, cut at a space near `width` characters and marked
+    as cut (`--json` keeps it whole)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text.rfind(" ", width // 2, width)
+    return f"{text[: cut if cut > 0 else width]} [... cut: {len(text)} characters, --json shows them all]"
+
+
+def o_line(o: dict[str, Any], locales: Sequence[str] = ()) -> str:
+    """The overview in one line: rows, directions, publications, TMX units skipped or chosen between."""
     directions = ", ".join(f"{n} {d}" for d, n in o.get("directions", {}).items())
     parts = [f"{o.get('rows', 0)} rows ({directions})" if directions else f"{o.get('rows', 0)} rows"]
+    units = ReadCounts(o.get("units_skipped", 0), o.get("units_with_variants", 0)).describe(locales)
+    if units:
+        parts.append(units)
     if "publications" in o:
         parts.append(f"{o['publications']} publications")
     per = o.get("rows_per_publication")

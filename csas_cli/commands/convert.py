@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
-from ..data.pairs import PAIR_FORMATS, example_record, read_pairs
+from ..data.pairs import PAIR_FORMATS, ReadCounts, example_record, read_pairs
 from ..errors import SettingsError
 from ..files import check_output_file, write_text_atomic
 
@@ -20,12 +21,14 @@ def check_jsonl_output(path: Path, inputs: tuple[Path, ...], flag: str, overwrit
     check_output_file(path, overwrite, flag=flag)
 
 
-def convert(source: Path, out: Path, *, overwrite: bool = False) -> int:
-    """Write every row of `source` to `out` as JSON Lines (atomically); the number of rows written."""
+def convert(source: Path, out: Path, *, overwrite: bool = False, locales: Sequence[str] = ()) -> tuple[int, ReadCounts]:
+    """Write every row of `source` to `out` as JSON Lines (atomically): the number of rows written, and what the
+    reader skipped or chose between (`locales`: the preferred variants of a TMX unit)."""
     check_jsonl_output(out, (source,), "OUT", overwrite)
-    lines = [json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in read_pairs(source)]
+    read = ReadCounts()
+    lines = [json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in read_pairs(source, locales, read)]
     write_text_atomic(out, "".join(lines))
-    return len(lines)
+    return len(lines), read
 
 
 __all__ = ["check_jsonl_output", "convert"]

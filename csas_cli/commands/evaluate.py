@@ -18,6 +18,10 @@ translates the plain sources, and each model's "apply_glossary" says which it go
 outputs in the wrong language, copies of the source, repetition loops and length-ratio outliers
 (inference/quality.py). JSON adds, per model, "terms" (with a glossary), "apply_glossary" and "quality", and at the top level
 "reference_terms". `--translations FILE` scores a file of translations (one line per scored row) instead of a model.
+
+Whether the glossary fits the rows (data/fit.py): when the references' own rate is low, a warning names the entries
+they contradict most (JSON "glossary_fit"); `--term-constraints` forces the entries the references confirm (or
+those `--confirm-with DATA` confirms; all with `--constrain-all`), and says so (JSON "constrained_entries").
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data.fit import Fit, Forced, GlossaryOptions, fit_warning
 from ..data.glossary import Glossary
-from ..data.terms import most_missed, term_success
+from ..data.terms import TermScore, most_missed, term_success
 from ..errors import SettingsError
 from ..inference.constraints import term_constraints_for
 from ..inference.generation import GenerationSettings, Runtime
@@ -81,8 +86,34 @@ class Scores:
 def terms_of(glossary: Glossary | None, direction: Direction, sources: Sequence[str], outputs: Sequence[str]) -> Terms | None:
     if glossary is None:
         return None
-    found = term_success(glossary, sources, outputs, direction.source, direction.target)
+    return terms_from(glossary, term_success(glossary, sources, outputs, direction.source, direction.target))
+
+
+def terms_from(glossary: Glossary, found: TermScore) -> Terms:
     return Terms(found.rate, found.hits, found.occurrences, most_missed(glossary, found))
+
+
+@dataclass(frozen=True)
+class GlossaryFit:
+    """How the glossary fits the scored rows: the references' own term success (the ceiling) and, when it is low,
+    the warning naming the entries they contradict most (data/fit.py)."""
+
+    references: Terms
+    warning: str | None
+    contradicted: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fits": self.warning is None, "warning": self.warning, "contradicted": self.contradicted}
+
+
+def glossary_fit(glossary: Glossary, direction: Direction, sources: Sequence[str],
+                 references: Sequence[str]) -> tuple[GlossaryFit, Fit]:  # fmt: skip
+    """The references' term success and per-entry use: the fit report, and the evidence for --term-constraints."""
+    score = term_success(glossary, sources, references, direction.source, direction.target)
+    fit = Fit.from_score(score, "the references")
+    contradicted = [{"entry": glossary.entries[u.entry].label, "line": glossary.entries[u.entry].line,
+                     "occurrences": u.occurrences, "used": u.used} for u in fit.contradicted()]  # fmt: skip
+    return GlossaryFit(terms_from(glossary, score), fit_warning(glossary, fit), contradicted), fit
 
 
 def scores_for(
@@ -100,11 +131,21 @@ def scores_for(
 class Report:
     tuned: Scores
     base: Scores | None = None
-    reference_terms: Terms | None = None
-    """The references' own term success (with --glossary): the ceiling on these rows."""
+    fit: GlossaryFit | None = None
+    """With --glossary: the references' own term success (the ceiling on these rows) and the fit warning."""
+    forced: Forced | None = None
+    """With --term-constraints: the entries forced, and why."""
+
+    @property
+    def reference_terms(self) -> Terms | None:
+        return None if self.fit is None else self.fit.references
 
     def to_dict(self) -> dict[str, Any]:
-        extra = {} if self.reference_terms is None else {"reference_terms": self.reference_terms.to_dict()}
+        extra: dict[str, Any] = {}
+        if self.fit is not None:
+            extra = {"reference_terms": self.fit.references.to_dict(), "glossary_fit": self.fit.to_dict()}
+        if self.forced is not None:
+            extra["constrained_entries"] = self.forced.to_dict()
         if self.base is None:
             return {**self.tuned.to_dict(), **extra}
         delta = {"bleu": self.tuned.bleu - self.base.bleu, "chrf": self.tuned.chrf - self.base.chrf}
@@ -129,14 +170,13 @@ def run_evaluate(
     bar: bool,
     revision: str | None = None,
     say: Callable[[str], None] | None = None,
-    glossary_path: Path | None = None,
+    terms: GlossaryOptions = GlossaryOptions(),
     apply_glossary: bool = False,
     translations_path: Path | None = None,
     runtime: Runtime | None = None,
-    term_constraints: bool = False,
+    locales: Sequence[str] = (),
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
-    from ..data.glossary import read_glossary
     from ..data.pairs import load_examples
     from ..data.terms import Annotator
     from ..files import check_output_file, write_lines
@@ -145,33 +185,46 @@ def run_evaluate(
     from ..progress import counting_bar
     from ..progress import say as progress_say
 
+    tell = say if say is not None else progress_say
     if limit is not None and limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {limit}")
-    for flag, on in (("--apply-glossary", apply_glossary), ("--term-constraints", term_constraints)):
-        if on and glossary_path is None:
-            raise SettingsError(f"{flag} needs --glossary FILE")
-    glossary = None if glossary_path is None else read_glossary(glossary_path)
+    if apply_glossary and terms.path is None:
+        raise SettingsError("--apply-glossary needs --glossary FILE")
     if translations_path is not None:
         given = [name for name, on in (("--compare-base", compare_base), ("--apply-glossary", apply_glossary),
-                                       ("--term-constraints", term_constraints),
+                                       ("--term-constraints", terms.constraints),
                                        ("--hypotheses", hypotheses_path is not None)) if on]  # fmt: skip
         if given:
             raise SettingsError(f"--translations scores a file, no model translates: drop {' and '.join(given)}")
-        return score_translations(data, translations_path, which, model, source_lang, limit, glossary)
+    glossary = terms.read()
+    if translations_path is not None:
+        if glossary is not None:
+            tell(glossary.describe())
+        return score_translations(data, translations_path, which, model, source_lang, limit, glossary, locales, tell)
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
-    constraints = term_constraints_for(glossary if term_constraints else None, source, direction)
+    if glossary is not None and terms.constraints:
+        term_constraints_for(glossary, source, direction)  # an exported model is refused before any work
+    if glossary is not None:
+        tell(glossary.describe())
     base_source = source.base() if compare_base else None
     check_output_file(hypotheses_path, overwrite, flag="--hypotheses")
-    examples = load_examples(data, [direction.source]).examples[:limit]
+    examples = load_examples(data, [direction.source], locales).examples[:limit]
     sources = [ex.source for ex in examples]
     references = [ex.target for ex in examples]
+    fit, evidence = (None, None) if glossary is None else glossary_fit(glossary, direction, sources, references)
+    if fit is not None and fit.warning is not None:
+        tell(f"warning: {fit.warning}")
+    forced = None
+    constraints = None
+    if glossary is not None and terms.constraints:
+        forced = terms.forced(glossary, direction.source, direction.target, evidence, locales)
+        tell(f"term constraints: {forced.describe()}")
+        constraints = term_constraints_for(glossary, source, direction, forced.entries)
     annotated = sources
     if apply_glossary and glossary is not None:
         annotator = Annotator(glossary, direction.source, direction.target)
         annotated = [annotator.source(text) for text in sources]
-
-    tell = say if say is not None else progress_say
 
     def translate(what: ModelSource, label: str, inputs: list[str]) -> list[str]:
         loaded = load_for_inference(what, say=tell, runtime=runtime)
@@ -194,12 +247,13 @@ def run_evaluate(
     if base_source is not None:  # the base was not trained on annotated sources: it gets the plain ones (and the
         # constraints, which need no training)
         base = scored(base_source, translate(base_source, "translating (base)", sources), False)
-    return Report(tuned, base, terms_of(glossary, direction, sources, references))
+    return Report(tuned, base, fit, forced)
 
 
 def score_translations(
     data: Path, translations: Path, which: str | None, model: Path | None, source_lang: str | None,
-    limit: int | None, glossary: Glossary | None,
+    limit: int | None, glossary: Glossary | None, locales: Sequence[str] = (),
+    say: Callable[[str], None] = lambda message: None,
 ) -> Report:
     """`--translations FILE`: score given translations, one line per scored row of `data`, in its order."""
     from ..data.pairs import load_examples
@@ -216,7 +270,7 @@ def score_translations(
         direction = Direction(lang, other_language(lang))
     else:
         raise SettingsError("--translations: pass --source-lang en or fr (or --which KEY) to say which rows they are")
-    examples = load_examples(data, [direction.source]).examples[:limit]
+    examples = load_examples(data, [direction.source], locales).examples[:limit]
     try:
         text = translations.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -229,7 +283,10 @@ def score_translations(
                         f"of {data}; expected one line per row, in order")  # fmt: skip
     sources, references = [ex.source for ex in examples], [ex.target for ex in examples]
     tuned = scores_for(str(translations), which or "-", direction, sources, lines, references, glossary)
-    return Report(tuned, None, terms_of(glossary, direction, sources, references))
+    fit = None if glossary is None else glossary_fit(glossary, direction, sources, references)[0]
+    if fit is not None and fit.warning is not None:
+        say(f"warning: {fit.warning}")
+    return Report(tuned, None, fit)
 
 
 def rate(terms: Terms | None) -> str:
@@ -275,6 +332,10 @@ def print_report(report: Report, stream: Any = None) -> None:
             given = f" ({', '.join(how)})" if how else ""
             console.print(f"terms{who}: {s.terms.hits} of {s.terms.occurrences} used{given}; most missed: {missed}",
                           markup=False)  # fmt: skip
+    if report.forced is not None:
+        console.print(f"term constraints: {report.forced.describe()}", markup=False)
+    if report.fit is not None and report.fit.warning is not None:
+        console.print(f"warning: {report.fit.warning}", markup=False)
     if report.base is not None:  # last, so a script or a log shows what fine-tuning bought in one line
         console.print(f"chrF before -> after: {report.base.chrf:.1f} -> {report.tuned.chrf:.1f}", markup=False)
         if glossary:

@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..data.pairs import PAIR_FORMATS, _open_binary, _read_error, primary_language
+from ..data.fit import GlossaryOptions
+from ..data.pairs import PAIR_FORMATS, _open_binary, _read_error
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
 from ..inference.generation import GenerationSettings, Runtime
 from ..inference.source import Direction
 from ..progress import counting_bar
+from ..registry import primary_language
 
 STDIN = "-"
 _BOM = "\ufeff"
@@ -75,17 +77,17 @@ def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -
     return sources
 
 
-def pair_sources(path: Path, direction: Direction) -> list[str]:
+def pair_sources(path: Path, direction: Direction, locales: Sequence[str] = ()) -> list[str]:
     """The sources of a translation memory's or TSV file's rows in the model's source language, in file order."""
     from ..data.pairs import read_pairs
 
-    sources = [ex.source for ex in read_pairs(path) if ex.source_lang == direction.source]
+    sources = [ex.source for ex in read_pairs(path, locales) if ex.source_lang == direction.source]
     if not sources:
         raise DataError(f"{path}: no rows with source language {direction.source} (the model translates {direction})")
     return sources
 
 
-def read_sources(input_path: str, direction: Direction, stdin: Any = None) -> list[str]:
+def read_sources(input_path: str, direction: Direction, stdin: Any = None, locales: Sequence[str] = ()) -> list[str]:
     """The sentences to translate from a text file, `-` (stdin) or a .jsonl file of pairs."""
     if input_path == STDIN:
         stream = stdin if stdin is not None else sys.stdin
@@ -94,7 +96,7 @@ def read_sources(input_path: str, direction: Direction, stdin: Any = None) -> li
         return decode_text("<stdin>", data)
     path = Path(input_path)
     if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl":
-        return pair_sources(path, direction)
+        return pair_sources(path, direction, locales)
     lines = decode_text(str(path), read_bytes(path))
     if path.suffix.lower() == ".jsonl":
         return jsonl_sources(str(path), lines, direction)
@@ -114,34 +116,40 @@ def run_translate(
     settings: GenerationSettings,
     say: Callable[[str], None],
     bar: bool,
-    glossary: Path | None = None,
+    terms: GlossaryOptions = GlossaryOptions(),
     runtime: Runtime | None = None,
     apply_glossary: bool = True,
-    term_constraints: bool = False,
+    locales: Sequence[str] = (),
 ) -> list[str]:
     """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). With a
-    glossary, sources are annotated with its terms (`apply_glossary`) and/or its terms constrain decoding."""
-    from ..data.glossary import read_glossary
+    glossary, sources are annotated with its terms (`apply_glossary`) and/or its terms constrain decoding (those
+    `terms` chooses: data/fit.py)."""
     from ..inference.constraints import term_constraints_for
     from ..inference.generation import load_for_inference, translate_texts
     from ..inference.source import resolve_direction, resolve_source
 
     if output is not None and input_path != STDIN and Path(input_path).absolute() == output.absolute():
         raise SettingsError(f"--output {output}: the same file as the input")
-    if term_constraints and glossary is None:
-        raise SettingsError("--term-constraints needs --glossary FILE")
-    if glossary is not None and not apply_glossary and not term_constraints:
+    if terms.path is not None and not apply_glossary and not terms.constraints:
         raise SettingsError("--glossary with --no-apply-glossary does nothing: add --term-constraints or drop both")
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
-    terms = None if glossary is None else read_glossary(glossary)
-    constraints = term_constraints_for(terms if term_constraints else None, source, direction)
+    glossary = terms.read()
+    constraints = None
+    if glossary is not None:
+        if terms.constraints:
+            term_constraints_for(glossary, source, direction)  # an exported model is refused before any work
+        say(glossary.describe())
+        if terms.constraints:
+            forced = terms.forced(glossary, direction.source, direction.target, locales=locales)
+            say(f"term constraints: {forced.describe()}")
+            constraints = term_constraints_for(glossary, source, direction, forced.entries)
     check_output_file(output, overwrite)
-    texts = read_sources(input_path, direction)
-    if terms is not None and apply_glossary:
+    texts = read_sources(input_path, direction, locales=locales)
+    if glossary is not None and apply_glossary:
         from ..data.terms import Annotator
 
-        annotator = Annotator(terms, direction.source, direction.target)
+        annotator = Annotator(glossary, direction.source, direction.target)
         texts = [annotator.source(text) if text.strip() else text for text in texts]
     loaded = load_for_inference(source, say=say, runtime=runtime)
     count = sum(1 for t in texts if t.strip())

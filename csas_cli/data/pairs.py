@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Sequence
 
 from ..errors import DataError
-from ..registry import LANGUAGES, other_language
+from ..registry import LANGUAGES, other_language, primary_language
 
 REQUIRED_FIELDS = ("source", "target", "source_lang")
 PAIR_FORMATS = (".jsonl", ".tmx", ".tsv")
@@ -54,6 +53,33 @@ class Example:
     share it)."""
 
 
+@dataclass
+class ReadCounts:
+    """What reading a file left out or chose, counted as it is read (only a TMX reader counts anything)."""
+
+    units_skipped: int = 0
+    """Translation units without both an English and a French segment: skipped (a multilingual memory's units in
+    other languages)."""
+    units_with_variants: int = 0
+    """Units holding several segments of one language (fr-FR and fr-CA): one was chosen, by --locales or first."""
+
+    def to_dict(self) -> dict[str, int]:
+        return {"units_skipped": self.units_skipped, "units_with_variants": self.units_with_variants}
+
+    def describe(self, locales: Sequence[str] = ()) -> str:
+        """The counts in words for a log line, "" when both are 0."""
+        parts = []
+        if self.units_skipped:
+            parts.append(f"{self.units_skipped} TMX unit{'s' if self.units_skipped != 1 else ''} without both an "
+                         "English and a French segment skipped")  # fmt: skip
+        if self.units_with_variants:
+            how = (f"by --locales {','.join(locales)}, else the first" if locales
+                   else "the first of each (--locales chooses)")  # fmt: skip
+            parts.append(f"{self.units_with_variants} unit{'s' if self.units_with_variants != 1 else ''} with several "
+                         f"variants of one language, {how}")  # fmt: skip
+        return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class LoadedData:
     """The rows one model trains on, and what happened to the others."""
@@ -65,6 +91,8 @@ class LoadedData:
     """Rows whose source_lang the model does not train on."""
     rows_empty: int
     """Rows in a wanted language whose stripped source or target is empty."""
+    read: ReadCounts = field(default_factory=lambda: ReadCounts())
+    """What the reader left out or chose (TMX units)."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +163,6 @@ def _read_error(path: Path, exc: OSError, line: int | None = None) -> DataError:
     return _error(path, f"cannot be read ({exc.strerror or exc})", line)
 
 
-def primary_language(code: str) -> str:
-    """A language code's primary subtag, lower-cased: `en`, `EN`, `en-CA` and `en_GB` are all `en` (as a TMX
-    `xml:lang` is read)."""
-    return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
-
-
 def _parse_language(path: Path, number: int, raw_lang: str) -> str:
     """A row's source_lang by its primary subtag; anything but English or French is refused."""
     lang = primary_language(raw_lang)
@@ -209,10 +231,10 @@ def read_jsonl(path: Path) -> Iterator[Example]:
         raise _error(path, "is empty; expected JSON Lines, one object per line")
 
 
-def read_pairs(path: Path) -> Iterator[Example]:
+def read_pairs(path: Path, locales: Sequence[str] = (), counts: ReadCounts | None = None) -> Iterator[Example]:
     """Yield every row of `path`, validated and streaming, read as its extension says (case-insensitive): `.tmx` a
-    TMX translation memory (`tmx.read_tmx`), `.tsv` tab-separated values (`tsv.read_tsv`), anything else JSON
-    Lines (`read_jsonl`).
+    TMX translation memory (`tmx.read_tmx`, which takes the `locales` preference and fills `counts`), `.tsv`
+    tab-separated values (`tsv.read_tsv`), anything else JSON Lines (`read_jsonl`).
 
     Like `read_jsonl`, a generator: rows with an empty source or target are yielded (`load_examples` drops them),
     and errors surface on the `next()` that reaches them.
@@ -222,7 +244,7 @@ def read_pairs(path: Path) -> Iterator[Example]:
     if suffix == ".tmx":
         from .tmx import read_tmx
 
-        return read_tmx(path)
+        return read_tmx(path, locales, counts)
     if suffix == ".tsv":
         from .tsv import read_tsv
 
@@ -239,9 +261,9 @@ def example_record(example: Example) -> dict[str, str]:
     return record
 
 
-def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
-    """Read all of `path` with `read_pairs` (every row is validated) and keep the non-empty rows whose source_lang
-    is wanted.
+def load_examples(path: Path, source_langs: Sequence[str], locales: Sequence[str] = ()) -> LoadedData:
+    """Read all of `path` with `read_pairs` (every row is validated; `locales` chooses between a TMX unit's variants)
+    and keep the non-empty rows whose source_lang is wanted.
 
     Raises `DataError` when no row is left. `source_langs` comes from the registry; an unknown code is a bug
     (`ValueError`).
@@ -252,7 +274,8 @@ def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
         raise ValueError(f"source_langs must be a non-empty subset of {LANGUAGES}, got {tuple(source_langs)}")
     examples: list[Example] = []
     rows_read = rows_other = rows_empty = 0
-    for example in read_pairs(path):
+    read = ReadCounts()
+    for example in read_pairs(path, locales, read):
         rows_read += 1
         if example.source_lang not in wanted:
             rows_other += 1
@@ -263,7 +286,7 @@ def load_examples(path: Path, source_langs: Sequence[str]) -> LoadedData:
     if not examples:
         raise _error(Path(path), f"no rows with source_lang {' or '.join(wanted)} ({rows_read} rows read, 0 kept; "
                                  f"{rows_other} with another source_lang, {rows_empty} with empty source or target)")
-    return LoadedData(examples, rows_read, rows_other, rows_empty)
+    return LoadedData(examples, rows_read, rows_other, rows_empty, read)
 
 
 def split_examples(
@@ -338,6 +361,6 @@ def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
 
 
 __all__ = [
-    "PAIR_FORMATS", "Example", "LoadedData", "Split", "example_record", "load_examples", "read_jsonl", "read_pairs",
-    "primary_language", "seeded_sample", "split_examples", "subsample",
+    "PAIR_FORMATS", "Example", "LoadedData", "ReadCounts", "Split", "example_record", "load_examples", "read_jsonl",
+    "read_pairs", "primary_language", "seeded_sample", "split_examples", "subsample",
 ]  # fmt: skip

@@ -237,10 +237,16 @@ class TermScore:
     occurrences: int
     missed: dict[int, int]
     """entry index -> occurrences the translations missed."""
+    found: dict[int, int] = field(default_factory=dict)
+    """entry index -> its occurrences in the sources."""
 
     @property
     def rate(self) -> float | None:
         return self.hits / self.occurrences if self.occurrences else None
+
+    def used(self, entry: int) -> int:
+        """The occurrences of `entry` the translations hit."""
+        return self.found.get(entry, 0) - self.missed.get(entry, 0)
 
 
 def term_success(
@@ -252,10 +258,12 @@ def term_success(
     source_index, target_index = TermIndex.build(glossary, source_lang), TermIndex.build(glossary, target_lang)
     hits = occurrences = 0
     missed: Counter[int] = Counter()
+    found: Counter[int] = Counter()
     for source, translation in zip(sources, translations):
         wanted = source_index.counts(source)
         if not wanted:
             continue
+        found.update(wanted)
         got = target_index.counts(translation, wanted.keys())
         for entry, count in wanted.items():
             hit = min(count, got.get(entry, 0))
@@ -263,7 +271,7 @@ def term_success(
             occurrences += count
             if count > hit:
                 missed[entry] += count - hit
-    return TermScore(hits, occurrences, dict(missed))
+    return TermScore(hits, occurrences, dict(missed), dict(found))
 
 
 def most_missed(glossary: Glossary, score: TermScore, n: int = 10) -> list[tuple[str, int]]:

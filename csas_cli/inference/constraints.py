@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from ..data.glossary import Glossary
 from ..data.terms import PLURALS, GrowingCounts, TermIndex
@@ -84,10 +84,11 @@ class Vocabulary:
     one is not begun by it."""
 
     @classmethod
-    def build(cls, glossary: Glossary, index: TermIndex, tokenizer: Any) -> "Vocabulary":
-        """The forms each entry can be written with: those the tokenizer writes back as the term (no unknown piece,
-        no character its normalisation rewrites, read by `index`, the glossary's target-language index, as the
-        entry); an entry without one is not constrained."""
+    def build(cls, glossary: Glossary, index: TermIndex, tokenizer: Any,
+              entries: Collection[int] | None = None) -> "Vocabulary":  # fmt: skip
+        """The forms each entry (of `entries`, None: all) can be written with: those the tokenizer writes back as the
+        term (no unknown piece, no character its normalisation rewrites, read by `index`, the glossary's
+        target-language index, as the entry); an entry without one is not constrained."""
         target_lang = index.lang
         vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         ids_of = {piece: i for i, piece in enumerate(vocabulary)}  # the target side's (Marian: its own vocabulary)
@@ -96,6 +97,8 @@ class Vocabulary:
         decoded: dict[Form, str] = {}
         starts: set[int] = set()
         for entry_index, entry in enumerate(glossary.entries):
+            if entries is not None and entry_index not in entries:
+                continue
             texts = [text for form in entry.forms(target_lang) for text in capitalised(form)]
             found: list[Form] = []
             for ids in target_ids(tokenizer, texts):
@@ -158,11 +161,14 @@ class TermConstraints:
     glossary: Glossary
     source_lang: str
     target_lang: str
+    forced: frozenset[int] | None = None
+    """The entries to put in (data/fit.py chooses them); None: all. The sources are matched against the whole
+    glossary, as evaluation matches them, so an entry left out is not replaced by a shorter one inside it."""
 
     def plan(self, tokenizer: Any, sources: Sequence[str]) -> "ConstraintPlan":
         """The constraints of each of `sources` in `tokenizer`'s vocabulary."""
         target_index = TermIndex.build(self.glossary, self.target_lang)
-        vocabulary = Vocabulary.build(self.glossary, target_index, tokenizer)
+        vocabulary = Vocabulary.build(self.glossary, target_index, tokenizer, self.forced)
         source_index = TermIndex.build(self.glossary, self.source_lang)
         return ConstraintPlan(
             [sentence_constraints(source_index, vocabulary, text) for text in sources], vocabulary, target_index,
@@ -198,16 +204,16 @@ class BatchConstraints:
 
 
 def term_constraints_for(
-    glossary: Glossary | None, source: ModelSource, direction: Direction
+    glossary: Glossary | None, source: ModelSource, direction: Direction, forced: frozenset[int] | None = None
 ) -> TermConstraints | None:
-    """`--term-constraints` for a model source: None without a glossary; refused for an exported model, whose
-    beam search (CTranslate2's) takes no constraints."""
+    """`--term-constraints` for a model source, putting in the `forced` entries (None: all): None without a
+    glossary; refused for an exported model, whose beam search (CTranslate2's) takes no constraints."""
     if glossary is None:
         return None
     if source.kind == EXPORTED:
         raise SettingsError(f"--term-constraints: {source.flag} {source.model_id} is a CTranslate2 export, whose beam "
                             "search takes no constraints; translate with the run or merged model it came from")
-    return TermConstraints(glossary, direction.source, direction.target)
+    return TermConstraints(glossary, direction.source, direction.target, forced)
 
 
 # -- one decoding step (pure) ---------------------------------------------------------------------------------------

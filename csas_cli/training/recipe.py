@@ -34,6 +34,7 @@ from ..data.batches import (
 )
 from ..data.features import TokenizedPair, TokenizedSplit
 from ..data.glossary import Glossary
+from ..data.pairs import ReadCounts
 from ..errors import CsasError, ModelError, TrainingError
 from ..files import file_sha256, library_versions, now_iso
 from ..inference.generation import GenerationSettings, LoadedModel
@@ -394,11 +395,15 @@ class FinetuneRecipe:
             )
 
     def data_note(self) -> str:
-        """What the data lost on its way in: pairs cut at the max lengths, rows skipped as empty."""
+        """What the data lost on its way in: pairs cut at the max lengths, rows skipped as empty, TMX units skipped
+        or with variants chosen between."""
         cut, corpus, resolved = self.data.cut_counts(), self.plan.corpus, self.plan.resolved
+        read = ReadCounts(resolved.units_skipped or 0, resolved.units_with_variants or 0)
+        units = read.describe(corpus.locales or ())
         return (
             f"{cut['sources']} sources cut at --max-source-len {corpus.max_source_len}, {cut['targets']} targets at "
             f"--max-target-len {corpus.max_target_len}; {resolved.rows_skipped or 0} empty rows skipped"
+            + (f"; {units}" if units else "")
         )
 
     def step_size(self) -> str:

@@ -19,7 +19,7 @@ MUST_MATCH = (
     "which", "model_id", "revision", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
     "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
     "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
-    "train_rows", "eval_rows", "term_annotation",
+    "train_rows", "eval_rows", "term_annotation", "locales",
 )  # fmt: skip
 """Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
 
@@ -27,7 +27,7 @@ MUST_MATCH = (
 computes, and the count of evaluations without improvement comes back from the checkpoint, so a changed value
 applies to the run's history from there on."""
 
-RECORDED_BEFORE = {"term_annotation": 0.0}
+RECORDED_BEFORE = {"term_annotation": 0.0, "locales": None, "glossary_subject": None, "glossary_sheet": None}
 """Values of settings added after runs were recorded: what a run.json without them ran with."""
 
 CHRF_MUST_MATCH = ("eval_chrf", "eval_chrf_samples", "eval_num_beams")
@@ -46,7 +46,7 @@ def plan_differences(
     keys = MUST_MATCH + (CHRF_MUST_MATCH if now["eval_chrf"] or before.get("eval_chrf") else ())
     # The glossary decides the training sources under --term-annotation, and what eval_term_success means.
     if now["term_annotation"] or before.get("term_annotation") or now["eval_chrf"] or before.get("eval_chrf"):
-        keys += ("glossary_sha256",)
+        keys += ("glossary_sha256", "glossary_subject", "glossary_sheet")
     unused = {"val_ratio"} if now.get("eval_data") and before.get("eval_data") else set()
     # --revision COMMIT names the commit the run's branch or tag resolved to when it started: the same weights.
     same_commit = now.get("revision") is not None and now.get("revision") == recorded.get("base_commit")

@@ -55,7 +55,7 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         plan = replace(plan, resolved=replace(plan.resolved, model_id=os.path.abspath(plan.model_id)))
     corpus = settings.corpus
     langs = plan.resolved.source_langs
-    loaded = [load_examples(corpus.data, langs)]
+    loaded = [load_examples(corpus.data, langs, corpus.locales or ())]
     notes: tuple[str, ...] = ()
     if corpus.eval_data is None:
         split = split_examples(
@@ -63,7 +63,7 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             max_eval=corpus.max_eval_samples,
         )  # fmt: skip
     else:
-        loaded.append(load_examples(corpus.eval_data, langs))
+        loaded.append(load_examples(corpus.eval_data, langs, corpus.locales or ()))
         split = given_split(loaded[0].examples, loaded[1].examples, settings)
         notes = shared_note(split, corpus.data, corpus.eval_data)
     counts = {
@@ -71,6 +71,8 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         "eval_publications": split.eval_publications, "rows_read": sum(d.rows_read for d in loaded),
         "rows_other_language": sum(d.rows_other_language for d in loaded),
         "rows_skipped": sum(d.rows_empty for d in loaded),
+        "units_skipped": sum(d.read.units_skipped for d in loaded),
+        "units_with_variants": sum(d.read.units_with_variants for d in loaded),
         "config_sha256": None if settings.output.config is None else file_sha256(settings.output.config),
     }  # fmt: skip
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
@@ -78,7 +80,8 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
     notes += clamped
     glossary = None
     if corpus.glossary is not None:
-        glossary = read_glossary(corpus.glossary)
+        glossary = read_glossary(corpus.glossary, corpus.glossary_subject, corpus.glossary_sheet)
+        notes += (glossary.describe(),)
         split, annotated = annotate_training(split, settings, glossary)
         plan = replace(plan, resolved=replace(plan.resolved, **annotated))
         if corpus.term_annotation:

@@ -375,7 +375,9 @@ def check_data(
 @app.command()
 def convert(
     source: Annotated[Path, typer.Argument(metavar="IN", help="Pairs: .jsonl, .tmx or .tsv.")],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write them as csas's JSON Lines.")],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Where to write them as csas's JSON Lines (- for stdout).")
+    ],
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing OUT.")] = False,
     locales: LocalesOption = None,
 ) -> None:
@@ -515,6 +517,11 @@ GlossarySubjectOption = Annotated[
 GlossarySheetOption = Annotated[
     Optional[str], opt("glossary_sheet", "The workbook sheet of the glossary (default: the first).")
 ]
+ApplyGlossaryOption = Annotated[
+    Optional[bool], typer.Option("--apply-glossary/--no-apply-glossary",
+                                 help="With --glossary: annotate the sources with its terms (default: when the model "
+                                 "was trained with --term-annotation).")
+]
 ConstrainAllOption = Annotated[
     bool, opt("constrain_all", "With --term-constraints: force every entry, unconfirmed ones and common words too.")
 ]
@@ -567,10 +574,7 @@ def translate(
     ] = None,
     glossary_subject: GlossarySubjectOption = None,
     glossary_sheet: GlossarySheetOption = None,
-    apply_glossary: Annotated[
-        bool, typer.Option("--apply-glossary/--no-apply-glossary",
-                           help="With --glossary: annotate the sources (for --term-annotation runs).")
-    ] = True,
+    apply_glossary: ApplyGlossaryOption = None,
     term_constraints: Annotated[
         bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (any model); single "
                   "common words are not forced.")
@@ -619,9 +623,7 @@ def evaluate(
     glossary: GlossaryOption = None,
     glossary_subject: GlossarySubjectOption = None,
     glossary_sheet: GlossarySheetOption = None,
-    apply_glossary: Annotated[
-        bool, opt("apply_glossary", "Translate sources annotated with the glossary's terms (--term-annotation runs).")
-    ] = False,
+    apply_glossary: ApplyGlossaryOption = None,
     term_constraints: Annotated[
         bool, opt("term_constraints", "Decode with the glossary's target terms as constraints (every model scored): "
                   "the entries the references confirm.")

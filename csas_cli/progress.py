@@ -38,6 +38,11 @@ def logging_mode() -> bool:
     return _logging
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """`1 entry`, `2 entries`: a count with its noun (`many` defaults to `one` + s)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def say(message: str) -> None:
     """A library message: one line on stderr (the CLI passes its own, silent on torchrun's ranks other than 0), or a
     record of the `csas` logger under `to_logging`."""

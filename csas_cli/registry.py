@@ -42,6 +42,9 @@ def parse_locales(value: str | Sequence[str]) -> tuple[str, ...]:
                                                                           locale):
             raise SettingsError(f"--locales: {locale!r} is not an English or French locale; expected codes such as "
                                 "fr-CA,en-CA (the variants preferred where a translation unit holds several)")
+        if primary_language(locale) == locale.strip().lower():
+            raise SettingsError(f"--locales: {locale!r} names a language, not one of its variants; expected codes "
+                                "such as fr-CA,en-CA")  # fmt: skip
     return locales
 
 

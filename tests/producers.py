@@ -278,6 +278,14 @@ OMEGAT_4 = """<?xml version="1.0" encoding="UTF-8"?>
     </tu>
     <tu>
       <tuv lang="en">
+        <seg>The stock is in the &lt;f0&gt;Healthy Zone&lt;/f0&gt;.</seg>
+      </tuv>
+      <tuv lang="fr">
+        <seg>Le stock se trouve dans la &lt;f0&gt;zone saine&lt;/f0&gt;.</seg>
+      </tuv>
+    </tu>
+    <tu>
+      <tuv lang="en">
         <seg>Untranslated orphan.</seg>
       </tuv>
     </tu>
@@ -293,7 +301,7 @@ OMEGAT_4 = """<?xml version="1.0" encoding="UTF-8"?>
 </tmx>
 """
 """OmegaT 4.2's project memory: a unit with no translation, a unit of another project language (both skipped), and
-OmegaT's own tags kept as escaped text (they are what the translator typed)."""
+OmegaT's own tags (`<b0>`, the formatting of the original) written as escaped text, which are dropped."""
 
 # -- Trados Translator's Workbench 7 and 8: UTF-16LE with a byte order mark, no encoding declared, CRLF ----------
 
@@ -353,7 +361,7 @@ TW4WIN_UNITS = """<tu creationdate="20070314T060143Z" creationid="TESTA" changed
 </tu>
 <tu creationdate="20070315T101010Z" creationid="TESTA">
 <tuv {attr}="EN-US">
-<seg>Figure<ut>{{\\super </ut>1<ut>}}</ut> shows the index.</seg>
+<seg>Figure<ut>{{\\super </ut>1<ut>}}</ut> shows the index.<ut>{{\\tab}}</ut>Index</seg>
 </tuv>
 <tuv {attr}="DE-DE">
 <seg>Abbildung 1 zeigt den Index.</seg>
@@ -384,6 +392,7 @@ STUDIO = """<?xml version="1.0" encoding="utf-8"?>
   </header>
   <body>
     <tu creationdate="20190730T095222Z" creationid="CSAS\\translator" changedate="20190929T143902Z" changeid="CSAS\\reviewer" lastusagedate="20191227T181136Z" usagecount="5">
+      <prop type="x-pub_number:SingleString">2019/045</prop>
       <prop type="x-Context">0, 0</prop>
       <prop type="x-Origin">TM</prop>
       <prop type="x-ConfirmationLevel">ApprovedSignOff</prop>
@@ -401,6 +410,14 @@ STUDIO = """<?xml version="1.0" encoding="utf-8"?>
       </tuv>
       <tuv xml:lang="en-CA">
         <seg>Price: <ph type="3" /> $10</seg>
+      </tuv>
+    </tu>
+    <tu creationdate="20190730T095400Z" creationid="CSAS\\translator">
+      <tuv xml:lang="fr-CA">
+        <seg>Tableau 3.<ph x="1" type="0" />Débarquements (t)<ph>&lt;br/&gt;</ph>par flottille</seg>
+      </tuv>
+      <tuv xml:lang="en-CA">
+        <seg>Table 3.<ph x="1" type="0" />Landings (t)<ph>&lt;br/&gt;</ph>by fleet</seg>
       </tuv>
     </tu>
   </body>
@@ -532,8 +549,9 @@ MEMORIES = {
         ("en", "The stock is in the Critical Zone.", "Le stock se trouve dans la zone critique."),
         ("en", "Landings increased in 2022.", "Les débarquements ont augmenté en 2022."),
         ("en", "See Table 2.", "Voir le tableau 2."))),
-    "omegat-4.2": Memory("omegat-4.2.tmx", OMEGAT_4.encode("utf-8"),
-                         (("en", "<b0>Summary</b0>", "<b0>Sommaire</b0>"),), skipped=2),
+    "omegat-4.2": Memory("omegat-4.2.tmx", OMEGAT_4.encode("utf-8"), (
+        ("en", "Summary", "Sommaire"), ("en", "The stock is in the Healthy Zone.", "Le stock se trouve dans la zone saine.")),
+        skipped=2),
     "trados-tw4win-7": Memory("tw4win7.tmx", utf16le_bom(crlf(TW4WIN_HEADER.format(edition="7 Build 756")
                                                          + TW4WIN_UNITS.format(attr="lang"))), TW4WIN_ROWS, skipped=1),
     "trados-tw4win-8": Memory("tw4win8.tmx", utf16le_bom(crlf(TW4WIN_HEADER.format(edition="8 Build 863")
@@ -541,7 +559,8 @@ MEMORIES = {
                               skipped=1),
     "trados-studio": Memory("studio.tmx", codecs.BOM_UTF8 + STUDIO.encode("utf-8"), (
         ("fr", "Cliquez sur Enregistrer pour garder les modifications.", "Click Save to keep the changes."),
-        ("fr", "Prix\u00a0:\u00a010 $", "Price: $10"))),
+        ("fr", "Prix\u00a0:\u00a010 $", "Price: $10"),
+        ("fr", "Tableau 3. Débarquements (t) par flottille", "Table 3. Landings (t) by fleet"))),
     "olifant": Memory("olifant.tmx", OLIFANT.encode("utf-8"), (
         ("en", "Peer review meeting", "Réunion d'examen par les pairs"),
         ("en", "Meeting dates", "Dates de la réunion")), variants=1),

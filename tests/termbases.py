@@ -129,6 +129,24 @@ TBX_IATE = """<?xml version="1.0" encoding="UTF-8"?>
 </tbx>
 """
 
+TBX_DCT = """<?xml version="1.0" encoding="UTF-8"?>
+<tbx style="dct" type="TBX-Basic" xml:lang="en" xmlns="urn:iso:std:iso:30042:ed-2"
+     xmlns:basic="http://www.tbxinfo.net/ns/basic">
+ <tbxHeader><fileDesc><sourceDesc><p>TBX 3, DCT style</p></sourceDesc></fileDesc></tbxHeader>
+ <text><body>
+  <conceptEntry id="c1"><basic:subjectField>Fisheries management</basic:subjectField>
+   <langSec xml:lang="en"><termSec><term>harvest control rule</term>
+    <basic:administrativeStatus>preferredTerm-admn-sts</basic:administrativeStatus></termSec></langSec>
+   <langSec xml:lang="fr">
+    <termSec><term>règle d'exploitation</term>
+     <basic:administrativeStatus>deprecatedTerm-admn-sts</basic:administrativeStatus></termSec>
+    <termSec><term>règle de contrôle des prises</term>
+     <basic:administrativeStatus>preferredTerm-admn-sts</basic:administrativeStatus></termSec></langSec>
+  </conceptEntry>
+ </body></text>
+</tbx>
+"""
+
 TBX_MICROSOFT = ('<?xml version="1.0" encoding="utf-8"?><martif type="TBX" xml:lang="en-US"><martifHeader><fileDesc>'
                  '<sourceDesc><p>Microsoft Terminology Collection</p></sourceDesc></fileDesc></martifHeader><text><body>'
                  '<termEntry id="7_1112"><langSet xml:lang="en-US"><descripGrp><descrip type="definition">The state of '
@@ -192,7 +210,7 @@ TERMBASES = {
                                      {"other_subject": 11}, ("--glossary-subject", "GOLF")),
     "tico19-facebook": Termbase("f_en-fr_XX.csv", write_text(TICO_FACEBOOK), "term pairs", (
         (("1918 flu",), ("Grippe de 1918",)), (("acute bronchitis",), ("bronchite aiguë",)), (("AIDS",), ("SIDA",)),
-        (("Severe Acute Respiratory Syndrome",), ("syndrome respiratoire aigu sévère, SRAS",)),
+        (("Severe Acute Respiratory Syndrome",), ("syndrome respiratoire aigu sévère", "SRAS")),
         (("Wuhan",), ("Wuhan",))), {"empty": 2}),
     "tico19-google": Termbase("tico-19-terminology-google.csv", write_text(TICO_GOOGLE), "term pairs", (
         (("contagious",), ("contagieux",)), (("active cases",), ("cas actifs",)),
@@ -204,6 +222,9 @@ TERMBASES = {
     "french-excel-csv": Termbase("glossaire.csv", write_text(SEMICOLON_CSV), "columns ('Anglais', 'Français')",
                                  ((("stock",), ("stock",)), (("biomass",), ("biomasse",))), {"other_subject": 1},
                                  ("--glossary-subject", "pêches")),
+    "french-excel-ansi-csv": Termbase("glossaire-ansi.csv", write_text(SEMICOLON_CSV[1:], "cp1252", "\r\n"),
+                                      "columns ('Anglais', 'Français'), read as Windows-1252",
+                                      ((("stock",), ("stock",)), (("biomass",), ("biomasse",)), (("boat",), ("bateau",)))),
     "workbook": Termbase("glossaire.xlsx", write_workbook, "columns ('Anglais', 'Français')", (
         (("spawning stock biomass",), ("biomasse du stock reproducteur",)),
         (("Atlantic cod",), ("morue franche", "morue")), (("2019",), ("2019",))), {"empty": 1}),
@@ -214,5 +235,7 @@ TERMBASES = {
         ("--glossary-subject", "fisheries")),
     "tbx-iate": Termbase("IATE_export.tbx", write_text(TBX_IATE, "utf-8-sig"), "TBX", (
         (("total allowable catch", "TAC"), ("total autorisé des captures",)),), options=("--glossary-subject", "fish")),
+    "tbx-v3-dct": Termbase("dct.tbx", write_text(TBX_DCT), "TBX", (
+        (("harvest control rule",), ("règle de contrôle des prises",)),), options=("--glossary-subject", "fisheries")),
     "tbx-microsoft": Termbase("FRENCH.tbx", write_text(TBX_MICROSOFT), "TBX", ((("access",), ("accès",)),)),
 }

@@ -125,8 +125,22 @@ def test_the_target_forms_are_the_variants_capitalised_and_joined(opus_tokenizer
     glue = set(opus_tokenizer.convert_ids_to_tokens(list(vocabulary.glue)))
     assert "s" not in glue and "x" not in glue and all(p[0].isalnum() for p in glue) and glue
     index = TermIndex.build(glossary, "en")
-    found = sentence_constraints(index, vocabulary, "The stock is in the Critical Zone, the Critical Zone.")
+    found = sentence_constraints(index.counts("The stock is in the Critical Zone, the Critical Zone."), vocabulary)
     assert [(c.entry, c.count) for c in found] == [(zone, 2)]
+
+
+def test_a_plan_tokenizes_only_the_forced_entries_its_sources_hold(opus_tokenizer) -> None:
+    glossary = read_glossary(GLOSSARY)
+    zone = next(i for i, e in enumerate(glossary.entries) if e.fr[0] == "zone critique")
+    biomass = next(i for i, e in enumerate(glossary.entries) if e.fr[0] == "biomasse du stock reproducteur")
+    sources = ["The spawning stock biomass is in the Critical Zone.", "Landings fell."]
+    plan = TermConstraints(glossary, "en", "fr").plan(opus_tokenizer, sources)
+    landings = next(i for i, e in enumerate(glossary.entries) if e.fr[0] == "débarquements")
+    assert set(plan.vocabulary.forms) == {zone, biomass, landings}
+    forced = TermConstraints(glossary, "en", "fr", frozenset({zone, landings})).plan(opus_tokenizer, sources)
+    assert set(forced.vocabulary.forms) == {zone, landings}
+    # The sources are matched against the whole glossary: "biomass" inside "spawning stock biomass" is not forced.
+    assert [[c.entry for c in sentence] for sentence in forced.sentences] == [[zone], [landings]]
 
 
 def held_rows(n: int) -> list[dict]:

@@ -109,7 +109,7 @@ def test_training_says_what_it_cut(tiny_models, tmp_path):
         assert record["base_weights"] == {"format": "safetensors", "files": ["model.safetensors"]}
         first = (tmp_path / "opus_mt_en_fr" / "train.log").read_text().splitlines()[0]
         assert f"({cut['sources']} sources cut at --max-source-len 12, 0 targets at --max-target-len 400; 0 empty " \
-               "rows skipped)" in first
+               "rows skipped; 1551 rows of the other direction (fr->en) left out)" in first
     finally:
         recipe.cleanup()
 

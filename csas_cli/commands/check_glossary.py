@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from ..data.fit import CONFIRMED_SHARE, EntryUse, Fit, common_entries
 from ..data.glossary import EXAMPLES, SKIP_REASONS, Glossary, read_glossary
 from ..data.pairs import load_examples
+from ..progress import counted
 from ..registry import LANGUAGES, other_language
 
 REASONS = {
@@ -92,37 +93,34 @@ def check_glossary(
     return GlossaryCheck(glossary, common, against, fits)
 
 
-def plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 def report_lines(check: GlossaryCheck, shown: int = EXAMPLES) -> list[str]:
     g, r = check.glossary, check.glossary.report
     where = "".join(f", {what} {value!r}" for what, value in (("subject", r.subject), ("sheet", r.sheet)) if value)
-    lines = [f"{g.path}: {r.layout}{where}: {plural(len(g), 'entry', 'entries')} kept of "
-             f"{plural(r.records, 'record', 'records')} read"]
+    lines = [f"{g.path}: {r.layout}{where}: {counted(len(g), 'entry', 'entries')} kept of "
+             f"{counted(r.records, 'record')} read"]
     skipped = [(reason, r.skipped[reason]) for reason in SKIP_REASONS if r.skipped.get(reason)]
     for reason, count in skipped:
         lines.append(f"  skipped {count:>6}  {reason:<16} {REASONS[reason]}")
     if r.retired_forms:
-        lines.append(f"  {r.retired_forms} forms left out as retired (deprecated, obsolete, avoid, former designation, "
-                     "...): a translation using one misses the term")  # fmt: skip
+        lines.append(f"  {counted(r.retired_forms, 'form')} left out as retired (deprecated, obsolete, avoid, former "
+                     "designation, ...): a translation using one misses the term")  # fmt: skip
     if r.conflicts:
-        lines.append(f"{plural(len(r.conflicts), 'term has', 'terms have')} several targets; where two entries "
+        lines.append(f"{counted(len(r.conflicts), 'term has', 'terms have')} several targets; where two entries "
                      "share a term, the first is the one found:")  # fmt: skip
         lines += [f"  {c.describe(g.entries)}" for c in (r.conflicts if shown <= 0 else r.conflicts[:shown])]
         if 0 < shown < len(r.conflicts):
             lines.append(f"  ... {len(r.conflicts) - shown} more (--examples 0 shows them all; --json lists them)")
     for lang, found in check.common.items():
         if found:
-            names = ", ".join(g.entries[i].forms(lang)[0] for i in sorted(found)[:10])
-            more = ", ..." if len(found) > 10 else ""
-            lines.append(f"{plural(len(found), 'entry is', 'entries are')} one common "
+            words = list(dict.fromkeys(g.entries[i].forms(lang)[0] for i in sorted(found)))
+            names, more = ", ".join(words[:10]), ", ..." if len(words) > 10 else ""
+            lines.append(f"{counted(len(found), 'entry is', 'entries are')} one common "
                          f"{'English' if lang == 'en' else 'French'} word "
                          f"({names}{more}): --term-constraints does not force such entries unless data confirm them or "
                          "--constrain-all is given")  # fmt: skip
     examples = range(len(g)) if shown <= 0 else range(min(shown, len(g)))
-    lines.append("entries:" if shown <= 0 else f"the first {plural(len(examples), 'entry', 'entries')}:")
+    lines.append("entries:" if shown <= 0 else "the first entry:" if len(examples) == 1 else
+                 f"the first {len(examples)} entries:")  # fmt: skip
     for i in examples:
         e = g.entries[i]
         lines.append(f"  line {e.line}: {' | '.join(e.en)}  ->  {' | '.join(e.fr)}")

@@ -83,7 +83,9 @@ class Scores:
         return record
 
 
-def terms_of(glossary: Glossary | None, direction: Direction, sources: Sequence[str], outputs: Sequence[str]) -> Terms | None:
+def terms_of(
+    glossary: Glossary | None, direction: Direction, sources: Sequence[str], outputs: Sequence[str]
+) -> Terms | None:
     if glossary is None:
         return None
     return terms_from(glossary, term_success(glossary, sources, outputs, direction.source, direction.target))
@@ -171,7 +173,7 @@ def run_evaluate(
     revision: str | None = None,
     say: Callable[[str], None] | None = None,
     terms: GlossaryOptions = GlossaryOptions(),
-    apply_glossary: bool = False,
+    apply_glossary: bool | None = None,
     translations_path: Path | None = None,
     runtime: Runtime | None = None,
     locales: Sequence[str] = (),
@@ -222,6 +224,7 @@ def run_evaluate(
         tell(f"term constraints: {forced.describe()}")
         constraints = term_constraints_for(glossary, source, direction, forced.entries)
     annotated = sources
+    apply_glossary = terms.annotates(apply_glossary, source.term_annotation, tell)
     if apply_glossary and glossary is not None:
         annotator = Annotator(glossary, direction.source, direction.target)
         annotated = [annotator.source(text) for text in sources]

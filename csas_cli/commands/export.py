@@ -144,6 +144,7 @@ def export_merged(
         "run_dir": str(source.run_dir.resolve()) if source.run_dir else merge_record.get("run_dir"),
         "adapter": str(source.adapter.resolve()) if source.adapter else merge_record.get("adapter"),
         "adapter_sha256": adapter_sha256(source.adapter) if source.adapter else merge_record.get("adapter_sha256"),
+        "term_annotation": source.term_annotation,
         "merged_model": None if source.kind == RUN else str(Path(source.model_id).resolve()),
         "directions": [str(d) for d in directions],
         "decoding": decoding,

@@ -145,6 +145,7 @@ def merge_run(
         "run_dir": str(source.run_dir.resolve()),
         "adapter": str(source.adapter.resolve()),
         "adapter_sha256": adapter_sha256(source.adapter),
+        "term_annotation": source.term_annotation,
         "dtype": dtype,
         "directions": [str(d) for d in directions],
         "forced_bos_token_id": merged.generation_config.forced_bos_token_id,

@@ -118,20 +118,22 @@ def run_translate(
     bar: bool,
     terms: GlossaryOptions = GlossaryOptions(),
     runtime: Runtime | None = None,
-    apply_glossary: bool = True,
+    apply_glossary: bool | None = None,
     locales: Sequence[str] = (),
 ) -> list[str]:
     """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). With a
-    glossary, sources are annotated with its terms (`apply_glossary`) and/or its terms constrain decoding (those
-    `terms` chooses: data/fit.py)."""
+    glossary, sources are annotated with its terms (`apply_glossary`; None: when the model was trained with
+    --term-annotation) and/or its terms constrain decoding (those `terms` chooses: data/fit.py)."""
     from ..inference.constraints import term_constraints_for
     from ..inference.generation import load_for_inference, translate_texts
     from ..inference.source import resolve_direction, resolve_source
 
     if output is not None and input_path != STDIN and Path(input_path).absolute() == output.absolute():
         raise SettingsError(f"--output {output}: the same file as the input")
-    if terms.path is not None and not apply_glossary and not terms.constraints:
+    if terms.path is not None and apply_glossary is False and not terms.constraints:
         raise SettingsError("--glossary with --no-apply-glossary does nothing: add --term-constraints or drop both")
+    if apply_glossary and terms.path is None:
+        raise SettingsError("--apply-glossary needs --glossary FILE")
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
     glossary = terms.read()
@@ -146,7 +148,7 @@ def run_translate(
             constraints = term_constraints_for(glossary, source, direction, forced.entries)
     check_output_file(output, overwrite)
     texts = read_sources(input_path, direction, locales=locales)
-    if glossary is not None and apply_glossary:
+    if terms.annotates(apply_glossary, source.term_annotation, say):
         from ..data.terms import Annotator
 
         annotator = Annotator(glossary, direction.source, direction.target)

@@ -185,6 +185,27 @@ class GlossaryOptions:
         if self.constrain_all and self.confirm_with is not None:
             raise SettingsError("--constrain-all forces every entry; --confirm-with chooses some: pass one of them")
 
+    def annotates(self, requested: bool | None, trained_with: float | None, say: Any) -> bool:
+        """Whether the sources are annotated with the glossary's terms: as --apply-glossary/--no-apply-glossary
+        asks, else (None) when the model was trained to read annotations (`trained_with`: its --term-annotation,
+        None where it does not record one); `say` tells which, and what to do when nothing applies the glossary."""
+        if self.path is None:
+            return False
+        if requested is not None:
+            if requested:
+                say("the sources are annotated with the glossary's terms (--apply-glossary)")
+            return requested
+        if trained_with:
+            say(f"the sources are annotated with the glossary's terms: the model was trained to read them "
+                f"(--term-annotation {trained_with:g}; --no-apply-glossary translates them plain)")  # fmt: skip
+            return True
+        if not self.constraints:
+            why = ("does not record --term-annotation" if trained_with is None
+                   else "was trained without --term-annotation")  # fmt: skip
+            say(f"note: the model {why}, so the sources are not annotated with the glossary's terms; "
+                "--term-constraints puts them in the translations (--apply-glossary annotates anyway)")  # fmt: skip
+        return False
+
     def read(self) -> Glossary | None:
         from .glossary import read_glossary
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
+from ..progress import counted
 from ..registry import LANGUAGES, other_language
 from .pairs import _error
 from .termbase import Record, fold
@@ -112,13 +113,14 @@ class Glossary:
     def describe(self) -> str:
         """One line for a log: what was read, and the conflicts when there are any."""
         r = self.report
-        parts = [f"{len(self)} entries ({r.layout}" + (f", subject {r.subject!r}" if r.subject else "") + ")"]
+        subject = f", subject {r.subject!r}" if r.subject else ""
+        parts = [f"{counted(len(self), 'entry', 'entries')} ({r.layout}{subject})"]
         skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in r.skipped.items() if n)
         if skipped:
             parts.append(f"skipped: {skipped}")
         if r.conflicts:
-            parts.append(f"{len(r.conflicts)} terms with several targets, the first entry used (csas check-glossary "
-                         "lists them)")  # fmt: skip
+            parts.append(f"{counted(len(r.conflicts), 'term')} with several targets, the first entry used (csas "
+                         "check-glossary lists them)")  # fmt: skip
         return f"glossary {self.path}: " + "; ".join(parts)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Sequence
 
 from ..errors import DataError
+from ..progress import counted
 from ..registry import LANGUAGES, other_language, primary_language
 
 REQUIRED_FIELDS = ("source", "target", "source_lang")
@@ -70,13 +71,12 @@ class ReadCounts:
         """The counts in words for a log line, "" when both are 0."""
         parts = []
         if self.units_skipped:
-            parts.append(f"{self.units_skipped} TMX unit{'s' if self.units_skipped != 1 else ''} without both an "
-                         "English and a French segment skipped")  # fmt: skip
+            parts.append(f"{counted(self.units_skipped, 'TMX unit')} without both an English and a French segment "
+                         "skipped")  # fmt: skip
         if self.units_with_variants:
             how = (f"by --locales {','.join(locales)}, else the first" if locales
                    else "the first of each (--locales chooses)")  # fmt: skip
-            parts.append(f"{self.units_with_variants} unit{'s' if self.units_with_variants != 1 else ''} with several "
-                         f"variants of one language, {how}")  # fmt: skip
+            parts.append(f"{counted(self.units_with_variants, 'unit')} with several variants of one language, {how}")
         return "; ".join(parts)
 
 

@@ -1,12 +1,13 @@
 """Termbases in TBX (ISO 30042): the concept entries of a `.tbx` file as glossary records (data/glossary.py).
 
-Every concept entry (`conceptEntry` in TBX 3, `termEntry` in TBX 2 / TBX-Basic / the `martif` files of TERMIUM,
-IATE and Microsoft's terminology) is one record; its `langSec` (`langSet`) sections give the terms of their
-`xml:lang` (or `lang`), each `<term>` a form: in document order, with whether a `termNote` of type
-`administrativeStatus` or `normativeAuthorization` calls it preferred or retired (deprecated, superseded, obsolete,
-`deprecatedTerm-admn-sts`, `supersededTerm`, ...). The entry's subject fields are its `<descrip
-type="subjectField">` values (any level). Terms of other languages are not read, so an empty one there is no error.
-Element names are compared without a namespace prefix (`<tbx:term>` is `<term>`).
+Every concept entry (`conceptEntry` in TBX 3, `termEntry` in TBX 2 / TBX-Basic / the `martif` files of TERMIUM, IATE
+and Microsoft's terminology) is one record; its `langSec` (`langSet`) sections give the terms of their `xml:lang`
+(or `lang`), each `<term>` a form: in document order, with whether a `termNote` of type `administrativeStatus` or
+`normativeAuthorization` calls it preferred or retired (deprecated, superseded, obsolete, `deprecatedTerm-admn-sts`,
+`supersededTerm`, ...). The entry's subject fields are its `<descrip type="subjectField">` values (any level). TBX
+3's DCT style names those data categories as elements (`<basic:administrativeStatus>`, `<basic:subjectField>`), read
+the same way. Terms of other languages are not read, so an empty one there is no error. Element names are compared
+without a namespace prefix (`<tbx:term>` is `<term>`).
 
 Read with the hardened parser of TMX (data/tmx.py): the DOCTYPE line is accepted, the DTD never read, entity
 declarations refused; a byte order mark decides the encoding. Errors are one-line DataErrors naming the file and
@@ -83,7 +84,7 @@ class TbxHandler(ContentHandler):
             self.term, self.status, self.in_group = None, "", True
         elif self.entry_line is None:
             return
-        elif name == "descrip" and attrs.get("type") == SUBJECT:
+        elif name == "descrip" and attrs.get("type") == SUBJECT or name == SUBJECT:  # DCA, or DCT <basic:...>
             self.text, self.reading = [], "subject"
         elif self.lang not in LANGUAGES and self.lang is not None:
             return
@@ -91,7 +92,7 @@ class TbxHandler(ContentHandler):
             if self.lang is None:
                 raise _error(self.path, "<term> outside a langSec/langSet", self.line())
             self.text, self.reading, self.text_line = [], "term", self.line()
-        elif name == "termNote" and attrs.get("type") in STATUS_NOTES:
+        elif name == "termNote" and attrs.get("type") in STATUS_NOTES or name in STATUS_NOTES:
             self.text, self.reading = [], "status"
 
     def characters(self, content: str) -> None:
@@ -100,7 +101,7 @@ class TbxHandler(ContentHandler):
 
     def endElement(self, qualified: str) -> None:
         name = local_name(qualified)
-        if self.text is not None and name in ("term", "termNote", "descrip"):
+        if self.text is not None and name in ("term", "termNote", "descrip", SUBJECT, *STATUS_NOTES):
             text, self.text = "".join(self.text), None
             if self.reading == "status":
                 self.status = text

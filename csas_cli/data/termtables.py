@@ -2,10 +2,11 @@
 
 The table: `.tsv` and `.txt` are tab-separated, `.csv` comma-separated (or semicolon-separated, as a French Excel
 saves CSV: the separator that splits the header row most wins), both quoted the CSV way; UTF-8 (a byte order mark
-allowed) or UTF-16 with its mark. `.xlsx` and `.xlsm` are Excel workbooks, read with openpyxl in read-only mode, as
-data only (a macro is never run, a formula gives the value Excel last computed): the first sheet, or the one
-`--glossary-sheet` names; a cell's number reads as written (`3`, not `3.0`), a date as its ISO date. Blank rows, and
-lines whose first cell starts with `#`, are skipped.
+allowed), UTF-16 with its mark, or else Windows-1252 (Excel's plain "CSV"; the layout's name then says so). `.xlsx`
+and `.xlsm` are Excel workbooks, read with openpyxl in read-only mode, as data only (a macro is never run, a formula
+gives the value Excel last computed): the first sheet, or the one `--glossary-sheet` names; a cell's number reads as
+written (`3`, not `3.0`), a date as its ISO date. Blank rows, and lines whose first cell starts with `#`, are
+skipped.
 
 The header is the first row that names the columns of a layout (a title row above it is passed over):
 
@@ -23,7 +24,8 @@ The header is the first row that names the columns of a layout (a title row abov
   `sourceString`, `targetString` (any case, `_` or not: `source_lang`, `Source String`); locales such as `en`,
   `en-US`, `fr-FR`, `fr-CA`, `fr_XX`. An English-French row gives an entry, a French-English row the same entry read
   the other way round, a row of another language pair is skipped (and counted). Where an unquoted comma split the
-  last column (TICO-19's own files have such rows), the extra fields are joined back into it.
+  last column (TICO-19's own files have such rows), the extra fields are joined back into it; a comma (like `|`)
+  separates alternatives (`distanciation sociale, éloignement social`), the first preferred.
 
 The columns and term-pairs layouts also read a subject column (`subject`, `subject field`, `domain`, `domaine`).
 A header matching no layout is refused in one line that names the layouts. Errors are one-line DataErrors naming
@@ -52,6 +54,9 @@ WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 CSV_SUFFIXES = (".csv",)
 VARIANT_SEPARATOR = "|"
 """Between the variants of a cell in the columns and term-pairs layouts."""
+PAIR_ALTERNATIVES = ","
+"""Term lists (the term-pairs layout) also give alternatives separated by commas (`distanciation sociale,
+éloignement social`): a comma ends a term where csas matches terms, so a form holding one could never match."""
 TERMIUM_SEPARATOR = ";"
 """Between TERMIUM Plus's synonyms (and between their parameter lists)."""
 LANGUAGE_NAMES = {
@@ -98,21 +103,27 @@ def column_key(name: str) -> str:
     return re.sub(r"[\s_\-\u00a0]+", "", fold(name))
 
 
-def decode(path: Path, raw: bytes) -> str:
-    """A delimited glossary's text: UTF-8 (a byte order mark dropped) or UTF-16 with its mark."""
+def decode(path: Path, raw: bytes) -> tuple[str, str]:
+    """A delimited glossary's text and its encoding: UTF-16 with its mark, UTF-8 (a byte order mark dropped), or
+    else Windows-1252, what Excel saves as "CSV" on a French or English Windows (a UTF-8 file that is merely broken
+    rarely decodes as Windows-1252 without also holding bytes it leaves undefined)."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return raw.decode("utf-16")
+            return raw.decode("utf-16"), "UTF-16"
         except UnicodeDecodeError:
             raise _error(path, "invalid UTF-16 text (the file starts with a UTF-16 byte order mark)") from None
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig"), "UTF-8"
     except UnicodeDecodeError as exc:
         if raw[:200].count(b"\x00") * 4 >= min(len(raw), 200):
             raise _error(path, "looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its "
                                "mark)") from None  # fmt: skip
-        line = raw[: exc.start].count(b"\n") + 1
-        raise _error(path, "invalid UTF-8 (csas reads UTF-8, or UTF-16 with a byte order mark)", line) from None
+        try:
+            return raw.decode("cp1252"), "Windows-1252"
+        except UnicodeDecodeError:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise _error(path, "invalid UTF-8 (csas reads UTF-8, UTF-16 with a byte order mark, or Windows-1252)",
+                         line) from None  # fmt: skip
 
 
 def sniff_delimiter(text: str) -> str:
@@ -123,9 +134,9 @@ def sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def delimited_rows(path: Path, raw: bytes) -> Iterator[Row]:
+def delimited_rows(path: Path, text: str) -> Iterator[Row]:
     """The rows of a TSV or CSV glossary (see the module docstring)."""
-    text = decode(path, raw)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a termbase's notes may exceed csv's 128 KiB
     delimiter = sniff_delimiter(text) if path.suffix.lower() in CSV_SUFFIXES else "\t"
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
     try:
@@ -182,24 +193,24 @@ def workbook_rows(path: Path, sheet: str | None, content: bytes | None = None) -
             book.close()
 
 
-def table_rows(path: Path, sheet: str | None) -> Iterator[Row]:
-    """The rows of the table at `path`, as its extension says; a workbook named otherwise is read as one."""
+def table_rows(path: Path, sheet: str | None) -> tuple[str | None, Iterator[Row]]:
+    """The rows of the table at `path`, as its extension says (a workbook named otherwise is read as one), and the
+    text's encoding (None for a workbook)."""
     if path.suffix.lower() in WORKBOOK_SUFFIXES and not path.is_dir():
-        yield from workbook_rows(path, sheet)
-        return
+        return None, workbook_rows(path, sheet)
     with _open_binary(path, "a glossary file") as handle:
         try:
             raw = handle.read()
         except OSError as exc:
             raise _read_error(path, exc) from None
     if raw.startswith(_XLSX_MAGIC):
-        yield from workbook_rows(path, sheet, raw)
-        return
+        return None, workbook_rows(path, sheet, raw)
     if raw.startswith(_XLS_MAGIC):
         raise _error(path, "is an Excel 97-2003 workbook (.xls): save it from Excel as .xlsx or as CSV UTF-8")
     if sheet is not None:
         raise SettingsError(f"--glossary-sheet {sheet}: {path} is not an Excel workbook (.xlsx, .xlsm)")
-    yield from delimited_rows(path, raw)
+    text, encoding = decode(path, raw)
+    return encoding, delimited_rows(path, text)
 
 
 # -- layouts ------------------------------------------------------------------------------------------------------
@@ -296,8 +307,9 @@ def pairs_layout(header: Sequence[str]) -> Layout | None:
             cells = [*cells[:last], ",".join(cells[last:])]
         source_lang = primary_language(get(cells, columns["source_lang"]))
         target_lang = primary_language(get(cells, columns["target_lang"]))
-        source = tuple(Form(f) for f in split_forms(get(cells, columns["source"]), VARIANT_SEPARATOR))
-        target = tuple(Form(f) for f in split_forms(get(cells, columns["target"]), VARIANT_SEPARATOR))
+        source, target = (tuple(Form(form) for variant in split_forms(get(cells, columns[side]), VARIANT_SEPARATOR)
+                                for form in split_forms(variant, PAIR_ALTERNATIVES))
+                          for side in ("source", "target"))  # fmt: skip
         subjects = tuple(s for s in [normalise_segment(get(cells, subject))] if s)
         if (source_lang, target_lang) == ("en", "fr"):
             return Record(row.line, source, target, subjects)
@@ -319,8 +331,9 @@ def blank(row: Row) -> bool:
 
 
 def read_table(path: Path, sheet: str | None = None) -> tuple[str, bool, list[Record]]:
-    """The glossary table at `path`: (its layout's name, whether the layout has subjects, its rows as records)."""
-    rows = table_rows(path, sheet)
+    """The glossary table at `path`: (its layout's name, with the text's encoding where it is not Unicode; whether
+    the layout has subjects; its rows as records)."""
+    encoding, rows = table_rows(path, sheet)
     searched: list[Row] = []
     layout = None
     for row in rows:
@@ -341,7 +354,8 @@ def read_table(path: Path, sheet: str | None = None) -> tuple[str, bool, list[Re
         raise _error(path, f"no header row matches a glossary layout{where}; got {_show(' | '.join(first.cells), 80)}; "
                            f"{LAYOUT_HELP}", first.line)  # fmt: skip
     records = [layout.record(row) for row in rows if not blank(row)]
-    return layout.name, layout.has_subjects, records
+    name = layout.name if encoding in (None, "UTF-8", "UTF-16") else f"{layout.name}, read as {encoding}"
+    return name, layout.has_subjects, records
 
 
 __all__ = ["LAYOUT_HELP", "WORKBOOK_SUFFIXES", "read_table"]

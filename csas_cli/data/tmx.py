@@ -75,8 +75,10 @@ from .pairs import Example, ReadCounts, _error, _open_binary, _read_error, _show
 
 CHUNK_BYTES = 1 << 20
 """How much of the file the parser is fed at a time."""
-PUB_NUMBER_PROPS = ("pub_number", "x-pub_number")
-"""The `<prop type=...>` names that give a unit's pub_number."""
+PUB_NUMBER = "pub_number"
+"""The `<prop type=...>` that gives a unit's pub_number, once a producer's decorations are taken off (`prop_name`)."""
+_PROP_PREFIX = re.compile(r"^(?:x-(?:als:|alm:)?|txt::|att::)", re.IGNORECASE)
+_PROP_TYPE = re.compile(r":[A-Za-z]+$")
 _CODES = frozenset({"bpt", "ept", "ph", "it", "ut"})
 """Inline elements holding native codes: no text of theirs (nor of a `<sub>` inside them) reaches the segment."""
 _LANGUAGE_NAMES = {"en": "English", "fr": "French"}
@@ -89,6 +91,12 @@ _CODE = "\x00"
 """Where a dropped inline code stood, while a segment is read (a character no XML text can hold)."""
 _AROUND_CODE = re.compile(f"[{_SPACES}{_NO_BREAK}]*{_CODE}[{_SPACES}{_NO_BREAK}{_CODE}]*")
 _NO_BREAK_CHAR = re.compile(f"[{_NO_BREAK}]")
+BREAK_CODE = re.compile(r"<br\b|</?p[\s>/]|</?li\b|</?t[dhr]\b|<hr\b|<lb\b"
+                        r"|\\(?:line|par|tab|cell|row|page|sect)(?![a-z])|^[\n\t\r]+$", re.IGNORECASE)
+"""Native codes that are a break in the text (an HTML line, paragraph or cell; RTF's `\\line`, `\\par`, `\\tab`,
+`\\cell`; a line feed or tab alone): such a code reads as a space, whatever stands around it."""
+OMEGAT_TAGS = re.compile(r"</?[A-Za-z]{1,3}\d+/?>")
+"""OmegaT's own tags (`<f0>`, `</g1>`, `<x2/>`), which its project memories keep as text in the segments."""
 TW4WIN_TAG = re.compile(r"\s*\{\\cs\d+[^{}]*\\lang1024(?![0-9])[^{}]*$")
 """A `<ut>` opening one of Translator's Workbench's tag styles (tw4winInternal `{\\cs6\\f1\\cf6\\lang1024 `,
 tw4winExternal, tw4winMark: their text is in no language): up to the `<ut>}</ut>` that closes it, the segment's
@@ -104,19 +112,32 @@ def normalise_segment(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+def prop_name(kind: str) -> str:
+    """A `<prop type>` without the decorations producers add to a field's name: `x-` (TMX's own), Trados'
+    `Txt::`/`Att::` and Studio's `:SingleString` type, Olifant's `x-als:`: `x-pub_number:SingleString`,
+    `Txt::pub_number` and `pub_number` are all `pub_number`."""
+    return _PROP_TYPE.sub("", _PROP_PREFIX.sub("", kind.strip())).lower()
+
+
 def _close_code_gap(match: re.Match[str]) -> str:
-    """The white space around dropped codes: none stays none (`Click<ph/>here`), else one space, a no-break one
-    when the run holds one."""
+    """The white space around dropped codes: one space, a no-break one when the run holds one; none where there
+    was none (`Click<ph/>here`), unless the code sits between the end of a sentence or clause and a word (`Table
+    3.<ph/>Landings`, a cell or paragraph break that left no space)."""
     gap = match.group().replace(_CODE, "")
-    if not gap:
-        return ""
-    found = _NO_BREAK_CHAR.search(gap)
-    return found.group() if found else " "
+    if gap:
+        found = _NO_BREAK_CHAR.search(gap)
+        return found.group() if found else " "
+    text, start, end = match.string, match.start(), match.end()
+    between = 0 < start and end < len(text) and text[start - 1] in ".!?;:" and text[end].isalpha()
+    return " " if between else ""
 
 
-def segment_text(parts: Sequence[str]) -> str:
-    """A segment's text from its character data, with `_CODE` where inline codes were dropped (module docstring)."""
+def segment_text(parts: Sequence[str], tags: re.Pattern[str] | None = None) -> str:
+    """A segment's text from its character data, with `_CODE` where inline codes were dropped and `tags` (a
+    producer's tags written as text, such as OmegaT's `<f0>`) dropped too (module docstring)."""
     text = "".join(parts)
+    if tags is not None:
+        text = tags.sub(_CODE, text)
     if _CODE in text:
         text = _AROUND_CODE.sub(_close_code_gap, text)
     return normalise_segment(text)
@@ -129,7 +150,9 @@ def matches_locale(code: str, locale: str) -> bool:
 
 
 def choose_variant(found: Sequence[tuple[str, str]], locales: Sequence[str]) -> str:
-    """The text of the (code, text) variant the `locales` preference names first, else of the first variant."""
+    """The text of the (code, text) variant the `locales` preference names first, else of the first variant; an
+    empty variant only when all are empty."""
+    found = [(code, text) for code, text in found if text] or found
     for locale in locales:
         for code, text in found:
             if matches_locale(code, locale):
@@ -207,6 +230,8 @@ class _Handler(ContentHandler):
         self.languages_seen: dict[str, None] = {}
         self.stack: list[str] = []
         self.header_srclang: str | None = None
+        self.tags: re.Pattern[str] | None = None
+        """A producer's tags written as text (OmegaT's), dropped like inline codes."""
         self._start_unit(0, None)
 
     def _start_unit(self, line: int, srclang: str | None) -> None:
@@ -224,7 +249,9 @@ class _Handler(ContentHandler):
         self.seg_parts: list[str] | None = None
         self.skip = 0
         self.code_parts: list[str] | None = None
-        """The text of the `<ut>` being read (TW4Win's tag styles are told by it)."""
+        """The native code of the inline code being read (a break, a TW4Win tag style)."""
+        self.code_at = 0
+        """Where the code's mark stands in seg_parts."""
         self.tag_text = False
         """Inside a TW4Win tag style: the characters are a tag's, shown as text, not the segment's."""
 
@@ -238,13 +265,14 @@ class _Handler(ContentHandler):
             if self.skip or name in _CODES:
                 if not self.skip:
                     self.seg_parts.append(_CODE)
-                    self.code_parts = [] if name == "ut" else None
+                    self.code_parts, self.code_at = [], len(self.seg_parts) - 1
                 self.skip += 1
             return
         if parent is None and name != "tmx":
             raise self.fail(f"the root element is <{name}>, expected <tmx> (not a TMX file)")
         if name == "header" and parent == "tmx":
             self.header_srclang = attrs.get("srclang")
+            self.tags = OMEGAT_TAGS if attrs.get("creationtool", "").strip().lower() == "omegat" else None
         elif name == "tu":
             if parent != "body":
                 raise self.fail(f"<tu> inside <{parent}>; translation units belong in <body>")
@@ -263,8 +291,7 @@ class _Handler(ContentHandler):
             if self.tuv_text is not None:
                 raise self.fail("<tuv> has a second <seg>; expected one")
             self.seg_parts, self.tag_text = [], False
-        elif (name == "prop" and parent == "tu" and not self.pub_seen
-              and attrs.get("type", "").strip().lower() in PUB_NUMBER_PROPS):
+        elif name == "prop" and parent == "tu" and not self.pub_seen and prop_name(attrs.get("type", "")) == PUB_NUMBER:
             self.prop_parts = []
 
     def characters(self, content: str) -> None:
@@ -280,11 +307,14 @@ class _Handler(ContentHandler):
         self.stack.pop()
         if self.skip:
             self.skip -= 1
-            if not self.skip and self.code_parts is not None:
+            if not self.skip and self.code_parts is not None and self.seg_parts is not None:
                 code, self.code_parts = "".join(self.code_parts), None
-                self.tag_text = bool(TW4WIN_TAG.match(code)) if not self.tag_text else code.strip() != "}"
+                if BREAK_CODE.search(code):
+                    self.seg_parts[self.code_at] = " "
+                if name == "ut":
+                    self.tag_text = bool(TW4WIN_TAG.match(code)) if not self.tag_text else code.strip() != "}"
         elif name == "seg" and self.seg_parts is not None:
-            self.tuv_text = segment_text(self.seg_parts)
+            self.tuv_text = segment_text(self.seg_parts, self.tags)
             self.seg_parts = None
         elif name == "tuv":
             if self.tuv_text is None:
@@ -378,6 +408,6 @@ def read_tmx(path: Path, locales: Sequence[str] = (), counts: ReadCounts | None 
 
 
 __all__ = [
-    "CHUNK_BYTES", "PUB_NUMBER_PROPS", "choose_variant", "hardened_parser", "normalise_segment", "read_tmx",
+    "CHUNK_BYTES", "PUB_NUMBER", "choose_variant", "hardened_parser", "normalise_segment", "read_tmx",
     "segment_text", "xml_chunks",
 ]  # fmt: skip

@@ -147,9 +147,9 @@ def without_word_start(ids_of: dict[str, int], ids: Sequence[int], pieces: Seque
     return None if joined is None else (joined, *ids[1:])
 
 
-def sentence_constraints(source_index: TermIndex, vocabulary: Vocabulary, source: str) -> tuple[Constraint, ...]:
-    """The constraints of one source sentence: each glossary entry it holds, with its count and target forms."""
-    counts = source_index.counts(source)
+def sentence_constraints(counts: Counter[int], vocabulary: Vocabulary) -> tuple[Constraint, ...]:
+    """The constraints of one source sentence, from the glossary entries it holds (`counts`: TermIndex.counts of
+    it): each with its count and target forms, those `vocabulary` can write."""
     return tuple(Constraint(entry, n, vocabulary.forms[entry]) for entry, n in sorted(counts.items())
                  if vocabulary.forms.get(entry))  # fmt: skip
 
@@ -166,12 +166,16 @@ class TermConstraints:
     glossary, as evaluation matches them, so an entry left out is not replaced by a shorter one inside it."""
 
     def plan(self, tokenizer: Any, sources: Sequence[str]) -> "ConstraintPlan":
-        """The constraints of each of `sources` in `tokenizer`'s vocabulary."""
-        target_index = TermIndex.build(self.glossary, self.target_lang)
-        vocabulary = Vocabulary.build(self.glossary, target_index, tokenizer, self.forced)
+        """The constraints of each of `sources` in `tokenizer`'s vocabulary (only the entries the sources hold are
+        tokenized: a termbase of 100,000 entries costs what the few it meets cost)."""
         source_index = TermIndex.build(self.glossary, self.source_lang)
+        counts = [source_index.counts(text) for text in sources]
+        found = {entry for c in counts for entry in c}
+        needed = found if self.forced is None else found & self.forced
+        target_index = TermIndex.build(self.glossary, self.target_lang)
+        vocabulary = Vocabulary.build(self.glossary, target_index, tokenizer, needed)
         return ConstraintPlan(
-            [sentence_constraints(source_index, vocabulary, text) for text in sources], vocabulary, target_index,
+            [sentence_constraints(c, vocabulary) for c in counts], vocabulary, target_index,
             lambda ids: tokenizer.decode(ids, skip_special_tokens=True), int(tokenizer.eos_token_id),
         )  # fmt: skip
 

@@ -78,6 +78,14 @@ class ModelSource:
     """The hub revision of base_model_id (--revision, or the one run.json / csas_merge.json records)."""
     run_dir: Path | None = None
     """The run a run source's adapter belongs to (its lora/, best/ or a checkpoint's adapter)."""
+    term_annotation: float | None = 0.0
+    """The share of training sources annotated with glossary terms (--term-annotation) the model was trained with:
+    from run.json, csas_merge.json or csas_export.json; 0 for a base model; None where no record says."""
+
+    @property
+    def reads_annotations(self) -> bool:
+        """The model was trained to read terms given inline (--term-annotation > 0)."""
+        return bool(self.term_annotation)
 
     def revision_of(self, model_id: str) -> str | None:
         """The revision to load `model_id` at: the base's when it is the base (a hub id), else none."""
@@ -175,6 +183,13 @@ def checkpoint_adapter(model: Path) -> tuple[Path, Path] | None:
     return (folder.parent.parent, adapter) if (adapter / "adapter_config.json").is_file() else None
 
 
+def recorded_share(record: dict[str, Any], key: str, missing: float | None = 0.0) -> float | None:
+    """A recorded share (term_annotation): `missing` where the record has none (a run recorded before it existed
+    ran without it)."""
+    value = record.get(key, missing)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else missing
+
+
 def recorded_revision(record: dict[str, Any], key: str) -> str | None:
     value = record.get(key)
     return value if isinstance(value, str) and value else None
@@ -219,7 +234,7 @@ def run_source(
         label=label, flag="--model-id", base_from_record=model_id is None,
         base_revision=base_revision(model_id, revision, plan["model_id"],
                                     recorded_revision(record, "base_commit") or recorded_revision(plan, "revision")),
-        run_dir=run_dir,
+        run_dir=run_dir, term_annotation=recorded_share(plan, "term_annotation"),
     )  # fmt: skip
 
 
@@ -273,6 +288,7 @@ def recorded_source(
         base_model_id=base_id, label=str(directory), flag=flag, base_from_record=model_id is None,
         base_revision=base_revision(model_id, revision, record.get("base_model_id"),
                                     recorded_revision(record, "base_revision")),
+        term_annotation=recorded_share(record, "term_annotation", None),
     )  # fmt: skip
 
 

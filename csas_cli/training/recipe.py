@@ -41,8 +41,8 @@ from ..inference.generation import GenerationSettings, LoadedModel
 from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINTS_DIR
 from ..memory import PeakMemory
 from ..modeling import Precision, Weights
-from ..progress import Reporter, use_progress_bar
-from ..registry import REGISTRY
+from ..progress import Reporter, counted, use_progress_bar
+from ..registry import REGISTRY, other_language
 from ..settings import LABEL_SMOOTHING, Plan, TrainingSettings
 from .checkpoints import CheckpointError, restore_checkpoint, step_dir_name
 from .distributed import ProcessGroup
@@ -400,9 +400,12 @@ class FinetuneRecipe:
         cut, corpus, resolved = self.data.cut_counts(), self.plan.corpus, self.plan.resolved
         read = ReadCounts(resolved.units_skipped or 0, resolved.units_with_variants or 0)
         units = read.describe(corpus.locales or ())
+        other = resolved.rows_other_language or 0
+        others = " and ".join(f"{other_language(s)}->{s}" for s in resolved.source_langs)
         return (
             f"{cut['sources']} sources cut at --max-source-len {corpus.max_source_len}, {cut['targets']} targets at "
             f"--max-target-len {corpus.max_target_len}; {resolved.rows_skipped or 0} empty rows skipped"
+            + (f"; {counted(other, 'row')} of the other direction ({others}) left out" if other else "")
             + (f"; {units}" if units else "")
         )
 

@@ -200,6 +200,19 @@ def test_translate_leaves_single_common_words_unforced_unless_data_confirm_them(
     assert line == "csas: error: --constrain-all chooses the entries --term-constraints forces: add --term-constraints"
 
 
+def test_sources_are_annotated_only_for_a_model_trained_to_read_annotations(tiny_models, tmp_path: Path) -> None:
+    sentences = tmp_path / "in.txt"
+    sentences.write_text("The spawning stock biomass declined.\n")
+    model = ["--which", KEY, "--model-id", tiny_models[KEY], "--max-new-tokens", "24", "--glossary",
+             SAMPLE.parent / "glossary.tsv"]  # fmt: skip
+    plain = invoke("translate", sentences, *model)
+    assert plain.exit_code == 0, plain.output
+    assert "note: the model was trained without --term-annotation, so the sources are not annotated" in plain.stderr
+    forced = invoke("translate", sentences, *model, "--apply-glossary")
+    assert "the sources are annotated with the glossary's terms (--apply-glossary)" in forced.stderr
+    assert forced.stdout != plain.stdout  # the annotation reached the model
+
+
 def test_check_glossary_against_data_reports_each_entry(sports) -> None:
     glossary, data = sports
     report = json.loads(invoke("check-glossary", glossary, "--against", data, "--json").stdout)

@@ -375,6 +375,8 @@ def test_term_annotation_trains_translates_and_resumes_as_recorded(tiny_models, 
     sentences.write_text("The spawning stock biomass is in the Critical Zone.\n\n")
     translated = invoke("translate", sentences, "--model", run, "--glossary", glossary, "--max-new-tokens", "8")
     assert translated.exit_code == 0, translated.output
+    assert "annotated with the glossary's terms: the model was trained to read them (--term-annotation 0.5" \
+        in translated.stderr  # fmt: skip
     assert len(translated.stdout.splitlines()) == 2 and translated.stdout.splitlines()[1] == ""
 
 

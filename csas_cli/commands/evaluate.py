@@ -224,7 +224,7 @@ def run_evaluate(
         tell(f"term constraints: {forced.describe()}")
         constraints = term_constraints_for(glossary, source, direction, forced.entries)
     annotated = sources
-    apply_glossary = terms.annotates(apply_glossary, source.term_annotation, tell)
+    apply_glossary = terms.annotates(apply_glossary, source.term_annotation, tell, explain_off=False)
     if apply_glossary and glossary is not None:
         annotator = Annotator(glossary, direction.source, direction.target)
         annotated = [annotator.source(text) for text in sources]

@@ -185,10 +185,11 @@ class GlossaryOptions:
         if self.constrain_all and self.confirm_with is not None:
             raise SettingsError("--constrain-all forces every entry; --confirm-with chooses some: pass one of them")
 
-    def annotates(self, requested: bool | None, trained_with: float | None, say: Any) -> bool:
+    def annotates(self, requested: bool | None, trained_with: float | None, say: Any, explain_off: bool = True) -> bool:
         """Whether the sources are annotated with the glossary's terms: as --apply-glossary/--no-apply-glossary
         asks, else (None) when the model was trained to read annotations (`trained_with`: its --term-annotation,
-        None where it does not record one); `say` tells which, and what to do when nothing applies the glossary."""
+        None where it does not record one); `say` tells which, and (`explain_off`: translate, where the glossary
+        would otherwise do nothing) what to do when nothing applies it."""
         if self.path is None:
             return False
         if requested is not None:
@@ -199,7 +200,7 @@ class GlossaryOptions:
             say(f"the sources are annotated with the glossary's terms: the model was trained to read them "
                 f"(--term-annotation {trained_with:g}; --no-apply-glossary translates them plain)")  # fmt: skip
             return True
-        if not self.constraints:
+        if explain_off and not self.constraints:
             why = ("does not record --term-annotation" if trained_with is None
                    else "was trained without --term-annotation")  # fmt: skip
             say(f"note: the model {why}, so the sources are not annotated with the glossary's terms; "

@@ -125,6 +125,8 @@ def finetune_model(
     glossary_sheet: str | None = None,
     term_annotation: float | None = None,
     locales: str | Sequence[str] | None = None,
+    publication_from: str | None = None,
+    both_directions: bool = False,
     overwrite: bool = False,
     resume: str | None = None,
     config: Config | str | Path | Mapping[str, Any] | Any = None,
@@ -157,9 +159,11 @@ def finetune_model(
         "resume": resume, "eval_data": None if eval_data is None else Path(eval_data),
         "glossary": None if glossary is None else Path(glossary), "term_annotation": term_annotation,
         "glossary_subject": glossary_subject, "glossary_sheet": glossary_sheet, "locales": locales,
+        "publication_from": publication_from,
     }  # fmt: skip
     values = {**given, **{k: v for k, v in own.items() if v is not None}}
-    values.update({k: True for k, v in (("eval_chrf", eval_chrf), ("overwrite", overwrite)) if v})
+    values.update({k: True for k, v in (("eval_chrf", eval_chrf), ("overwrite", overwrite),
+                                        ("both_directions", both_directions)) if v})  # fmt: skip
     if isinstance(values.get("lora_targets"), (list, tuple)):
         values["lora_targets"] = ",".join(values["lora_targets"])
     with to_logging():

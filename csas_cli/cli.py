@@ -119,7 +119,8 @@ FINETUNE_FLAGS = (
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
     "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
     "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "config",
-    "glossary", "glossary_subject", "glossary_sheet", "term_annotation", "locales",
+    "glossary", "glossary_subject", "glossary_sheet", "term_annotation", "locales", "publication_from",
+    "both_directions",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 
@@ -171,6 +172,8 @@ FINETUNE_ALL_FLAGS = (
     Flag("term_annotation", "Share of each model's training pairs to annotate with the glossary's terms.",
          given_only=True),
     Flag("locales", given_only=True),
+    Flag("publication_from", given_only=True),
+    Flag("both_directions", given_only=True),
     Flag("config", "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY] over the table; flags "
          "win.", given_only=True),
     "dry_run",
@@ -257,6 +260,8 @@ SWEEP_FLAGS = (
     Flag("eval_num_beams", "Beam width of the chrF translations (default: {default}, greedy).", given_only=True),
     Flag("patience", "Stop a trial after N evaluations in a row without a new best.", given_only=True),
     Flag("locales", given_only=True),
+    Flag("publication_from", given_only=True),
+    Flag("both_directions", given_only=True),
     "metric", "dry_run",
     Flag("overwrite", "Retrain trials whose run is finished."),
 )  # fmt: skip
@@ -314,22 +319,30 @@ def sweep(
 # --- check-data, convert ----------------------------------------------------------------------------------------
 
 
-DROPPABLE = ", ".join((*CHECK_NAMES, TOO_LONG))
+DROPPABLE = ", ".join((*CHECK_NAMES, "misaligned", TOO_LONG))
 LocalesOption = Annotated[
     Optional[str], opt("locales", "Variants to take where a TMX unit holds several of a language, e.g. fr-CA,en-CA "
                        "(else the first).")
 ]
 
 
-def locales_of(value: str | None) -> tuple[str, ...]:
-    from .registry import parse_locales
+PublicationFromOption = Annotated[
+    Optional[str], opt("publication_from", "Where a TMX unit's publication comes from: tuid-prefix or prop:NAME; "
+                       "unset, its pub_number prop.")
+]
 
-    return () if value is None else parse_locales(value)
+
+def reading_of(locales: str | None, publication_from: str | None) -> Any:
+    """How the command reads pairs (data/pairs.ReadOptions): --locales and --publication-from, checked."""
+    from .data.pairs import ReadOptions
+    from .registry import check_publication_from, parse_locales
+
+    return ReadOptions(() if locales is None else parse_locales(locales), check_publication_from(publication_from))
 
 
 @app.command("check-data")
 def check_data(
-    path: Annotated[Path, typer.Argument(metavar="FILE", help="Pairs: .jsonl, .tmx or .tsv.")],
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files.")],
     which: Annotated[
         Optional[list[str]], opt("which", "Also count the pairs this model's tokenizer cuts (repeat or comma-separate).")
     ] = None,
@@ -352,7 +365,18 @@ def check_data(
     ] = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing --write-clean file.")] = False,
     examples: Annotated[int, opt("examples", "Flagged rows shown per check (0: all).")] = 3,
+    score_with: Annotated[
+        Optional[list[str]], opt("score_with", "Also score each pair's alignment with these translation models: "
+                                 "registry keys (--model-id, --model-root) or run directories; both directions "
+                                 "for the dual score.")
+    ] = None,
+    drop_publications: Annotated[
+        bool, opt("drop_publications", "With --write-clean: also leave out the publications the summary flags.")
+    ] = False,
+    device: Annotated[str, opt("device", "Where --score-with's models run: auto (the GPU when there is one), cpu or "
+                               "cuda.")] = "auto",
     locales: LocalesOption = None,
+    publication_from: PublicationFromOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """Report what a pairs file holds before training: duplicates, copies, length ratios, numbers, languages,
@@ -364,7 +388,9 @@ def check_data(
         report = run_check_data(
             path, which=split_keys(which), all_models=all_models, model_id=model_id, model_root=model_root,
             revision=revision, max_source_len=max_source_len, max_target_len=max_target_len, against=against,
-            write_clean=write_clean, drop=drop, overwrite=overwrite, locales=locales_of(locales), say=stderr_line,
+            write_clean=write_clean, drop=drop, overwrite=overwrite, reading=reading_of(locales, publication_from),
+            score_with=split_keys(score_with), drop_publications=drop_publications, device=device, bar=show_progress(),
+            say=stderr_line,
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict(examples))
@@ -374,21 +400,53 @@ def check_data(
 
 @app.command()
 def convert(
-    source: Annotated[Path, typer.Argument(metavar="IN", help="Pairs: .jsonl, .tmx or .tsv.")],
+    source: Annotated[Path, typer.Argument(metavar="IN", help="Pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files.")],
     out: Annotated[
         Path, typer.Argument(metavar="OUT", help="Where to write them as csas's JSON Lines (- for stdout).")
     ],
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing OUT.")] = False,
     locales: LocalesOption = None,
+    publication_from: PublicationFromOption = None,
 ) -> None:
     """Write any pairs file csas reads as JSON Lines: what training reads, row by row."""
     from .commands.convert import convert as run_convert
 
     with user_errors():
-        chosen = locales_of(locales)
-        rows, read = run_convert(source, out, overwrite=overwrite, locales=chosen)
-    units = read.describe(chosen)
+        reading = reading_of(locales, publication_from)
+        rows, read = run_convert(source, out, overwrite=overwrite, reading=reading)
+    units = read.describe(reading.locales)
     stderr_line(f"{rows} row{'' if rows == 1 else 's'} written to {out}" + (f" ({units})" if units else ""))
+
+
+@app.command()
+def split(
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files.")],
+    train_out: Annotated[Path, opt("train_out", "Where to write the training rows (JSON Lines).")],
+    test_out: Annotated[Path, opt("test_out", "Where to write the test rows (JSON Lines).")],
+    test_ratio: Annotated[float, opt("test_ratio", "Share of the rows held out, in whole publications.")] = 0.05,
+    seed: Annotated[int, opt("seed", "Seed of the choice: one seed, the same files.")] = 42,
+    overwrite: Annotated[bool, opt("overwrite", "Replace existing output files.")] = False,
+    locales: LocalesOption = None,
+    publication_from: PublicationFromOption = None,
+) -> None:
+    """Cut a test file of whole publications from a pairs file, and the training file of the rest."""
+    from .commands.split import split_file
+    from .progress import counted
+
+    with user_errors():
+        reading = reading_of(locales, publication_from)
+        result = split_file(data, train_out, test_out, test_ratio=test_ratio, seed=seed, overwrite=overwrite,
+                            reading=reading)  # fmt: skip
+    units = result.read.describe(reading.locales)
+    stderr_line(f"train: {counted(result.train, 'row')} ({counted(result.train_publications, 'publication')}) -> "
+                f"{train_out}")  # fmt: skip
+    stderr_line(f"test: {counted(result.test, 'row')} ({counted(result.test_publications, 'publication')}) -> "
+                f"{test_out}")  # fmt: skip
+    if result.without_publication:
+        stderr_line(f"{counted(result.without_publication, 'row')} without a publication, split by row (a TMX memory "
+                    "names its documents with --publication-from tuid-prefix or prop:NAME)")  # fmt: skip
+    if units:
+        stderr_line(units)
 
 
 @app.command("check-glossary")
@@ -400,6 +458,7 @@ def check_glossary(
         Optional[Path], opt("against", "Pairs (.jsonl, .tmx, .tsv): how often each entry's target is used there.")
     ] = None,
     locales: LocalesOption = None,
+    publication_from: PublicationFromOption = None,
     examples: Annotated[int, opt("examples", "Entries, conflicts and contradicted entries shown (0: all).")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
@@ -410,7 +469,7 @@ def check_glossary(
 
     with user_errors():
         report = run_check_glossary(path, subject=glossary_subject, sheet=glossary_sheet, against=against,
-                                    locales=locales_of(locales))  # fmt: skip
+                                    reading=reading_of(locales, publication_from))  # fmt: skip
     if as_json:
         print_json(report.to_dict(examples))
     else:
@@ -582,6 +641,7 @@ def translate(
     constrain_all: ConstrainAllOption = False,
     confirm_with: ConfirmWithOption = None,
     locales: LocalesOption = None,
+    publication_from: PublicationFromOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
 ) -> None:
@@ -597,7 +657,7 @@ def translate(
             input_path=input_path, model=model, which=which, model_id=model_id, revision=revision,
             source_lang=source_lang, output=output, overwrite=overwrite, settings=GenerationSettings(**values),
             say=stderr_line, bar=show_progress(), terms=terms, runtime=Runtime(device, threads),
-            apply_glossary=apply_glossary, locales=locales_of(locales),
+            apply_glossary=apply_glossary, reading=reading_of(locales, publication_from),
         )  # fmt: skip
 
 
@@ -610,7 +670,10 @@ def translate(
 )  # fmt: skip
 def evaluate(
     values: dict[str, Any],
-    data: Annotated[Path, opt("data", "Pairs: .jsonl, .tmx or .tsv (the rows of the model's direction are scored).")],
+    data: Annotated[
+        Path, opt("data", "Pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files (the rows of the model's direction are "
+                  "scored).")
+    ],
     model: ModelOption = None,
     which: WhichOption = None,
     model_id: BaseOption = None,
@@ -637,6 +700,7 @@ def evaluate(
         Optional[Path], opt("translations", "Score this file of translations (a line per row) instead of a model.")
     ] = None,
     locales: LocalesOption = None,
+    publication_from: PublicationFromOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     device: DeviceOption = "auto",
     threads: ThreadsOption = 0,
@@ -654,7 +718,7 @@ def evaluate(
             compare_base=compare_base, hypotheses_path=hypotheses, overwrite=overwrite,
             settings=GenerationSettings(**values), bar=show_progress(), revision=revision, say=stderr_line,
             terms=terms, apply_glossary=apply_glossary, translations_path=translations,
-            runtime=Runtime(device, threads), locales=locales_of(locales),
+            runtime=Runtime(device, threads), reading=reading_of(locales, publication_from),
         )  # fmt: skip
     if as_json:
         print_json(report.to_dict())

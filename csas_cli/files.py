@@ -73,8 +73,9 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def check_output_file(path: Path | None, overwrite: bool, flag: str = "--output") -> None:
-    """Refuse, before any model loads, to replace a file the user did not ask to replace."""
+def check_output_file(path: Path | None, overwrite: bool, flag: str = "--output", create_parents: bool = False) -> None:
+    """Refuse, before any model loads, to replace a file the user did not ask to replace. `create_parents`: a missing
+    folder is fine where the writer creates it (the nearest existing one must be writable)."""
     if path is None:
         return
     if path.is_dir():
@@ -82,6 +83,8 @@ def check_output_file(path: Path | None, overwrite: bool, flag: str = "--output"
     if path.exists() and not overwrite:
         raise OutputError(f"{flag} {path}: exists; pass --overwrite to replace it")
     parent = path.absolute().parent
+    while create_parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
         raise OutputError(f"{flag} {path}: no such directory {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -27,6 +27,55 @@ def primary_language(code: str) -> str:
     return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
 
 
+LANGUAGE_NAMES = {
+    "en": ("english", "anglais", "inglés", "ingles", "englisch", "inglese"),
+    "fr": ("french", "français", "francais", "französisch", "francés", "frances", "francese"),
+}
+"""Words that name a language in a column header."""
+LOCALE = re.compile(r"(en|fr)([-_][a-z0-9]{1,8})*")
+_FILE_LANGUAGE = re.compile(r"(?P<lang>en|eng|fr|fra|fre)(?:[-_](?P<region>[a-z]{2}|latn))?")
+_FILE_CODES = {"en": "en", "eng": "en", "fr": "fr", "fra": "fr", "fre": "fr"}
+
+
+def header_language(cell: str) -> str | None:
+    """The language a column header names: a code (`en`, `fr-CA`, `FR_ca`) or a language name in it (`English`,
+    `Terme anglais`, `Français (Canada)`); None when it names none, or both."""
+    text = cell.strip().casefold()
+    if LOCALE.fullmatch(text):
+        return primary_language(text)
+    words = set(re.findall(r"\w+", text))
+    found = [lang for lang in LANGUAGES if words & set(LANGUAGE_NAMES[lang]) or lang in words]
+    return found[0] if len(found) == 1 else None
+
+
+def file_language(name: str) -> str | None:
+    """The language a line-aligned file's name gives, the way OPUS and test sets name them: a dot-separated part
+    that is a code, the last such part (`corpus.en-fr.en`, `newstest2014.fr`, `tatoeba.eng`, FLORES's
+    `fra_Latn.devtest`, `train.en_CA`); None when no part is one (`test.src`). A pair of languages (`en-fr`) is not a
+    regional code."""
+    for part in reversed(name.casefold().split(".")):
+        found = _FILE_LANGUAGE.fullmatch(part)
+        if found and found["region"] not in ("en", "fr"):
+            return _FILE_CODES[found["lang"]]
+    return None
+
+
+PUBLICATION_FROM = ("tuid-prefix", "prop:NAME")
+"""Where a TMX unit's publication may come from besides its pub_number prop (`--publication-from`)."""
+
+
+def check_publication_from(value: str | None) -> str | None:
+    """`--publication-from`: `tuid-prefix` (the unit's tuid up to its first `:`) or `prop:NAME` (a `<prop>` of that
+    type, such as DGT-TM's `prop:Txt::Doc. No.`); None: the pub_number prop."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value == "tuid-prefix" or (value.startswith("prop:") and value[5:].strip()):
+        return value
+    raise SettingsError(f"--publication-from {value!r}: expected tuid-prefix or prop:NAME (a <prop> type, e.g. "
+                        "prop:Txt::Doc. No.)")
+
+
 def locale_key(code: str) -> str:
     """A locale as locales are compared: case-folded, `_` read as `-` (`FR_ca` and `fr-CA` are one locale)."""
     return code.strip().casefold().replace("_", "-")
@@ -258,6 +307,11 @@ __all__ = [
     "check_model_root",
     "check_which",
     "model_id_under",
+    "LANGUAGE_NAMES",
+    "PUBLICATION_FROM",
+    "check_publication_from",
+    "file_language",
+    "header_language",
     "locale_key",
     "other_language",
     "parse_locales",

@@ -30,6 +30,7 @@ from .registry import (
     FINETUNE_ALL_TABLE,
     MODEL_KEYS,
     REGISTRY,
+    check_publication_from,
     check_which,
     parse_locales,
 )
@@ -155,11 +156,12 @@ class ModelSettings:
 class CorpusSettings:
     """What is read, how it is split, and where sentences are cut."""
 
-    data: Path = setting(Path("training_data.jsonl"), "Training pairs: .jsonl, .tmx or .tsv.")
+    data: Path = setting(Path("training_data.jsonl"), "Training pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files.")
     """Training pairs (source, target, source_lang, pub_number): JSON Lines, a TMX translation memory or TSV, by
     extension (data/pairs.py)."""
     eval_data: Path | None = setting(
-        None, "Validation pairs (.jsonl, .tmx, .tsv) instead of a split of --data; --val-ratio is then unused."
+        None, "Validation pairs (.jsonl, .tmx, .tsv, SOURCE,TARGET) instead of a split of --data; --val-ratio is then "
+        "unused."
     )
     """A validation file: every --data row trains and these rows evaluate; None splits --data by --val-ratio."""
     locales: tuple[str, ...] | None = setting(
@@ -168,6 +170,14 @@ class CorpusSettings:
     """Which regional variant to read where a translation unit holds several segments of one language (`fr-FR` and
     `fr-CA`), in order of preference (data/tmx.py); None takes the first in the unit. A comma-separated string (the
     CLI's form) is parsed."""
+    publication_from: str | None = setting(
+        None, "Where a TMX unit's publication comes from: tuid-prefix or prop:NAME; unset, its pub_number prop."
+    )
+    """What keeps a publication whole in the split, in a TMX memory: the unit's `tuid` up to its first `:`
+    (`tuid-prefix`), or a `<prop>` of the type NAME (`prop:Txt::Doc. No.`); None: its pub_number prop."""
+    both_directions: bool = setting(False, "Every pair also serves the other direction, reversed.")
+    """Each pair also trains the other direction, source and target swapped (an EN->FR memory then trains the FR->EN
+    models); a pair the data already hold both ways is not added twice."""
     val_ratio: float = setting(0.05, "Share held out for evaluation (whole publications).", fraction=True)
     """Share of the rows (whole publications when pub_number is present) held out for evaluation; unused with
     eval_data."""
@@ -205,6 +215,7 @@ class CorpusSettings:
         object.__setattr__(self, "data", Path(self.data))
         if self.locales is not None:
             object.__setattr__(self, "locales", parse_locales(self.locales) or None)
+        object.__setattr__(self, "publication_from", check_publication_from(self.publication_from))
         if self.eval_data is not None:
             object.__setattr__(self, "eval_data", Path(self.eval_data))
         if self.glossary is not None:
@@ -491,6 +502,10 @@ class Resolved:
     """TMX units without both an English and a French segment, skipped (data/tmx.py)."""
     units_with_variants: int | None = None
     """TMX units with several segments of one language, of which --locales (or the first) chose one."""
+    lines_one_sided: int | None = None
+    """Lines of line-aligned files with text on one side only, skipped."""
+    rows_reversed: int | None = None
+    """With --both-directions: the pairs added reversed (of rows_read, which counts the file's own rows)."""
     config_sha256: str | None = None
     """The settings file's hash (with --config), as it was read."""
     glossary_sha256: str | None = None

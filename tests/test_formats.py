@@ -305,7 +305,8 @@ def test_whitespace_normalisation_keeps_no_break_spaces() -> None:
 
 
 def test_rows_before_an_error_are_yielded_first(tmp_path: Path) -> None:
-    path = write_tmx(tmp_path / "a.tmx", unit("One", "Un") + '<tu><tuv xml:lang="en"><seg>a</seg>\n<seg>b</seg></tuv></tu>')
+    second = '<tu><tuv xml:lang="en"><seg>a</seg>\n<seg>b</seg></tuv></tu>'
+    path = write_tmx(tmp_path / "a.tmx", unit("One", "Un") + second)
     rows = read_tmx(path)
     assert next(rows) == Example("One", "Un", "en", "fr", None, 5)
     with pytest.raises(DataError, match=r":7: <tuv> has a second <seg>"):
@@ -551,32 +552,49 @@ def test_tsv_without_pub_number_column(tmp_path: Path) -> None:
 
 
 HEADER = "source\ttarget\tsource_lang\tpub_number\n"
-NO_QUOTING = " (a field cannot hold a tab; there is no quoting)"
-EXPECTED = "(expected source, target, source_lang[, pub_number])"
-EMPTY = "is empty; expected a TSV header row naming source, target, source_lang[, pub_number], then one pair per line"
+NO_QUOTING = " (a field cannot hold a tab)"
+EXPECTED = "(expected source, target, source_lang[, pub_number]; or an en and an fr column)"
+EMPTY = ("is empty; expected a TSV header row naming source, target, source_lang[, pub_number] (or en, fr), then one "
+         "pair per line")
 BAD_TSV = {
     "too few fields": (HEADER + "Hi\tSalut\ten\tP1\n\nHi\tSalut\n", 4,
                        "has 2 tab-separated fields, the header has 4" + NO_QUOTING),
     "too many fields": (HEADER + "Hi\tSal\tut\ten\tP1\n", 2,
                         "has 5 tab-separated fields, the header has 4" + NO_QUOTING),
     "missing column": ("source\tcible\tsource_lang\nHi\tSalut\ten\n", 1,
-                       "header lacks column 'target' (expected source, target, source_lang[, pub_number])"),
+                       f"header lacks column 'target' {EXPECTED}"),
     "missing column after blank lines": ("\n\nsource\ttarget\n", 3,
                                          f"header lacks column 'source_lang' {EXPECTED}"),
     "column twice": ("source\ttarget\tSource\tsource_lang\n", 1,
                      "header names column 'source' twice (expected source, target, source_lang[, pub_number])"),
+    "one language": ("en\tcible\nHi\tSalut\n", 1, f"header lacks column 'source' {EXPECTED}"),
     "bad source_lang": (HEADER + "Hi\tHallo\tde-DE\t\n", 2,
                         "source_lang \"de-DE\" is not allowed; expected 'en' or 'fr' (or a regional code such as "
                         "en-CA, fr-CA)"),
     "invalid UTF-8": (HEADER.encode() + b"Caf\xe9\tCafe\tfr\t\n", 2,
                       "invalid UTF-8 at byte 4 of the line (csas reads UTF-8, or UTF-16 with a byte order mark)"),
-    "CSV quotes": (HEADER + '"Le ""stock"" est sain."\tThe stock is healthy.\tfr\t\n', 2,
-                   'the source field is in CSV quotes ("...""..."); csas reads TSV without quoting: save the sheet '
-                   "without quotes, or as JSON Lines"),
     "empty file": ("", None, EMPTY),
     "blank lines only": ("\n \n\t\n", None, EMPTY),
     "header only": (HEADER + "\n", None, "has a header row but no data lines"),
 }  # fmt: skip
+
+
+def test_tsv_as_people_write_it_quotes_and_language_columns(tmp_path: Path) -> None:
+    """Quotes are text, except the quoting a spreadsheet adds to a field holding a quote; a header naming English and
+    French gives English-to-French rows (FLORES's line 100 starts and ends with a quote)."""
+    path = tmp_path / "a.tsv"
+    path.write_text(HEADER + '"Le ""stock"" est sain."\tThe "stock" is healthy.\tfr\t\n'
+                    + '"We now have mice," he added, "that are fine"\t« Nous avons des souris », a-t-il ajouté\ten\tP\n'
+                    + '"Yes."\t"Oui."\ten\t\n', encoding="utf-8")  # fmt: skip
+    assert [(r.source, r.target) for r in read_tsv(path)] == [
+        ('Le "stock" est sain.', 'The "stock" is healthy.'),
+        ('"We now have mice," he added, "that are fine"', "« Nous avons des souris », a-t-il ajouté"),
+        ('"Yes."', '"Oui."')]  # fmt: skip
+    path.write_text("English\tFrançais\tnote\tpub_number\nThe stock grew.\tLe stock a augmenté.\tx\tP1\n",
+                    encoding="utf-8")  # fmt: skip
+    assert list(read_tsv(path)) == [Example("The stock grew.", "Le stock a augmenté.", "en", "fr", "P1", 2)]
+    path.write_text("fr\ten\nLe stock.\tThe stock.\n", encoding="utf-8")
+    assert list(read_tsv(path)) == [Example("The stock.", "Le stock.", "en", "fr", None, 2)]
 
 
 def test_tsv_in_utf16_and_regional_language_codes(tmp_path):

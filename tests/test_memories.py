@@ -11,7 +11,7 @@ import pytest
 from helpers import SAMPLE, invoke, one_error_line
 from producers import DGT_LANGUAGES, LOCALES, MEMORIES, Memory
 
-from csas_cli.data.pairs import ReadCounts, load_examples, read_pairs
+from csas_cli.data.pairs import ReadCounts, ReadOptions, load_examples, read_pairs
 from csas_cli.data.tmx import segment_text
 from csas_cli.errors import SettingsError
 from csas_cli.registry import parse_locales
@@ -112,7 +112,7 @@ def test_a_dropped_code_between_two_spaces_leaves_one() -> None:
 
 def test_the_reader_counts_as_it_streams(tmp_path: Path) -> None:
     counts = ReadCounts()
-    rows = read_pairs(write(MEMORIES["dgt-tm"], tmp_path), (), counts)
+    rows = read_pairs(write(MEMORIES["dgt-tm"], tmp_path), ReadOptions(), counts)
     next(rows)
     list(rows)
     assert (counts.units_skipped, counts.units_with_variants) == (2, 0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data.aligned import aligned_paths
 from ..errors import DataError, HardwareError, SettingsError
 from ..memory import release_memory
 from ..registry import FINETUNE_ALL_TABLE, MARIAN, REGISTRY, check_which
@@ -75,7 +76,7 @@ class BenchSettings:
                 raise SettingsError("--data needs the model's tokenizer, and a preset has none: use --model-id")
         if self.device not in DEVICES:
             raise SettingsError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.data is not None and not Path(self.data).is_file():
+        if self.data is not None and not Path(self.data).is_file() and aligned_paths(self.data) is None:
             raise DataError(f"--data: {self.data} is not a file")
 
     @classmethod

@@ -1,17 +1,20 @@
 """`csas check-data`: what a pairs file holds, before GPU hours are booked.
 
 One report: the rows per direction and per publication, then each check of data/checks.py (duplicates, copies,
-length ratios, numbers, languages, and with --against the sentences and publications shared with a test file) and,
-for each model chosen with --which/--all, the pairs its own tokenizer would cut at --max-source-len/--max-target-len.
-Every check gives its count, its share and its first flagged rows (three, or --examples N) with their line numbers
-and their sentences (cut at about 200 characters). The report is plain lines (it reads whole in a batch log); --json
-gives the same as one object, with the line number of every flagged row and the sentences whole. `--write-clean OUT --drop NAMES` writes the rows
-that pass the named checks as JSON Lines. Nothing is dropped unless asked: training itself keeps every row.
+length ratios, numbers, languages, and with --against the sentences and publications shared with a test file), the
+misaligned pairs of data/alignment.py (a lexical check, and with --score-with a translation model's score:
+inference/pair_scores.py) and, for each model chosen with --which/--all, the pairs its own tokenizer would cut at
+--max-source-len/--max-target-len; last, the publications whose share of flagged rows stands out (a misaligned
+document). Every check gives its count, its share and its first flagged rows (three, or --examples N) with their
+line numbers and their sentences (cut at about 200 characters). The report is plain lines (it reads whole in a batch
+log); --json gives the same as one object, with the line number of every flagged row and the sentences whole.
+`--write-clean OUT --drop NAMES` writes the rows that pass the named checks as JSON Lines (`--drop-publications`
+also leaves out the publications the summary lists). Nothing is dropped unless asked: training itself keeps every
+row.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +31,22 @@ from ..data.checks import (
     overview,
     run_checks,
 )
-from ..data.pairs import Example, ReadCounts, example_record, read_pairs
+from ..data.alignment import (
+    LEXICAL_ALPHA,
+    MIN_ANCHORS,
+    MISALIGNED,
+    MODEL_Z,
+    PUBLICATION_CHECKS,
+    PublicationFlags,
+    misaligned_by_score,
+    misaligned_lexical,
+    publication_summary,
+)
+from ..data.pairs import Example, ReadCounts, ReadOptions, read_pairs
 from ..errors import SettingsError
-from ..files import write_text_atomic
 from ..progress import counted
-from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under
-from .convert import check_jsonl_output
+from ..registry import MODEL_KEYS, REGISTRY, check_model_root, check_which, model_id_under
+from .convert import check_jsonl_output, write_jsonl
 
 
 SHOWN_CHARACTERS = 200
@@ -54,6 +67,17 @@ class LengthCheck:
 
 
 @dataclass(frozen=True)
+class Publications:
+    """The per-publication summary: the publications whose share of flagged rows stands out."""
+
+    flagged: list[PublicationFlags]
+    rate: float
+    """The file's share of flagged rows (among the rows with a publication)."""
+    checks: tuple[str, ...]
+    """The checks whose flags count."""
+
+
+@dataclass(frozen=True)
 class DataReport:
     path: Path
     overview: dict[str, Any]
@@ -61,18 +85,26 @@ class DataReport:
     lengths: list[LengthCheck]
     against: Path | None
     locales: tuple[str, ...] = ()
+    """--locales, for the overview's words."""
+    publications: Publications | None = None
+    scored_with: tuple[str, ...] = ()
+    """--score-with: the models whose scores the misaligned check used."""
 
     def results(self) -> list[CheckResult]:
         return [*self.checks, *(length.result for length in self.lengths)]
 
     def to_dict(self, shown: int = EXAMPLES_SHOWN) -> dict[str, Any]:
         """The report as one object: every check's flagged lines, and `shown` examples (0: all)."""
+        publications = self.publications
         return {
             "file": str(self.path),
             "against": None if self.against is None else str(self.against),
             "overview": self.overview,
             "checks": [c.to_dict(shown) for c in self.checks],
             "lengths": [self.length_dict(c, shown) for c in self.lengths],
+            "scored_with": list(self.scored_with),
+            "publications_flagged": [] if publications is None else [p.to_dict() for p in publications.flagged],
+            "publications_flag_rate": None if publications is None else publications.rate,
         }
 
     @staticmethod
@@ -109,7 +141,7 @@ def parse_drop(drop: str | None, write_clean: Path | None, has_lengths: bool, ha
     if drop is None:
         return []
     names = [n.strip() for n in drop.split(",") if n.strip()]
-    allowed = [n for n in CHECK_NAMES if has_against or n not in SHARED_CHECKS]
+    allowed = [n for n in (*CHECK_NAMES, MISALIGNED) if has_against or n not in SHARED_CHECKS]
     allowed += [TOO_LONG] if has_lengths else []
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
@@ -178,10 +210,15 @@ def check_data(
     write_clean: Path | None = None,
     drop: str | None = None,
     overwrite: bool = False,
-    locales: Sequence[str] = (),
+    reading: ReadOptions = ReadOptions(),
+    score_with: Sequence[str] = (),
+    drop_publications: bool = False,
+    device: str = "auto",
+    bar: bool = False,
     say: Callable[[str], None] = lambda message: None,
 ) -> DataReport:
-    """Everything `csas check-data` does, up to the report; writes --write-clean when asked."""
+    """Everything `csas check-data` does, up to the report; writes --write-clean when asked. `score_with`: registry
+    keys or model directories whose scores the misaligned check uses too (inference/pair_scores.py)."""
     for flag, value in (("--max-source-len", max_source_len), ("--max-target-len", max_target_len)):
         if value < 1:
             raise SettingsError(f"{flag} must be at least 1, got {value}")
@@ -190,28 +227,115 @@ def check_data(
     if revision is not None and len(keys) != 1:
         raise SettingsError("--revision goes with one --which (the hub revision of its tokenizer)")
     dropped = parse_drop(drop, write_clean, bool(keys), against is not None)
+    if drop_publications and write_clean is None:
+        raise SettingsError("--drop-publications leaves out rows of --write-clean OUT: pass --write-clean")
+    scoring = scorer_sources(score_with, keys, model_id, model_root, revision)
     if write_clean is not None:
         inputs = (Path(path),) if against is None else (Path(path), Path(against))
         check_jsonl_output(write_clean, inputs, "--write-clean", overwrite)
     read = ReadCounts()
-    examples = list(read_pairs(Path(path), locales, read))
-    test = list(read_pairs(Path(against), locales)) if against is not None else None
+    examples = list(read_pairs(Path(path), reading, read))
+    test = list(read_pairs(Path(against), reading)) if against is not None else None
     tokenizers = load_tokenizers(sources, revision)
     checks = run_checks(examples, against=test)
+    scores = model_scores(examples, scoring, device, bar, say) if scoring else None
+    at = next((k for k, c in enumerate(checks) if c.name in SHARED_CHECKS), len(checks))
+    checks.insert(at, misaligned_check(examples, scores, tuple(scoring)))
     lengths = []
     for key, tokenizer in tokenizers.items():
         say(f"counting {key}'s tokens ({sources[key]})")
         lengths.append(length_check(key, tokenizer, examples, max_source_len=max_source_len,
                                     max_target_len=max_target_len, model_id=sources[key]))  # fmt: skip
+    flagged = {i for c in checks if c.name in PUBLICATION_CHECKS for i in c.flagged}
+    found, rate = publication_summary(examples, flagged)
     report = DataReport(Path(path), {**overview(examples), **read.to_dict()}, checks, lengths,
-                        None if against is None else Path(against), tuple(locales))  # fmt: skip
+                        None if against is None else Path(against), reading.locales,
+                        Publications(found, rate, PUBLICATION_CHECKS), tuple(scoring))  # fmt: skip
     if write_clean is not None:
         kept = kept_rows(examples, report.results(), dropped)
-        text = "".join(json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in kept)
-        write_text_atomic(write_clean, text)
+        if drop_publications:
+            broken = {p.publication for p in found}
+            kept = [ex for ex in kept if ex.pub_number not in broken]
+            dropped = [*dropped, f"{counted(len(broken), 'publication')} flagged"]
+        write_jsonl(write_clean, kept)
         say(f"--write-clean: {len(kept)} of {len(examples)} rows written to {write_clean} (dropped: "
-            f"{', '.join(dropped)})")  # fmt: skip
+            f"{', '.join(dropped) or 'none'})")  # fmt: skip
     return report
+
+
+def misaligned_check(
+    examples: Sequence[Example], scores: dict[int, float] | None, models: tuple[str, ...]
+) -> CheckResult:
+    """The misaligned check: the lexical flags, and the model's where `scores` (row index -> score) are given."""
+    rows = [i for i, ex in enumerate(examples) if ex.source and ex.target]
+    lexical = misaligned_lexical(examples, rows)
+    details = dict(lexical.details)
+    title = (f"pairs whose sides share too few anchors (numbers, names, cognates): a chance under {LEXICAL_ALPHA:g} "
+             f"at the file's rate ({lexical.rate:.0%} shared; {lexical.judged} pairs with {MIN_ANCHORS}+ anchors "
+             "judged)")  # fmt: skip
+    if scores is not None:
+        by_model, threshold, median = misaligned_by_score(scores)
+        for i, why in by_model.items():
+            details[i] = f"{details[i]}; {why}" if i in details else why
+        if threshold is not None:
+            title += (f"; or whose score under {', '.join(models)} is above {threshold:.2f} (the file's median "
+                      f"{median:.2f} + {MODEL_Z:g} robust standard deviations; {len(scores)} pairs "
+                      "scored)")  # fmt: skip
+    flagged = tuple(sorted(details))
+    findings = tuple(Finding(examples[i].line, examples[i].source, examples[i].target, details[i]) for i in flagged)
+    return CheckResult(MISALIGNED, title, len(flagged), len(examples), flagged, findings)
+
+
+def scorer_sources(
+    score_with: Sequence[str], keys: Sequence[str], model_id: str | None, model_root: Path | None,
+    revision: str | None,
+) -> dict[str, Any]:
+    """--score-with's models as sources (inference/source.py), checked before anything loads: a registry key (its
+    base from --model-id, MODEL_ROOT/KEY or the hub) or a run or merged model directory."""
+    from ..inference.source import EXPORTED, resolve_source
+
+    found: dict[str, Any] = {}
+    named = [item for item in score_with if not Path(item).is_dir()]
+    for item in score_with:
+        if Path(item).is_dir():
+            source = resolve_source(Path(item), None, None, flag="--score-with")
+            if source.kind == EXPORTED:
+                raise SettingsError(f"--score-with {item}: a CTranslate2 export scores no pairs; give the run or "
+                                    "merged model it came from")  # fmt: skip
+        else:
+            check_which(item, "--score-with")
+            if model_id is not None and set(named) | set(keys) != {item}:
+                raise SettingsError("--model-id names one model; with several --which/--score-with keys use "
+                                    "--model-root DIR")  # fmt: skip
+            base = model_id or model_id_under(model_root, item) or REGISTRY[item].hub_id
+            source = resolve_source(None, item, base, revision=revision)
+        found[item] = source
+    return found
+
+
+def model_scores(
+    examples: Sequence[Example], sources: dict[str, Any], device: str, bar: bool, say: Callable[[str], None]
+) -> dict[int, float]:
+    """Each pair's model score (inference/pair_scores.py), for the pairs a given model's directions cover."""
+    from ..inference.generation import Runtime, load_for_inference
+    from ..inference.pair_scores import PairScorer
+    from ..progress import counting_bar
+
+    models: dict[str, Any] = {}
+    for item, source in sources.items():
+        loaded = load_for_inference(source, say=say, runtime=Runtime(device))
+        for lang in source.spec.source_langs:
+            direction = f"{lang}->{'fr' if lang == 'en' else 'en'}"
+            if direction in models:
+                raise SettingsError(f"--score-with {item}: two models translate {direction}; give one per direction")
+            models[direction] = loaded
+    rows = [i for i, ex in enumerate(examples) if ex.source and ex.target]
+    scorer = PairScorer(models)
+    chosen = [examples[i] for i in rows]
+    say(f"scoring {len(rows)} pairs with {', '.join(sources)} ({', '.join(scorer.directions())})")
+    with counting_bar(scorer.work(chosen), bar, "scoring", say=say, unit="pairs") as advance:
+        values = scorer.score(chosen, advance)
+    return {i: v for i, v in zip(rows, values) if v is not None}
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
@@ -235,6 +359,21 @@ def report_lines(report: DataReport, shown: int = EXAMPLES_SHOWN) -> list[str]:
         if len(findings) < result.count:
             lines.append(f"{'':17}... {result.count - len(findings)} more (--examples 0 shows them all; --json lists "
                          "every line)")  # fmt: skip
+    return lines + publication_lines(report.publications)
+
+
+def publication_lines(publications: Publications | None) -> list[str]:
+    """The per-publication summary: each publication whose share of flagged rows stands out, highest first."""
+    if publications is None:
+        return []
+    checks = ", ".join(publications.checks)
+    if not publications.flagged:
+        return ["", f"no publication stands out: none holds far more rows flagged by {checks} than the file's "
+                    f"{publications.rate:.1%}"]  # fmt: skip
+    lines = ["", f"publications far above the file's share of rows flagged by {checks} ({publications.rate:.1%}): "
+                 "misaligned documents, or ones to look at"]  # fmt: skip
+    for found in publications.flagged:
+        lines.append(f"{found.share:7.0%}  {found.publication}: {found.flagged} of {found.rows} rows flagged")
     return lines
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..data.fit import CONFIRMED_SHARE, EntryUse, Fit, common_entries
 from ..data.glossary import EXAMPLES, SKIP_REASONS, Glossary, read_glossary
-from ..data.pairs import load_examples
+from ..data.pairs import ReadOptions, load_examples
 from ..progress import counted
 from ..registry import LANGUAGES, other_language
 
@@ -75,14 +75,14 @@ class GlossaryCheck:
 
 def check_glossary(
     path: Path, *, subject: str | None = None, sheet: str | None = None, against: Path | None = None,
-    locales: Sequence[str] = (),
+    reading: ReadOptions = ReadOptions(),
 ) -> GlossaryCheck:
     """Read the glossary (and --against's pairs) into the report."""
     glossary = read_glossary(path, subject, sheet)
     common = {lang: common_entries(glossary, lang) for lang in LANGUAGES}
     if against is None:
         return GlossaryCheck(glossary, common)
-    examples = load_examples(against, LANGUAGES, locales).examples
+    examples = load_examples(against, LANGUAGES, reading).examples
     fits = {}
     for lang in LANGUAGES:
         rows = [e for e in examples if e.source_lang == lang]

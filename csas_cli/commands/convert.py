@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable
 
-from ..data.pairs import PAIR_FORMATS, ReadCounts, example_record, read_pairs
+from ..data.pairs import PAIR_FORMATS, Example, ReadCounts, ReadOptions, example_record, read_pairs
 from ..errors import SettingsError
 from ..files import check_output_file, write_text_atomic
 
@@ -17,27 +17,37 @@ STDOUT = "-"
 
 
 def check_jsonl_output(path: Path, inputs: tuple[Path, ...], flag: str, overwrite: bool) -> None:
-    """An output of JSON Lines pairs: not named like another format, not one of the inputs, not replaced unasked."""
+    """An output of JSON Lines pairs: not named like another format, not one of the inputs, not replaced unasked (its
+    folder is created if missing: the writer must `mkdir` it)."""
     if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl":
         raise SettingsError(f"{flag} {path}: csas writes JSON Lines; name it .jsonl")
     if any(path.absolute() == Path(i).absolute() for i in inputs):
         raise SettingsError(f"{flag} {path}: the same file as an input")
-    check_output_file(path, overwrite, flag=flag)
+    check_output_file(path, overwrite, flag=flag, create_parents=True)
 
 
-def convert(source: Path, out: Path, *, overwrite: bool = False, locales: Sequence[str] = ()) -> tuple[int, ReadCounts]:
-    """Write every row of `source` to `out` as JSON Lines (atomically; `-`: standard output): the number of rows
-    written, and what the reader skipped or chose between (`locales`: the preferred variants of a TMX unit)."""
-    to_stdout = str(out) == STDOUT
-    if not to_stdout:
-        check_jsonl_output(out, (source,), "OUT", overwrite)
-    read = ReadCounts()
-    lines = [json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in read_pairs(source, locales, read)]
-    if to_stdout:
+def write_jsonl(path: Path, rows: Iterable[Example]) -> int:
+    """Write `rows` to `path` as csas's JSON Lines (atomically, creating its folder); the number written, `-` for
+    standard output."""
+    lines = [json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in rows]
+    if str(path) == STDOUT:
         sys.stdout.write("".join(lines))
     else:
-        write_text_atomic(out, "".join(lines))
-    return len(lines), read
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, "".join(lines))
+    return len(lines)
 
 
-__all__ = ["check_jsonl_output", "convert"]
+def convert(
+    source: Path, out: Path, *, overwrite: bool = False, reading: ReadOptions = ReadOptions()
+) -> tuple[int, ReadCounts]:
+    """Write every row of `source` to `out` as JSON Lines (atomically, creating its folder; `-`: standard output):
+    the number of rows written, and what the reader skipped or chose between (`reading`: --locales,
+    --publication-from)."""
+    if str(out) != STDOUT:
+        check_jsonl_output(out, (source,), "OUT", overwrite)
+    read = ReadCounts()
+    return write_jsonl(out, read_pairs(source, reading, read)), read
+
+
+__all__ = ["check_jsonl_output", "convert", "write_jsonl"]

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 from ..data.fit import Fit, Forced, GlossaryOptions, fit_warning
 from ..data.glossary import Glossary
+from ..data.pairs import ReadOptions
 from ..data.terms import TermScore, most_missed, term_success
 from ..errors import SettingsError
 from ..inference.constraints import term_constraints_for
@@ -176,7 +177,7 @@ def run_evaluate(
     apply_glossary: bool | None = None,
     translations_path: Path | None = None,
     runtime: Runtime | None = None,
-    locales: Sequence[str] = (),
+    reading: ReadOptions = ReadOptions(),
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
     from ..data.pairs import load_examples
@@ -202,7 +203,7 @@ def run_evaluate(
     if translations_path is not None:
         if glossary is not None:
             tell(glossary.describe())
-        return score_translations(data, translations_path, which, model, source_lang, limit, glossary, locales, tell)
+        return score_translations(data, translations_path, which, model, source_lang, limit, glossary, reading, tell)
     source = resolve_source(model, which, model_id, revision=revision)
     direction = resolve_direction(source.spec, source_lang)
     if glossary is not None and terms.constraints:
@@ -211,7 +212,7 @@ def run_evaluate(
         tell(glossary.describe())
     base_source = source.base() if compare_base else None
     check_output_file(hypotheses_path, overwrite, flag="--hypotheses")
-    examples = load_examples(data, [direction.source], locales).examples[:limit]
+    examples = load_examples(data, [direction.source], reading).examples[:limit]
     sources = [ex.source for ex in examples]
     references = [ex.target for ex in examples]
     fit, evidence = (None, None) if glossary is None else glossary_fit(glossary, direction, sources, references)
@@ -220,7 +221,7 @@ def run_evaluate(
     forced = None
     constraints = None
     if glossary is not None and terms.constraints:
-        forced = terms.forced(glossary, direction.source, direction.target, evidence, locales)
+        forced = terms.forced(glossary, direction.source, direction.target, evidence, reading)
         tell(f"term constraints: {forced.describe()}")
         constraints = term_constraints_for(glossary, source, direction, forced.entries)
     annotated = sources
@@ -255,7 +256,7 @@ def run_evaluate(
 
 def score_translations(
     data: Path, translations: Path, which: str | None, model: Path | None, source_lang: str | None,
-    limit: int | None, glossary: Glossary | None, locales: Sequence[str] = (),
+    limit: int | None, glossary: Glossary | None, reading: ReadOptions = ReadOptions(),
     say: Callable[[str], None] = lambda message: None,
 ) -> Report:
     """`--translations FILE`: score given translations, one line per scored row of `data`, in its order."""
@@ -273,7 +274,7 @@ def score_translations(
         direction = Direction(lang, other_language(lang))
     else:
         raise SettingsError("--translations: pass --source-lang en or fr (or --which KEY) to say which rows they are")
-    examples = load_examples(data, [direction.source], locales).examples[:limit]
+    examples = load_examples(data, [direction.source], reading).examples[:limit]
     try:
         text = translations.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:

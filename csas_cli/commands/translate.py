@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..data.fit import GlossaryOptions
-from ..data.pairs import PAIR_FORMATS, _open_binary, _read_error
+from ..data.aligned import aligned_paths
+from ..data.pairs import PAIR_FORMATS, ReadOptions, _open_binary, _read_error
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
 from ..inference.generation import GenerationSettings, Runtime
@@ -77,26 +78,29 @@ def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -
     return sources
 
 
-def pair_sources(path: Path, direction: Direction, locales: Sequence[str] = ()) -> list[str]:
+def pair_sources(path: Path, direction: Direction, reading: ReadOptions = ReadOptions()) -> list[str]:
     """The sources of a translation memory's or TSV file's rows in the model's source language, in file order."""
     from ..data.pairs import read_pairs
 
-    sources = [ex.source for ex in read_pairs(path, locales) if ex.source_lang == direction.source]
+    sources = [ex.source for ex in read_pairs(path, reading) if ex.source_lang == direction.source]
     if not sources:
         raise DataError(f"{path}: no rows with source language {direction.source} (the model translates {direction})")
     return sources
 
 
-def read_sources(input_path: str, direction: Direction, stdin: Any = None, locales: Sequence[str] = ()) -> list[str]:
-    """The sentences to translate from a text file, `-` (stdin) or a .jsonl file of pairs."""
+def read_sources(
+    input_path: str, direction: Direction, stdin: Any = None, reading: ReadOptions = ReadOptions()
+) -> list[str]:
+    """The sentences to translate from a text file, `-` (stdin), a .jsonl file of pairs, or pairs in another format
+    (a memory, a TSV file, line-aligned files)."""
     if input_path == STDIN:
         stream = stdin if stdin is not None else sys.stdin
         data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
         data = data.encode("utf-8") if isinstance(data, str) else data
         return decode_text("<stdin>", data)
     path = Path(input_path)
-    if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl":
-        return pair_sources(path, direction, locales)
+    if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl" or aligned_paths(path) is not None:
+        return pair_sources(path, direction, reading)
     lines = decode_text(str(path), read_bytes(path))
     if path.suffix.lower() == ".jsonl":
         return jsonl_sources(str(path), lines, direction)
@@ -119,7 +123,7 @@ def run_translate(
     terms: GlossaryOptions = GlossaryOptions(),
     runtime: Runtime | None = None,
     apply_glossary: bool | None = None,
-    locales: Sequence[str] = (),
+    reading: ReadOptions = ReadOptions(),
 ) -> list[str]:
     """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). With a
     glossary, sources are annotated with its terms (`apply_glossary`; None: when the model was trained with
@@ -143,11 +147,11 @@ def run_translate(
             term_constraints_for(glossary, source, direction)  # an exported model is refused before any work
         say(glossary.describe())
         if terms.constraints:
-            forced = terms.forced(glossary, direction.source, direction.target, locales=locales)
+            forced = terms.forced(glossary, direction.source, direction.target, reading=reading)
             say(f"term constraints: {forced.describe()}")
             constraints = term_constraints_for(glossary, source, direction, forced.entries)
     check_output_file(output, overwrite)
-    texts = read_sources(input_path, direction, locales=locales)
+    texts = read_sources(input_path, direction, reading=reading)
     if terms.annotates(apply_glossary, source.term_annotation, say):
         from ..data.terms import Annotator
 

@@ -213,14 +213,15 @@ class GlossaryOptions:
         return None if self.path is None else read_glossary(self.path, self.subject, self.sheet)
 
     def forced(self, glossary: Glossary, source_lang: str, target_lang: str, references: Fit | None = None,
-               locales: Sequence[str] = ()) -> Forced:  # fmt: skip
+               reading: Any = None) -> Forced:  # fmt: skip
         """The entries to force in this direction: by --constrain-all, by --confirm-with's pairs, else by
-        `references` when there are some (evaluate), else all but the single common words."""
+        `references` when there are some (evaluate), else all but the single common words. `reading`: the
+        pairs.ReadOptions --confirm-with's file is read with."""
         fit = references
         if self.confirm_with is not None:
-            from .pairs import load_examples
+            from .pairs import ReadOptions, load_examples
 
-            examples = load_examples(self.confirm_with, [source_lang], locales).examples
+            examples = load_examples(self.confirm_with, [source_lang], reading or ReadOptions()).examples
             fit = Fit.of(glossary, [e.source for e in examples], [e.target for e in examples], source_lang,
                          target_lang, f"--confirm-with {self.confirm_with}")  # fmt: skip
         return forced_entries(glossary, source_lang, fit, self.constrain_all)

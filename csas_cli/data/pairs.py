@@ -15,12 +15,14 @@ Every problem a user can fix is a `DataError` whose message is one line, `"<path
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from ..errors import DataError
 from ..progress import counted
@@ -54,6 +56,22 @@ class Example:
     share it)."""
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a pairs file is read, beyond what its format says: the options every command that reads pairs takes."""
+
+    locales: tuple[str, ...] = ()
+    """--locales: the variants preferred where a TMX unit holds several of one language (data/tmx.py)."""
+    publication_from: str | None = None
+    """--publication-from: where a TMX unit's publication comes from, `tuid-prefix` or `prop:NAME` (data/tmx.py);
+    None: its pub_number prop."""
+
+    @classmethod
+    def of(cls, corpus: Any) -> "ReadOptions":
+        """A run's reading options, from its corpus settings (settings.CorpusSettings)."""
+        return cls(tuple(corpus.locales or ()), corpus.publication_from)
+
+
 @dataclass
 class ReadCounts:
     """What reading a file left out or chose, counted as it is read (only a TMX reader counts anything)."""
@@ -63,9 +81,12 @@ class ReadCounts:
     other languages)."""
     units_with_variants: int = 0
     """Units holding several segments of one language (fr-FR and fr-CA): one was chosen, by --locales or first."""
+    lines_one_sided: int = 0
+    """Lines of line-aligned files with text on one side only: skipped."""
 
     def to_dict(self) -> dict[str, int]:
-        return {"units_skipped": self.units_skipped, "units_with_variants": self.units_with_variants}
+        return {"units_skipped": self.units_skipped, "units_with_variants": self.units_with_variants,
+                "lines_one_sided": self.lines_one_sided}  # fmt: skip
 
     def describe(self, locales: Sequence[str] = ()) -> str:
         """The counts in words for a log line, "" when both are 0."""
@@ -77,6 +98,8 @@ class ReadCounts:
             how = (f"by --locales {','.join(locales)}, else the first" if locales
                    else "the first of each (--locales chooses)")  # fmt: skip
             parts.append(f"{counted(self.units_with_variants, 'unit')} with several variants of one language, {how}")
+        if self.lines_one_sided:
+            parts.append(f"{counted(self.lines_one_sided, 'line')} with text on one side only skipped")
         return "; ".join(parts)
 
 
@@ -88,11 +111,13 @@ class LoadedData:
     rows_read: int
     """Every row in the file (blank lines are not rows; a TMX `srclang="*all*"` unit is two rows)."""
     rows_other_language: int
-    """Rows whose source_lang the model does not train on."""
+    """Rows whose source_lang the model does not train on (none with both_directions: each serves reversed)."""
     rows_empty: int
     """Rows in a wanted language whose stripped source or target is empty."""
     read: ReadCounts = field(default_factory=lambda: ReadCounts())
-    """What the reader left out or chose (TMX units)."""
+    """What the reader left out or chose (TMX units, one-sided lines)."""
+    rows_reversed: int = 0
+    """With both_directions: the rows kept that are a file row reversed."""
 
 
 @dataclass(frozen=True)
@@ -231,25 +256,42 @@ def read_jsonl(path: Path) -> Iterator[Example]:
         raise _error(path, "is empty; expected JSON Lines, one object per line")
 
 
-def read_pairs(path: Path, locales: Sequence[str] = (), counts: ReadCounts | None = None) -> Iterator[Example]:
-    """Yield every row of `path`, validated and streaming, read as its extension says (case-insensitive): `.tmx` a
-    TMX translation memory (`tmx.read_tmx`, which takes the `locales` preference and fills `counts`), `.tsv`
-    tab-separated values (`tsv.read_tsv`), anything else JSON Lines (`read_jsonl`).
+def read_pairs(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCounts | None = None) -> Iterator[Example]:
+    """Yield every row of `path`, validated and streaming: `SOURCE,TARGET` line-aligned files
+    (`aligned.read_aligned`); else as the extension says (case-insensitive): `.tmx` a TMX translation memory
+    (`tmx.read_tmx`, which takes `options`), `.tsv` tab-separated values (`tsv.read_tsv`), anything else JSON Lines
+    (`read_jsonl`). `counts` receives what the reader skipped or chose between.
 
     Like `read_jsonl`, a generator: rows with an empty source or target are yielded (`load_examples` drops them),
     and errors surface on the `next()` that reaches them.
     """
+    from .aligned import aligned_paths, read_aligned
+
+    files = aligned_paths(path)
+    if files is not None:
+        return read_aligned(*files, counts)
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".tmx":
         from .tmx import read_tmx
 
-        return read_tmx(path, locales, counts)
+        return read_tmx(path, options, counts)
     if suffix == ".tsv":
         from .tsv import read_tsv
 
         return read_tsv(path)
     return read_jsonl(path)
+
+
+def pairs_sha256(path: Path) -> str:
+    """The sha256 of a pairs file (what run.json records and a resume checks); of both, for line-aligned files."""
+    from ..files import file_sha256
+    from .aligned import aligned_paths
+
+    files = aligned_paths(path)
+    if files is None:
+        return file_sha256(Path(path))
+    return hashlib.sha256("\n".join(file_sha256(f) for f in files).encode()).hexdigest()
 
 
 def example_record(example: Example) -> dict[str, str]:
@@ -261,9 +303,32 @@ def example_record(example: Example) -> dict[str, str]:
     return record
 
 
-def load_examples(path: Path, source_langs: Sequence[str], locales: Sequence[str] = ()) -> LoadedData:
-    """Read all of `path` with `read_pairs` (every row is validated; `locales` chooses between a TMX unit's variants)
-    and keep the non-empty rows whose source_lang is wanted.
+def reversed_example(example: Example) -> Example:
+    """The pair the other way round: its target as the source (same line and publication)."""
+    return Example(example.target, example.source, example.target_lang, example.source_lang, example.pub_number,
+                   example.line)  # fmt: skip
+
+
+def with_reverses(examples: Iterable[Example]) -> Iterator[tuple[Example, bool]]:
+    """Each row, then its reverse unless the data already hold it (a TMX `*all*` unit, a memory with both
+    directions: each row the other way round stands for one reverse): (row, whether it is a reverse)."""
+    rows = list(examples)
+    held = Counter((e.source_lang, e.source, e.target) for e in rows)
+    for example in rows:
+        yield example, False
+        reverse = reversed_example(example)
+        key = (reverse.source_lang, reverse.source, reverse.target)
+        if held[key] > 0:
+            held[key] -= 1
+        else:
+            yield reverse, True
+
+
+def load_examples(
+    path: Path, source_langs: Sequence[str], options: ReadOptions = ReadOptions(), both_directions: bool = False
+) -> LoadedData:
+    """Read all of `path` with `read_pairs` (every row is validated; `options` as read_pairs takes them) and keep the
+    non-empty rows whose source_lang is wanted; with `both_directions` every row also serves reversed.
 
     Raises `DataError` when no row is left. `source_langs` comes from the registry; an unknown code is a bug
     (`ValueError`).
@@ -273,20 +338,22 @@ def load_examples(path: Path, source_langs: Sequence[str], locales: Sequence[str
     if not wanted or unknown:
         raise ValueError(f"source_langs must be a non-empty subset of {LANGUAGES}, got {tuple(source_langs)}")
     examples: list[Example] = []
-    rows_read = rows_other = rows_empty = 0
+    rows_read = rows_other = rows_empty = rows_reversed = 0
     read = ReadCounts()
-    for example in read_pairs(path, locales, read):
-        rows_read += 1
+    rows = read_pairs(path, options, read)
+    for example, reverse in with_reverses(rows) if both_directions else ((row, False) for row in rows):
+        rows_read += not reverse
         if example.source_lang not in wanted:
-            rows_other += 1
+            rows_other += not both_directions  # with both directions every row serves, as it is or reversed
         elif not example.source or not example.target:
-            rows_empty += 1
+            rows_empty += not reverse
         else:
             examples.append(example)
+            rows_reversed += reverse
     if not examples:
         raise _error(Path(path), f"no rows with source_lang {' or '.join(wanted)} ({rows_read} rows read, 0 kept; "
                                  f"{rows_other} with another source_lang, {rows_empty} with empty source or target)")
-    return LoadedData(examples, rows_read, rows_other, rows_empty, read)
+    return LoadedData(examples, rows_read, rows_other, rows_empty, read, rows_reversed)
 
 
 def split_examples(
@@ -299,7 +366,8 @@ def split_examples(
 ) -> Split:
     """Split `examples` into train and eval, keeping each publication wholly on one side, then cap each side.
 
-    Rows sharing a pub_number form one group; a row without one is a group of its own. Groups are sorted by key and
+    Rows sharing a pub_number form one group; a row without one is a group with the rows of the same line that hold
+    the same two sentences (a pair and its reverse: a TMX `*all*` unit, --both-directions). Groups are sorted by key and
     shuffled with `random.Random(seed)`; in that order, each group that still fits goes to eval, until eval holds
     `max(1, ceil(val_ratio * len(examples)))` rows, so one large publication cannot swallow the data. When no group
     fits, eval gets the first smallest one. The last shuffled group always stays in train: with val_ratio > 0 and at
@@ -311,11 +379,12 @@ def split_examples(
     """
     if not (0.0 <= val_ratio < 1.0):
         raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
-    groups: dict[tuple[int, str, int, int], list[int]] = {}
+    groups: dict[tuple[int, str, int, str, str], list[int]] = {}
     for index, example in enumerate(examples):
-        # Publications sort before single rows; a single row is keyed by its line, the index only breaks ties
-        # between rows from different files.
-        key = (0, example.pub_number, 0, 0) if example.pub_number is not None else (1, "", example.line, index)
+        # Publications sort before single rows; a single row is keyed by its line and its two sentences, which tell
+        # rows of the same line in different files apart and keep a pair with its reverse.
+        sides = sorted((example.source, example.target))
+        key = (0, example.pub_number, 0, "", "") if example.pub_number is not None else (1, "", example.line, *sides)
         groups.setdefault(key, []).append(index)
     order = [groups[key] for key in sorted(groups)]
     random.Random(seed).shuffle(order)
@@ -361,6 +430,7 @@ def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
 
 
 __all__ = [
-    "PAIR_FORMATS", "Example", "LoadedData", "ReadCounts", "Split", "example_record", "load_examples", "read_jsonl",
-    "read_pairs", "primary_language", "seeded_sample", "split_examples", "subsample",
+    "PAIR_FORMATS", "Example", "LoadedData", "ReadCounts", "ReadOptions", "Split", "example_record", "load_examples",
+    "read_jsonl",
+    "pairs_sha256", "read_pairs", "primary_language", "seeded_sample", "split_examples", "subsample",
 ]  # fmt: skip

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
-from ..registry import LANGUAGES, primary_language
+from ..registry import LANGUAGES, header_language, primary_language
 from .pairs import _error, _open_binary, _read_error, _show
 from .termbase import Form, Record, fold, retired_status
 from .tmx import normalise_segment
@@ -59,12 +59,6 @@ PAIR_ALTERNATIVES = ","
 éloignement social`): a comma ends a term where csas matches terms, so a form holding one could never match."""
 TERMIUM_SEPARATOR = ";"
 """Between TERMIUM Plus's synonyms (and between their parameter lists)."""
-LANGUAGE_NAMES = {
-    "en": ("english", "anglais", "inglés", "ingles", "englisch", "inglese"),
-    "fr": ("french", "français", "francais", "französisch", "francés", "frances", "francese"),
-}
-"""Words that name a language in a header cell."""
-LOCALE = re.compile(r"(en|fr)([-_][a-z0-9]{1,8})*")
 SUBJECT_COLUMNS = ("subject", "subjects", "subjectfield", "domain", "domaine", "sujet")
 """Header names (folded, without spaces, `_` and `-`) of a subject column."""
 PAIR_COLUMNS = {
@@ -216,16 +210,6 @@ def table_rows(path: Path, sheet: str | None) -> tuple[str | None, Iterator[Row]
 # -- layouts ------------------------------------------------------------------------------------------------------
 
 
-def language_of(cell: str) -> str | None:
-    """The language a column header names: a code (`en`, `fr-CA`) or a language name in it (`Terme anglais`)."""
-    text = fold(cell).strip()
-    if LOCALE.fullmatch(text):
-        return primary_language(text)
-    words = set(re.findall(r"\w+", text))
-    found = [lang for lang in LANGUAGES if words & set(LANGUAGE_NAMES[lang]) or lang in words]
-    return found[0] if len(found) == 1 else None
-
-
 def split_forms(cell: str, separator: str) -> list[str]:
     return [form for form in (normalise_segment(v) for v in cell.split(separator)) if form]
 
@@ -250,7 +234,7 @@ class Layout:
 def columns_layout(header: Sequence[str]) -> Layout | None:
     found: dict[str, int] = {}
     for index, cell in enumerate(header):
-        lang = language_of(cell) if cell.strip() else None
+        lang = header_language(cell) if cell.strip() else None
         if lang is not None and lang not in found:
             found[lang] = index
     if any(lang not in found for lang in LANGUAGES):

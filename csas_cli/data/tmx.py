@@ -11,12 +11,15 @@ in the unit; such units are counted (`units_with_variants`).
 
 A tuv's language is its `xml:lang` (TMX 1.4) or `lang` (TMX 1.1, and Trados' TMX 1.4 exports) attribute, read
 case-insensitively by its primary subtag: `en`, `en-CA`, `EN-US`, `En-uS`, `fr_FR`, `FR-ca` all count, and so do
-Euramis codes such as `FR-01`. The source language is the unit's `srclang`, else the `<header>`'s; `*all*` means
-the pair serves both directions, so the unit gives two rows, English source first, both with the unit's line; so
-does a srclang in a third language (the English and the French are both translations of it). A `<prop
-type="pub_number">` (or `x-pub_number`) directly on the `<tu>` gives the publication (the first such prop;
-stripped, blank is None). `<note>`, `<prop>`, `<ude>` and `<map>` are read past wherever they stand, the order of
-the tuvs does not matter (a unit may give its target first), and comments may stand before and after the root.
+Euramis codes such as `FR-01`. The source language is the unit's `srclang`, else the `<header>`'s; `*all*` means the
+pair serves both directions, so the unit gives two rows, English source first, both with the unit's line; so does a
+srclang in a third language (the English and the French are both translations of it). A `<prop type="pub_number">`
+directly on the `<tu>` gives the publication (the first such prop; stripped, blank is None; the type read as
+producers decorate it: `x-pub_number`, `x-pub_number:SingleString`, `Txt::pub_number`); with `--publication-from
+tuid-prefix` the unit's `tuid` up to its first `:` gives it (TICO-19's `CMU_1:1`), with `--publication-from
+prop:NAME` the `<prop>` of that type (DGT-TM's `prop:Txt::Doc. No.`). `<note>`, `<prop>`, `<ude>` and `<map>` are
+read past wherever they stand, the order of the tuvs does not matter (a unit may give its target first), and
+comments may stand before and after the root.
 
 A segment's text is what a translator sees in a CAT tool:
 
@@ -70,11 +73,12 @@ from defusedxml.common import DefusedXmlException, EntitiesForbidden, ExternalRe
 from defusedxml.expatreader import DefusedExpatParser
 
 from ..errors import DataError
-from ..registry import LANGUAGES, locale_key, other_language, primary_language
-from .pairs import Example, ReadCounts, _error, _open_binary, _read_error, _show
+from ..registry import LANGUAGES, check_publication_from, locale_key, other_language, primary_language
+from .pairs import Example, ReadCounts, ReadOptions, _error, _open_binary, _read_error, _show
 
 CHUNK_BYTES = 1 << 20
 """How much of the file the parser is fed at a time."""
+TUID_PREFIX = "tuid-prefix"
 PUB_NUMBER = "pub_number"
 """The `<prop type=...>` that gives a unit's pub_number, once a producer's decorations are taken off (`prop_name`)."""
 _PROP_PREFIX = re.compile(r"^(?:x-(?:als:|alm:)?|txt::|att::)", re.IGNORECASE)
@@ -217,11 +221,15 @@ def decoder_name(decoder: Any) -> str:
 class _Handler(ContentHandler):
     """The state of the unit being read; each closed unit's rows go to `ready`. (Method names are SAX's.)"""
 
-    def __init__(self, path: Path, locator: Locator, locales: Sequence[str], counts: ReadCounts) -> None:
+    def __init__(self, path: Path, locator: Locator, options: ReadOptions, counts: ReadCounts) -> None:
         super().__init__()
         self.path = path
         self.locator = locator
-        self.locales = tuple(locales)
+        self.locales = options.locales
+        self.publication_from = check_publication_from(options.publication_from)
+        source = self.publication_from
+        self.pub_prop = PUB_NUMBER if source is None else prop_name(source[5:]) if source.startswith("prop:") else None
+        """The prop whose text is a unit's publication (None: the tuid gives it)."""
         self.counts = counts
         self.ready: list[Example] = []
         self.units = 0
@@ -234,11 +242,13 @@ class _Handler(ContentHandler):
         """A producer's tags written as text (OmegaT's), dropped like inline codes."""
         self._start_unit(0, None)
 
-    def _start_unit(self, line: int, srclang: str | None) -> None:
+    def _start_unit(self, line: int, srclang: str | None, tuid: str | None = None) -> None:
         self.tu_line = line
         self.tu_srclang = srclang
         self.pub_number: str | None = None
         self.pub_seen = False
+        if self.publication_from == TUID_PREFIX and tuid is not None:
+            self.pub_number, self.pub_seen = tuid.split(":", 1)[0].strip() or None, True
         self.tuvs: list[tuple[str, str, str]] = []
         """(primary language, code as written, text) of each tuv read."""
         self.prop_parts: list[str] | None = None
@@ -276,7 +286,7 @@ class _Handler(ContentHandler):
         elif name == "tu":
             if parent != "body":
                 raise self.fail(f"<tu> inside <{parent}>; translation units belong in <body>")
-            self._start_unit(self.locator.getLineNumber(), attrs.get("srclang"))
+            self._start_unit(self.locator.getLineNumber(), attrs.get("srclang"), attrs.get("tuid"))
         elif name == "tuv":
             if parent != "tu":
                 raise self.fail(f"<tuv> inside <{parent}>; it belongs in a <tu>")
@@ -291,7 +301,8 @@ class _Handler(ContentHandler):
             if self.tuv_text is not None:
                 raise self.fail("<tuv> has a second <seg>; expected one")
             self.seg_parts, self.tag_text = [], False
-        elif name == "prop" and parent == "tu" and not self.pub_seen and prop_name(attrs.get("type", "")) == PUB_NUMBER:
+        elif (name == "prop" and parent == "tu" and not self.pub_seen
+              and prop_name(attrs.get("type", "")) == self.pub_prop):
             self.prop_parts = []
 
     def characters(self, content: str) -> None:
@@ -370,10 +381,10 @@ def _refusal(path: Path, exc: Exception, line: int, kind: str = "TMX") -> DataEr
     return _error(path, f"refused by the XML parser ({type(exc).__name__})", line)
 
 
-def read_tmx(path: Path, locales: Sequence[str] = (), counts: ReadCounts | None = None) -> Iterator[Example]:
+def read_tmx(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCounts | None = None) -> Iterator[Example]:
     """Yield the English-French pairs of the TMX file `path`, validated, streaming (see the module docstring);
-    `locales` is the preference among a unit's variants of one language, and `counts` (when given) receives the
-    skipped units and those with variants as they are read.
+    `options` give the preference among a unit's variants of one language and where its publication comes from,
+    and `counts` (when given) receives the skipped units and those with variants as they are read.
 
     A generator, like `pairs.read_jsonl`: file errors (missing, directory, unreadable) are raised on the first
     `next()`; rows read before an error are yielded before it is raised; a file without any `<tu>`, or without any
@@ -383,7 +394,7 @@ def read_tmx(path: Path, locales: Sequence[str] = (), counts: ReadCounts | None 
     counts = ReadCounts() if counts is None else counts
     with _open_binary(path, "a TMX file") as handle:
         parser = hardened_parser()
-        handler = _Handler(path, parser, locales, counts)
+        handler = _Handler(path, parser, options, counts)
         parser.setContentHandler(handler)
         for chunk in xml_chunks(path, handle, "TMX"):
             failure: DataError | None = None

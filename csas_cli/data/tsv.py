@@ -1,13 +1,18 @@
 """Training pairs from tab-separated values: a header row, then one pair per line.
 
 The file is UTF-8 (a byte order mark is allowed), or UTF-16 with its byte order mark (what a spreadsheet's "Unicode
-Text" export writes). Its first non-blank line names the columns, case-insensitive and stripped, in any order:
-`source`, `target`, `source_lang` and optional `pub_number`; other columns are ignored. There is no quoting
-(csv.QUOTE_NONE): a field cannot hold a tab or a line break, and a quote is just a character; a field quoted the CSV
-way (`"Le ""stock"" est..."`, as spreadsheets quote a field holding a quote) is refused rather than read with its
-quotes.
-Each later line gives as many fields as the header names; blank lines are skipped. Values are validated as
-`pairs.read_jsonl` validates a row: stripped, source_lang en or fr, a blank pub_number is None. Standard library only.
+Text" export writes). Its first non-blank line names the columns, case-insensitive and stripped, in any order, in
+one of two layouts:
+
+- `source`, `target`, `source_lang` and optional `pub_number`: each row gives its own direction;
+- a column for English and one for French, named by a code (`en`, `fr`, `en-CA`) or a language name (`English`,
+  `Français`), as glossaries take them, and optional `pub_number`: each row is an English-to-French pair.
+
+Other columns are ignored. A field cannot hold a tab or a line break, and a quote is just a character (`"Yes," he
+said.` is read as written); only a field that a spreadsheet quoted because it holds a quote (`"Le ""stock"" est"`:
+wholly in quotes, with doubled quotes inside) is unquoted (`Le "stock" est`). Each later line gives as many fields
+as the header names; blank lines are skipped. Values are validated as `pairs.read_jsonl` validates a row:
+stripped, source_lang en or fr, a blank pub_number is None. Standard library only.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import codecs
 import io
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..registry import other_language
+from ..registry import LANGUAGES, header_language, other_language
 from .pairs import _BOM, REQUIRED_FIELDS, Example, _error, _open_binary, _parse_language, _read_error
 
 COLUMNS = (*REQUIRED_FIELDS, "pub_number")
@@ -28,8 +34,14 @@ _EXPECTED = "expected source, target, source_lang[, pub_number]"
 
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-_CSV_QUOTED = re.compile(r'^\s*"(?:[^"]|"")*""(?:[^"]|"")*"\s*$')
+_CSV_QUOTED = re.compile(r'^\s*"((?:[^"]|"")*""(?:[^"]|"")*)"\s*$')
 """A field in CSV quotes holding a doubled quote: what a spreadsheet writes for a field that holds a quote."""
+
+
+def unquoted(field: str) -> str:
+    """A field as the sheet held it: a spreadsheet's quoting undone (see the module docstring), else as written."""
+    found = _CSV_QUOTED.match(field)
+    return found.group(1).replace('""', '"') if found else field
 
 
 def _decode(path: Path, number: int, raw: bytes) -> str:
@@ -40,7 +52,7 @@ def _decode(path: Path, number: int, raw: bytes) -> str:
                            "byte order mark)", number) from None  # fmt: skip
 
 
-def _lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
+def text_lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
     """(line number, text without its line end) of every line: UTF-16 when the file starts with its byte order mark,
     else UTF-8 (a UTF-8 byte order mark dropped)."""
     start = handle.peek(2)[:2] if hasattr(handle, "peek") else b""
@@ -61,19 +73,38 @@ def _lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
         yield number, _decode(path, number, raw).removesuffix("\n").removesuffix("\r")
 
 
-def _header(path: Path, number: int, text: str) -> tuple[dict[str, int], int]:
+@dataclass(frozen=True)
+class Header:
+    """The columns a TSV file names: source/target/source_lang, or an English and a French column."""
+
+    columns: dict[str, int]
+    """source, target, source_lang (or en, fr), pub_number -> index."""
+    width: int
+    by_language: bool
+    """English and French columns: every row an English-to-French pair."""
+
+
+def _header(path: Path, number: int, text: str) -> Header:
     """The index of each column csas reads, and the header's field count."""
-    names = [name.strip().lower() for name in text.split("\t")]
+    cells = text.split("\t")
+    names = [name.strip().lower() for name in cells]
     columns: dict[str, int] = {}
     for index, name in enumerate(names):
         if name in COLUMNS:
             if name in columns:
                 raise _error(path, f"header names column {name!r} twice ({_EXPECTED})", number)
             columns[name] = index
-    for name in REQUIRED_FIELDS:
-        if name not in columns:
-            raise _error(path, f"header lacks column {name!r} ({_EXPECTED})", number)
-    return columns, len(names)
+    if all(name in columns for name in REQUIRED_FIELDS):
+        return Header(columns, len(names), False)
+    languages: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        lang = header_language(cell) if cell.strip() and names[index] not in COLUMNS else None
+        if lang is not None:
+            languages.setdefault(lang, index)
+    if "source" not in columns and "target" not in columns and all(lang in languages for lang in LANGUAGES):
+        return Header({**languages, **{k: v for k, v in columns.items() if k == "pub_number"}}, len(names), True)
+    missing = next(name for name in REQUIRED_FIELDS if name not in columns)
+    raise _error(path, f"header lacks column {missing!r} ({_EXPECTED}; or an en and an fr column)", number)
 
 
 def read_tsv(path: Path) -> Iterator[Example]:
@@ -84,35 +115,35 @@ def read_tsv(path: Path) -> Iterator[Example]:
     """
     path = Path(path)
     with _open_binary(path, "a TSV file") as handle:
-        columns: dict[str, int] | None = None
-        width = rows = number = 0
+        header: Header | None = None
+        rows = number = 0
         try:
-            for number, text in _lines(path, handle):
+            for number, text in text_lines(path, handle):
                 if not text.strip():
                     continue
-                if columns is None:
-                    columns, width = _header(path, number, text)
+                if header is None:
+                    header = _header(path, number, text)
                     continue
                 fields = text.split("\t")
-                if len(fields) != width:
-                    raise _error(path, f"has {len(fields)} tab-separated fields, the header has {width} (a field "
-                                       f"cannot hold a tab; there is no quoting)", number)  # fmt: skip
-                for name in ("source", "target"):
-                    if _CSV_QUOTED.match(fields[columns[name]]):
-                        raise _error(path, f"the {name} field is in CSV quotes (\"...\"\"...\"); csas reads TSV without "
-                                           "quoting: save the sheet without quotes, or as JSON Lines", number)  # fmt: skip
-                lang = _parse_language(path, number, fields[columns["source_lang"]])
+                if len(fields) != header.width:
+                    raise _error(path, f"has {len(fields)} tab-separated fields, the header has {header.width} (a "
+                                       f"field cannot hold a tab)", number)  # fmt: skip
+                columns = header.columns
+                if header.by_language:
+                    source, target, lang = unquoted(fields[columns["en"]]), unquoted(fields[columns["fr"]]), "en"
+                else:
+                    source, target = unquoted(fields[columns["source"]]), unquoted(fields[columns["target"]])
+                    lang = _parse_language(path, number, fields[columns["source_lang"]])
                 pub = fields[columns["pub_number"]].strip() or None if "pub_number" in columns else None
                 rows += 1
-                yield Example(fields[columns["source"]].strip(), fields[columns["target"]].strip(), lang,
-                              other_language(lang), pub, number)
+                yield Example(source.strip(), target.strip(), lang, other_language(lang), pub, number)
         except OSError as exc:
             raise _read_error(path, exc, number + 1) from None
-    if columns is None:
-        raise _error(path, "is empty; expected a TSV header row naming source, target, source_lang[, pub_number], "
-                           "then one pair per line")
+    if header is None:
+        raise _error(path, "is empty; expected a TSV header row naming source, target, source_lang[, pub_number] (or "
+                           "en, fr), then one pair per line")
     if rows == 0:
         raise _error(path, "has a header row but no data lines")
 
 
-__all__ = ["COLUMNS", "read_tsv"]
+__all__ = ["COLUMNS", "read_tsv", "text_lines", "unquoted"]

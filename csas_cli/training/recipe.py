@@ -34,9 +34,9 @@ from ..data.batches import (
 )
 from ..data.features import TokenizedPair, TokenizedSplit
 from ..data.glossary import Glossary
-from ..data.pairs import ReadCounts
+from ..data.pairs import ReadCounts, pairs_sha256
 from ..errors import CsasError, ModelError, TrainingError
-from ..files import file_sha256, library_versions, now_iso
+from ..files import library_versions, now_iso
 from ..inference.generation import GenerationSettings, LoadedModel
 from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINTS_DIR
 from ..memory import PeakMemory
@@ -345,8 +345,8 @@ class FinetuneRecipe:
             "warmup_steps": self.warmup_steps,
             "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "device": str(self.device),
-            "data_sha256": file_sha256(self.plan.corpus.data),
-            "eval_data_sha256": None if eval_data is None else file_sha256(eval_data),
+            "data_sha256": pairs_sha256(self.plan.corpus.data),
+            "eval_data_sha256": None if eval_data is None else pairs_sha256(eval_data),
             "cut": self.data.cut_counts(),
             "base_weights": None if self.weights is None else self.weights.to_dict(),
             "base_commit": self.base_commit,
@@ -398,15 +398,18 @@ class FinetuneRecipe:
         """What the data lost on its way in: pairs cut at the max lengths, rows skipped as empty, TMX units skipped
         or with variants chosen between."""
         cut, corpus, resolved = self.data.cut_counts(), self.plan.corpus, self.plan.resolved
-        read = ReadCounts(resolved.units_skipped or 0, resolved.units_with_variants or 0)
+        read = ReadCounts(resolved.units_skipped or 0, resolved.units_with_variants or 0,
+                          resolved.lines_one_sided or 0)  # fmt: skip
         units = read.describe(corpus.locales or ())
+        reversed_note = (f"; {counted(resolved.rows_reversed, 'pair')} reversed to serve the other direction "
+                         "(--both-directions)" if resolved.rows_reversed else "")  # fmt: skip
         other = resolved.rows_other_language or 0
         others = " and ".join(f"{other_language(s)}->{s}" for s in resolved.source_langs)
         return (
             f"{cut['sources']} sources cut at --max-source-len {corpus.max_source_len}, {cut['targets']} targets at "
             f"--max-target-len {corpus.max_target_len}; {resolved.rows_skipped or 0} empty rows skipped"
             + (f"; {counted(other, 'row')} of the other direction ({others}) left out" if other else "")
-            + (f"; {units}" if units else "")
+            + (f"; {units}" if units else "") + reversed_note
         )
 
     def step_size(self) -> str:

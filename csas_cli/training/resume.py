@@ -19,7 +19,7 @@ MUST_MATCH = (
     "which", "model_id", "revision", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
     "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
     "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
-    "train_rows", "eval_rows", "term_annotation", "locales",
+    "train_rows", "eval_rows", "term_annotation", "locales", "publication_from", "both_directions",
 )  # fmt: skip
 """Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
 
@@ -27,7 +27,8 @@ MUST_MATCH = (
 computes, and the count of evaluations without improvement comes back from the checkpoint, so a changed value
 applies to the run's history from there on."""
 
-RECORDED_BEFORE = {"term_annotation": 0.0, "locales": None, "glossary_subject": None, "glossary_sheet": None}
+RECORDED_BEFORE = {"term_annotation": 0.0, "locales": None, "glossary_subject": None, "glossary_sheet": None,
+                   "publication_from": None, "both_directions": False}  # fmt: skip
 """Values of settings added after runs were recorded: what a run.json without them ran with."""
 
 CHRF_MUST_MATCH = ("eval_chrf", "eval_chrf_samples", "eval_num_beams")

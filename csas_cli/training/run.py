@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from ..data.batches import batching_for
 from ..data.features import tokenize_split
 from ..data.glossary import Glossary, read_glossary
-from ..data.pairs import Example, Split, load_examples, split_examples, subsample
+from ..data.pairs import Example, ReadOptions, Split, load_examples, pairs_sha256, split_examples, subsample
 from ..errors import HardwareError, SettingsError
 from ..files import file_sha256, read_json_record
 from ..hub import hub_notes
@@ -55,7 +55,8 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         plan = replace(plan, resolved=replace(plan.resolved, model_id=os.path.abspath(plan.model_id)))
     corpus = settings.corpus
     langs = plan.resolved.source_langs
-    loaded = [load_examples(corpus.data, langs, corpus.locales or ())]
+    reading = ReadOptions.of(corpus)
+    loaded = [load_examples(corpus.data, langs, reading, corpus.both_directions)]
     notes: tuple[str, ...] = ()
     if corpus.eval_data is None:
         split = split_examples(
@@ -63,7 +64,7 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
             max_eval=corpus.max_eval_samples,
         )  # fmt: skip
     else:
-        loaded.append(load_examples(corpus.eval_data, langs, corpus.locales or ()))
+        loaded.append(load_examples(corpus.eval_data, langs, reading, corpus.both_directions))
         split = given_split(loaded[0].examples, loaded[1].examples, settings)
         notes = shared_note(split, corpus.data, corpus.eval_data)
     counts = {
@@ -73,6 +74,8 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         "rows_skipped": sum(d.rows_empty for d in loaded),
         "units_skipped": sum(d.read.units_skipped for d in loaded),
         "units_with_variants": sum(d.read.units_with_variants for d in loaded),
+        "lines_one_sided": sum(d.read.lines_one_sided for d in loaded),
+        "rows_reversed": sum(d.rows_reversed for d in loaded) if corpus.both_directions else None,
         "config_sha256": None if settings.output.config is None else file_sha256(settings.output.config),
     }  # fmt: skip
     plan = replace(plan, resolved=replace(plan.resolved, **counts))
@@ -290,8 +293,8 @@ def check_finished_run(settings: FinetuneSettings, environ: Mapping[str, str] | 
     "nothing to resume" would pass its adapter off as trained with them."""
     plan = prepare_run(settings, environ).plan
     eval_data = settings.corpus.eval_data
-    check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data),
-                    None if eval_data is None else file_sha256(eval_data), finished=True)  # fmt: skip
+    check_resumable(settings.run_dir, plan, pairs_sha256(settings.corpus.data),
+                    None if eval_data is None else pairs_sha256(eval_data), finished=True)  # fmt: skip
 
 
 def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
@@ -301,8 +304,8 @@ def resume_point(settings: FinetuneSettings, plan: Plan) -> Path | None:
     resume_from = choose_checkpoint(settings.run_dir, settings.output.resume, warn=say)
     if resume_from is not None:
         eval_data = settings.corpus.eval_data
-        check_resumable(settings.run_dir, plan, file_sha256(settings.corpus.data),
-                        None if eval_data is None else file_sha256(eval_data))  # fmt: skip
+        check_resumable(settings.run_dir, plan, pairs_sha256(settings.corpus.data),
+                        None if eval_data is None else pairs_sha256(eval_data))  # fmt: skip
     return resume_from
 
 

@@ -414,7 +414,7 @@ def convert(
     with user_errors():
         reading = reading_of(locales, publication_from)
         rows, read = run_convert(source, out, overwrite=overwrite, reading=reading)
-    units = read.describe(reading.locales)
+    units = read.describe(reading)
     stderr_line(f"{rows} row{'' if rows == 1 else 's'} written to {out}" + (f" ({units})" if units else ""))
 
 
@@ -437,14 +437,15 @@ def split(
         reading = reading_of(locales, publication_from)
         result = split_file(data, train_out, test_out, test_ratio=test_ratio, seed=seed, overwrite=overwrite,
                             reading=reading)  # fmt: skip
-    units = result.read.describe(reading.locales)
+    units = result.read.describe(reading)
     stderr_line(f"train: {counted(result.train, 'row')} ({counted(result.train_publications, 'publication')}) -> "
                 f"{train_out}")  # fmt: skip
     stderr_line(f"test: {counted(result.test, 'row')} ({counted(result.test_publications, 'publication')}) -> "
                 f"{test_out}")  # fmt: skip
     if result.without_publication:
-        stderr_line(f"{counted(result.without_publication, 'row')} without a publication, split by row (a TMX memory "
-                    "names its documents with --publication-from tuid-prefix or prop:NAME)")  # fmt: skip
+        hint = "" if reading.publication_from else (" (a TMX memory names its documents with --publication-from "
+                                                    "tuid-prefix or prop:NAME)")  # fmt: skip
+        stderr_line(f"{counted(result.without_publication, 'row')} without a publication, split by row{hint}")
     if units:
         stderr_line(units)
 
@@ -618,7 +619,7 @@ def translate(
     values: dict[str, Any],
     input_path: Annotated[
         str, typer.Argument(metavar="INPUT", help="Text file (a sentence per line), - for stdin, or pairs: .jsonl, "
-                            ".tmx, .tsv (the rows in the model's source language).")
+                            ".tmx, .tsv, SOURCE,TARGET files (the rows in the model's source language).")
     ],
     model: ModelOption = None,
     which: WhichOption = None,

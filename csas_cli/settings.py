@@ -504,6 +504,8 @@ class Resolved:
     """TMX units with several segments of one language, of which --locales (or the first) chose one."""
     lines_one_sided: int | None = None
     """Lines of line-aligned files with text on one side only, skipped."""
+    units_without_publication: int | None = None
+    """With --publication-from: TMX units it found no publication for."""
     rows_reversed: int | None = None
     """With --both-directions: the pairs added reversed (of rows_read, which counts the file's own rows)."""
     config_sha256: str | None = None

@@ -3,8 +3,8 @@
 
 The pairs are the shipped sample's and pretraining file's, repeated with a running number appended to both sides (so
 they are not all duplicates, and the numbers check has figures to compare). Each stage is timed separately, in the
-same process and on the same rows: reading the file (the baseline every command pays), the data checks, and the
-tokenizer-length count; the total is also given as a multiple of the reading time. Medians of --rounds runs.
+same process and on the same rows: reading the file (the baseline every command pays), the data checks, the
+misaligned check (its lexical part), and the tokenizer-length count; the total is also given as a multiple of the reading time. Medians of --rounds runs.
 
     python scripts/bench_check_data.py [--pairs 100000] [--which opus_mt_en_fr] [--model-id DIR] [--rounds 3]
 
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from csas_cli.commands.check_data import check_data, length_check, load_tokenizers  # noqa: E402
+from csas_cli.data.alignment import misaligned  # noqa: E402
 from csas_cli.data.checks import run_checks  # noqa: E402
 from csas_cli.data.pairs import read_pairs  # noqa: E402
 
@@ -68,11 +69,12 @@ def main() -> None:
 
             model_id = str(build_tiny_models(Path(tmp) / "models", [args.which])[args.which])
         tokenizer = load_tokenizers({args.which: model_id}, None)[args.which]
-        stages: dict[str, list[float]] = {"read": [], "checks": [], "tokenizer": [], "command": []}
+        stages: dict[str, list[float]] = {"read": [], "checks": [], "alignment": [], "tokenizer": [], "command": []}
         for _ in range(args.rounds):
             seconds, examples = timed(lambda: list(read_pairs(data)))
             stages["read"].append(seconds)
             stages["checks"].append(timed(lambda: run_checks(examples))[0])
+            stages["alignment"].append(timed(lambda: misaligned(examples, range(len(examples))))[0])
             stages["tokenizer"].append(timed(lambda: length_check(
                 args.which, tokenizer, examples, max_source_len=512, max_target_len=512))[0])
             stages["command"].append(timed(lambda: check_data(

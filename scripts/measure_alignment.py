@@ -8,7 +8,8 @@ among the rows of their direction inside the publication, as a memory whose docu
 whose target did not move is not counted as planted. Then, as check-data computes them (data/alignment.py):
 
 - rows: the misaligned check's precision and recall, by the lexical check alone, by the model's score alone (with
-  --score-with: the tiny models of `csas tiny-models`, built here unless --model-root has them), and both;
+  --score-with: the tiny models of `csas tiny-models`, built here unless --model-root has them), and both as
+  check-data combines them (a model's flag stands unless the lexical check vouches for the pair);
 - publications: how many planted publications the per-publication summary lists, how many it lists that were not
   planted, and whether the planted ones come first.
 
@@ -33,8 +34,8 @@ if str(ROOT) not in sys.path:
 
 from csas_cli.data.alignment import (  # noqa: E402
     PUBLICATION_CHECKS,
+    misaligned,
     misaligned_by_score,
-    misaligned_lexical,
     publication_summary,
 )
 from csas_cli.data.checks import run_checks  # noqa: E402
@@ -108,7 +109,7 @@ def main() -> None:
         rows, planted, chosen = plant(examples, args.publications, seed)
         judged = [i for i, ex in enumerate(rows) if ex.source and ex.target]
         start = time.perf_counter()
-        lexical = set(misaligned_lexical(rows, judged).details)
+        lexical = set(misaligned(rows, judged).details)
         lexical_s.append((time.perf_counter() - start) / len(judged))
         results["lexical"].append(precision_recall(lexical, planted))
         flagged = set(lexical)
@@ -116,9 +117,9 @@ def main() -> None:
             start = time.perf_counter()
             values = scorer.score([rows[i] for i in judged])
             model_s.append((time.perf_counter() - start) / len(judged))
-            by_model = set(misaligned_by_score({i: v for i, v in zip(judged, values) if v is not None})[0])
-            results["model"].append(precision_recall(by_model, planted))
-            flagged |= by_model
+            scores = {i: v for i, v in zip(judged, values) if v is not None}
+            results["model"].append(precision_recall(set(misaligned_by_score(scores)[0]), planted))
+            flagged = set(misaligned(rows, judged, scores).details)
             results["both"].append(precision_recall(flagged, planted))
         others = {i for c in run_checks(rows) if c.name in PUBLICATION_CHECKS for i in c.flagged}
         found, _ = publication_summary(rows, flagged | others)

@@ -13,7 +13,7 @@ import pytest
 from helpers import SAMPLE, invoke, one_error_line
 
 from csas_cli.data.alignment import binomial_cdf, binomial_sf, lexical_anchors, publication_summary
-from csas_cli.data.pairs import Example, load_examples, split_examples
+from csas_cli.data.pairs import Example, load_examples, read_pairs, split_examples
 
 KEY = "opus_mt_en_fr"
 
@@ -244,3 +244,58 @@ def test_the_lexical_anchors_and_the_binomial_law() -> None:
     rows = [Example("a", "b", "en", "fr", "P1" if i < 10 else "P2", i) for i in range(40)]
     found, rate = publication_summary(rows, set(range(10)))
     assert [f.publication for f in found] == ["P1"] and rate == 0.25
+
+
+def test_what_a_user_of_real_corpora_meets(tmp_path: Path) -> None:
+    """UTF-16 without its mark, blank lines at one file's end, one-sided lines in check-data's overview, a
+    hypothesis file with a line per source line, a --publication-from that finds nothing."""
+    (tmp_path / "u.en").write_bytes("Hello.\nWorld.\n".encode("utf-16-le"))
+    (tmp_path / "u.fr").write_bytes("Salut.\nMonde.\n".encode("utf-16-le"))
+    line = one_error_line(invoke("convert", f"{tmp_path / 'u.en'},{tmp_path / 'u.fr'}", tmp_path / "x.jsonl"))
+    assert line.endswith("u.en:1: looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its "
+                         "mark)")  # fmt: skip
+    (tmp_path / "t.en").write_text("The stock grew.\n\nOnly English.\nThe survey ended.\n\n\n", encoding="utf-8")
+    (tmp_path / "t.fr").write_text("Le stock a augmenté.\n\n\nLe relevé a pris fin.\n", encoding="utf-8")
+    pairs = f"{tmp_path / 't.en'},{tmp_path / 't.fr'}"
+    overview = invoke("check-data", pairs).stdout.splitlines()[0]
+    assert "2 rows (2 en->fr, 0 fr->en); 1 line with text on one side only skipped" in overview
+    hypotheses = tmp_path / "hyp.txt"  # one line per line of the source file, as sacrebleu takes them
+    hypotheses.write_text("Le stock a augmenté.\n\nSeulement.\nLe relevé a pris fin.\n", encoding="utf-8")
+    scored = json.loads(invoke("evaluate", "--data", pairs, "--translations", hypotheses, "--source-lang", "en",
+                               "--json").stdout)  # fmt: skip
+    assert scored["n"] == 2 and scored["chrf"] == 100.0
+    memory = tico_memory(tmp_path / "tico.tmx", documents=2, rows=3)
+    text = invoke("check-data", memory, "--publication-from", "prop:Txt::DocNo").stdout.splitlines()[0]
+    assert ("warning: --publication-from prop:Txt::DocNo: 6 units without a publication, no such prop (the units' "
+            "props: Txt::Doc. No.)") in text  # fmt: skip
+
+
+def test_tsv_rows_may_leave_out_trailing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "a.tsv"
+    path.write_text('English\tFrench\tNotes\nThe stock.\tLe stock.\n""\tVide.\tx\n', encoding="utf-8")
+    assert [(ex.source, ex.target) for ex in read_pairs(path)] == [("The stock.", "Le stock."), ("", "Vide.")]
+
+
+def test_drop_publications_alone_and_the_both_directions_hint(tmp_path: Path) -> None:
+    data = tmp_path / "shuffled.jsonl"
+    chosen = shuffled_sample(data, limit=30)
+    out = tmp_path / "clean.jsonl"
+    result = invoke("check-data", data, "--write-clean", out, "--drop-publications")
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert not {r["pub_number"] for r in kept} & set(chosen) and "(dropped: 3 publications flagged)" in result.stderr
+    english = write_jsonl(tmp_path / "en.jsonl", [r for r in sample_rows() if r["source_lang"] == "en"][:20])
+    line = one_error_line(invoke("finetune", "--which", "opus_mt_fr_en", "--data", english, "--dry-run"))
+    assert line.endswith("20 with another source_lang, 0 with empty source or target; --both-directions trains on "
+                         "them reversed)")  # fmt: skip
+
+
+def test_a_models_flag_needs_the_lexical_check_not_to_vouch_for_the_pair() -> None:
+    from csas_cli.data.alignment import misaligned
+
+    rows = [Example(f"The biomass of cod rose {i}% in 20{i:02d}.", f"La biomasse de la morue a augmenté de {i} % en "
+                    f"20{i:02d}.", "en", "fr", None, i) for i in range(1, 30)]  # fmt: skip
+    scores = {i: 1.0 + 0.01 * i for i in range(len(rows))}
+    scores[5] = 50.0  # the model's outlier, a pair the lexical check finds well anchored
+    found = misaligned(rows, list(range(len(rows))), scores)
+    assert found.threshold is not None and 5 not in found.details

@@ -552,7 +552,8 @@ def test_tsv_without_pub_number_column(tmp_path: Path) -> None:
 
 
 HEADER = "source\ttarget\tsource_lang\tpub_number\n"
-NO_QUOTING = " (a field cannot hold a tab)"
+NO_QUOTING = (" (a field cannot hold a tab or a line break: a spreadsheet cell with a line break splits its "
+              "row)")
 EXPECTED = "(expected source, target, source_lang[, pub_number]; or an en and an fr column)"
 EMPTY = ("is empty; expected a TSV header row naming source, target, source_lang[, pub_number] (or en, fr), then one "
          "pair per line")

@@ -145,7 +145,7 @@ def test_a_clamped_batch_trains_one_step_of_the_whole_split(tiny_models, tmp_pat
     record = json.loads((tmp_path / "runs" / KEY / "run.json").read_text())
     rows = record["plan"]["train_rows"]
     assert (record["total_steps"], record["plan"]["global_batch"]) == (1, rows)
-    assert f"1 steps of {rows} samples" in result.stderr and "note: a step of --batch-size 100000" in result.stderr
+    assert f"1 step of {rows} samples" in result.stderr and "note: a step of --batch-size 100000" in result.stderr
 
 
 # -- --dry-run's steps are the run's -----------------------------------------------------------------------------

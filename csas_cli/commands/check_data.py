@@ -32,14 +32,15 @@ from ..data.checks import (
     run_checks,
 )
 from ..data.alignment import (
+    CORROBORATION,
     LEXICAL_ALPHA,
     MIN_ANCHORS,
     MISALIGNED,
     MODEL_Z,
     PUBLICATION_CHECKS,
+    Misalignment,
     PublicationFlags,
-    misaligned_by_score,
-    misaligned_lexical,
+    misaligned,
     publication_summary,
 )
 from ..data.pairs import Example, ReadCounts, ReadOptions, read_pairs
@@ -75,6 +76,8 @@ class Publications:
     """The file's share of flagged rows (among the rows with a publication)."""
     checks: tuple[str, ...]
     """The checks whose flags count."""
+    publications: int = 0
+    """Publications in the file."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +87,13 @@ class DataReport:
     checks: list[CheckResult]
     lengths: list[LengthCheck]
     against: Path | None
-    locales: tuple[str, ...] = ()
-    """--locales, for the overview's words."""
+    reading: ReadOptions = ReadOptions()
+    """--locales and --publication-from, for the overview's words."""
     publications: Publications | None = None
     scored_with: tuple[str, ...] = ()
     """--score-with: the models whose scores the misaligned check used."""
+    misalignment: Misalignment | None = None
+    """The misaligned check's figures (the file's match rate, the model's threshold)."""
 
     def results(self) -> list[CheckResult]:
         return [*self.checks, *(length.result for length in self.lengths)]
@@ -103,6 +108,7 @@ class DataReport:
             "checks": [c.to_dict(shown) for c in self.checks],
             "lengths": [self.length_dict(c, shown) for c in self.lengths],
             "scored_with": list(self.scored_with),
+            "misaligned": None if self.misalignment is None else self.misalignment.to_dict(),
             "publications_flagged": [] if publications is None else [p.to_dict() for p in publications.flagged],
             "publications_flag_rate": None if publications is None else publications.rate,
         }
@@ -134,10 +140,15 @@ def model_ids(keys: Sequence[str], model_id: str | None, model_root: Path | None
     return {key: model_id_under(model_root, key) or REGISTRY[key].hub_id for key in keys}
 
 
-def parse_drop(drop: str | None, write_clean: Path | None, has_lengths: bool, has_against: bool) -> list[str]:
-    """The checks whose rows --write-clean leaves out."""
+def parse_drop(
+    drop: str | None, write_clean: Path | None, has_lengths: bool, has_against: bool, publications: bool = False
+) -> list[str]:
+    """The checks whose rows --write-clean leaves out (none, where `publications`: --drop-publications alone)."""
+    if drop is None and write_clean is not None and publications:
+        return []
     if (drop is None) != (write_clean is None):
-        raise SettingsError("--write-clean OUT and --drop CHECKS go together: --drop names the checks to leave out")
+        raise SettingsError("--write-clean OUT and --drop CHECKS go together: --drop names the checks to leave out "
+                            "(or --drop-publications, the publications the summary lists)")  # fmt: skip
     if drop is None:
         return []
     names = [n.strip() for n in drop.split(",") if n.strip()]
@@ -226,7 +237,7 @@ def check_data(
     sources = model_ids(keys, model_id, model_root) if keys else {}
     if revision is not None and len(keys) != 1:
         raise SettingsError("--revision goes with one --which (the hub revision of its tokenizer)")
-    dropped = parse_drop(drop, write_clean, bool(keys), against is not None)
+    dropped = parse_drop(drop, write_clean, bool(keys), against is not None, drop_publications)
     if drop_publications and write_clean is None:
         raise SettingsError("--drop-publications leaves out rows of --write-clean OUT: pass --write-clean")
     scoring = scorer_sources(score_with, keys, model_id, model_root, revision)
@@ -237,10 +248,12 @@ def check_data(
     examples = list(read_pairs(Path(path), reading, read))
     test = list(read_pairs(Path(against), reading)) if against is not None else None
     tokenizers = load_tokenizers(sources, revision)
+    say(f"checking {counted(len(examples), 'row')}: duplicates, copies, lengths, numbers, languages, alignment")
     checks = run_checks(examples, against=test)
     scores = model_scores(examples, scoring, device, bar, say) if scoring else None
     at = next((k for k, c in enumerate(checks) if c.name in SHARED_CHECKS), len(checks))
-    checks.insert(at, misaligned_check(examples, scores, tuple(scoring)))
+    check, misalignment = misaligned_check(examples, scores, tuple(scoring))
+    checks.insert(at, check)
     lengths = []
     for key, tokenizer in tokenizers.items():
         say(f"counting {key}'s tokens ({sources[key]})")
@@ -249,8 +262,9 @@ def check_data(
     flagged = {i for c in checks if c.name in PUBLICATION_CHECKS for i in c.flagged}
     found, rate = publication_summary(examples, flagged)
     report = DataReport(Path(path), {**overview(examples), **read.to_dict()}, checks, lengths,
-                        None if against is None else Path(against), reading.locales,
-                        Publications(found, rate, PUBLICATION_CHECKS), tuple(scoring))  # fmt: skip
+                        None if against is None else Path(against), reading,
+                        Publications(found, rate, PUBLICATION_CHECKS, count_publications(examples)),
+                        tuple(scoring), misalignment)  # fmt: skip
     if write_clean is not None:
         kept = kept_rows(examples, report.results(), dropped)
         if drop_publications:
@@ -263,27 +277,28 @@ def check_data(
     return report
 
 
+def count_publications(examples: Sequence[Example]) -> int:
+    return len({ex.pub_number for ex in examples if ex.pub_number is not None})
+
+
 def misaligned_check(
     examples: Sequence[Example], scores: dict[int, float] | None, models: tuple[str, ...]
-) -> CheckResult:
+) -> tuple[CheckResult, Misalignment]:
     """The misaligned check: the lexical flags, and the model's where `scores` (row index -> score) are given."""
     rows = [i for i, ex in enumerate(examples) if ex.source and ex.target]
-    lexical = misaligned_lexical(examples, rows)
-    details = dict(lexical.details)
+    found = misaligned(examples, rows, scores)
+    lexical = found.lexical
     title = (f"pairs whose sides share too few anchors (numbers, names, cognates): a chance under {LEXICAL_ALPHA:g} "
-             f"at the file's rate ({lexical.rate:.0%} shared; {lexical.judged} pairs with {MIN_ANCHORS}+ anchors "
-             "judged)")  # fmt: skip
-    if scores is not None:
-        by_model, threshold, median = misaligned_by_score(scores)
-        for i, why in by_model.items():
-            details[i] = f"{details[i]}; {why}" if i in details else why
-        if threshold is not None:
-            title += (f"; or whose score under {', '.join(models)} is above {threshold:.2f} (the file's median "
-                      f"{median:.2f} + {MODEL_Z:g} robust standard deviations; {len(scores)} pairs "
-                      "scored)")  # fmt: skip
+             f"at the file's rate ({lexical.rate:.0%} shared; {counted(lexical.judged, 'pair')} with {MIN_ANCHORS}+ "
+             "anchors judged)")  # fmt: skip
+    if found.threshold is not None:
+        title += (f"; or whose score under {', '.join(models)} is above {found.threshold:.2f} (the file's median "
+                  f"{found.median:.2f} + {MODEL_Z:g} robust standard deviations; {counted(found.scored, 'pair')} "
+                  f"scored) unless they share their anchors (a chance of {CORROBORATION:g} or more)")  # fmt: skip
+    details = found.details
     flagged = tuple(sorted(details))
     findings = tuple(Finding(examples[i].line, examples[i].source, examples[i].target, details[i]) for i in flagged)
-    return CheckResult(MISALIGNED, title, len(flagged), len(examples), flagged, findings)
+    return CheckResult(MISALIGNED, title, len(flagged), len(examples), flagged, findings), found
 
 
 def scorer_sources(
@@ -317,13 +332,17 @@ def model_scores(
     examples: Sequence[Example], sources: dict[str, Any], device: str, bar: bool, say: Callable[[str], None]
 ) -> dict[int, float]:
     """Each pair's model score (inference/pair_scores.py), for the pairs a given model's directions cover."""
+    from ..errors import ModelError
     from ..inference.generation import Runtime, load_for_inference
     from ..inference.pair_scores import PairScorer
     from ..progress import counting_bar
 
     models: dict[str, Any] = {}
     for item, source in sources.items():
-        loaded = load_for_inference(source, say=say, runtime=Runtime(device))
+        try:
+            loaded = load_for_inference(source, say=say, runtime=Runtime(device))
+        except ModelError as exc:
+            raise ModelError(f"--score-with {item}: {exc}") from None
         for lang in source.spec.source_langs:
             direction = f"{lang}->{'fr' if lang == 'en' else 'en'}"
             if direction in models:
@@ -346,7 +365,7 @@ def report_lines(report: DataReport, shown: int = EXAMPLES_SHOWN) -> list[str]:
     counts, then `shown` flagged rows (0: all), each as its line number and why, then its two sentences (a long one
     cut, `shown_text`)."""
     o = report.overview
-    lines = [f"{report.path}: {o_line(o, report.locales)}"]
+    lines = [f"{report.path}: {o_line(o, report.reading)}"]
     if report.against is not None:
         lines.append(f"compared with the test file {report.against}")
     lines += ["", f"{'rows':>7}  {'share':>6}  {'check':<20} what is counted"]
@@ -367,6 +386,9 @@ def publication_lines(publications: Publications | None) -> list[str]:
     if publications is None:
         return []
     checks = ", ".join(publications.checks)
+    if not publications.publications:
+        return ["", "no publications to compare: no row names one (a TMX memory names its documents with "
+                    "--publication-from tuid-prefix or prop:NAME)"]  # fmt: skip
     if not publications.flagged:
         return ["", f"no publication stands out: none holds far more rows flagged by {checks} than the file's "
                     f"{publications.rate:.1%}"]  # fmt: skip
@@ -387,11 +409,11 @@ def shown_text(text: str, width: int = SHOWN_CHARACTERS) -> str:
     return f"{text[: cut if cut > 0 else width]} [... cut: {len(text)} characters, --json shows them all]"
 
 
-def o_line(o: dict[str, Any], locales: Sequence[str] = ()) -> str:
-    """The overview in one line: rows, directions, publications, TMX units skipped or chosen between."""
+def o_line(o: dict[str, Any], reading: ReadOptions = ReadOptions()) -> str:
+    """The overview in one line: rows, directions, publications, what the reader skipped or chose between."""
     directions = ", ".join(f"{n} {d}" for d, n in o.get("directions", {}).items())
     parts = [f"{o.get('rows', 0)} rows ({directions})" if directions else f"{o.get('rows', 0)} rows"]
-    units = ReadCounts(o.get("units_skipped", 0), o.get("units_with_variants", 0)).describe(locales)
+    units = ReadCounts.from_dict(o).describe(reading)
     if units:
         parts.append(units)
     if "publications" in o:
@@ -400,7 +422,7 @@ def o_line(o: dict[str, Any], locales: Sequence[str] = ()) -> str:
     if isinstance(per, dict) and per:
         parts.append("rows per publication " + ", ".join(f"{k} {v}" for k, v in per.items()))
     if o.get("rows_without_pub_number"):
-        parts.append(f"{o['rows_without_pub_number']} rows without pub_number")
+        parts.append(f"{counted(o['rows_without_pub_number'], 'row')} without pub_number")
     return "; ".join(parts)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..data.fit import Fit, Forced, GlossaryOptions, fit_warning
+from ..data.aligned import aligned_paths
 from ..data.glossary import Glossary
 from ..data.pairs import ReadOptions
 from ..data.terms import TermScore, most_missed, term_success
@@ -282,9 +283,13 @@ def score_translations(
     lines = [line.removesuffix("\r") for line in text.split("\n")]  # not splitlines: U+2028 may sit in a line
     if lines and lines[-1] == "":
         lines.pop()
+    aligned = aligned_paths(data) is not None
+    if aligned and len(lines) != len(examples) and examples and max(ex.line for ex in examples) <= len(lines):
+        lines = [lines[ex.line - 1] for ex in examples]  # one line per line of the source file, as sacrebleu takes them
     if len(lines) != len(examples):
+        per = "one line per row (or per line of the source file)" if aligned else "one line per row"
         raise DataError(f"--translations {translations}: {len(lines)} lines for the {len(examples)} {direction} rows "
-                        f"of {data}; expected one line per row, in order")  # fmt: skip
+                        f"of {data}; expected {per}, in order")  # fmt: skip
     sources, references = [ex.source for ex in examples], [ex.target for ex in examples]
     tuned = scores_for(str(translations), which or "-", direction, sources, lines, references, glossary)
     fit = None if glossary is None else glossary_fit(glossary, direction, sources, references)[0]

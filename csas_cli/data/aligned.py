@@ -10,7 +10,7 @@ that does, and so are two files of one language. The first file is the source.
 The files are UTF-8 (a byte order mark allowed) or UTF-16 with its mark, read line by line together (a corpus of
 any size in constant space); a line ends at a line feed only (a carriage return before it is dropped), so a U+2028
 inside a sentence cannot shift the alignment. Files of different line counts are refused in one line naming both
-counts. A line empty on one side is skipped and counted (`ReadCounts.lines_one_sided`); a line empty on both is
+counts (blank lines at the end of one file aside). A line empty on one side is skipped and counted (`ReadCounts.lines_one_sided`); a line empty on both is
 skipped. Each row's line is its line number in both files. Standard library only.
 """
 
@@ -57,6 +57,11 @@ def languages_of(source: Path, target: Path) -> tuple[str, str]:
     return langs[0], langs[1]
 
 
+def one_line(text: str) -> str:
+    """A line's text: stripped, a carriage return inside it (an old Mac line end) read as a space."""
+    return text.replace("\r", " ").strip()
+
+
 def read_aligned(source: Path, target: Path, counts: ReadCounts | None = None) -> Iterator[Example]:
     """Yield the pairs of two line-aligned files, validated, streaming (see the module docstring); `counts` receives
     the lines empty on one side."""
@@ -68,15 +73,19 @@ def read_aligned(source: Path, target: Path, counts: ReadCounts | None = None) -
         lines = itertools.zip_longest(text_lines(source, left), text_lines(target, right))
         number = 0
         try:
+            ended: int | None = None
+            """The line count of the file that ended first."""
             for number, (a, b) in enumerate(lines, start=1):
                 if a is None or b is None:
+                    ended = number - 1 if ended is None else ended
+                    if not (a or b)[1].strip():  # blank lines at the end of the longer file
+                        continue
                     short = a is None
-                    rest = 1 + sum(1 for _ in lines)
-                    longer = number - 1 + rest
-                    raise _error(source, f"{number - 1 if short else longer} lines, but {target} has "
-                                         f"{longer if short else number - 1}; line-aligned files must have as many "
+                    longer = number + sum(1 for _ in lines)
+                    raise _error(source, f"{ended if short else longer} lines, but {target} has "
+                                         f"{longer if short else ended}; line-aligned files must have as many "
                                          "lines")  # fmt: skip
-                text_a, text_b = a[1].strip(), b[1].strip()
+                text_a, text_b = one_line(a[1]), one_line(b[1])
                 if not text_a and not text_b:
                     continue
                 if not text_a or not text_b:

@@ -1,13 +1,17 @@
 """Training data: read and validate a file of translation pairs, keep a model's rows, split them into train and eval.
 
-Three formats, chosen by the file's extension (`read_pairs`, `PAIR_FORMATS`):
+Four formats, chosen by the path (`read_pairs`, `PAIR_FORMATS`):
 
 - JSON Lines (`.jsonl`, and any other extension): one object per line, `{"source": str, "target": str,
   "source_lang": "en"|"fr", "pub_number": str}` (`pub_number` optional, extra fields ignored); `example_record`
   writes that object back.
-- TMX 1.4 translation memories (`.tmx`, `tmx.read_tmx`): each `<tu>` with one English and one French `<tuv>`.
+- TMX translation memories (`.tmx`, `tmx.read_tmx`): each `<tu>` with an English and a French `<tuv>`.
 - Tab-separated values (`.tsv`, `tsv.read_tsv`): a header row naming `source`, `target`, `source_lang` and optional
-  `pub_number`, then one pair per line.
+  `pub_number` (or an English and a French column), then one pair per line.
+- Line-aligned text files (`SOURCE,TARGET`, `aligned.read_aligned`), their languages from their names.
+
+How a file is read beyond its format (`ReadOptions`: --locales, --publication-from) is one value every command
+that reads pairs passes on; what a reader skipped or chose between is counted in a `ReadCounts`.
 
 Every problem a user can fix is a `DataError` whose message is one line, `"<path>:<line>: <what is wrong>"` or
 `"<path>: <what is wrong>"`. Standard library only here (the TMX reader adds defusedxml).
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from ..errors import DataError
+from ..files import file_sha256
 from ..progress import counted
 from ..registry import LANGUAGES, other_language, primary_language
 
@@ -74,7 +79,7 @@ class ReadOptions:
 
 @dataclass
 class ReadCounts:
-    """What reading a file left out or chose, counted as it is read (only a TMX reader counts anything)."""
+    """What reading a file left out or chose, counted as it is read (by the TMX and line-aligned readers)."""
 
     units_skipped: int = 0
     """Translation units without both an English and a French segment: skipped (a multilingual memory's units in
@@ -83,13 +88,24 @@ class ReadCounts:
     """Units holding several segments of one language (fr-FR and fr-CA): one was chosen, by --locales or first."""
     lines_one_sided: int = 0
     """Lines of line-aligned files with text on one side only: skipped."""
+    units_without_publication: int = 0
+    """With --publication-from: usable units it found no publication for (no such prop, a tuid without `:`)."""
+    prop_types: list[str] = field(default_factory=list)
+    """The first `<prop>` types seen on units, to name when --publication-from finds none."""
 
-    def to_dict(self) -> dict[str, int]:
-        return {"units_skipped": self.units_skipped, "units_with_variants": self.units_with_variants,
-                "lines_one_sided": self.lines_one_sided}  # fmt: skip
+    COUNTS = ("units_skipped", "units_with_variants", "lines_one_sided", "units_without_publication")
 
-    def describe(self, locales: Sequence[str] = ()) -> str:
-        """The counts in words for a log line, "" when both are 0."""
+    def to_dict(self) -> dict[str, Any]:
+        return {**{name: getattr(self, name) for name in self.COUNTS}, "prop_types": list(self.prop_types)}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "ReadCounts":
+        counts = {name: record.get(name) or 0 for name in cls.COUNTS}
+        return cls(**counts, prop_types=list(record.get("prop_types") or ()))
+
+    def describe(self, options: "ReadOptions" = ReadOptions()) -> str:
+        """The counts in words for a log line, "" when all are 0."""
+        locales = options.locales
         parts = []
         if self.units_skipped:
             parts.append(f"{counted(self.units_skipped, 'TMX unit')} without both an English and a French segment "
@@ -100,6 +116,12 @@ class ReadCounts:
             parts.append(f"{counted(self.units_with_variants, 'unit')} with several variants of one language, {how}")
         if self.lines_one_sided:
             parts.append(f"{counted(self.lines_one_sided, 'line')} with text on one side only skipped")
+        if self.units_without_publication:
+            source = options.publication_from or ""
+            found = ("no tuid with a ':'" if source == "tuid-prefix" else
+                     f"no such prop (the units' props: {', '.join(self.prop_types) or 'none'})")  # fmt: skip
+            parts.append(f"warning: --publication-from {source}: {counted(self.units_without_publication, 'unit')} "
+                         f"without a publication, {found}")  # fmt: skip
         return "; ".join(parts)
 
 
@@ -183,6 +205,14 @@ def _open_binary(path: Path, expected: str) -> BinaryIO:
         raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
+UTF16_WITHOUT_MARK = "looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its mark)"
+
+
+def looks_utf16(raw: bytes) -> bool:
+    """A line of UTF-16 text read as bytes: every other byte of its characters is zero."""
+    return raw.count(b"\x00") * 3 >= max(1, len(raw.rstrip(b"\r\n")))
+
+
 def _read_error(path: Path, exc: OSError, line: int | None = None) -> DataError:
     """A read failing half-way (a network share going away, an I/O error) is still about this file."""
     return _error(path, f"cannot be read ({exc.strerror or exc})", line)
@@ -235,6 +265,10 @@ def read_jsonl(path: Path) -> Iterator[Example]:
         number = 0
         try:
             for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise _error(path, "is UTF-16; csas reads JSON Lines as UTF-8: save it as UTF-8", number)
+                if number == 1 and looks_utf16(raw[:200]):
+                    raise _error(path, UTF16_WITHOUT_MARK, number)
                 if number == 1 and raw.startswith(_BOM):
                     raw = raw[len(_BOM):]
                 try:
@@ -285,7 +319,6 @@ def read_pairs(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCou
 
 def pairs_sha256(path: Path) -> str:
     """The sha256 of a pairs file (what run.json records and a resume checks); of both, for line-aligned files."""
-    from ..files import file_sha256
     from .aligned import aligned_paths
 
     files = aligned_paths(path)
@@ -351,8 +384,10 @@ def load_examples(
             examples.append(example)
             rows_reversed += reverse
     if not examples:
+        hint = "; --both-directions trains on them reversed" if rows_other and not both_directions else ""
         raise _error(Path(path), f"no rows with source_lang {' or '.join(wanted)} ({rows_read} rows read, 0 kept; "
-                                 f"{rows_other} with another source_lang, {rows_empty} with empty source or target)")
+                                 f"{rows_other} with another source_lang, {rows_empty} with empty source or "
+                                 f"target{hint})")  # fmt: skip
     return LoadedData(examples, rows_read, rows_other, rows_empty, read, rows_reversed)
 
 

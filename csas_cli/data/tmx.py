@@ -79,6 +79,8 @@ from .pairs import Example, ReadCounts, ReadOptions, _error, _open_binary, _read
 CHUNK_BYTES = 1 << 20
 """How much of the file the parser is fed at a time."""
 TUID_PREFIX = "tuid-prefix"
+PROP_TYPES_KEPT = 10
+"""The `<prop>` types of units a reading keeps, to name when --publication-from finds none."""
 PUB_NUMBER = "pub_number"
 """The `<prop type=...>` that gives a unit's pub_number, once a producer's decorations are taken off (`prop_name`)."""
 _PROP_PREFIX = re.compile(r"^(?:x-(?:als:|alm:)?|txt::|att::)", re.IGNORECASE)
@@ -247,7 +249,7 @@ class _Handler(ContentHandler):
         self.tu_srclang = srclang
         self.pub_number: str | None = None
         self.pub_seen = False
-        if self.publication_from == TUID_PREFIX and tuid is not None:
+        if self.publication_from == TUID_PREFIX and tuid is not None and ":" in tuid:
             self.pub_number, self.pub_seen = tuid.split(":", 1)[0].strip() or None, True
         self.tuvs: list[tuple[str, str, str]] = []
         """(primary language, code as written, text) of each tuv read."""
@@ -301,9 +303,12 @@ class _Handler(ContentHandler):
             if self.tuv_text is not None:
                 raise self.fail("<tuv> has a second <seg>; expected one")
             self.seg_parts, self.tag_text = [], False
-        elif (name == "prop" and parent == "tu" and not self.pub_seen
-              and prop_name(attrs.get("type", "")) == self.pub_prop):
-            self.prop_parts = []
+        elif name == "prop" and parent == "tu":
+            kind = attrs.get("type", "")
+            if len(self.counts.prop_types) < PROP_TYPES_KEPT and kind not in self.counts.prop_types:
+                self.counts.prop_types.append(kind)
+            if not self.pub_seen and prop_name(kind) == self.pub_prop:
+                self.prop_parts = []
 
     def characters(self, content: str) -> None:
         if self.seg_parts is not None:
@@ -362,6 +367,7 @@ class _Handler(ContentHandler):
         sources = (source,) if source in LANGUAGES else LANGUAGES
         self.usable += 1
         self.counts.units_with_variants += several
+        self.counts.units_without_publication += self.publication_from is not None and self.pub_number is None
         for lang in sources:
             target = other_language(lang)
             self.ready.append(Example(texts[lang], texts[target], lang, target, self.pub_number, self.tu_line))

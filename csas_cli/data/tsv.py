@@ -8,7 +8,7 @@ one of two layouts:
 - a column for English and one for French, named by a code (`en`, `fr`, `en-CA`) or a language name (`English`,
   `Français`), as glossaries take them, and optional `pub_number`: each row is an English-to-French pair.
 
-Other columns are ignored. A field cannot hold a tab or a line break, and a quote is just a character (`"Yes," he
+Other columns are ignored (a row may leave out the trailing ones). A field cannot hold a tab or a line break, and a quote is just a character (`"Yes," he
 said.` is read as written); only a field that a spreadsheet quoted because it holds a quote (`"Le ""stock"" est"`:
 wholly in quotes, with doubled quotes inside) is unquoted (`Le "stock" est`). Each later line gives as many fields
 as the header names; blank lines are skipped. Values are validated as `pairs.read_jsonl` validates a row:
@@ -26,7 +26,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..registry import LANGUAGES, header_language, other_language
-from .pairs import _BOM, REQUIRED_FIELDS, Example, _error, _open_binary, _parse_language, _read_error
+from .pairs import (
+    _BOM,
+    REQUIRED_FIELDS,
+    UTF16_WITHOUT_MARK,
+    Example,
+    _error,
+    _open_binary,
+    _parse_language,
+    _read_error,
+    looks_utf16,
+)
 
 COLUMNS = (*REQUIRED_FIELDS, "pub_number")
 """The columns csas reads; the last one is optional."""
@@ -39,9 +49,13 @@ _CSV_QUOTED = re.compile(r'^\s*"((?:[^"]|"")*""(?:[^"]|"")*)"\s*$')
 
 
 def unquoted(field: str) -> str:
-    """A field as the sheet held it: a spreadsheet's quoting undone (see the module docstring), else as written."""
+    """A field as the sheet held it: a spreadsheet's quoting undone (see the module docstring; `""` alone is an empty
+    cell), else as written."""
+    if field.strip() == '""':
+        return ""
     found = _CSV_QUOTED.match(field)
     return found.group(1).replace('""', '"') if found else field
+
 
 
 def _decode(path: Path, number: int, raw: bytes) -> str:
@@ -67,6 +81,8 @@ def text_lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
                          number + 1) from None  # fmt: skip
         return
     for number, raw in enumerate(handle, start=1):
+        if number == 1 and looks_utf16(raw[:200]):
+            raise _error(path, UTF16_WITHOUT_MARK, number)
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
         # Only the line's own end goes: a field may end in other white space, which the value's strip drops.
@@ -125,9 +141,13 @@ def read_tsv(path: Path) -> Iterator[Example]:
                     header = _header(path, number, text)
                     continue
                 fields = text.split("\t")
+                needed = max(header.columns.values()) + 1
+                if needed <= len(fields) < header.width:  # trailing columns csas does not read, left empty
+                    fields += [""] * (header.width - len(fields))
                 if len(fields) != header.width:
                     raise _error(path, f"has {len(fields)} tab-separated fields, the header has {header.width} (a "
-                                       f"field cannot hold a tab)", number)  # fmt: skip
+                                       "field cannot hold a tab or a line break: a spreadsheet cell with a line "
+                                       "break splits its row)", number)  # fmt: skip
                 columns = header.columns
                 if header.by_language:
                     source, target, lang = unquoted(fields[columns["en"]]), unquoted(fields[columns["fr"]]), "en"

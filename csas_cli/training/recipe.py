@@ -34,7 +34,7 @@ from ..data.batches import (
 )
 from ..data.features import TokenizedPair, TokenizedSplit
 from ..data.glossary import Glossary
-from ..data.pairs import ReadCounts, pairs_sha256
+from ..data.pairs import ReadCounts, ReadOptions, pairs_sha256
 from ..errors import CsasError, ModelError, TrainingError
 from ..files import library_versions, now_iso
 from ..inference.generation import GenerationSettings, LoadedModel
@@ -364,7 +364,8 @@ class FinetuneRecipe:
         reporter.line(
             f"{plan.which}: {plan.model_id} on {self.device} ({plan.resolved.precision}"
             f"{', QLoRA 4-bit' if lora.qlora else ''}); {len(self.data.train)} train / {len(self.data.eval)} eval "
-            f"pairs ({self.data_note()}); {self.steps.total_steps} steps of {self.step_size()}; LoRA r={lora.lora_r} "
+            f"pairs ({self.data_note()}); {counted(self.steps.total_steps, 'step')} of {self.step_size()}; LoRA "
+            f"r={lora.lora_r} "
             f"on {','.join(lora.lora_targets)}: {n_trainable:,} of {n_total:,} parameters trained"
         )
         notice = None if self.weights is None else self.weights.notice(plan.model_id)
@@ -399,8 +400,8 @@ class FinetuneRecipe:
         or with variants chosen between."""
         cut, corpus, resolved = self.data.cut_counts(), self.plan.corpus, self.plan.resolved
         read = ReadCounts(resolved.units_skipped or 0, resolved.units_with_variants or 0,
-                          resolved.lines_one_sided or 0)  # fmt: skip
-        units = read.describe(corpus.locales or ())
+                          resolved.lines_one_sided or 0, resolved.units_without_publication or 0)  # fmt: skip
+        units = read.describe(ReadOptions.of(corpus))
         reversed_note = (f"; {counted(resolved.rows_reversed, 'pair')} reversed to serve the other direction "
                          "(--both-directions)" if resolved.rows_reversed else "")  # fmt: skip
         other = resolved.rows_other_language or 0

@@ -75,6 +75,7 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         "units_skipped": sum(d.read.units_skipped for d in loaded),
         "units_with_variants": sum(d.read.units_with_variants for d in loaded),
         "lines_one_sided": sum(d.read.lines_one_sided for d in loaded),
+        "units_without_publication": sum(d.read.units_without_publication for d in loaded),
         "rows_reversed": sum(d.rows_reversed for d in loaded) if corpus.both_directions else None,
         "config_sha256": None if settings.output.config is None else file_sha256(settings.output.config),
     }  # fmt: skip

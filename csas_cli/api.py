@@ -15,40 +15,19 @@ decides what is shown.
 
 from __future__ import annotations
 
-import functools
 import inspect
-import json
-from contextvars import ContextVar
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Iterator, Mapping, Sequence
 
-from .config import Config, load_config
-from .errors import SettingsError
-from .layout import BEST_DIR, FINISHED, run_state
+from .config import Config, layered, load_config
+from .errors import CsasError, SettingsError
+from .layout import RunRecord, run_state
 from .progress import say, to_logging
-from .settings import FinetuneSettings
-
-T = TypeVar("T")
-
-
-_PASSED: ContextVar[frozenset[str]] = ContextVar("csas_passed", default=frozenset())
-"""The arguments the caller of finetune_model actually passed (they win over a config, as flags do)."""
-
-
-def records_passed(func: Callable[..., T]) -> Callable[..., T]:
-    """Note which arguments each call passes, whatever their values, keeping `func`'s signature."""
-    signature = inspect.signature(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        token = _PASSED.set(frozenset(signature.bind(*args, **kwargs).arguments))
-        try:
-            return func(*args, **kwargs)
-        finally:
-            _PASSED.reset(token)
-
-    return wrapper
+from .fields import FINETUNE, REQUIRED, flag_name
+from .settings import FIELDS, FinetuneSettings
 
 
 @dataclass(frozen=True)
@@ -81,102 +60,165 @@ class FinetuneResult:
         return self.status in ("ok", "skipped", "planned")
 
 
-@records_passed
+UNSET: Any = object()
+"""The real default of finetune_model's parameters: an argument left at it was not given (its signature shows the
+setting's default instead)."""
+
+SEED_ARGUMENTS = (
+    "which", "data_path", "output_directory", "learning_rate", "batch_size", "grad_accum", "epochs", "val_ratio",
+    "max_source_len", "max_target_len", "bf16", "fp16", "no_qlora", "seed", "save_steps", "eval_steps",
+    "logging_steps", "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
+)  # fmt: skip
+"""The seed's `finetune_model` parameters, in its order (finetune.py's flags under their finetune.py names)."""
+API_NAMES = {"data": "data_path", "output_dir": "output_directory", "qlora": "no_qlora"}
+"""Settings the seed's signature names otherwise (`no_qlora` is `qlora` inverted)."""
+KEYWORD_ORDER = (
+    "model_id", "revision", "max_tokens", "max_train_samples", "max_eval_samples", "lora_targets", "eval_data",
+    "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "save_total_limit", "glossary", "glossary_subject",
+    "glossary_sheet", "term_annotation", "locales", "publication_from", "both_directions", "overwrite", "resume",
+)  # fmt: skip
+"""The order the keyword-only options are shown in; every other `csas finetune` setting follows (settings.py)."""
+OWN = ("config", "dry_run")
+"""The API's own keyword-only arguments."""
+
+
+def keyword_options() -> tuple[str, ...]:
+    """finetune_model's keyword-only options: every `csas finetune` setting the seed's signature does not hold,
+    listed ones first (a new setting is one, with nothing else edited)."""
+    seed = {API_NAMES.get(name, name) for name in FIELDS} & set(SEED_ARGUMENTS)
+    names = [n for n, f in FIELDS.items()
+             if FINETUNE in f.metadata["commands"] and API_NAMES.get(n, n) not in seed and n not in OWN]
+    return (*[n for n in KEYWORD_ORDER if n in names], *[n for n in names if n not in KEYWORD_ORDER])
+
+
+def api_annotation(name: str) -> str:
+    """How finetune_model's signature shows an argument's type: the field's, taking a str where a Path or a tuple of
+    names is meant, None where the option has a default of its own."""
+    hint = str(FIELDS[name].type)
+    if "Path" in hint:
+        hint = "str | Path" + (" | None" if "None" in hint else "")
+    elif "tuple[str" in hint:
+        hint = "str | Sequence[str]" + (" | None" if "None" in hint else "")
+    return hint
+
+
+def api_signature() -> inspect.Signature:
+    """finetune_model's signature as callers see it: the seed's parameters with their defaults (which, data_path and
+    output_directory required), then the keyword-only options (None: the option's default; False for a switch),
+    then `config` and `dry_run`."""
+    parameters = []
+    for name in SEED_ARGUMENTS:
+        flat = next((n for n, api in API_NAMES.items() if api == name), name)
+        f = FIELDS[flat]
+        required = name in ("which", "data_path", "output_directory")
+        default = inspect.Parameter.empty if required else (not f.default if name == "no_qlora" else f.default)
+        annotation = "bool" if name == "no_qlora" else api_annotation(flat)
+        parameters.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                            annotation=annotation))  # fmt: skip
+    for name in keyword_options():
+        hint = api_annotation(name)
+        switch = hint == "bool"
+        annotation = hint if switch or "None" in hint else f"{hint} | None"
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False if switch else None,
+                                            annotation=annotation))  # fmt: skip
+    parameters.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation="Config | str | Path | Mapping[str, Any] | Any"))  # fmt: skip
+    parameters.append(inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"))
+    return inspect.Signature(parameters, return_annotation="FinetuneResult")
+
+
+def given_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings the caller gave (arguments not left UNSET), by flat settings name: `no_qlora` as `qlora`
+    inverted, paths as Path, a list of LoRA targets joined."""
+    given: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if value is UNSET or name in OWN:
+            continue
+        flat = next((n for n, api in API_NAMES.items() if api == name), name)
+        if flat == "qlora":
+            value = not value
+        elif flat in ("data", "output_dir", "eval_data", "glossary") and value is not None:
+            value = Path(value)
+        elif flat == "lora_targets" and isinstance(value, (list, tuple)):
+            value = ",".join(value)
+        if value is not None:  # None: the option's default
+            given[flat] = value
+    return given
+
+
 def finetune_model(
-    which: str,
-    data_path: str | Path,
-    output_directory: str | Path,
-    learning_rate: float = 2e-4,
-    batch_size: int = 8,
-    grad_accum: int = 2,
-    epochs: float = 1.0,
-    val_ratio: float = 0.05,
-    max_source_len: int = 512,
-    max_target_len: int = 512,
-    bf16: bool = False,
-    fp16: bool = False,
-    no_qlora: bool = False,
-    seed: int = 42,
-    save_steps: int = 1000,
-    eval_steps: int = 1000,
-    logging_steps: int = 50,
-    warmup_ratio: float = 0.03,
-    device_map: str = "auto",
-    disable_tqdm: bool = False,
-    lora_r: int = 32,
-    lora_alpha: int = 64,
-    lora_dropout: float = 0.05,
-    max_steps: int | None = None,
-    *,
-    model_id: str | None = None,
-    revision: str | None = None,
-    max_tokens: int | None = None,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
-    lora_targets: str | Sequence[str] | None = None,
-    eval_data: str | Path | None = None,
-    eval_chrf: bool = False,
-    eval_chrf_samples: int | None = None,
-    eval_num_beams: int | None = None,
-    patience: int | None = None,
-    save_total_limit: int | None = None,
-    glossary: str | Path | None = None,
-    glossary_subject: str | None = None,
-    glossary_sheet: str | None = None,
-    term_annotation: float | None = None,
-    locales: str | Sequence[str] | None = None,
-    publication_from: str | None = None,
-    both_directions: bool = False,
-    overwrite: bool = False,
-    resume: str | None = None,
-    config: Config | str | Path | Mapping[str, Any] | Any = None,
-    dry_run: bool = False,
+    which: str = UNSET, data_path: str | Path = UNSET, output_directory: str | Path = UNSET,
+    learning_rate: float = UNSET, batch_size: int = UNSET, grad_accum: int = UNSET, epochs: float = UNSET,
+    val_ratio: float = UNSET,
+    max_source_len: int = UNSET, max_target_len: int = UNSET, bf16: bool = UNSET, fp16: bool = UNSET,
+    no_qlora: bool = UNSET, seed: int = UNSET, save_steps: int = UNSET, eval_steps: int = UNSET,
+    logging_steps: int = UNSET, warmup_ratio: float = UNSET, device_map: str = UNSET, disable_tqdm: bool = UNSET,
+    lora_r: int = UNSET, lora_alpha: int = UNSET, lora_dropout: float = UNSET, max_steps: int | None = UNSET,
+    *, config: Config | str | Path | Mapping[str, Any] | Any = None, dry_run: bool = False, **options: Any,
 ) -> FinetuneResult:
     """Fine-tune one registry model (`which`) on `data_path` into `output_directory/<which>`, as `csas finetune`.
 
     Every argument means what the `csas finetune` flag of that name means (`learning_rate` is --lr, `no_qlora`
     --no-qlora, `output_directory` --output-dir), with finetune.py's defaults; the keyword-only ones are csas's own
-    options, None meaning the option's default. `config`: a settings file (path), the pipeline's three tables (a
-    mapping or a module) or a Config, applied for this model under the arguments that differ from their defaults
-    (as flags win over the file). `dry_run`: check everything that needs no weights and return the plan only.
+    options (every other `csas finetune` setting, `inspect.signature(finetune_model)` lists them), None meaning the
+    option's default. `config`: a settings file (path), the pipeline's three tables (a mapping or a module) or a
+    Config, applied for this model under the arguments given (as flags win over the file). `dry_run`: check
+    everything that needs no weights and return the plan only.
 
-    Raises a CsasError subclass (DataError naming the file and line, SettingsError naming the setting, ModelError,
-    OutputError, HardwareError, TrainingError; Preempted or Interrupted after a checkpoint when a signal stopped it).
+    Raises a CsasError subclass (DataError naming the file and line, SettingsError naming the setting by its
+    argument here, ModelError, OutputError, HardwareError, TrainingError; Preempted or Interrupted after a checkpoint
+    when a signal stopped it).
     """
-    given = {
-        "which": which, "data": Path(data_path), "output_dir": Path(output_directory), "learning_rate": learning_rate,
-        "batch_size": batch_size, "grad_accum": grad_accum, "epochs": epochs, "val_ratio": val_ratio,
-        "max_source_len": max_source_len, "max_target_len": max_target_len, "bf16": bf16, "fp16": fp16,
-        "qlora": not no_qlora, "seed": seed, "save_steps": save_steps, "eval_steps": eval_steps,
-        "logging_steps": logging_steps, "warmup_ratio": warmup_ratio, "device_map": device_map,
-        "disable_tqdm": disable_tqdm, "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-        "max_steps": max_steps,
-    }  # fmt: skip
-    own = {
-        "model_id": model_id, "revision": revision, "max_tokens": max_tokens, "max_train_samples": max_train_samples,
-        "max_eval_samples": max_eval_samples, "lora_targets": lora_targets, "eval_chrf_samples": eval_chrf_samples,
-        "eval_num_beams": eval_num_beams, "patience": patience, "save_total_limit": save_total_limit,
-        "resume": resume, "eval_data": None if eval_data is None else Path(eval_data),
-        "glossary": None if glossary is None else Path(glossary), "term_annotation": term_annotation,
-        "glossary_subject": glossary_subject, "glossary_sheet": glossary_sheet, "locales": locales,
-        "publication_from": publication_from,
-    }  # fmt: skip
-    values = {**given, **{k: v for k, v in own.items() if v is not None}}
-    values.update({k: True for k, v in (("eval_chrf", eval_chrf), ("overwrite", overwrite),
-                                        ("both_directions", both_directions)) if v})  # fmt: skip
-    if isinstance(values.get("lora_targets"), (list, tuple)):
-        values["lora_targets"] = ",".join(values["lora_targets"])
-    with to_logging():
-        loaded = load_config(config)
-        if loaded is not None:
-            from .config import over_file
-
-            names = {"no_qlora": "qlora", "data_path": "data", "output_directory": "output_dir"}
-            values = over_file(values, {names.get(n, n) for n in _PASSED.get()}, loaded)
+    arguments = {name: value for name, value in locals().items() if name in SEED_ARGUMENTS}
+    unknown = sorted(set(options) - set(keyword_options()))
+    if unknown:
+        raise TypeError(f"finetune_model() got an unexpected keyword argument {unknown[0]!r}")
+    for name in ("which", "data_path", "output_directory"):
+        if arguments[name] is UNSET:
+            raise TypeError(f"finetune_model() missing required argument: {name!r}")
+    given = given_settings({**arguments, **options})
+    defaults = {name: f.default for name, f in FIELDS.items() if f.default is not REQUIRED}
+    with to_logging(), in_api_terms():
+        values = layered(defaults, load_config(config), given["which"], given)
         settings = FinetuneSettings.create(**values)
         if dry_run:
             return planned(settings)
         return train_one(settings)
+
+
+finetune_model.__signature__ = api_signature()  # type: ignore[attr-defined]
+
+FLAG = re.compile(r"(?P<before>\b(?:pass|add|drop) )?--(?P<name>[a-z][a-z0-9_-]*)")
+
+
+def api_spelling(message: str) -> str:
+    """A message as the API says it: each `csas finetune` flag by the argument that gives it (`--lr` is
+    `learning_rate`, `--no-qlora` is `no_qlora`, `pass --overwrite` is `pass overwrite=True`)."""
+    names = {}
+    for name, f in FIELDS.items():
+        api = API_NAMES.get(name, name)
+        flag = ("no_" if name == "qlora" else "") + (flag_name(f) if name != "qlora" else "qlora")
+        names[flag] = names[flag.replace("_", "-")] = (api, f.default is False or f.default is True)
+
+    def spelled(match: re.Match[str]) -> str:
+        found = names.get(match["name"])
+        if found is None:
+            return match.group()
+        api, switch = found
+        return f"{match['before']}{api}=True" if switch and match["before"] else f"{match['before'] or ''}{api}"
+
+    return FLAG.sub(spelled, message)
+
+
+@contextmanager
+def in_api_terms() -> Iterator[None]:
+    """CsasErrors raised inside name settings by their finetune_model arguments: one message, the API's spelling."""
+    try:
+        yield
+    except CsasError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (api_spelling(exc.args[0]), *exc.args[1:])
+        raise
 
 
 def finetuning_pipeline(
@@ -203,9 +245,9 @@ def finetuning_pipeline(
     after its checkpoint (the models left are `not run`). `dry_run`: the plans only. Bad arguments or a bad config
     raise a CsasError before anything runs.
     """
-    from .commands.finetune_all import all_settings, run_all
+    from .training.batch import all_settings, run_all
 
-    with to_logging():
+    with to_logging(), in_api_terms():
         settings_list = all_settings(
             data=Path(data_path), output_dir=Path(output_root), only=key_list(only), skip=key_list(skip),
             model_root=None if model_root is None else Path(model_root), config=load_config(config),
@@ -270,17 +312,11 @@ def result_of(settings: FinetuneSettings, status: str, error: str | None = None)
     run_dir = settings.run_dir
     if status not in ("ok", "skipped") or run_state(run_dir) != "finished":
         return FinetuneResult(settings.which, status, run_dir, error=error)
-    finished = json.loads((run_dir / FINISHED).read_text(encoding="utf-8"))
-    try:
-        plan = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("plan", {})
-    except (OSError, ValueError):
-        plan = {}
+    record = RunRecord.read(run_dir)
     return FinetuneResult(
-        settings.which, status, run_dir, adapter=run_dir / finished.get("adapter", "lora"),
-        best_adapter=run_dir / BEST_DIR if finished.get("best") else None, steps=finished.get("steps"),
-        train_loss=finished.get("train_loss"), eval_loss=finished.get("eval_loss"),
-        eval_chrf=finished.get("eval_chrf"), stopped_early=bool(finished.get("stopped_early")),
-        seconds=finished.get("seconds"), error=error, plan=plan,
+        settings.which, status, run_dir, adapter=record.adapter, best_adapter=record.best_adapter,
+        steps=record.steps, train_loss=record.train_loss, eval_loss=record.eval_loss, eval_chrf=record.eval_chrf(),
+        stopped_early=record.stopped_early, seconds=record.seconds, error=error, plan=record.plan,
     )  # fmt: skip
 
 

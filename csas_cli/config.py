@@ -23,12 +23,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from .errors import SettingsError
 from .files import file_sha256
 from .registry import MODEL_KEYS, REGISTRY, did_you_mean
-from .settings import FIELD_GROUP, FIELDS, GROUPS, FinetuneSettings, out_of_bounds
+from .fields import out_of_bounds
+from .settings import FIELD_GROUP, FIELDS, GROUPS, FinetuneSettings
 
 TABLES = {"training": "TRAINING_HYPERPARAMS", "quantization": "QUANTIZATION_CONFIG", "models": "MODEL_SPECIFIC_HYPERPARAMS"}
 """The file's tables and the names of the same tables in the pipeline's config.py."""
@@ -44,12 +45,13 @@ QUANTIZATION = {"use_qlora": "qlora", "use_bfloat16": "bf16", "use_fp16": "fp16"
 USE_QUANTIZATION = "use_quantization"
 """Accepted for the pipeline's tables: csas quantizes only for QLoRA, so it must agree with use_qlora when true."""
 
-NOT_IN_FILE = ("which", "data", "eval_data", "output_dir", "run_name", "resume", "overwrite", "config")
-"""What each invocation says for itself (the command line, or the API's positional arguments)."""
+NOT_IN_FILE = tuple(name for name, f in FIELDS.items() if not f.metadata["in_file"])
+"""What each invocation says for itself (the command line, or the API's positional arguments): the fields that say
+so (`in_file=False`)."""
 PRECISION = tuple(QUANTIZATION.values())
 """Settings the file sets through [quantization]'s names only, so that one value has one place."""
-PER_MODEL = ("model_id", "revision")
-"""Settings that belong to one model ([models.<key>] only)."""
+PER_MODEL = tuple(name for name, f in FIELDS.items() if f.metadata["per_model"])
+"""Settings that belong to one model ([models.<key>] only): the fields that say so."""
 
 
 class ConfigError(SettingsError):
@@ -349,14 +351,23 @@ def table_lines(values: Mapping[str, Any]) -> list[str]:
 
 
 
-def over_file(values: Mapping[str, Any], given: set[str], config: Config) -> dict[str, Any]:
-    """`csas finetune --config`: the command's values (its defaults, finetune.py's), then the file's for this model,
-    then the flags the command line gave."""
-    merged = {**values, **config.values_for(str(values["which"]))}
-    merged.update({name: values[name] for name in given if name in values})
-    if config.sha256 is not None:
+def layered(base: Mapping[str, Any], config: Config | None, key: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The one precedence of settings, for every command and the Python API: what was given (flags on the command
+    line, the caller's arguments), over the settings file's values for model `key` ([models.KEY] over
+    [quantization] over [training]), over `base` (the finetune-all table's row, or finetune.py's defaults). A file's
+    path is recorded with the values it gave."""
+    merged = {**base, **({} if config is None else config.values_for(key)), **given}
+    if config is not None and config.sha256 is not None:
         merged["config"] = Path(config.source)
     return merged
 
 
-__all__ = ["Config", "ConfigError", "config_from_python", "load_config", "over_file", "read_config", "render_toml"]
+def over_file(values: Mapping[str, Any], given: Collection[str], config: Config) -> dict[str, Any]:
+    """`csas finetune --config`: the command's values (its defaults, finetune.py's), then the file's for this model,
+    then the flags the command line gave (`layered`)."""
+    return layered(values, config, str(values["which"]), {name: values[name] for name in given if name in values})
+
+
+__all__ = [
+    "Config", "ConfigError", "config_from_python", "layered", "load_config", "over_file", "read_config", "render_toml",
+]  # fmt: skip

@@ -53,6 +53,12 @@ def describe_failure(exc: Exception) -> tuple[str, str]:
     return f"failed with an unexpected error:\n{traceback.format_exc()}", f"{type(exc).__name__}: {exc}"
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, cut at 300 characters: what a one-line error quotes of it."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 class CsasError(Exception):
     """A failure caused by input, settings or environment, reported to the user in one line."""
 

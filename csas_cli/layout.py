@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,58 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def finished_record(run_dir: Path) -> dict[str, Any]:
-    """finished.json of a finished run ({} when unreadable)."""
-    return read_json_record(run_dir / FINISHED)
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run directory says about its run, read in one place (the API's results, sweep_results.csv, a resume
+    of a finished run): run.json's plan, and finished.json's numbers once the run finished."""
+
+    run_dir: Path
+    plan: dict[str, Any]
+    """run.json's resolved plan ({} when absent or unreadable)."""
+    finished: dict[str, Any]
+    """finished.json ({} for a run not finished, or when unreadable)."""
+
+    @classmethod
+    def read(cls, run_dir: Path, *, finished: bool = True) -> "RunRecord":
+        """The record of `run_dir`; `finished` False ignores a finished.json (an older run's, left by a failed
+        --overwrite)."""
+        plan = read_json_record(run_dir / RUN_JSON).get("plan", {})
+        return cls(run_dir, plan, read_json_record(run_dir / FINISHED) if finished else {})
+
+    @property
+    def steps(self) -> int | None:
+        return self.finished.get("steps")
+
+    @property
+    def train_loss(self) -> float | None:
+        return self.finished.get("train_loss")
+
+    @property
+    def eval_loss(self) -> float | None:
+        return self.finished.get("eval_loss")
+
+    @property
+    def seconds(self) -> float | None:
+        return self.finished.get("seconds")
+
+    @property
+    def stopped_early(self) -> bool:
+        return bool(self.finished.get("stopped_early"))
+
+    @property
+    def adapter(self) -> Path:
+        """The last step's adapter (RUN/lora)."""
+        return self.run_dir / self.finished.get("adapter", ADAPTER_DIR)
+
+    @property
+    def best_adapter(self) -> Path | None:
+        """The best evaluation's adapter (RUN/best); None without evaluations."""
+        return self.run_dir / BEST_DIR if self.finished.get("best") else None
+
+    def eval_chrf(self, *, logged: bool = False) -> float | None:
+        """The final validation chrF; with `logged`, the last one metrics.jsonl holds when finished.json has none."""
+        chrf = self.finished.get("eval_chrf")
+        if chrf is None and logged and (self.run_dir / METRICS).is_file():
+            scores = [m["eval_chrf"] for m in read_metrics(self.run_dir / METRICS) if m.get("eval_chrf") is not None]
+            chrf = scores[-1] if scores else None
+        return chrf

@@ -9,11 +9,13 @@ caller what is shown, and draws no progress bar.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Mapping, TextIO
 
 LOGGER = logging.getLogger("csas")
 """Where messages go while the Python API runs; silent until the caller configures logging (a library's way)."""
@@ -58,6 +60,33 @@ take 80 columns and cut model ids and figures short. Tables are as wide as their
 that no csas table reaches, not a width they are stretched to."""
 
 
+def print_json(obj: object) -> None:
+    """A command's result on standard output as indented JSON (what `--json` and `--dry-run` print)."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def main_process(environ: Mapping[str, str] = os.environ) -> bool:
+    """False on torchrun's ranks other than 0: they train but leave messages and results to rank 0."""
+    return environ.get("RANK", "").strip() in ("", "0")
+
+
+def say_main(message: str) -> None:
+    """`say` on rank 0 only: under torchrun the console reads as one run."""
+    if main_process():
+        say(message)
+
+
+def report_plans(records: list[dict], failed: list[dict], key: str) -> int:
+    """A dry run of several runs: the plans as a JSON array on stdout, then one error line per failed plan (named by
+    `key`) on stderr; the exit code, a usage error's if any failed."""
+    from .errors import EXIT_CODES
+
+    print_json(records)
+    for record in failed:
+        sys.stderr.write(f"csas: error: {record[key]}: {record['error']}\n")
+    return EXIT_CODES["usage"] if failed else EXIT_CODES["ok"]
+
+
 def table_console(stream: Any = None) -> Any:
     """A rich Console for tables on `stream` (stdout by default): the terminal's width at a terminal; in a log or a
     pipe, as wide as the content, so that every key, model id and number stays whole."""
@@ -66,6 +95,20 @@ def table_console(stream: Any = None) -> Any:
     stream = stream if stream is not None else sys.stdout
     at_terminal = hasattr(stream, "isatty") and stream.isatty()
     return Console(file=stream, highlight=False, soft_wrap=True, width=None if at_terminal else LOG_WIDTH)
+
+
+STATUS_STYLES = {"ok": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "stopped": "yellow",
+                 "not run": "dim"}  # fmt: skip
+"""How a run's, trial's or merge's status is coloured in the closing tables."""
+
+
+def status_cell(status: str) -> str:
+    return f"[{STATUS_STYLES.get(status, 'white')}]{status}[/]"
+
+
+def fmt_loss(value: float | None) -> str:
+    """A loss in a closing table: four decimals, `-` when there is none."""
+    return "-" if value is None else f"{value:.4f}"
 
 
 def use_progress_bar(disable_tqdm: bool, stream: Any = None) -> bool:

@@ -261,6 +261,11 @@ def check_which(which: str, flag: str = "--which") -> str:
     return which
 
 
+def split_keys(values: Sequence[str] | None) -> list[str]:
+    """Keys given by a repeatable option, each possibly comma-separated: `--only a,b --only c` -> [a, b, c]."""
+    return [k.strip() for v in values or [] for k in v.split(",") if k.strip()]
+
+
 def select_keys(only: Sequence[str] = (), skip: Sequence[str] = (), keys: Sequence[str] = MODEL_KEYS) -> list[str]:
     """The `keys` to run (default: the registry's, in the table's order; a settings file may list fewer, in its
     order), less --only/--skip; unknown keys are a flag error."""

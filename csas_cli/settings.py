@@ -1,4 +1,4 @@
-"""Every setting of a fine-tuning run, declared once, and the plan a run resolves them into.
+"""Every setting of a fine-tuning run, declared once.
 
 Each setting is a field of one of six frozen groups (the model, the corpus, LoRA, the optimisation, evaluation, the
 run directory), with its default, its one-line `--help` text and its bounds in the field's metadata and a docstring
@@ -9,27 +9,27 @@ Fields are addressed by a flat name, unique across the groups (`lora_r`, `learni
 `FinetuneSettings.create` takes and `FinetuneSettings.updated` replaces. The CLI flag is that name, dashed, unless a
 field says otherwise: `--lr` for `learning_rate`, and `--no-qlora` (finetune.py's spelling, setting `qlora` to False).
 
-`build_plan` resolves settings against the registry and the launch into a `Plan`: the groups plus a `Resolved`
-record (model id, family, device map, world size, precision); `training.run.prepare_run` adds the split's row counts.
+What a field may say about itself (its flag, bounds, which commands take it, whether a resume must keep it) is
+fields.py's `setting`; the plan a run resolves its settings into is plan.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .device_map import DeviceMap, check_device_map_form, resolve_device_map
+from .device_map import check_device_map_form
 from .errors import SettingsError
+from .fields import BENCH, FINETUNE, FINETUNE_ALL, MATCH, MEASURED, ONE_MODEL, UNSWEPT, WITH_CHRF, WITH_GLOSSARY
+from .fields import check_bounds, flag_name, setting, spelled
 from .registry import (
     ALL_LINEAR_TARGETS,
     DEFAULT_LORA_TARGETS,
     FINETUNE_ALL_CONSTANTS,
     FINETUNE_ALL_TABLE,
     MODEL_KEYS,
-    REGISTRY,
     check_publication_from,
     check_which,
     parse_locales,
@@ -40,67 +40,6 @@ WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 FIXED = {"label_smoothing": LABEL_SMOOTHING, "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM}
 """finetune.py's fixed settings: not flags, recorded with every plan."""
-
-REQUIRED = dataclasses.MISSING
-
-
-def setting(
-    default: Any = REQUIRED,
-    help: str = "",
-    *,
-    flag: str | None = None,
-    inverted: bool = False,
-    at_least: int | None = None,
-    fraction: bool = False,
-    positive: bool = False,
-    record: bool = True,
-) -> Any:
-    """A settings field: its default and the metadata the CLI, the checks and run.json read.
-
-    help: the `csas finetune --help` text. flag: the CLI name when it is not the field's (underscores; both spellings
-    are accepted). inverted: the CLI flag sets the field to False (`--no-qlora`). at_least / fraction ([0, 1)) /
-    positive (finite, > 0): the bounds `check_bounds` enforces, None always allowed. record: written into the plan
-    record (run.json, --dry-run); False for what only concerns one invocation.
-    """
-    metadata = {"help": help, "flag": flag, "inverted": inverted, "at_least": at_least, "fraction": fraction,
-                "positive": positive, "record": record}  # fmt: skip
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("settings defaults must be immutable")
-    return field(default=default, metadata=metadata)
-
-
-def flag_name(f: dataclasses.Field) -> str:
-    """The CLI flag of a field, underscore spelling: `learning_rate` -> `lr`."""
-    return f.metadata.get("flag") or f.name
-
-
-def flag(name: str) -> str:
-    """The dashed CLI flag of a flat settings name, for messages: `learning_rate` -> `--lr`."""
-    f = FIELDS.get(name)
-    return "--" + (flag_name(f) if f is not None else name).replace("_", "-")
-
-
-def out_of_bounds(m: Mapping[str, Any], value: Any) -> str | None:
-    """What is wrong with `value` by a field's declared bounds (its metadata `m`): "must be at least 1", or None."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if m.get("at_least") is not None and value < m["at_least"]:
-        return f"must be at least {m['at_least']}"
-    if m.get("fraction") and not 0.0 <= value < 1.0:
-        return "must be in [0, 1)"
-    if m.get("positive") and not (math.isfinite(value) and value > 0):
-        return "must be a positive number"
-    return None
-
-
-def check_bounds(group: Any) -> None:
-    """Enforce the bounds declared in each field's metadata; the message names the flag."""
-    for f in fields(group):
-        value = getattr(group, f.name)
-        wrong = out_of_bounds(f.metadata, value)
-        if wrong is not None:
-            raise SettingsError(f"{flag(f.name)} {wrong}, got {value}")
-
 
 def parse_lora_targets(value: str) -> tuple[str, ...]:
     """`--lora-targets`: a comma-separated list of module-name suffixes, or `all-linear`."""
@@ -131,13 +70,19 @@ def check_token_budget(max_tokens: int | None, max_source_len: int, max_target_l
 class ModelSettings:
     """Which model is trained, from where, placed how."""
 
-    which: str = setting(help=f"Registry key: {', '.join(MODEL_KEYS)}.")
+    which: str = setting(
+        help=f"Registry key: {', '.join(MODEL_KEYS)}.", resume=MATCH, in_file=False, commands=ONE_MODEL
+    )
     """Registry key of the model to fine-tune: its family, hub id and the rows it trains on."""
     model_id: str | None = setting(
-        None, "Base model: hub id or local snapshot (default: the registry's).", record=False
+        None, "Base model: hub id or local snapshot (default: the registry's).", record=False, per_model=True,
+        commands=ONE_MODEL,
     )
     """A hub id or a local snapshot directory; None: the registry's hub id. The plan records the resolved one."""
-    revision: str | None = setting(None, "Hub revision of the base: a tag, branch or commit (hub ids only).")
+    revision: str | None = setting(
+        None, "Hub revision of the base: a tag, branch or commit (hub ids only).", resume=MATCH, per_model=True,
+        commands=ONE_MODEL,
+    )
     """Which version of a hub repository to load (some OPUS-MT repositories were re-uploaded); None: the default
     branch. Recorded, and part of the resume check; refused with a local snapshot."""
     device_map: str = setting("auto", "Base model placement: auto, cpu, cuda:0, none.", record=False)
@@ -156,42 +101,46 @@ class ModelSettings:
 class CorpusSettings:
     """What is read, how it is split, and where sentences are cut."""
 
-    data: Path = setting(Path("training_data.jsonl"), "Training pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files.")
+    data: Path = setting(
+        Path("training_data.jsonl"), "Training pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files.", in_file=False
+    )
     """Training pairs (source, target, source_lang, pub_number): JSON Lines, a TMX translation memory or TSV, by
     extension (data/pairs.py)."""
     eval_data: Path | None = setting(
         None, "Validation pairs (.jsonl, .tmx, .tsv, SOURCE,TARGET) instead of a split of --data; --val-ratio is then "
-        "unused."
+        "unused.", in_file=False
     )
     """A validation file: every --data row trains and these rows evaluate; None splits --data by --val-ratio."""
     locales: tuple[str, ...] | None = setting(
-        None, "Variants to take where a TMX unit holds several of a language, e.g. fr-CA,en-CA (else the first)."
+        None, "Variants to take where a TMX unit holds several of a language, e.g. fr-CA,en-CA (else the first).",
+        resume=MATCH,
     )
     """Which regional variant to read where a translation unit holds several segments of one language (`fr-FR` and
     `fr-CA`), in order of preference (data/tmx.py); None takes the first in the unit. A comma-separated string (the
     CLI's form) is parsed."""
     publication_from: str | None = setting(
-        None, "Where a TMX unit's publication comes from: tuid-prefix or prop:NAME; unset, its pub_number prop."
+        None, "Where a TMX unit's publication comes from: tuid-prefix or prop:NAME; unset, its pub_number prop.",
+        resume=MATCH,
     )
     """What keeps a publication whole in the split, in a TMX memory: the unit's `tuid` up to its first `:`
     (`tuid-prefix`), or a `<prop>` of the type NAME (`prop:Txt::Doc. No.`); None: its pub_number prop."""
-    both_directions: bool = setting(False, "Every pair also serves the other direction, reversed.")
+    both_directions: bool = setting(False, "Every pair also serves the other direction, reversed.", resume=MATCH)
     """Each pair also trains the other direction, source and target swapped (an EN->FR memory then trains the FR->EN
     models); a pair the data already hold both ways is not added twice."""
-    val_ratio: float = setting(0.05, "Share held out for evaluation (whole publications).", fraction=True)
+    val_ratio: float = setting(0.05, "Share held out for evaluation (whole publications).", fraction=True, resume=MATCH)
     """Share of the rows (whole publications when pub_number is present) held out for evaluation; unused with
     eval_data."""
-    max_source_len: int = setting(512, "Source tokens kept.", at_least=1)
+    max_source_len: int = setting(512, "Source tokens kept.", at_least=1, resume=MATCH, commands=MEASURED)
     """Source tokens kept per row (longer sources are truncated)."""
-    max_target_len: int = setting(512, "Target tokens kept.", at_least=1)
+    max_target_len: int = setting(512, "Target tokens kept.", at_least=1, resume=MATCH, commands=MEASURED)
     """Target tokens kept per row (longer targets are truncated)."""
     max_train_samples: int | None = setting(
-        None, "Train on at most N rows of the split (a seeded random subset).", at_least=1
+        None, "Train on at most N rows of the split (a seeded random subset).", at_least=1, resume=MATCH
     )
     """Train on at most this many rows of the training split: the first N of a shuffle seeded by `seed`, kept in
     file order, so a smaller cap is a subset of a larger one; None trains on the whole split."""
     max_eval_samples: int | None = setting(
-        None, "Evaluate on at most N rows of the split (a seeded random subset).", at_least=1
+        None, "Evaluate on at most N rows of the split (a seeded random subset).", at_least=1, resume=MATCH
     )
     """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
     glossary: Path | None = setting(
@@ -200,13 +149,17 @@ class CorpusSettings:
     """The domain's terminology (data/glossary.py): annotates training sources with --term-annotation, and adds
     eval_term_success to evaluations that score chrF."""
     glossary_subject: str | None = setting(
-        None, "Keep the glossary entries whose subject field holds TEXT (TERMIUM, TBX, a subject column)."
+        None, "Keep the glossary entries whose subject field holds TEXT (TERMIUM, TBX, a subject column).",
+        resume=WITH_GLOSSARY,
     )
     """A subject field of the glossary to keep (case-insensitive, part of a field counts); None keeps every entry."""
-    glossary_sheet: str | None = setting(None, "The workbook sheet of --glossary (default: the first).")
+    glossary_sheet: str | None = setting(
+        None, "The workbook sheet of --glossary (default: the first).", resume=WITH_GLOSSARY
+    )
     """The sheet of an Excel glossary; None reads the first."""
     term_annotation: float = setting(
-        0.0, "Share of the training pairs using a glossary term whose source is annotated with it (0 to 1)."
+        0.0, "Share of the training pairs using a glossary term whose source is annotated with it (0 to 1).",
+        resume=MATCH,
     )
     """Share of the eligible training pairs (a glossary term in the source whose target term the reference uses)
     whose source gets the target term inline (data/terms.py), chosen with `seed`; 0 annotates none."""
@@ -234,16 +187,18 @@ class CorpusSettings:
 class LoraSettings:
     """The adapter and the base it sits on."""
 
-    lora_r: int = setting(32, "LoRA rank.", at_least=1)
+    lora_r: int = setting(32, "LoRA rank.", at_least=1, resume=MATCH, commands=UNSWEPT | {BENCH})
     """LoRA rank."""
-    lora_alpha: int = setting(64, "LoRA alpha.", at_least=1)
+    lora_alpha: int = setting(64, "LoRA alpha.", at_least=1, resume=MATCH, commands=MEASURED)
     """LoRA scaling numerator (scale = alpha / r)."""
-    lora_dropout: float = setting(0.05, "LoRA dropout.", fraction=True)
+    lora_dropout: float = setting(0.05, "LoRA dropout.", fraction=True, resume=MATCH, commands=UNSWEPT)
     """Dropout on the LoRA branch."""
-    lora_targets: tuple[str, ...] = setting(DEFAULT_LORA_TARGETS, "Comma-separated module names, or all-linear.")
+    lora_targets: tuple[str, ...] = setting(
+        DEFAULT_LORA_TARGETS, "Comma-separated module names, or all-linear.", resume=MATCH, commands=MEASURED
+    )
     """Module-name suffixes that get LoRA adapters; a comma-separated string (the CLI's form) is parsed."""
     qlora: bool = setting(True, "Plain LoRA; without it the base is loaded in 4-bit (QLoRA).", flag="no_qlora",
-                          inverted=True)  # fmt: skip
+                          inverted=True, resume=MATCH, commands=MEASURED)  # fmt: skip
     """Load the base in 4-bit NF4 with double quantisation (QLoRA); False trains plain LoRA on unquantized weights."""
 
     def __post_init__(self) -> None:
@@ -259,28 +214,31 @@ class LoraSettings:
 class TrainingSettings:
     """The optimisation: how much, how fast, in which precision."""
 
-    epochs: float = setting(1.0, "Passes over the training split.", positive=True)
+    epochs: float = setting(1.0, "Passes over the training split.", positive=True, resume=MATCH)
     """Passes over the training split (fractions allowed); ignored when max_steps is set."""
-    learning_rate: float = setting(2e-4, "Peak learning rate.", flag="lr", positive=True)
+    learning_rate: float = setting(
+        2e-4, "Peak learning rate.", flag="lr", positive=True, resume=MATCH, commands=UNSWEPT
+    )
     """Peak learning rate of the linear warm-up/decay schedule."""
-    batch_size: int = setting(8, "Pairs per micro-batch, per device.", at_least=1)
+    batch_size: int = setting(8, "Pairs per micro-batch, per device.", at_least=1, resume=MATCH, commands=MEASURED)
     """Sentence pairs per micro-batch, per device."""
-    grad_accum: int = setting(2, "Micro-batches per optimizer step.", at_least=1)
+    grad_accum: int = setting(2, "Micro-batches per optimizer step.", at_least=1, resume=MATCH, commands=MEASURED)
     """Micro-batches per optimizer step."""
     max_tokens: int | None = setting(
-        None, "Token-budget micro-batches: as many pairs as fit in N tokens, not --batch-size pairs.", at_least=1
+        None, "Token-budget micro-batches: as many pairs as fit in N tokens, not --batch-size pairs.", at_least=1,
+        resume=MATCH, commands=MEASURED,
     )
     """Token-budget micro-batches instead of batch_size pairs: as many pairs as fit in this many tokens, counted as
     pairs x the longest pair's longer side (fairseq's convention), for training and the validation loss."""
-    seed: int = setting(42, "Seed for split, initialisation and batch order.")
+    seed: int = setting(42, "Seed for split, initialisation and batch order.", resume=MATCH, commands=MEASURED)
     """Seeds the split, LoRA initialisation, dropout and batch order."""
-    fp16: bool = setting(False, "Mixed precision in float16 (CUDA).")
+    fp16: bool = setting(False, "Mixed precision in float16 (CUDA).", commands=MEASURED)
     """Mixed precision in float16 (frozen weights in fp16, loss scaling); bf16 wins if both are given."""
-    bf16: bool = setting(False, "Mixed precision in bfloat16; wins over --fp16.")
+    bf16: bool = setting(False, "Mixed precision in bfloat16; wins over --fp16.", commands=MEASURED)
     """Mixed precision in bfloat16 (frozen weights in bf16)."""
-    warmup_ratio: float = setting(0.03, "Share of steps warming up the learning rate.", fraction=True)
+    warmup_ratio: float = setting(0.03, "Share of steps warming up the learning rate.", fraction=True, resume=MATCH)
     """Share of the optimizer steps spent warming the learning rate up from zero."""
-    max_steps: int | None = setting(None, "Optimizer steps; overrides --epochs.", at_least=1)
+    max_steps: int | None = setting(None, "Optimizer steps; overrides --epochs.", at_least=1, resume=MATCH)
     """Optimizer steps to train for; overrides epochs when set."""
 
     def __post_init__(self) -> None:
@@ -301,15 +259,15 @@ class EvaluationSettings:
     eval_steps: int = setting(1000, "Steps between evaluations.", at_least=1)
     """Optimizer steps between evaluations of the validation loss (and after the last step)."""
     eval_chrf: bool = setting(
-        False, "Also score chrF at every evaluation; the best evaluation is then the highest chrF."
+        False, "Also score chrF at every evaluation; the best evaluation is then the highest chrF.", resume=WITH_CHRF
     )
     """At every evaluation also translate a fixed sample of the validation split and score it with chrF (sacrebleu's
     defaults, as `csas evaluate`); the best evaluation is then the highest chrF instead of the lowest loss."""
     eval_chrf_samples: int = setting(
-        200, "Validation rows chrF translates (a seeded sample, the same every time).", at_least=1
+        200, "Validation rows chrF translates (a seeded sample, the same every time).", at_least=1, resume=WITH_CHRF
     )
     """Validation rows chrF translates: a seeded sample chosen once, so every evaluation scores the same rows."""
-    eval_num_beams: int = setting(1, "Beam width of the chrF translations (1: greedy).", at_least=1)
+    eval_num_beams: int = setting(1, "Beam width of the chrF translations (1: greedy).", at_least=1, resume=WITH_CHRF)
     """Beam width of the chrF translations (1: greedy, the cheapest)."""
     patience: int | None = setting(
         None, "Stop after N evaluations in a row without a new best (finishes normally).", at_least=1
@@ -334,9 +292,11 @@ class EvaluationSettings:
 class OutputSettings:
     """The run directory: where, how often it is written, and what may be replaced."""
 
-    output_dir: Path = setting(Path("outputs"), "Output root; the run goes to OUTPUT_DIR/WHICH.", record=False)
+    output_dir: Path = setting(
+        Path("outputs"), "Output root; the run goes to OUTPUT_DIR/WHICH.", record=False, in_file=False
+    )
     """Output root; the run is written to <output_dir>/<which>, as finetune.py did (the plan records that folder)."""
-    run_name: str | None = setting(None, record=False)
+    run_name: str | None = setting(None, record=False, in_file=False, commands=frozenset())
     """The run's folder under output_dir instead of <which> (csas sweep names its trials so); one folder name."""
     save_steps: int = setting(1000, "Steps between checkpoints (the newest --save-total-limit kept).", at_least=1)
     """Optimizer steps between checkpoints (the newest save_total_limit are kept)."""
@@ -347,13 +307,17 @@ class OutputSettings:
     """Optimizer steps between logged training losses."""
     disable_tqdm: bool = setting(False, "Plain log lines instead of a progress bar.")
     """Plain log lines instead of a progress bar (batch jobs)."""
-    overwrite: bool = setting(False, "Replace a finished run in the output directory.", record=False)
+    overwrite: bool = setting(False, "Replace a finished run in the output directory.", record=False, in_file=False)
     """Allow replacing a finished run in the output directory."""
     resume: str | None = setting(
-        None, "Continue from the newest checkpoint (auto) or from a checkpoint folder.", record=False
+        None, "Continue from the newest checkpoint (auto) or from a checkpoint folder.", record=False, in_file=False,
+        commands=frozenset({FINETUNE}),
     )
     """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
-    config: Path | None = setting(None, "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY].")
+    config: Path | None = setting(
+        None, "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY].", in_file=False,
+        commands=frozenset({FINETUNE, FINETUNE_ALL}),
+    )
     """The settings file the values came from (config.py), recorded with its sha256; flags win over it."""
 
     def __post_init__(self) -> None:
@@ -400,6 +364,12 @@ FIELD_GROUP = {f.name: group for group, cls in GROUPS.items() for f in fields(cl
 FIELDS = {f.name: f for f in settings_fields()}
 if len(FIELDS) != len(list(settings_fields())):  # pragma: no cover - a typo in this module
     raise RuntimeError("settings names must be unique across the groups")
+
+
+def flag(name: str) -> str:
+    """The dashed CLI flag of a flat settings name, for messages: `learning_rate` -> `--lr`."""
+    f = FIELDS.get(name)
+    return "--" + (flag_name(f) if f is not None else name).replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -467,123 +437,11 @@ def shared_values(settings_for: Callable[[str], FinetuneSettings]) -> dict[str, 
     return {name: value for name, value in values[0].items() if all(v[name] == value for v in values)}
 
 
-# --- the plan --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """What the settings come to for this launch and this data."""
-
-    model_id: str
-    """The base: --model-id (a local snapshot made absolute) or the registry's hub id."""
-    family: str
-    source_langs: tuple[str, ...]
-    output_dir: str
-    """The run directory itself: <output_dir>/<run_name or which>."""
-    device_map: DeviceMap
-    device_map_requested: str
-    world_size: int
-    local_rank: int
-    precision: str
-    """fp32, bf16 or fp16 (bf16 wins over fp16)."""
-    global_batch: int | None
-    """Pairs per optimizer step (batch_size x grad_accum x world_size); None with max_tokens, where it varies."""
-    train_rows: int | None = None
-    eval_rows: int | None = None
-    train_publications: int | None = None
-    eval_publications: int | None = None
-    rows_read: int | None = None
-    """Rows in --data (and --eval-data), whatever their language."""
-    rows_other_language: int | None = None
-    """Rows whose source_lang this model does not train on."""
-    rows_skipped: int | None = None
-    """Rows in this model's languages left out because their source or target is empty."""
-    units_skipped: int | None = None
-    """TMX units without both an English and a French segment, skipped (data/tmx.py)."""
-    units_with_variants: int | None = None
-    """TMX units with several segments of one language, of which --locales (or the first) chose one."""
-    lines_one_sided: int | None = None
-    """Lines of line-aligned files with text on one side only, skipped."""
-    units_without_publication: int | None = None
-    """With --publication-from: TMX units it found no publication for."""
-    rows_reversed: int | None = None
-    """With --both-directions: the pairs added reversed (of rows_read, which counts the file's own rows)."""
-    config_sha256: str | None = None
-    """The settings file's hash (with --config), as it was read."""
-    glossary_sha256: str | None = None
-    """The glossary's hash (with --glossary)."""
-    rows_annotated: int | None = None
-    """Training pairs whose source --term-annotation annotated (of rows_annotatable that use a glossary term)."""
-    rows_annotatable: int | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything a run needs, resolved: the six settings groups and the Resolved record; --dry-run prints it and
-    run.json records it (`to_dict`)."""
-
-    model: ModelSettings
-    corpus: CorpusSettings
-    training: TrainingSettings
-    lora: LoraSettings
-    evaluation: EvaluationSettings
-    output: OutputSettings
-    resolved: Resolved
-
-    @property
-    def settings(self) -> FinetuneSettings:
-        return FinetuneSettings(**{group: getattr(self, group) for group in GROUPS})
-
-    @property
-    def which(self) -> str:
-        return self.model.which
-
-    @property
-    def model_id(self) -> str:
-        return self.resolved.model_id
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.resolved.output_dir)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The flat record: every recorded setting by its flat name, the resolved fields, the fixed settings."""
-        values = self.settings.flat()
-        record = {name: jsonable(values[name]) for name, f in FIELDS.items() if f.metadata["record"]}
-        record.update({k: jsonable(v) for k, v in dataclasses.asdict(self.resolved).items()})
-        record.update(FIXED)
-        return record
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def build_plan(settings: FinetuneSettings, *, world_size: int = 1, local_rank: int = 0) -> Plan:
-    """Resolve settings against the registry and the launch (pure: no I/O; prepare_run adds the row counts)."""
-    spec = REGISTRY[settings.which]
-    training, lora = settings.training, settings.lora
-    requested = settings.model.device_map.strip().lower()
-    resolved = Resolved(
-        model_id=settings.model.model_id or spec.hub_id,
-        family=spec.family.name,
-        source_langs=tuple(spec.source_langs),
-        output_dir=str(settings.run_dir),
-        device_map=resolve_device_map(
-            qlora=lora.qlora, shardable=spec.family.shardable, requested=requested, world_size=world_size,
-            local_rank=local_rank,
-        ),  # fmt: skip
-        device_map_requested=requested,
-        world_size=world_size,
-        local_rank=local_rank,
-        precision=training.precision,
-        global_batch=None if training.max_tokens else training.batch_size * training.grad_accum * world_size,
-    )
-    return Plan(**{group: getattr(settings, group) for group in GROUPS}, resolved=resolved)
+def given_caption(given: Mapping[str, Any], every: str) -> str | None:
+    """The settings given on the command line that apply to every run, over the table: `--lr 0.001, --epochs 2`."""
+    shown = [spelled(FIELDS[name], value) for name, value in given.items()
+             if name in FIELDS and FIELDS[name].metadata["record"]]  # fmt: skip
+    return f"for every {every}, over the table: {', '.join(shown)}" if shown else None
 
 
 __all__ = [
@@ -594,13 +452,10 @@ __all__ = [
     "LoraSettings",
     "ModelSettings",
     "OutputSettings",
-    "Plan",
-    "Resolved",
     "TrainingSettings",
-    "build_plan",
     "check_token_budget",
     "flag",
+    "given_caption",
     "parse_lora_targets",
-    "setting",
     "settings_from_table",
 ]  # fmt: skip

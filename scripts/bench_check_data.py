@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from csas_cli.commands.check_data import check_data, length_check, load_tokenizers  # noqa: E402
+from csas_cli.commands.check_data import DataChecks, check_data, length_check, load_tokenizers  # noqa: E402
 from csas_cli.data.alignment import misaligned  # noqa: E402
 from csas_cli.data.checks import run_checks  # noqa: E402
 from csas_cli.data.pairs import read_pairs  # noqa: E402
@@ -78,7 +78,7 @@ def main() -> None:
             stages["tokenizer"].append(timed(lambda: length_check(
                 args.which, tokenizer, examples, max_source_len=512, max_target_len=512))[0])
             stages["command"].append(timed(lambda: check_data(
-                data, which=[args.which], model_id=model_id))[0])
+                data, DataChecks(which=[args.which], model_id=model_id)))[0])
     median = {name: statistics.median(values) for name, values in stages.items()}
     print(f"check-data on {args.pairs:,} pairs with {args.which}'s tokenizer ({model_id}); medians of {args.rounds}")
     for name, seconds in median.items():

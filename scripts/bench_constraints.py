@@ -50,7 +50,8 @@ def main() -> None:
 
     from bench_translate import heldout  # this folder's: the same held-out sentences
 
-    from csas_cli.commands.tiny import HELDOUT_PAIRS, build_tiny_model
+    from csas_cli.commands.tiny import build_tiny_model
+    from csas_cli.shipped import HELDOUT_PAIRS
     from csas_cli.data.glossary import read_glossary
     from csas_cli.data.terms import term_success
     from csas_cli.inference.constraints import TermConstraints

@@ -151,9 +151,9 @@ def mib(value: int | None) -> str:
 def heldout(which: str, data: str | None, sentences: int) -> tuple[Any, list[str], list[str]]:
     """(direction, sources, references): the rows of `which`'s first source language in `data` (default: the
     shipped held-out pairs), the first `sentences` of them (0: all)."""
-    from csas_cli.commands.tiny import HELDOUT_PAIRS
+    from csas_cli.shipped import HELDOUT_PAIRS
     from csas_cli.data.pairs import load_examples
-    from csas_cli.inference.source import Direction
+    from csas_cli.languages import Direction
     from csas_cli.registry import other_language
 
     first = REGISTRY[which].source_langs[0]
@@ -193,7 +193,7 @@ def tiny_workload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         translate_texts(loaded[engine], sources[: args.batch_size], direction, settings)
 
     def target_tokens(lines: Sequence[str]) -> int:
-        from csas_cli.data.features import set_languages
+        from csas_cli.languages import set_languages
 
         set_languages(tokenizer, spec.family, direction.source, direction.target)
         return sum(len(ids) for ids in tokenizer(text_target=list(lines))["input_ids"])
@@ -208,7 +208,7 @@ def random_workload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from csas_cli.commands.workloads import architecture_config, synthetic_lengths, synthetic_pairs
+    from csas_cli.training.workloads import architecture_config, synthetic_lengths, synthetic_pairs
     from csas_cli.inference.ctranslate import convert, import_ctranslate2, translator_threads
 
     ctranslate2 = import_ctranslate2()

@@ -59,7 +59,7 @@ from csas_cli.commands.bench import (  # noqa: E402 - after the path set-up
     measure_csas,
     use_device,
 )
-from csas_cli.commands.workloads import (  # noqa: E402
+from csas_cli.training.workloads import (  # noqa: E402
     PRESET_KEY,
     PRESETS,
     SYNTHETIC_PAIRS,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure the language check of `csas check-data` (csas_cli/data/checks.py) on the shipped files.
+"""Measure the language check of `csas check-data` (csas_cli/data/langid.py) on the shipped files.
 
 Every source and target of csas_cli/assets/{sample,heldout,pretrain}_pairs.jsonl has a known language, so:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from csas_cli.data import checks
+from csas_cli.data import checks, langid
 from csas_cli.data.pairs import Example, read_jsonl
 
 ASSETS = ROOT / "csas_cli" / "assets"
@@ -178,7 +178,7 @@ class Tally:
 
     def add(self, text: str, lang: str) -> None:
         self.texts += 1
-        judgement = checks.judge_language(text, lang)
+        judgement = langid.judge_language(text, lang)
         if judgement is None:
             return
         self.judged += 1
@@ -225,7 +225,7 @@ def report_substituted(name: str, rows: list[Example]) -> None:
     language = next(r for r in checks.run_checks(seeded) if r.name == "language")
     flagged = set(language.flagged)
     caught = len(flagged.intersection(chosen))
-    judged = sum(checks.judge_language(seeded[i].target, seeded[i].target_lang) is not None for i in chosen)
+    judged = sum(langid.judge_language(seeded[i].target, seeded[i].target_lang) is not None for i in chosen)
     false_alarms = len(flagged.difference(chosen))
     print(
         f"  {name:22s} substituted {len(chosen):4d}  (judged {judged:4d})  caught {caught:4d}  "
@@ -259,13 +259,13 @@ def report_handwritten() -> None:
 
 
 def report_speed(texts: list[str]) -> None:
-    checks.judge_language("warm up the model, loaded once", "en")
+    langid.judge_language("warm up the model, loaded once", "en")
     start = time.perf_counter()
-    checks.language_probabilities(texts)
+    langid.language_probabilities(texts)
     batched = time.perf_counter() - start
     start = time.perf_counter()
     for text in texts:
-        checks.judge_language(text, "en")
+        langid.judge_language(text, "en")
     single = time.perf_counter() - start
     for label, elapsed in (("in batches (run_checks)", batched), ("one at a time (py3langid's rank)", single)):
         print(
@@ -288,12 +288,12 @@ def sweep(rows: list[Example]) -> None:
     for text in distinct:
         encoded = identifier._encode(text)
         raw[text], sizes[text] = identifier._raw_score(encoded), len(encoded)
-        # as the check counts them: the letters of words (checks.word_letters), and at least as many letters in all
-        letters[text] = min(len(checks._NOT_LETTERS.sub("", text)), checks.word_letters(text))
+        # as the check counts them: the letters of words (langid.word_letters), and at least as many letters in all
+        letters[text] = min(len(langid._NOT_LETTERS.sub("", text)), langid.word_letters(text))
     candidate_sets = {
         "en, fr": ["en", "fr"],
-        "chosen": list(checks.LANGID_CANDIDATES),
-        "chosen + la, ca, ro, oc, br": [*checks.LANGID_CANDIDATES, "la", "ca", "ro", "oc", "br"],
+        "chosen": list(langid.LANGID_CANDIDATES),
+        "chosen + la, ca, ro, oc, br": [*langid.LANGID_CANDIDATES, "la", "ca", "ro", "oc", "br"],
         f"all {len(set(classes))}": list(dict.fromkeys(classes)),
     }
     for label, langs in candidate_sets.items():
@@ -324,8 +324,8 @@ def main() -> None:
     args = parser.parse_args()
     data = {name: list(read_jsonl(ASSETS / name)) for name in FILES}
     print(
-        f"language check: candidates {', '.join(checks.LANGID_CANDIDATES)}; flagged when the stated language's "
-        f"probability is under {checks.LANGID_MAX_PROBABILITY}; texts under {checks.LANGID_MIN_LETTERS} letters in "
+        f"language check: candidates {', '.join(langid.LANGID_CANDIDATES)}; flagged when the stated language's "
+        f"probability is under {langid.LANGID_MAX_PROBABILITY}; texts under {langid.LANGID_MIN_LETTERS} letters in "
         f"words not judged"
     )
     print("Shipped files, each text against its stated language:")

@@ -31,7 +31,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    from csas_cli.commands.tiny import SAMPLE_PAIRS, build_tiny_models
+    from csas_cli.commands.tiny import build_tiny_models
+    from csas_cli.shipped import SAMPLE_PAIRS
 
     texts = " ".join(f"{r['source']} {r['target']}" for r in map(json.loads, SAMPLE_PAIRS.read_text().splitlines()))
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,8 +45,6 @@ sys.path.insert(0, str(ROOT))
 
 from csas_cli.commands.tiny import (  # noqa: E402
     PRETRAIN_DROPOUT,
-    PRETRAIN_PAIRS,
-    SAMPLE_PAIRS,
     SPM_MODEL,
     TINY_ASSETS,
     base_name,
@@ -54,6 +52,7 @@ from csas_cli.commands.tiny import (  # noqa: E402
     train_sentencepiece,
 )
 from csas_cli.registry import REGISTRY  # noqa: E402
+from csas_cli.shipped import PRETRAIN_PAIRS, SAMPLE_PAIRS  # noqa: E402
 
 BASES = {"marian-en-fr": "opus_mt_en_fr", "marian-fr-en": "opus_mt_fr_en", "m2m100": "m2m100_418m",
          "mbart50": "mbart50_mmt_fr"}  # fmt: skip

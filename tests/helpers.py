@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from csas_cli.cli import app
-from csas_cli.commands.tiny import SAMPLE_PAIRS
+from csas_cli.shipped import SAMPLE_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = SAMPLE_PAIRS

@@ -304,8 +304,13 @@ def test_bad_python_tables_raise_settings_errors() -> None:
 def test_api_errors_are_csas_errors_not_exits(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="absent.jsonl: file not found"):
         csas_cli.finetune_model("opus_mt_en_fr", tmp_path / "absent.jsonl", tmp_path, dry_run=True)
-    with pytest.raises(SettingsError, match="--which: unknown model 'opus_mt_en_frr' \\(did you mean opus_mt_en_fr"):
+    with pytest.raises(SettingsError, match="^which: unknown model 'opus_mt_en_frr' \\(did you mean opus_mt_en_fr"):
         csas_cli.finetune_model("opus_mt_en_frr", SAMPLE, tmp_path, dry_run=True)
+    # One message, the API's spelling of the settings it names: the argument, not the flag.
+    with pytest.raises(SettingsError, match="^learning_rate must be a positive number, got -1"):
+        csas_cli.finetune_model("opus_mt_en_fr", SAMPLE, tmp_path, learning_rate=-1, dry_run=True)
+    with pytest.raises(SettingsError, match="^term_annotation needs glossary FILE"):
+        csas_cli.finetune_model("opus_mt_en_fr", SAMPLE, tmp_path, term_annotation=0.5, dry_run=True)
 
 
 # -- a pipeline script, and the file through a resumed run ----------------------------------------------------------

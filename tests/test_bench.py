@@ -21,7 +21,7 @@ import pytest
 import torch
 from helpers import ROOT, SAMPLE, first_steps, invoke
 
-from csas_cli.commands.bench import BenchSettings
+from csas_cli.training.workloads import BenchSettings
 from csas_cli.data.batches import LengthGrouped
 from csas_cli.training.recipe import FinetuneRecipe
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import SAMPLE, invoke, one_error_line
 
-from csas_cli.commands.check_data import check_data, length_check, load_tokenizers
+from csas_cli.commands.check_data import DataChecks, check_data, length_check, load_tokenizers
 from csas_cli.data.pairs import example_record, read_pairs
 from csas_cli.modeling import load_tokenizer
 from csas_cli.registry import REGISTRY
@@ -90,7 +90,7 @@ def test_each_models_tokenizer_counts_its_cut_pairs(tiny_models, seeded, tmp_pat
 
 def test_all_models_use_the_model_root(tiny_models, seeded):
     root = next(iter(tiny_models.values())).parent
-    report = check_data(seeded, all_models=True, model_root=root, max_source_len=12, max_target_len=12)
+    report = check_data(seeded, DataChecks(all_models=True, model_root=root, max_source_len=12, max_target_len=12))
     assert [c.key for c in report.lengths] == list(REGISTRY)
     assert [c.model_id for c in report.lengths] == [str(root / k) for k in REGISTRY]
     # mbart50_mmt_fr and opus_mt_en_fr both train on the English rows: the same rows are judged.
@@ -197,7 +197,8 @@ def test_write_clean_can_drop_the_pairs_a_model_would_cut(tiny_models, tmp_path)
     result = invoke("check-data", data, "--which", "opus_mt_en_fr", "--model-id", tiny_models["opus_mt_en_fr"],
                     "--max-source-len", "12", "--write-clean", out, "--drop", "too_long")  # fmt: skip
     assert result.exit_code == 0, result.output
-    report = check_data(data, which=["opus_mt_en_fr"], model_id=str(tiny_models["opus_mt_en_fr"]), max_source_len=12)
+    report = check_data(data, DataChecks(which=["opus_mt_en_fr"], model_id=str(tiny_models["opus_mt_en_fr"]),
+                                       max_source_len=12))
     cut = set(report.lengths[0].result.flagged)
     assert cut
     examples = list(read_pairs(data))

@@ -12,21 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from csas_cli.data import checks
+from csas_cli.data import checks, langid, numbers
 from csas_cli.data.checks import (
     CHECK_NAMES,
     SHARED_CHECKS,
     CheckResult,
     Finding,
     copy_similarity,
-    judge_language,
     kept_rows,
-    normalise,
-    number_mismatch,
-    numbers_in,
     overview,
     run_checks,
 )
+from csas_cli.data.langid import judge_language
+from csas_cli.data.normalisation import normalise
+from csas_cli.data.numbers import number_mismatch, numbers_in
 from csas_cli.data.pairs import Example, read_jsonl
 
 ASSETS = Path(__file__).resolve().parents[1] / "csas_cli" / "assets"
@@ -333,7 +332,7 @@ def test_kept_rows_takes_other_checks_over_the_same_rows(seeded: dict[str, Check
 
 def test_checks_are_deterministic() -> None:
     first = run_checks(ROWS, against=HELDOUT_ROWS)
-    checks._IDENTIFIER = checks._BATCHED = None  # a fresh identifier gives the same judgements
+    langid._IDENTIFIER = langid._BATCHED = None  # a fresh identifier gives the same judgements
     assert run_checks(ROWS, against=HELDOUT_ROWS) == first
     assert run_checks(list(ROWS), against=list(HELDOUT_ROWS)) == first
 
@@ -555,7 +554,7 @@ def test_number_mismatch(source: str, target: str, lang: str, expected: str | No
     ],
 )
 def test_values_in(text: str, lang: str, expected: list[str]) -> None:
-    assert checks.values_in(text, lang) == Counter(expected)
+    assert numbers.values_in(text, lang) == Counter(expected)
 
 
 @pytest.mark.parametrize(
@@ -605,8 +604,8 @@ def test_number_mismatch_of_times_and_dates(source: str, target: str, lang: str,
 
 def test_times_and_dates_read_unlike_fall_back_on_the_plain_numbers() -> None:
     source, target = "On November 7, 8 stations were sampled.", "Le 7 novembre, 8 stations ont été échantillonnées."
-    assert checks.values_in(source, "en") == Counter(["--11-07", "--11-08"])  # "7, 8" read as a list of days
-    assert checks.values_in(target, "fr") == Counter(["--11-07", "8"])
+    assert numbers.values_in(source, "en") == Counter(["--11-07", "--11-08"])  # "7, 8" read as a list of days
+    assert numbers.values_in(target, "fr") == Counter(["--11-07", "8"])
     assert numbers_in(source, "en") == numbers_in(target, "fr") == Counter(["7", "8"])
     assert number_mismatch(pair(source, target)) is None
 
@@ -651,14 +650,14 @@ CODES_FR = "ISSN 1919-5044 ISBN 978-0-660-12345-6 No de cat. Fs70-6/2023-045F-PD
     ],
 )
 def test_word_letters(text: str, expected: int) -> None:
-    assert checks.word_letters(text) == expected
-    assert checks.word_letters(text, len(checks._NOT_LETTERS.sub("", text))) == expected
+    assert langid.word_letters(text) == expected
+    assert langid.word_letters(text, len(langid._NOT_LETTERS.sub("", text))) == expected
 
 
 def test_a_line_of_codes_is_too_short_to_tell() -> None:
     for text in (CODES_EN, CODES_FR, f"{CODES_EN} {CODES_EN}", f"{CODES_FR} DFO CSAS"):
         assert judge_language(text, "en") is None and judge_language(text, "fr") is None, text
-    assert checks.language_probabilities([CODES_FR, CODES_EN]) == [None, None]
+    assert langid.language_probabilities([CODES_FR, CODES_EN]) == [None, None]
     rows = [pair(CODES_EN, CODES_FR), pair(CODES_FR, CODES_EN, lang="fr")]
     assert by_name(run_checks(rows))["language"].count == 0
     # still judged: sentences with codes and acronyms in them, and text in capitals
@@ -681,8 +680,8 @@ def test_long_texts_are_judged_on_their_start() -> None:
 
 
 def test_the_identifier_is_loaded_once() -> None:
-    assert checks._identifier() is checks._identifier()
-    assert sorted(checks._identifier().labels) == sorted(checks.LANGID_CANDIDATES)
+    assert langid._identifier() is langid._identifier()
+    assert sorted(langid._identifier().labels) == sorted(langid.LANGID_CANDIDATES)
 
 
 def test_batches_give_py3langid_probabilities() -> None:
@@ -694,14 +693,14 @@ def test_batches_give_py3langid_probabilities() -> None:
         "Die natürliche Sterblichkeit der älteren Fische scheint gestiegen zu sein.",
         "Ré" * 200,
     ]
-    batched = checks.language_probabilities(texts)
+    batched = langid.language_probabilities(texts)
     assert len(batched) == len(texts)
     for text, found in zip(texts, batched):
-        part = checks._judged_part(text)[0]
+        part = langid._judged_part(text)[0]
         if part is None:
             assert found is None
             continue
-        expected = dict(checks._identifier().rank(part))
+        expected = dict(langid._identifier().rank(part))
         assert found is not None and found.keys() == expected.keys()
         assert max(abs(found[lang] - expected[lang]) for lang in found) < 1e-4, text
 

@@ -173,7 +173,8 @@ def test_constrained_translation_uses_the_terms_and_leaves_rows_without_terms_al
 
 def test_greedy_and_both_families_with_codes_take_the_constraints(tiny_models, tmp_path) -> None:
     from csas_cli.inference.generation import GenerationSettings, load_for_inference, translate_texts
-    from csas_cli.inference.source import Direction, resolve_source
+    from csas_cli.inference.source import resolve_source
+    from csas_cli.languages import Direction
 
     glossary = read_glossary(GLOSSARY)
     sources = [r["source"] for r in held_rows(12)]

@@ -11,7 +11,8 @@ import pytest
 from csas_cli.device_map import on_cpu, resolve_device_map
 from csas_cli.errors import CsasError, SettingsError
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY
-from csas_cli.training.distributed import distributed_env, main_process, training_device
+from csas_cli.progress import main_process
+from csas_cli.training.distributed import distributed_env, training_device
 
 REQUESTS = ("auto", "cpu", "cuda:0", "none", "None", "NONE", None)
 WORLD_SIZES = (1, 2, 4)

@@ -189,7 +189,8 @@ def test_eval_chrf_is_logged_with_the_loss_and_the_best_adapter_is_kept(tiny_mod
     # `csas evaluate` scores: the same forced language codes, batches and sacrebleu defaults.
     from csas_cli.inference.generation import GenerationSettings, load_for_inference, translate_texts
     from csas_cli.inference.scoring import score
-    from csas_cli.inference.source import Direction, resolve_source
+    from csas_cli.inference.source import resolve_source
+    from csas_cli.languages import Direction
     from csas_cli.training.evaluation import chrf_sample
     from csas_cli.training.run import prepare_run
 

@@ -45,7 +45,8 @@ def test_the_validation_file_replaces_the_split(files):
     repeats = sum((r["source"], r["target"]) in {(t["source"], t["target"]) for t in EN[:300]} for r in EN[1000:1040])
     assert repeats > 0
     assert prepared.notes == (
-        f"warning: --eval-data {held} shares {2 + repeats} of its 42 pairs and {shared_pubs} publications with --data "
+        f"warning: --eval-data {held} shares {2 + repeats} of its 42 pairs and {shared_pubs} "
+        f"publication{'' if shared_pubs == 1 else 's'} with --data "
         f"{train}; its scores then overstate how the model does on new text",
     )
     assert prepared.plan.to_dict()["eval_data"] == str(held)
@@ -127,7 +128,7 @@ def test_finetune_all_and_sweep_pass_the_validation_file_on(files):
 
 
 def test_a_moved_branch_blocks_resume_unless_the_commit_is_named(tmp_path):
-    from csas_cli.settings import build_plan
+    from csas_cli.plan import build_plan
     from csas_cli.training.run import check_same_base
 
     run = tmp_path / "run"

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import invoke, one_error_line
 
-from csas_cli.commands.tiny import HELDOUT_PAIRS
+from csas_cli.shipped import HELDOUT_PAIRS
 from csas_cli.inference.ctranslate import decoding_settings
 from csas_cli.inference.source import EXPORTED, is_exported, resolve_source
 

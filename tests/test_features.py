@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from helpers import SAMPLE
 
-from csas_cli.data.features import Cuts, TokenizedPair, set_languages, tokenize_counted, tokenize_examples
+from csas_cli.data.features import Cuts, TokenizedPair, tokenize_counted, tokenize_examples
+from csas_cli.languages import set_languages
 from csas_cli.data.pairs import Example
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY, Family, other_language
 

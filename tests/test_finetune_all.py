@@ -1,4 +1,4 @@
-"""Tests for csas_cli.commands.finetune_all: key selection, per-model settings, and run_all's failure isolation."""
+"""Tests for csas_cli.training.batch: key selection, per-model settings, and run_all's failure isolation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from csas_cli.commands.finetune_all import Outcome, all_settings, run_all
+from csas_cli.training.batch import Outcome, all_settings, run_all
 from csas_cli.errors import EXIT_CODES, CsasError, DataError, Preempted, SettingsError, TrainingError
 from csas_cli.registry import FINETUNE_ALL_TABLE, MODEL_KEYS, model_id_under, select_keys
 from csas_cli.settings import FinetuneSettings

@@ -14,14 +14,13 @@ from csas_cli.inference.generation import (
     GenerationSettings,
     LoadedModel,
     fit_length,
-    generation_overrides,
-    language_token_id,
     length_sorted_batches,
     load_for_inference,
     single_line,
     translate_texts,
 )
-from csas_cli.inference.source import Direction, resolve_direction, resolve_source
+from csas_cli.inference.source import resolve_direction, resolve_source
+from csas_cli.languages import Direction, generation_overrides, language_token_id
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY
 
 FAST = GenerationSettings(num_beams=2, max_new_tokens=16, batch_size=4)

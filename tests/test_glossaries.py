@@ -190,7 +190,7 @@ def test_translate_leaves_single_common_words_unforced_unless_data_confirm_them(
              "--no-apply-glossary", "--term-constraints"]  # fmt: skip
     result = invoke("translate", sentences, *model)
     assert result.exit_code == 0, result.output
-    assert "term constraints: 1 glossary entries forced; 4 single common words left out" in result.stderr
+    assert "term constraints: 1 glossary entry forced; 4 single common words left out" in result.stderr
     assert "mettre un pied à terre" not in result.stdout
     everything = invoke("translate", sentences, *model, "--constrain-all")
     assert "mettre un pied à terre" in everything.stdout and "essai" in everything.stdout.lower()

@@ -51,7 +51,99 @@ def test_imports_point_down_the_layers() -> None:
 
 
 def test_the_layer_check_sees_relative_and_lazy_imports() -> None:
-    tree = PACKAGE / "training" / "recipe.py"
-    seen = imported(tree, "csas_cli.training.recipe")
+    tree = PACKAGE / "training" / "recipe_setup.py"
+    seen = imported(tree, "csas_cli.training.recipe_setup")
     assert "csas_cli.inference.generation" in seen and "csas_cli.training.loss" in seen  # the second one is lazy
     assert layer("csas_cli.settings") == "shared" and layer("csas_cli.commands.bench") == "commands"
+
+
+MODULE_LINES = 500
+"""The most lines a module of csas_cli holds: past it, a module has more than one job."""
+
+
+def modules() -> dict[str, object]:
+    """Every csas_cli module by its dotted name -> its path."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(("csas_cli", *parts))
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def module_graph() -> dict[str, set[str]]:
+    """module -> the csas_cli modules it imports (a `from m import name` counts as importing m)."""
+    known = modules()
+    graph = {}
+    for module, path in known.items():
+        own = module if path.name != "__init__.py" else module + ".__init__"
+        targets = {t if t in known else t.rpartition(".")[0] for t in imported(path, own)}
+        graph[module] = {t for t in targets if t in known and t != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of `graph`: its strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles() -> None:
+    assert circles(module_graph()) == []
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    """A name with a leading underscore is its module's own: another module that needs it needs a public name."""
+    borrowed = []
+    for module, path in modules().items():
+        own = module if path.name != "__init__.py" else module + ".__init__"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("csas_cli")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        borrowed.append(f"{own}: from {'.' * node.level}{node.module or ''} import {alias.name}")
+    assert borrowed == []
+
+
+def test_commands_do_not_import_each_other() -> None:
+    """A command's module holds that command; what two commands share lives in a lower layer."""
+    graph = module_graph()
+    crossing = [f"{m} imports {t}" for m, targets in graph.items() if m.startswith("csas_cli.commands.")
+                for t in targets if t.startswith("csas_cli.commands.")]
+    assert crossing == []
+
+
+def test_modules_stay_small() -> None:
+    big = {m: n for m, p in modules().items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MODULE_LINES}
+    assert big == {}

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from helpers import invoke, one_error_line
 
-from csas_cli.commands.merge import check_out_dir, generation_overrides_for, merge_all
+from csas_cli.commands.merge import merge_all
+from csas_cli.training.merging import check_out_dir
 from csas_cli.errors import OutputError
 from csas_cli.files import file_sha256
-from csas_cli.inference.generation import language_token_id, load_for_inference
-from csas_cli.inference.source import MERGE_RECORD, Direction, resolve_source
+from csas_cli.inference.generation import load_for_inference
+from csas_cli.inference.source import MERGE_RECORD, resolve_source
+from csas_cli.languages import Direction, language_token_id, model_generation_overrides
 
 FAMILY_KEYS = ["opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr"]
 SENTENCES = [
@@ -268,7 +270,7 @@ def test_generation_overrides_for_merged_models(tiny_models):
     for key, code in expected.items():
         tokenizer = AutoTokenizer.from_pretrained(tiny_models[key])
         source = resolve_source(None, key, str(tiny_models[key]))
-        overrides = generation_overrides_for(source, tokenizer)
+        overrides = model_generation_overrides(tokenizer, source.spec.family, source.spec.source_langs)
         if code is None:
             assert overrides == {}
         elif code == "none":

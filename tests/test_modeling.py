@@ -12,14 +12,15 @@ from csas_cli.errors import HardwareError, ModelError
 from csas_cli.modeling import (
     Precision,
     add_lora,
-    check_local_snapshot,
     check_precision,
     load_config,
     load_model,
     load_tokenizer,
 )
 from csas_cli.registry import MARIAN, REGISTRY
-from csas_cli.settings import FinetuneSettings, build_plan
+from csas_cli.plan import build_plan
+from csas_cli.settings import FinetuneSettings
+from csas_cli.snapshots import check_local_snapshot
 
 
 def plan_for(key: str, model_dir: Path, **overrides):
@@ -142,7 +143,8 @@ def test_qlora_trains_after_an_evaluation_pass(tiny_models):
 
 
 def test_tokenizer_is_the_family_class(tiny_models):
-    assert type(load_tokenizer(str(tiny_models["m2m100_418m"]), REGISTRY["m2m100_418m"].family)).__name__ == "M2M100Tokenizer"
+    tokenizer = load_tokenizer(str(tiny_models["m2m100_418m"]), REGISTRY["m2m100_418m"].family)
+    assert type(tokenizer).__name__ == "M2M100Tokenizer"
     assert json.loads((tiny_models["m2m100_418m"] / "config.json").read_text())["decoder_start_token_id"] == 2
 
 

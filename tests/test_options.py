@@ -11,8 +11,8 @@ import typer
 from helpers import invoke
 
 from csas_cli.cli import app
-from csas_cli.commands.finetune_all import all_settings
-from csas_cli.commands.sweep import sweep_settings
+from csas_cli.training.batch import all_settings
+from csas_cli.training.sweep import sweep_settings
 from csas_cli.options import describe_default
 from csas_cli.registry import MODEL_KEYS
 from csas_cli.settings import FIELDS
@@ -90,3 +90,32 @@ def test_a_default_shown_for_every_run_must_be_shared_by_every_run() -> None:
     with pytest.raises(TypeError, match="batch_size"):
         settings_options([Flag("batch_size", "Pairs (default: {default}).", given_only=True)], tuple(GROUPS.values()),
                          {"seed": 42})(command)  # fmt: skip
+
+
+COMMANDS = ("finetune", "finetune-all", "sweep", "bench", "translate", "evaluate", "check-data", "convert", "split",
+            "check-glossary", "merge", "export", "merge-all", "tiny-models", "models")  # fmt: skip
+CUT_FLAG = re.compile(r"│ *\*? *-[-a-z_,]*…")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_shows_every_flag_whole_at_80_columns(name: str) -> None:
+    """A narrow terminal lists the dashed spellings only (and says the underscore ones are accepted); no flag is
+    cut to `--max-source-len,--max_sou…`."""
+    from typer.testing import CliRunner
+
+    shown = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": ""}).output
+    assert CUT_FLAG.search(shown) is None, shown
+    underscored = [o for p in command(name).params for o in getattr(p, "opts", ()) if o.startswith("--") and "_" in o]
+    listed = all(o in shown for o in underscored)
+    assert listed != ("also accepted with underscores" in " ".join(shown.split()))  # listed, or said once
+
+
+def test_help_lists_the_underscore_spellings_where_they_fit() -> None:
+    from typer.testing import CliRunner
+
+    wide = CliRunner().invoke(app, ["finetune", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": ""}).output
+    assert "--grad-accum,--grad_accum" in wide and "also accepted with underscores" not in wide
+    narrow = CliRunner().invoke(app, ["finetune", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": ""}).output
+    assert "--grad_accum" not in narrow.replace("(--grad_accum for", "")
+    assert "--grad_accum" in command("finetune").params[[p.name for p in command("finetune").params].index(
+        "grad_accum")].opts  # the spelling is still accepted, only not listed

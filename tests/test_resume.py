@@ -17,9 +17,10 @@ import pytest
 from helpers import SAMPLE
 from safetensors.torch import load_file
 
-from csas_cli.cli import bare_resume_means_auto
+from csas_cli.options import bare_resume_means_auto
 from csas_cli.errors import EXIT_CODES, Preempted, SettingsError
-from csas_cli.settings import FinetuneSettings, build_plan
+from csas_cli.plan import build_plan
+from csas_cli.settings import FinetuneSettings
 from csas_cli.training.checkpoints import step_dir_name
 from csas_cli.training.preemption import StopRequest
 from csas_cli.training.resume import choose_checkpoint, plan_differences

@@ -12,6 +12,7 @@ from helpers import FINETUNE_ALL_SPEC
 
 from csas_cli import registry
 from csas_cli.errors import CsasError, SettingsError
+from csas_cli.plan import Resolved, build_plan
 from csas_cli.settings import (
     FIXED,
     GROUPS,
@@ -19,8 +20,6 @@ from csas_cli.settings import (
     MAX_GRAD_NORM,
     WEIGHT_DECAY,
     FinetuneSettings,
-    Resolved,
-    build_plan,
     flag,
     parse_lora_targets,
     settings_fields,

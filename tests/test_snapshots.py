@@ -11,17 +11,11 @@ from helpers import SAMPLE, invoke, one_error_line, write_pairs
 from layouts import build_layout, hub_cache, malicious_bin, sharded_bin
 
 from csas_cli.errors import ModelError, SettingsError
-from csas_cli.modeling import (
-    Precision,
-    check_pickle,
-    check_weights,
-    load_config,
-    load_model,
-    load_tokenizer,
-    local_weights,
-)
+from csas_cli.modeling import Precision, load_config, load_model, load_tokenizer
 from csas_cli.registry import REGISTRY
-from csas_cli.settings import FinetuneSettings, build_plan
+from csas_cli.plan import build_plan
+from csas_cli.settings import FinetuneSettings
+from csas_cli.snapshots import check_pickle, check_weights, local_weights
 from csas_cli.training.resume import plan_differences
 
 FAMILY_KEYS = ("opus_mt_en_fr", "m2m100_418m", "mbart50_mmt_fr")
@@ -58,7 +52,8 @@ def test_sharded_bin_is_read_weights_only(tiny_models, tmp_path):
     weights = local_weights(str(snapshot))
     assert weights.format == "pytorch-bin-sharded" and len(weights.files) == 3
     assert "3 .bin shards" in weights.notice(str(snapshot))
-    assert torch.equal(logits(str(snapshot), "opus_mt_en_fr"), logits(str(tiny_models["opus_mt_en_fr"]), "opus_mt_en_fr"))
+    reference = logits(str(tiny_models["opus_mt_en_fr"]), "opus_mt_en_fr")
+    assert torch.equal(logits(str(snapshot), "opus_mt_en_fr"), reference)
 
 
 def test_notice_says_how_pickled_weights_are_read(tiny_models, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for csas_cli.commands.sweep: the grid tables, trial settings and names, results rows and CSV, the runner,
+"""Tests for csas_cli.training.sweep: the grid tables, trial settings and names, results rows and CSV, the runner,
 the CLI.
 
 The last tests run a real 2 x 2 sweep on a tiny checkpoint (CPU, offline) and run it again to see it skipped.
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import SAMPLE, invoke, one_error_line
 
-from csas_cli.commands.finetune_all import Outcome
-from csas_cli.commands.sweep import (
+from csas_cli.training.batch import Outcome
+from csas_cli.training.sweep import (
     RESULT_COLUMNS,
     RESULTS_CSV,
     TrialResult,

@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 
-from csas_cli.commands.finetune_all import Outcome
-from csas_cli.commands.summary import print_summary, print_sweep_table
-from csas_cli.commands.sweep import TrialResult
+from csas_cli.training.batch import Outcome
+from csas_cli.commands.finetune_all import print_summary
+from csas_cli.commands.sweep import print_sweep_table
+from csas_cli.training.sweep import TrialResult
 from csas_cli.progress import table_console
 from csas_cli.registry import REGISTRY
 from csas_cli.training.recipe import RunResult

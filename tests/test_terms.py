@@ -172,7 +172,7 @@ def test_malformed_glossaries_are_refused_in_one_line(tmp_path: Path, name: str,
 
 
 def test_the_shipped_glossary_reads_and_its_references_use_it() -> None:
-    from csas_cli.commands.tiny import SAMPLE_PAIRS
+    from csas_cli.shipped import SAMPLE_PAIRS
 
     glossary = read_glossary(SAMPLE_PAIRS.parent / "glossary.tsv")
     assert len(glossary) >= 30
@@ -308,7 +308,7 @@ def test_translations_must_line_up_with_the_rows(tmp_path: Path) -> None:
     short = tmp_path / "hyp.txt"
     short.write_text("one line\n")
     line = one_error_line(invoke("evaluate", "--data", data, "--translations", short, "--source-lang", "en"))
-    assert "1 lines for the 3 en->fr rows" in line
+    assert "1 line for the 3 en->fr rows" in line
     assert "--source-lang en or fr" in one_error_line(invoke("evaluate", "--data", data, "--translations", short))
     for flags, named in ((["--compare-base"], "--compare-base"), (["--hypotheses", tmp_path / "h.txt"], "--hypotheses"),
                          (["--glossary", SAMPLE.parent / "glossary.tsv", "--apply-glossary"], "--apply-glossary")):
@@ -351,7 +351,7 @@ def test_evaluate_reports_term_success_of_model_base_and_references(tiny_models,
 
 @pytest.mark.slow
 def test_term_annotation_trains_translates_and_resumes_as_recorded(tiny_models, tmp_path: Path) -> None:
-    from csas_cli.commands.tiny import SAMPLE_PAIRS
+    from csas_cli.shipped import SAMPLE_PAIRS
 
     glossary = SAMPLE_PAIRS.parent / "glossary.tsv"
     data = write_pairs(tmp_path / "pairs.jsonl", 40)
@@ -396,6 +396,6 @@ def test_training_sources_that_already_hold_the_markers_get_a_note() -> None:
     rows = [Example("A plain source.", "Une source.", "en", "fr", None, 1),
             Example("See [[Table 2]].", "Voir [[tableau 2]].", "en", "fr", None, 2)]  # fmt: skip
     (note,) = marker_note(rows)
-    assert note.startswith("1 training sources already hold the annotation markers '[[' or ']]' (the first at "
+    assert note.startswith("1 training source already holds the annotation markers '[[' or ']]' (the first at "
                            "line 2 of --data)")  # fmt: skip
     assert marker_note(rows[:1]) == ()

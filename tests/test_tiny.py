@@ -16,9 +16,6 @@ import pytest
 from helpers import ROOT
 
 from csas_cli.commands.tiny import (
-    HELDOUT_PAIRS,
-    PRETRAIN_PAIRS,
-    SAMPLE_PAIRS,
     SPM_MODEL,
     TINY_ASSETS,
     TINY_DIMS,
@@ -28,6 +25,7 @@ from csas_cli.commands.tiny import (
     build_tiny_models,
 )
 from csas_cli.registry import MODEL_KEYS, REGISTRY
+from csas_cli.shipped import HELDOUT_PAIRS, PRETRAIN_PAIRS, SAMPLE_PAIRS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from csas_cli.cli import app
 from csas_cli.commands.translate import decode_text, read_sources
 from csas_cli.errors import DataError
-from csas_cli.inference.source import Direction
+from csas_cli.languages import Direction
 
 EN_FR = Direction("en", "fr")
 FAST = ["--num-beams", "1", "--max-new-tokens", "24", "--batch-size", "3"]

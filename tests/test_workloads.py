@@ -1,4 +1,4 @@
-"""csas_cli.commands.workloads: what `csas bench` and scripts/bench_vs_hf.py train on (synthetic CSAS-like pairs, the
+"""csas_cli.training.workloads: what `csas bench` and scripts/bench_vs_hf.py train on (synthetic CSAS-like pairs, the
 shipped architectures and presets, random-weight checkpoints)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import statistics
 import pytest
 import torch
 
-from csas_cli.commands.bench import BenchSettings
-from csas_cli.commands.workloads import (
+from csas_cli.training.workloads import (
+    BenchSettings,
     LENGTH_MEDIAN,
     PRESET_KEY,
     PRESETS,

@@ -1,8 +1,8 @@
 """`csas bench`: throughput and peak memory of csas's own training loop, to size a batch before booking GPU hours.
 
 What runs is the real loop: a `FinetuneRecipe` built as `csas finetune` builds one (the same loading, quantization,
-LoRA and optimizer code) from the benchmark's plan and pairs (workloads.py), which trains for warm-up plus timed
-optimizer steps. Two things differ from a training run: the pairs are the benchmark's, tokenized once before any
+LoRA and optimizer code) from the benchmark's plan and pairs (training/workloads.py), which trains for warm-up plus
+timed optimizer steps. Two things differ from a training run: the pairs are the benchmark's, tokenized once before any
 clock runs, and nothing is written (the recipe's run directory is `RunDirectory(None)`). A callback after every
 optimizer step times the steps. scripts/bench_vs_hf.py runs the same measurement next to transformers'
 Seq2SeqTrainer, handing the recipe other engine parts (batching, padding, loss, attention kernels) to measure them.
@@ -16,113 +16,15 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data.aligned import aligned_paths
-from ..errors import DataError, HardwareError, SettingsError
+from ..errors import HardwareError
 from ..memory import release_memory
-from ..registry import FINETUNE_ALL_TABLE, MARIAN, REGISTRY, check_which
-from ..settings import FinetuneSettings, check_bounds, setting
-from .workloads import (
-    PRESETS,
-    SYNTHETIC_PAIRS,
-    Workload,
-    padded_tokens,
-    pair_tokens,
-    prepare_workload,
-)
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def run_setting(group: str, name: str) -> Any:
-    """A read-only property of BenchSettings: the measured run's setting `name` of `group`."""
-    return property(lambda self: getattr(getattr(self.finetune, group), name), doc=f"finetune.{group}.{name}")
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    """Everything `csas bench` (and scripts/bench_vs_hf.py) can be asked: the run measured, as `csas finetune`'s
-    settings (with the finetune-all table's batch size and learning rate for the model), plus the bench's own."""
-
-    finetune: FinetuneSettings
-    random_init: bool = setting(False, "The model's real architecture with random weights: nothing is downloaded.")
-    """Random weights: the registry model's shipped architecture, the preset's, or --model-id's config."""
-    preset: str | None = setting(None, "A small random-weight Marian model instead (small or tiny; opus_mt keys).")
-    """A shipped preset architecture (implies random_init; Marian keys only)."""
-    data: Path | None = setting(None, "Pairs (JSON Lines) to measure on; default: synthetic CSAS-like lengths.")
-    """A JSONL data file tokenized with the model's tokenizer; None: synthetic CSAS-like pairs."""
-    steps: int = setting(20, "Timed optimizer steps.", at_least=1)
-    """Timed optimizer steps."""
-    warmup_steps: int = setting(3, "Optimizer steps before the clock starts.", at_least=0)
-    """Optimizer steps run before the clock starts (allocator, kernel selection, data-loader start-up)."""
-    device: str = setting("auto", "auto, cpu or cuda.")
-    """auto, cpu or cuda."""
-    num_pairs: int = setting(SYNTHETIC_PAIRS, at_least=1)
-    """Synthetic pairs to draw (ignored with data)."""
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        if self.preset is not None:
-            if self.preset not in PRESETS:
-                raise SettingsError(f"--preset: unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-            if REGISTRY[self.which].family is not MARIAN:
-                raise SettingsError(f"--preset {self.preset} is a Marian model; use it with an opus_mt key")
-            if self.model_id is not None:
-                raise SettingsError("--preset and --model-id exclude each other")
-            if self.data is not None:
-                raise SettingsError("--data needs the model's tokenizer, and a preset has none: use --model-id")
-        if self.device not in DEVICES:
-            raise SettingsError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.data is not None and not Path(self.data).is_file() and aligned_paths(self.data) is None:
-            raise DataError(f"--data: {self.data} is not a file")
-
-    @classmethod
-    def create(cls, *, which: str, batch_size: int | None = None, **values: Any) -> "BenchSettings":
-        """From flat names: the bench's own fields, and any `csas finetune` setting; batch_size None (and the
-        learning rate, always) from the finetune-all table's row for `which`."""
-        check_which(which)
-        bench = {name: values.pop(name) for name in list(values) if name in BENCH_FIELDS}
-        row = FINETUNE_ALL_TABLE[which]
-        finetune = FinetuneSettings.create(
-            which=which, batch_size=row.batch_size if batch_size is None else batch_size,
-            learning_rate=row.learning_rate, **values,
-        )  # fmt: skip
-        return cls(finetune, **bench)
-
-    def updated(self, **values: Any) -> "BenchSettings":
-        """A copy with flat-named settings (the bench's own or `csas finetune`'s) replaced."""
-        bench = {name: values.pop(name, getattr(self, name)) for name in BENCH_FIELDS}
-        return BenchSettings(self.finetune.updated(**values) if values else self.finetune, **bench)
-
-    # The run's settings that the workload and the report read, by their names there.
-    which = run_setting("model", "which")
-    model_id = run_setting("model", "model_id")
-    revision = run_setting("model", "revision")
-    seed = run_setting("training", "seed")
-    micro_batch = run_setting("training", "batch_size")
-    grad_accum = run_setting("training", "grad_accum")
-    max_tokens = run_setting("training", "max_tokens")
-    precision = run_setting("training", "precision")
-    max_source_len = run_setting("corpus", "max_source_len")
-    max_target_len = run_setting("corpus", "max_target_len")
-
-    @property
-    def weight_dtype(self) -> Any:
-        from ..modeling import torch_dtype
-
-        return torch_dtype(self.precision)
-
-    @property
-    def uses_random_weights(self) -> bool:
-        return self.random_init or self.preset is not None
-
-
-BENCH_FIELDS = tuple(f.name for f in fields(BenchSettings) if f.name != "finetune")
-"""The bench's own settings; every other flat name is a `csas finetune` setting of the run measured."""
-
+from ..progress import print_json
+from ..progress import say as say_line
+from ..training.workloads import BenchSettings, Workload, padded_tokens, pair_tokens, prepare_workload
 
 # --- devices -----------------------------------------------------------------------------------------------------
 
@@ -207,8 +109,9 @@ def measure_csas(
     from ..data.features import TokenizedSplit
     from ..memory import PeakMemory
     from ..progress import Reporter
-    from ..settings import build_plan
-    from ..training.recipe import FinetuneRecipe, StepReport, check_hardware, load_base
+    from ..plan import build_plan
+    from ..training.groundwork import check_hardware, load_base
+    from ..training.recipe import FinetuneRecipe, StepReport
     from ..training.rundir import RunDirectory
 
     run = settings.finetune.updated(
@@ -375,3 +278,12 @@ def format_record(record: dict[str, Any]) -> str:
         f"final loss {record['final_loss']:.4f}",
     ]
     return "\n".join(lines)
+
+
+def run(settings: BenchSettings, *, as_json: bool = False) -> None:
+    """`csas bench`: measure, then print the record (as JSON with `as_json`)."""
+    record = run_bench(settings, say=say_line)
+    if as_json:
+        print_json(record)
+    else:
+        sys.stdout.write(format_record(record) + "\n")

@@ -44,10 +44,11 @@ from ..data.alignment import (
     publication_summary,
 )
 from ..data.pairs import Example, ReadCounts, ReadOptions, read_pairs
+from ..data.pairs import check_jsonl_output, write_jsonl
 from ..errors import SettingsError
-from ..progress import counted
-from ..registry import MODEL_KEYS, REGISTRY, check_model_root, check_which, model_id_under
-from .convert import check_jsonl_output, write_jsonl
+from ..fields import setting
+from ..progress import counted, print_json
+from ..registry import MODEL_KEYS, REGISTRY, check_model_root, check_which, model_id_under, split_keys
 
 
 SHOWN_CHARACTERS = 200
@@ -166,7 +167,8 @@ def parse_drop(
 def load_tokenizers(sources: dict[str, str], revision: str | None) -> dict[str, Any]:
     """Each chosen model's tokenizer, loaded before any check runs: a model that cannot be read costs nothing."""
     from ..errors import ModelError
-    from ..modeling import check_revision, load_tokenizer, quiet_libraries
+    from ..modeling import load_tokenizer, quiet_libraries
+    from ..snapshots import check_revision
 
     quiet_libraries()
     tokenizers = {}
@@ -200,36 +202,73 @@ def length_check(
         findings.append(Finding(ex.line, ex.source, ex.target, f"{side} cut"))
     langs = " and ".join(spec.source_langs)
     title = (f"{key}: pairs its tokenizer cuts at --max-source-len {max_source_len} / --max-target-len "
-             f"{max_target_len} ({len(sources)} sources, {len(targets)} targets, of its {len(rows)} rows with "
+             f"{max_target_len} ({counted(len(sources), 'source')}, {counted(len(targets), 'target')}, of its "
+             f"{counted(len(rows), 'row')} with "
              f"{langs} sources)")  # fmt: skip
     result = CheckResult(name=TOO_LONG, title=title, count=len(flagged), total=len(examples),
                          flagged=tuple(indices[j] for j in flagged), findings=tuple(findings))  # fmt: skip
     return LengthCheck(key, model_id, result, len(sources), len(targets), len(rows))
 
 
+DROPPABLE = ", ".join((*CHECK_NAMES, "misaligned", TOO_LONG))
+"""What --drop may name."""
+
+
+@dataclass(frozen=True)
+class DataChecks:
+    """What `csas check-data` checks and writes: its options, each field its option (fields.setting). Keys of a
+    repeatable option may also be comma-separated."""
+
+    which: list[str] | None = setting(
+        None, "Also count the pairs this model's tokenizer cuts (repeat or comma-separate)."
+    )
+    all_models: bool = setting(False, "Count the cut pairs for every registry model.", flag="all")
+    model_id: str | None = setting(None, "The tokenizer of the one --which model: hub id or path.")
+    model_root: Path | None = setting(None, "Use MODEL_ROOT/KEY's tokenizer where that folder exists.")
+    revision: str | None = setting(None, "Hub revision of the one --which model's tokenizer.")
+    max_source_len: int = setting(512, "Source tokens training keeps.")
+    max_target_len: int = setting(512, "Target tokens training keeps.")
+    against: Path | None = setting(
+        None, "A test file: count the sentences and publications FILE shares with it."
+    )
+    write_clean: Path | None = setting(None, "Write the rows that pass the --drop checks here (JSON Lines).")
+    drop: str | None = setting(None, f"Checks whose rows --write-clean leaves out, comma-separated: {DROPPABLE}.")
+    overwrite: bool = setting(False, "Replace an existing --write-clean file.")
+    examples: int = setting(EXAMPLES_SHOWN, "Flagged rows shown per check (0: all).")
+    score_with: list[str] | None = setting(
+        None, "Also score each pair's alignment with these translation models: registry keys (--model-id, "
+        "--model-root) or run directories; both directions for the dual score."
+    )
+    drop_publications: bool = setting(
+        False, "With --write-clean: also leave out the publications the summary flags."
+    )
+    device: str = setting("auto", "Where --score-with's models run: auto (the GPU when there is one), cpu or cuda.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "which", split_keys(self.which))
+        object.__setattr__(self, "score_with", split_keys(self.score_with))
+
+
+def run(path: Path, options: DataChecks, reading: ReadOptions, *, as_json: bool = False, bar: bool = False,
+        say: Callable[[str], None] = lambda message: None) -> None:  # fmt: skip
+    """`csas check-data`: check, then print the report (as JSON with `as_json`)."""
+    report = check_data(path, options, reading, bar=bar, say=say)
+    if as_json:
+        print_json(report.to_dict(options.examples))
+    else:
+        print_report(report, options.examples)
+
+
 def check_data(
-    path: Path,
-    *,
-    which: Sequence[str] = (),
-    all_models: bool = False,
-    model_id: str | None = None,
-    model_root: Path | None = None,
-    revision: str | None = None,
-    max_source_len: int = 512,
-    max_target_len: int = 512,
-    against: Path | None = None,
-    write_clean: Path | None = None,
-    drop: str | None = None,
-    overwrite: bool = False,
-    reading: ReadOptions = ReadOptions(),
-    score_with: Sequence[str] = (),
-    drop_publications: bool = False,
-    device: str = "auto",
-    bar: bool = False,
+    path: Path, options: DataChecks = DataChecks(), reading: ReadOptions = ReadOptions(), *, bar: bool = False,
     say: Callable[[str], None] = lambda message: None,
 ) -> DataReport:
     """Everything `csas check-data` does, up to the report; writes --write-clean when asked. `score_with`: registry
     keys or model directories whose scores the misaligned check uses too (inference/pair_scores.py)."""
+    which, all_models, model_id, model_root = options.which, options.all_models, options.model_id, options.model_root
+    revision, against, write_clean, drop = options.revision, options.against, options.write_clean, options.drop
+    max_source_len, max_target_len, overwrite = options.max_source_len, options.max_target_len, options.overwrite
+    score_with, drop_publications, device = options.score_with, options.drop_publications, options.device
     for flag, value in (("--max-source-len", max_source_len), ("--max-target-len", max_target_len)):
         if value < 1:
             raise SettingsError(f"{flag} must be at least 1, got {value}")
@@ -272,7 +311,7 @@ def check_data(
             kept = [ex for ex in kept if ex.pub_number not in broken]
             dropped = [*dropped, f"{counted(len(broken), 'publication')} flagged"]
         write_jsonl(write_clean, kept)
-        say(f"--write-clean: {len(kept)} of {len(examples)} rows written to {write_clean} (dropped: "
+        say(f"--write-clean: {len(kept)} of {counted(len(examples), 'row')} written to {write_clean} (dropped: "
             f"{', '.join(dropped) or 'none'})")  # fmt: skip
     return report
 
@@ -351,7 +390,7 @@ def model_scores(
     rows = [i for i, ex in enumerate(examples) if ex.source and ex.target]
     scorer = PairScorer(models)
     chosen = [examples[i] for i in rows]
-    say(f"scoring {len(rows)} pairs with {', '.join(sources)} ({', '.join(scorer.directions())})")
+    say(f"scoring {counted(len(rows), 'pair')} with {', '.join(sources)} ({', '.join(scorer.directions())})")
     with counting_bar(scorer.work(chosen), bar, "scoring", say=say, unit="pairs") as advance:
         values = scorer.score(chosen, advance)
     return {i: v for i, v in zip(rows, values) if v is not None}
@@ -395,7 +434,8 @@ def publication_lines(publications: Publications | None) -> list[str]:
     lines = ["", f"publications far above the file's share of rows flagged by {checks} ({publications.rate:.1%}): "
                  "misaligned documents, or ones to look at"]  # fmt: skip
     for found in publications.flagged:
-        lines.append(f"{found.share:7.0%}  {found.publication}: {found.flagged} of {found.rows} rows flagged")
+        rows = counted(found.rows, "row")
+        lines.append(f"{found.share:7.0%}  {found.publication}: {found.flagged} of {rows} flagged")
     return lines
 
 
@@ -412,7 +452,8 @@ def shown_text(text: str, width: int = SHOWN_CHARACTERS) -> str:
 def o_line(o: dict[str, Any], reading: ReadOptions = ReadOptions()) -> str:
     """The overview in one line: rows, directions, publications, what the reader skipped or chose between."""
     directions = ", ".join(f"{n} {d}" for d, n in o.get("directions", {}).items())
-    parts = [f"{o.get('rows', 0)} rows ({directions})" if directions else f"{o.get('rows', 0)} rows"]
+    rows = counted(o.get("rows", 0), "row")
+    parts = [f"{rows} ({directions})" if directions else rows]
     units = ReadCounts.from_dict(o).describe(reading)
     if units:
         parts.append(units)
@@ -433,4 +474,4 @@ def print_report(report: DataReport, shown: int = EXAMPLES_SHOWN, stream: Any = 
     out.write("\n".join(report_lines(report, shown)) + "\n")
 
 
-__all__ = ["TOO_LONG", "DataReport", "LengthCheck", "check_data", "print_report", "report_lines"]
+__all__ = ["TOO_LONG", "DataChecks", "DataReport", "LengthCheck", "check_data", "print_report", "report_lines", "run"]

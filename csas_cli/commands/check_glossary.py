@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.fit import CONFIRMED_SHARE, EntryUse, Fit, common_entries
+from ..data.fit import CONFIRMED_SHARE, EntryUse, Fit, GlossaryOptions, common_entries
 from ..data.glossary import EXAMPLES, SKIP_REASONS, Glossary, read_glossary
 from ..data.pairs import ReadOptions, load_examples
-from ..progress import counted
+from ..progress import counted, print_json
 from ..registry import LANGUAGES, other_language
 
 REASONS = {
@@ -128,8 +128,10 @@ def report_lines(check: GlossaryCheck, shown: int = EXAMPLES) -> list[str]:
         occurrences = sum(u.occurrences for u in fit.uses.values())
         used = sum(u.used for u in fit.uses.values())
         rate = "-" if fit.rate is None else f"{fit.rate:.3f}"
-        lines.append(f"against {check.against} ({direction}): {len(fit.uses)} entries occur, {occurrences} times; the "
-                     f"translations use their target terms {used} times ({rate}); {len(fit.confirmed())} entries "
+        lines.append(f"against {check.against} ({direction}): {counted(len(fit.uses), 'entry', 'entries')} "
+                     f"occur{'s' if len(fit.uses) == 1 else ''}, "
+                     f"{counted(occurrences, 'time')}; the translations use their target terms "
+                     f"{counted(used, 'time')} ({rate}); {counted(len(fit.confirmed()), 'entry', 'entries')} "
                      f"confirmed (used at least {CONFIRMED_SHARE:.0%} of the time)")  # fmt: skip
         contradicted = fit.contradicted(len(fit.uses) if shown <= 0 else shown)
         if contradicted:
@@ -145,4 +147,15 @@ def print_report(check: GlossaryCheck, shown: int = EXAMPLES, stream: Any = None
     (stream or sys.stdout).write("\n".join(report_lines(check, shown)) + "\n")
 
 
-__all__ = ["GlossaryCheck", "check_glossary", "print_report", "report_lines"]
+def run(path: Path, terms: GlossaryOptions, *, against: Path | None = None, reading: ReadOptions = ReadOptions(),
+        examples: int = EXAMPLES, as_json: bool = False) -> None:  # fmt: skip
+    """`csas check-glossary`: read, then print the report (as JSON with `as_json`)."""
+    report = check_glossary(path, subject=terms.glossary_subject, sheet=terms.glossary_sheet, against=against,
+                            reading=reading)  # fmt: skip
+    if as_json:
+        print_json(report.to_dict(examples))
+    else:
+        print_report(report, examples)
+
+
+__all__ = ["GlossaryCheck", "check_glossary", "print_report", "report_lines", "run"]

@@ -31,17 +31,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..data.fit import Fit, Forced, GlossaryOptions, fit_warning
 from ..data.aligned import aligned_paths
+from ..data.fit import Fit, Forced, GlossaryOptions, fit_warning
 from ..data.glossary import Glossary
 from ..data.pairs import ReadOptions
 from ..data.terms import TermScore, most_missed, term_success
 from ..errors import SettingsError
+from ..fields import setting
 from ..inference.constraints import term_constraints_for
 from ..inference.generation import GenerationSettings, Runtime
 from ..inference.quality import QualityReport, quality_flags
 from ..inference.scoring import score
-from ..inference.source import Direction, ModelSource
+from ..inference.source import ModelChoice, ModelSource
+from ..languages import Direction
+from ..progress import counted, print_json
 
 
 @dataclass(frozen=True)
@@ -159,44 +162,61 @@ class Report:
         return {"base": self.base.to_dict(), "tuned": self.tuned.to_dict(), "delta": delta, **extra}
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What `csas evaluate` scores and where the model's translations go: the command's own options, each field its
+    option (fields.setting)."""
+
+    data: Path = setting(help="Pairs: .jsonl, .tmx, .tsv or SOURCE,TARGET files (the rows of the model's direction "
+                         "are scored).")  # fmt: skip
+    limit: int | None = setting(None, "Score only the first N rows of the direction.")
+    compare_base: bool = setting(False, "Also score the base model, side by side.")
+    hypotheses: Path | None = setting(None, "Write the model's translations here.")
+    overwrite: bool = setting(False, "Replace an existing --hypotheses file.")
+    translations: Path | None = setting(
+        None, "Score this file of translations (a line per row) instead of a model."
+    )
+
+
+def evaluate(
+    scoring: Scoring, choice: ModelChoice, generation: GenerationSettings, *, runtime: Runtime = Runtime(),
+    terms: GlossaryOptions = GlossaryOptions(), reading: ReadOptions = ReadOptions(), as_json: bool = False,
+    bar: bool = False, say: Callable[[str], None] | None = None,
+) -> None:
+    """`csas evaluate`: score, then print the report (as JSON with `as_json`)."""
+    report = run_evaluate(scoring, choice, generation, runtime=runtime, terms=terms, reading=reading, bar=bar,
+                          say=say)  # fmt: skip
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_report(report)
+
+
 def run_evaluate(
-    *,
-    data: Path,
-    model: Path | None,
-    which: str | None,
-    model_id: str | None,
-    source_lang: str | None,
-    limit: int | None,
-    compare_base: bool,
-    hypotheses_path: Path | None,
-    overwrite: bool,
-    settings: GenerationSettings,
-    bar: bool,
-    revision: str | None = None,
+    scoring: Scoring, choice: ModelChoice, settings: GenerationSettings, *, runtime: Runtime = Runtime(),
+    terms: GlossaryOptions = GlossaryOptions(), reading: ReadOptions = ReadOptions(), bar: bool = False,
     say: Callable[[str], None] | None = None,
-    terms: GlossaryOptions = GlossaryOptions(),
-    apply_glossary: bool | None = None,
-    translations_path: Path | None = None,
-    runtime: Runtime | None = None,
-    reading: ReadOptions = ReadOptions(),
 ) -> Report:
     """Everything `csas evaluate` does, up to the report; writes --hypotheses (the tuned model's) when asked."""
     from ..data.pairs import load_examples
     from ..data.terms import Annotator
     from ..files import check_output_file, write_lines
     from ..inference.generation import load_for_inference, translate_texts
-    from ..inference.source import resolve_direction, resolve_source
+    from ..inference.source import resolve_direction
     from ..progress import counting_bar
     from ..progress import say as progress_say
 
     tell = say if say is not None else progress_say
+    data, limit, compare_base, overwrite = scoring.data, scoring.limit, scoring.compare_base, scoring.overwrite
+    hypotheses_path, translations_path, apply_glossary = scoring.hypotheses, scoring.translations, terms.apply_glossary
+    model, which, source_lang = choice.model, choice.which, choice.source_lang
     if limit is not None and limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {limit}")
-    if apply_glossary and terms.path is None:
+    if apply_glossary and terms.glossary is None:
         raise SettingsError("--apply-glossary needs --glossary FILE")
     if translations_path is not None:
         given = [name for name, on in (("--compare-base", compare_base), ("--apply-glossary", apply_glossary),
-                                       ("--term-constraints", terms.constraints),
+                                       ("--term-constraints", terms.term_constraints),
                                        ("--hypotheses", hypotheses_path is not None)) if on]  # fmt: skip
         if given:
             raise SettingsError(f"--translations scores a file, no model translates: drop {' and '.join(given)}")
@@ -205,9 +225,9 @@ def run_evaluate(
         if glossary is not None:
             tell(glossary.describe())
         return score_translations(data, translations_path, which, model, source_lang, limit, glossary, reading, tell)
-    source = resolve_source(model, which, model_id, revision=revision)
+    source = choice.source()
     direction = resolve_direction(source.spec, source_lang)
-    if glossary is not None and terms.constraints:
+    if glossary is not None and terms.term_constraints:
         term_constraints_for(glossary, source, direction)  # an exported model is refused before any work
     if glossary is not None:
         tell(glossary.describe())
@@ -221,19 +241,19 @@ def run_evaluate(
         tell(f"warning: {fit.warning}")
     forced = None
     constraints = None
-    if glossary is not None and terms.constraints:
+    if glossary is not None and terms.term_constraints:
         forced = terms.forced(glossary, direction.source, direction.target, evidence, reading)
         tell(f"term constraints: {forced.describe()}")
         constraints = term_constraints_for(glossary, source, direction, forced.entries)
     annotated = sources
-    apply_glossary = terms.annotates(apply_glossary, source.term_annotation, tell, explain_off=False)
+    apply_glossary = terms.annotates(source.term_annotation, tell, explain_off=False)
     if apply_glossary and glossary is not None:
         annotator = Annotator(glossary, direction.source, direction.target)
         annotated = [annotator.source(text) for text in sources]
 
     def translate(what: ModelSource, label: str, inputs: list[str]) -> list[str]:
         loaded = load_for_inference(what, say=tell, runtime=runtime)
-        tell(f"{label}: scoring {what.label} on {len(sources)} rows ({direction}) of {data}")
+        tell(f"{label}: scoring {what.label} on {counted(len(sources), 'row')} ({direction}) of {data}")
         try:
             with counting_bar(len(sources), bar, label, say=tell) as advance:
                 return translate_texts(loaded, inputs, direction, settings, advance, constraints).lines
@@ -288,7 +308,8 @@ def score_translations(
         lines = [lines[ex.line - 1] for ex in examples]  # one line per line of the source file, as sacrebleu takes them
     if len(lines) != len(examples):
         per = "one line per row (or per line of the source file)" if aligned else "one line per row"
-        raise DataError(f"--translations {translations}: {len(lines)} lines for the {len(examples)} {direction} rows "
+        raise DataError(f"--translations {translations}: {counted(len(lines), 'line')} for the {len(examples)} "
+                        f"{direction} row{'' if len(examples) == 1 else 's'} "
                         f"of {data}; expected {per}, in order")  # fmt: skip
     sources, references = [ex.source for ex in examples], [ex.target for ex in examples]
     tuned = scores_for(str(translations), which or "-", direction, sources, lines, references, glossary)
@@ -352,4 +373,4 @@ def print_report(report: Report, stream: Any = None) -> None:
                           markup=False)  # fmt: skip
 
 
-__all__ = ["Report", "Scores", "print_report", "run_evaluate", "score"]
+__all__ = ["Report", "Scores", "Scoring", "evaluate", "print_report", "run_evaluate", "score"]

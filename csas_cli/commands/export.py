@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,9 +30,11 @@ from typing import Any, Callable
 from ..errors import ModelError, SettingsError
 from ..files import now_iso, read_json_record, write_json_atomic
 from ..inference.ctranslate import QUANTIZATIONS, ExportedModel, convert, decoding_settings, import_ctranslate2
-from ..inference.generation import GenerationSettings, LoadedModel, Runtime, load_weights, set_source_language
-from ..inference.source import EXPORT_RECORD, EXPORTED, MERGE_RECORD, RUN, Direction, ModelSource, resolve_source
-from .merge import adapter_sha256, check_out_dir, merge_run, merged_directions, replace_dir
+from ..inference.generation import GenerationSettings, LoadedModel, Runtime, load_weights
+from ..inference.source import EXPORT_RECORD, EXPORTED, MERGE_RECORD, RUN, ModelSource, resolve_source
+from ..languages import Direction, directions_of, set_source_language
+from ..progress import counted, say
+from ..training.merging import adapter_sha256, check_out_dir, merge_run, replace_dir
 
 FORMATS = ("ctranslate2",)
 PROBE_SENTENCES = 16
@@ -61,7 +64,7 @@ class ExportResult:
 def probe_sentences(direction: Direction) -> list[str]:
     """The first shipped held-out sentences in `direction`'s source language."""
     from ..data.pairs import load_examples
-    from .tiny import HELDOUT_PAIRS
+    from ..shipped import HELDOUT_PAIRS
 
     examples = load_examples(HELDOUT_PAIRS, [direction.source]).examples
     return [ex.source for ex in examples[:PROBE_SENTENCES]]
@@ -123,7 +126,7 @@ def export_merged(
     model, tokenizer = load_weights(merged, torch.float32)
     model.eval()
     spec = merged.spec
-    directions = merged_directions(spec.source_langs)
+    directions = directions_of(spec.source_langs)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, family=spec.family, device=torch.device("cpu"))
     probes = {d: probe_sentences(d) for d in directions}
     expected = {d: translate_texts(loaded, probes[d], d, PROBE_SETTINGS).lines for d in directions}
@@ -180,10 +183,23 @@ def check_export(
     if agreement < AGREEMENT[quantization]:
         raise ModelError(
             f"OUT_DIR: the {quantization} export does not translate as the merged model does (chrF {agreement:.1f} "
-            f"against generate's translations of {len(got)} probe sentences, {identical} identical; at least "
+            f"against generate's translations of {counted(len(got), 'probe sentence')}, {identical} identical; "
+            f"at least "
             f"{AGREEMENT[quantization]:.0f} expected); nothing was saved"
         )
     return probe
 
 
-__all__ = ["AGREEMENT", "ExportResult", "FORMATS", "check_export_options", "export_model", "probe_sentences"]
+__all__ = ["AGREEMENT", "ExportResult", "FORMATS", "check_export_options", "export_model", "probe_sentences", "run"]
+
+
+def run(model: Path, out_dir: Path, *, export_format: str = "ctranslate2", quantization: str = "int8",
+        overwrite: bool = False, which: str | None = None, model_id: str | None = None,
+        revision: str | None = None) -> None:  # fmt: skip
+    """`csas export`: export, then say how the probe went and where the model is."""
+    result = export_model(model, out_dir, export_format=export_format, quantization=quantization,
+                          overwrite=overwrite, which=which, model_id=model_id, revision=revision, say=say)  # fmt: skip
+    probe = result.probe
+    say(f"probe: {probe['identical']} of {counted(probe['sentences'], 'sentence')} as generate translates them, chrF "
+        f"{probe['chrf_against_generate']:.1f} against its translations")  # fmt: skip
+    sys.stdout.write(f"exported: {result.out_dir}\n")

@@ -1,141 +1,59 @@
-"""`csas finetune-all`: every registry model with finetune_all.py's table, one after another.
-
-A failing model does not stop the others; a stop signal (SIGTERM/SIGUSR1) does, since the job is ending: the model
-in training writes a checkpoint and the command exits with 75. Finished runs are skipped unless --overwrite is given
-(one trained with other settings fails, naming them), and a run left unfinished (a failure, a time limit,
-preemption) resumes from its newest checkpoint, so rerunning the same command trains only what is missing.
-"""
+"""`csas finetune-all`: every registry model with finetune_all.py's table, one after another (training/batch.py runs
+them), then the closing table."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from ..errors import CsasError, Interrupted, Preempted, describe_failure
-from ..layout import run_state
-from ..progress import say as stderr_line
-from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under, select_keys
-from ..settings import FinetuneSettings, settings_from_table, shared_values
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from ..training.run import RunResult
+from ..errors import batch_exit_code
+from ..progress import fmt_loss, main_process, report_plans, say_main, status_cell, table_console
+from ..registry import split_keys
+from ..settings import given_caption
+from ..training.batch import Outcome, all_settings, check_resume_no_op, dry_run_all, run_all
 
 
-def model_defaults() -> dict[str, Any]:
-    """The settings every model gets unless a flag says otherwise (what `csas finetune-all --help` shows)."""
-    return shared_values(settings_from_table)
+def run(values: Mapping[str, Any], *, only: Sequence[str] | None = None, skip: Sequence[str] | None = None,
+        model_root: Path | None = None, dry_run: bool = False, resume: str | None = None) -> int:  # fmt: skip
+    """Train (or with `dry_run` plan) every chosen model; `values`: the settings given for every model, over the
+    table. The exit code: errors.batch_exit_code, or 2 for a failed plan."""
+    check_resume_no_op(resume)
+    values = dict(values)
+    data, output_dir, config = values.pop("data"), values.pop("output_dir"), values.pop("config", None)
+    if config is not None:
+        from ..config import read_config
+
+        config = read_config(config)
+    settings_list = all_settings(data=data, output_dir=output_dir, only=split_keys(only), skip=split_keys(skip),
+                                 model_root=model_root, overrides=values, config=config)  # fmt: skip
+    if dry_run:
+        return report_plans(*dry_run_all(settings_list), key="which")
+    outcomes = run_all(settings_list, say=say_main, model_root=model_root)
+    if main_process():
+        print_summary(outcomes, values)
+    return batch_exit_code([o.status for o in outcomes])
 
 
-def all_settings(
-    *,
-    data: Path,
-    output_dir: Path,
-    only: Sequence[str] = (),
-    skip: Sequence[str] = (),
-    model_root: Path | None = None,
-    overrides: Mapping[str, object] | None = None,
-    config: Config | None = None,
-) -> list[FinetuneSettings]:
-    """Each model's settings: the finetune-all table, then the settings file's values (`config`: its models, in its
-    order, when it lists some), then `overrides` (the flags given); --model-root's snapshot wins over a file's
-    model_id."""
-    check_model_root(model_root)
-    keys = select_keys(only, skip, (config.model_keys if config is not None else ()) or MODEL_KEYS)
-    chosen = []
-    for key in keys:
-        values = {} if config is None else config.values_for(key)
-        values.update(data=data, output_dir=output_dir, **dict(overrides or {}))
-        if config is not None and config.sha256 is not None:  # a file (a Python mapping is in the plan's values)
-            values["config"] = Path(config.source)
-        local = model_id_under(model_root, key)
-        if local is not None or "model_id" not in values:
-            values["model_id"] = local
-        chosen.append(settings_from_table(key, **values))
-    return chosen
+def print_summary(outcomes: Sequence[Outcome], given: Mapping[str, Any] | None = None) -> None:
+    """The runs' closing table; `given`: the settings given for every model (the caption says them)."""
+    from rich.table import Table
 
 
-def dry_run_all(settings_list: Sequence[FinetuneSettings]) -> tuple[list[dict], list[dict]]:
-    """Every model's plan, in order; a model whose plan cannot be made gets {"which", "error"} instead."""
-    from ..training.run import dry_run_record
-
-    records: list[dict] = []
-    for settings in settings_list:
-        try:
-            records.append(dry_run_record(settings))
-        except CsasError as exc:
-            records.append({"which": settings.which, "error": str(exc), "exception": exc})
-    failed = [r for r in records if "error" in r]
-    if failed and len(failed) == len(records) and len({r["error"] for r in failed}) == 1:
-        raise failed[0]["exception"]  # one problem for every model (a missing data file): say it once
-    for r in failed:
-        del r["exception"]
-    return records, failed
+    table = Table("model", "status", "steps", "train loss", "eval loss", "time", "note", title="finetune-all",
+                  caption=given_caption(given or {}, "model"))  # fmt: skip
+    for o in outcomes:
+        r = o.result
+        table.add_row(
+            o.key,
+            status_cell(o.status),
+            "-" if r is None else str(r.steps),
+            fmt_loss(r.train_loss if r else None),
+            fmt_loss(r.eval_loss if r else None),
+            "-" if r is None else f"{r.seconds:.0f} s",
+            o.message,
+        )
+    table_console(sys.stderr).print(table)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    key: str
-    """The run's name: its registry key, or its trial name in a sweep."""
-    status: str
-    """ok, skipped (a finished run was already there), failed, interrupted (Ctrl-C; the rest did not run) or stopped
-    (SIGTERM/SIGUSR1: a checkpoint was written and the rest did not run, so the requeued job resumes right there)."""
-    message: str = ""
-    result: RunResult | None = None
-
-
-def run_all(
-    settings_list: Sequence[FinetuneSettings],
-    *,
-    run_one: Callable[[FinetuneSettings], RunResult] | None = None,
-    check_finished: Callable[[FinetuneSettings], None] | None = None,
-    say: Callable[[str], None] = stderr_line,
-    model_root: Path | None = None,
-) -> list[Outcome]:
-    """Train each run in turn with `run_one` (default: training.run.run_finetune; csas sweep runs its trials here
-    too); see the module docstring. A finished run is skipped after `check_finished` (default with the default
-    runner: training.run.check_finished_run) finds it trained with these settings; one with others fails."""
-    if run_one is None:
-        # Here, not at the top: the CLI imports this module to build --help.
-        from ..training.run import check_finished_run, run_finetune
-
-        run_one, check_finished = run_finetune, check_finished_run
-    outcomes = []
-    for settings in settings_list:
-        key = settings.output.run_name or settings.which
-        overwrite = settings.output.overwrite
-        state = run_state(settings.run_dir)
-        if not overwrite and state == "finished":
-            try:
-                if check_finished is not None:
-                    check_finished(settings)
-            except CsasError as exc:
-                message = f"{exc} (here --overwrite retrains every finished run of the command)"
-                say(f"{key}: failed: {message}")
-                outcomes.append(Outcome(key, "failed", message))
-                continue
-            say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
-            outcomes.append(Outcome(key, "skipped", "already finished"))
-            continue
-        if state == "unfinished" and not overwrite:
-            say(f"{key}: {settings.run_dir} holds an unfinished run; resuming it from its newest checkpoint")
-            settings = settings.updated(resume="auto")
-        if settings.model.model_id is None and model_root is not None:
-            say(f"{key}: no {model_root / settings.which}; using the hub id {REGISTRY[settings.which].hub_id}")
-        say(f"{key}: training into {settings.run_dir}")
-        try:
-            outcomes.append(Outcome(key, "ok", result=run_one(settings)))
-        except KeyboardInterrupt:
-            outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
-            break
-        except Preempted as exc:  # the job's time is nearly up (or Ctrl-C): starting the next model would be wrong
-            say(f"{key}: {exc.what}; rerun the same command: it resumes unfinished runs by itself")
-            status, why = ("interrupted", "Ctrl-C") if isinstance(exc, Interrupted) else ("stopped", "signal")
-            outcomes.append(Outcome(key, status, f"{why}: checkpoint written, rerun with the same command"))
-            break
-        except Exception as exc:  # noqa: BLE001 - one model's failure, even a bug, must not cost the others their run
-            logged, summary = describe_failure(exc)
-            say(f"{key}: {logged}")
-            outcomes.append(Outcome(key, "failed", summary))
-    return outcomes
+__all__ = ["print_summary", "run"]

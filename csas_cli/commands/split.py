@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..data.pairs import ReadCounts, ReadOptions, load_examples, split_examples
 from ..errors import SettingsError
+from ..progress import counted, say
 from ..registry import LANGUAGES
-from .convert import check_jsonl_output, write_jsonl
+from ..data.pairs import check_jsonl_output, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def split_file(
     loaded = load_examples(data, LANGUAGES, reading)
     split = split_examples(loaded.examples, test_ratio, seed)
     if not split.eval:
-        raise SettingsError(f"{data}: nothing to hold out ({len(loaded.examples)} rows in a single publication); a "
+        rows = counted(len(loaded.examples), "row")
+        raise SettingsError(f"{data}: nothing to hold out ({rows} in a single publication); a "
                             "test set needs rows from at least two publications")  # fmt: skip
     write_jsonl(Path(train_out), split.train)
     write_jsonl(Path(test_out), split.eval)
@@ -53,4 +55,21 @@ def split_file(
                        loaded.read)  # fmt: skip
 
 
-__all__ = ["SplitResult", "split_file"]
+def run(data: Path, train_out: Path, test_out: Path, *, test_ratio: float = 0.05, seed: int = 42,
+        overwrite: bool = False, reading: ReadOptions = ReadOptions()) -> None:  # fmt: skip
+    """`csas split`: split, then say what went where."""
+    result = split_file(data, train_out, test_out, test_ratio=test_ratio, seed=seed, overwrite=overwrite,
+                        reading=reading)  # fmt: skip
+    units = result.read.describe(reading)
+    say(f"train: {counted(result.train, 'row')} ({counted(result.train_publications, 'publication')}) -> "
+        f"{train_out}")  # fmt: skip
+    say(f"test: {counted(result.test, 'row')} ({counted(result.test_publications, 'publication')}) -> {test_out}")
+    if result.without_publication:
+        hint = "" if reading.publication_from else (" (a TMX memory names its documents with --publication-from "
+                                                    "tuid-prefix or prop:NAME)")  # fmt: skip
+        say(f"{counted(result.without_publication, 'row')} without a publication, split by row{hint}")
+    if units:
+        say(units)
+
+
+__all__ = ["SplitResult", "run", "split_file"]

@@ -39,22 +39,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..modeling import save_model_quietly
-from ..registry import MODEL_KEYS, REGISTRY
+from ..registry import MODEL_KEYS, REGISTRY, select_keys, split_keys
+from ..shipped import ASSETS, PRETRAIN_PAIRS, SAMPLE_PAIRS
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SAMPLE_PAIRS = ASSETS / "sample_pairs.jsonl"
-"""The shipped domain text: what csas fine-tunes on in tests and the demo."""
-HELDOUT_PAIRS = ASSETS / "heldout_pairs.jsonl"
-"""More of the domain, from later publications and with no sentence of SAMPLE_PAIRS: what the demo scores on."""
-PRETRAIN_PAIRS = ASSETS / "pretrain_pairs.jsonl"
-"""The shipped general text the tiny bases were pretrained on (disjoint templates from SAMPLE_PAIRS)."""
 TINY_ASSETS = ASSETS / "tiny"
 SPM_MODEL = TINY_ASSETS / "spm.model"
 """The committed SentencePiece model every tiny tokenizer is built from."""
@@ -365,10 +360,15 @@ def load_weights(model, path: Path) -> None:
         raise RuntimeError(f"{path.name} does not fit {type(model).__name__}: unexpected {unexpected}, missing {untied}")
 
 
+def run(out_dir: Path, only: Sequence[str] | None = None) -> None:
+    """`csas tiny-models`: build them, then print each key and its folder."""
+    built = build_tiny_models(out_dir, select_keys(split_keys(only)))
+    for key, path in built.items():
+        sys.stdout.write(f"{key}\t{path}\n")
+
+
 __all__ = [
-    "HELDOUT_PAIRS",
-    "PRETRAIN_PAIRS",
-    "SAMPLE_PAIRS",
+    "run",
     "SPM_MODEL",
     "TINY_DIMS",
     "base_name",

@@ -12,14 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..data.fit import GlossaryOptions
 from ..data.aligned import aligned_paths
-from ..data.pairs import PAIR_FORMATS, ReadOptions, _open_binary, _read_error
+from ..data.fit import GlossaryOptions
+from ..data.pairs import PAIR_FORMATS
+from ..data.rows import ReadOptions, open_binary, read_error
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
 from ..inference.generation import GenerationSettings, Runtime
-from ..inference.source import Direction
-from ..progress import counting_bar
+from ..languages import Direction
+from ..inference.source import ModelChoice
+from ..progress import counted, counting_bar
+from ..progress import say as say_line
 from ..registry import primary_language
 
 STDIN = "-"
@@ -46,11 +49,11 @@ def decode_text(path_label: str, data: bytes) -> list[str]:
 
 def read_bytes(path: Path) -> bytes:
     """The whole file; a missing, unreadable or directory path is a one-line DataError, as for every pairs file."""
-    with _open_binary(path, "a text or JSON Lines file") as handle:
+    with open_binary(path, "a text or JSON Lines file") as handle:
         try:
             return handle.read()
         except OSError as exc:
-            raise _read_error(path, exc) from None
+            raise read_error(path, exc) from None
 
 
 def jsonl_sources(path_label: str, lines: Sequence[str], direction: Direction) -> list[str]:
@@ -108,62 +111,51 @@ def read_sources(
 
 
 def run_translate(
-    *,
-    input_path: str,
-    model: Path | None,
-    which: str | None,
-    model_id: str | None,
-    revision: str | None,
-    source_lang: str | None,
-    output: Path | None,
-    overwrite: bool,
-    settings: GenerationSettings,
-    say: Callable[[str], None],
-    bar: bool,
-    terms: GlossaryOptions = GlossaryOptions(),
-    runtime: Runtime | None = None,
-    apply_glossary: bool | None = None,
-    reading: ReadOptions = ReadOptions(),
+    input_path: str, choice: ModelChoice, settings: GenerationSettings, *, output: Path | None = None,
+    overwrite: bool = False, runtime: Runtime = Runtime(), terms: GlossaryOptions = GlossaryOptions(),
+    reading: ReadOptions = ReadOptions(), bar: bool = False, say: Callable[[str], None] = say_line,
 ) -> list[str]:
     """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). With a
-    glossary, sources are annotated with its terms (`apply_glossary`; None: when the model was trained with
+    glossary, sources are annotated with its terms (`terms.apply_glossary`; None: when the model was trained with
     --term-annotation) and/or its terms constrain decoding (those `terms` chooses: data/fit.py)."""
     from ..inference.constraints import term_constraints_for
     from ..inference.generation import load_for_inference, translate_texts
-    from ..inference.source import resolve_direction, resolve_source
+    from ..inference.source import resolve_direction
 
     if output is not None and input_path != STDIN and Path(input_path).absolute() == output.absolute():
         raise SettingsError(f"--output {output}: the same file as the input")
-    if terms.path is not None and apply_glossary is False and not terms.constraints:
+    apply_glossary = terms.apply_glossary
+    if terms.glossary is not None and apply_glossary is False and not terms.term_constraints:
         raise SettingsError("--glossary with --no-apply-glossary does nothing: add --term-constraints or drop both")
-    if apply_glossary and terms.path is None:
+    if apply_glossary and terms.glossary is None:
         raise SettingsError("--apply-glossary needs --glossary FILE")
-    source = resolve_source(model, which, model_id, revision=revision)
-    direction = resolve_direction(source.spec, source_lang)
+    source = choice.source()
+    direction = resolve_direction(source.spec, choice.source_lang)
     glossary = terms.read()
     constraints = None
     if glossary is not None:
-        if terms.constraints:
+        if terms.term_constraints:
             term_constraints_for(glossary, source, direction)  # an exported model is refused before any work
         say(glossary.describe())
-        if terms.constraints:
+        if terms.term_constraints:
             forced = terms.forced(glossary, direction.source, direction.target, reading=reading)
             say(f"term constraints: {forced.describe()}")
             constraints = term_constraints_for(glossary, source, direction, forced.entries)
     check_output_file(output, overwrite)
     texts = read_sources(input_path, direction, reading=reading)
-    if terms.annotates(apply_glossary, source.term_annotation, say):
+    if terms.annotates(source.term_annotation, say):
         from ..data.terms import Annotator
 
         annotator = Annotator(glossary, direction.source, direction.target)
         texts = [annotator.source(text) if text.strip() else text for text in texts]
     loaded = load_for_inference(source, say=say, runtime=runtime)
     count = sum(1 for t in texts if t.strip())
-    say(f"translating {count} sentences ({direction}) with {source.label}")
+    say(f"translating {counted(count, 'sentence')} ({direction}) with {source.label}")
     with counting_bar(count, bar, "translating", say=say) as advance:
         result = translate_texts(loaded, texts, direction, settings, advance, constraints)
     if result.truncated:
-        say(f"warning: {result.truncated} input lines were longer than {loaded.max_source_tokens} tokens and were cut")
+        say(f"warning: {counted(result.truncated, 'input line')} longer than {loaded.max_source_tokens} tokens "
+            f"{'was' if result.truncated == 1 else 'were'} cut")
     write_lines(result.lines, output)
     return result.lines
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..registry import LANGUAGES, file_language, other_language
-from .pairs import Example, ReadCounts, _error, _open_binary, _read_error
+from .rows import Example, ReadCounts, error_at, open_binary, read_error
 from .tsv import text_lines
 
 SEPARATOR = ","
@@ -47,12 +47,12 @@ def languages_of(source: Path, target: Path) -> tuple[str, str]:
     for path in (source, target):
         lang = file_language(path.name)
         if lang is None:
-            raise _error(path, f"its name does not say its language; {NAMES_HELP}")
+            raise error_at(path, f"its name does not say its language; {NAMES_HELP}")
         langs.append(lang)
     if langs[0] == langs[1]:
         language = "English" if langs[0] == "en" else "French"
-        raise _error(target, f"both line-aligned files are {language} by their names ({source.name}, {target.name}); "
-                             "expected one English and one French file")  # fmt: skip
+        raise error_at(target, f"both line-aligned files are {language} by their names ({source.name}, {target.name}); "
+                        "expected one English and one French file")  # fmt: skip
     assert all(lang in LANGUAGES for lang in langs)
     return langs[0], langs[1]
 
@@ -69,7 +69,7 @@ def read_aligned(source: Path, target: Path, counts: ReadCounts | None = None) -
     assert target_lang == other_language(source_lang)
     counts = ReadCounts() if counts is None else counts
     rows = 0
-    with _open_binary(source, "a text file") as left, _open_binary(target, "a text file") as right:
+    with open_binary(source, "a text file") as left, open_binary(target, "a text file") as right:
         lines = itertools.zip_longest(text_lines(source, left), text_lines(target, right))
         number = 0
         try:
@@ -82,9 +82,9 @@ def read_aligned(source: Path, target: Path, counts: ReadCounts | None = None) -
                         continue
                     short = a is None
                     longer = number + sum(1 for _ in lines)
-                    raise _error(source, f"{ended if short else longer} lines, but {target} has "
-                                         f"{longer if short else ended}; line-aligned files must have as many "
-                                         "lines")  # fmt: skip
+                    raise error_at(source, f"{ended if short else longer} lines, but {target} has "
+                                    f"{longer if short else ended}; line-aligned files must have as many "
+                                    "lines")  # fmt: skip
                 text_a, text_b = one_line(a[1]), one_line(b[1])
                 if not text_a and not text_b:
                     continue
@@ -94,9 +94,9 @@ def read_aligned(source: Path, target: Path, counts: ReadCounts | None = None) -
                 rows += 1
                 yield Example(text_a, text_b, source_lang, target_lang, None, number)
         except OSError as exc:
-            raise _read_error(source, exc, number + 1) from None
+            raise read_error(source, exc, number + 1) from None
     if rows == 0:
-        raise _error(source, f"no line holds text on both sides (with {target})")
+        raise error_at(source, f"no line holds text on both sides (with {target})")
 
 
 __all__ = ["SEPARATOR", "aligned_paths", "languages_of", "read_aligned"]

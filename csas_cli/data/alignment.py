@@ -6,7 +6,7 @@ far more than its share (Khayrallah and Koehn 2018). Three tools:
 
 - **The lexical check** (`lexical_anchors`, `misaligned_lexical`), which needs no model: a translation shares
   anchors with its source, a misaligned pair does not. The anchors of a side are its numbers (read in its
-  language: checks.numbers_in), its names and acronyms (capitalised words past the first), and its words of five
+  language: numbers.numbers_in), its names and acronyms (capitalised words past the first), and its words of five
   letters or more (cognates: `population`/`population`, `abundant`/`abondant`); an anchor is matched when the
   other side holds the same number, or a word with the same first five letters or the same first four consonants,
   accents aside. A number counts twice. A pair is judged when its two sides hold at least MIN_ANCHORS anchors, and
@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import numbers_in
+from .numbers import numbers_in
 from .pairs import Example
 
 MISALIGNED = "misaligned"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Sequence
 
+from ..languages import set_languages
 from ..registry import Family
 from .pairs import Example, Split
 
@@ -27,14 +28,6 @@ class TokenizedPair:
     def length(self) -> int:
         """Sort key for length grouping: the longer side dominates padding."""
         return max(len(self.input_ids), len(self.labels))
-
-
-def set_languages(tokenizer: Any, family: Family, source_lang: str, target_lang: str) -> None:
-    """Point the tokenizer at one direction (a no-op for families without language codes)."""
-    if family.language_codes is None:
-        return
-    tokenizer.src_lang = family.code(source_lang)
-    tokenizer.tgt_lang = family.code(target_lang)
 
 
 def encode_side(tokenizer: Any, texts: Sequence[str], max_len: int, *, target: bool,

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..fields import setting
+from ..progress import counted
+from ..shipped import ASSETS
 from .glossary import Glossary
 from .terms import TermScore, term_success, words
 
@@ -33,7 +36,7 @@ CONFIRMED_SHARE = 0.5
 """An entry is confirmed when the translations use its target term for at least this share of its occurrences."""
 FIT_WARNING_RATE = 0.5
 """Below this term success of the references, `csas evaluate` warns that the glossary does not fit the text."""
-COMMON_WORDS_DIR = Path(__file__).resolve().parents[1] / "assets"
+COMMON_WORDS_DIR = ASSETS
 SHOWN = 5
 """Entries a warning or a report names."""
 
@@ -146,51 +149,72 @@ class Forced:
     def describe(self) -> str:
         evidence = self.evidence
         if self.reason == "all":
-            return f"all {len(self.entries)} glossary entries forced (--constrain-all)"
+            return f"all {counted(len(self.entries), 'glossary entry', 'glossary entries')} forced (--constrain-all)"
         if self.reason == "confirmed":
-            return (f"{len(self.entries)} glossary entries forced, those {evidence} confirm; {self.left_out} left "
+            return (f"{counted(len(self.entries), 'glossary entry', 'glossary entries')} forced, those {evidence} "
+                    f"confirm; {self.left_out} left "
                     "out (--constrain-all forces them too)")  # fmt: skip
-        return (f"{len(self.entries)} glossary entries forced; {self.left_out} single common words left out "
+        return (f"{counted(len(self.entries), 'glossary entry', 'glossary entries')} forced; "
+                f"{counted(self.left_out, 'single common word')} left out "
                 "(--confirm-with DATA forces those the data confirm, --constrain-all forces all)")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class GlossaryOptions:
-    """The glossary options of `csas translate` and `csas evaluate`: which glossary, read how, forced how."""
+    """The glossary options of `csas translate` and `csas evaluate`: which glossary, read how, forced how. Each
+    field is its option (fields.setting; a command may word its help its own way)."""
 
-    path: Path | None = None
+    glossary: Path | None = setting(
+        None, "Glossary (.tsv/.csv/.xlsx/.tbx): annotate the sources with its terms, and with --term-constraints "
+        "decode with them."
+    )
     """--glossary."""
-    subject: str | None = None
+    glossary_subject: str | None = setting(
+        None, "Keep the glossary entries whose subject field holds TEXT (TERMIUM, TBX)."
+    )
     """--glossary-subject: keep the entries of matching subject fields."""
-    sheet: str | None = None
+    glossary_sheet: str | None = setting(None, "The workbook sheet of the glossary (default: the first).")
     """--glossary-sheet: a workbook's sheet."""
-    constraints: bool = False
+    apply_glossary: bool | None = setting(
+        None, "With --glossary: annotate the sources with its terms (default: when the model was trained with "
+        "--term-annotation)."
+    )
+    """--apply-glossary / --no-apply-glossary; None: when the model was trained with --term-annotation."""
+    term_constraints: bool = setting(
+        False, "Decode with the glossary's target terms as constraints (any model); single common words are not "
+        "forced."
+    )
     """--term-constraints: decode with the glossary's target terms as constraints."""
-    constrain_all: bool = False
+    constrain_all: bool = setting(
+        False, "With --term-constraints: force every entry, unconfirmed ones and common words too."
+    )
     """--constrain-all: force every entry, confirmed or not, common word or not."""
-    confirm_with: Path | None = None
+    confirm_with: Path | None = setting(
+        None, "With --term-constraints: force the entries these pairs (the training data) confirm."
+    )
     """--confirm-with DATA: force the entries these pairs confirm."""
 
     def __post_init__(self) -> None:
         from ..errors import SettingsError
 
-        needs = {"--glossary-subject": self.subject is not None, "--glossary-sheet": self.sheet is not None,
-                 "--term-constraints": self.constraints}  # fmt: skip
+        needs = {"--glossary-subject": self.glossary_subject is not None,
+                 "--glossary-sheet": self.glossary_sheet is not None, "--term-constraints": self.term_constraints}
         for flag, given in needs.items():
-            if given and self.path is None:
+            if given and self.glossary is None:
                 raise SettingsError(f"{flag} needs --glossary FILE")
         for flag, given in (("--constrain-all", self.constrain_all), ("--confirm-with", self.confirm_with is not None)):
-            if given and not self.constraints:
+            if given and not self.term_constraints:
                 raise SettingsError(f"{flag} chooses the entries --term-constraints forces: add --term-constraints")
         if self.constrain_all and self.confirm_with is not None:
             raise SettingsError("--constrain-all forces every entry; --confirm-with chooses some: pass one of them")
 
-    def annotates(self, requested: bool | None, trained_with: float | None, say: Any, explain_off: bool = True) -> bool:
+    def annotates(self, trained_with: float | None, say: Any, explain_off: bool = True) -> bool:
         """Whether the sources are annotated with the glossary's terms: as --apply-glossary/--no-apply-glossary
-        asks, else (None) when the model was trained to read annotations (`trained_with`: its --term-annotation,
-        None where it does not record one); `say` tells which, and (`explain_off`: translate, where the glossary
-        would otherwise do nothing) what to do when nothing applies it."""
-        if self.path is None:
+        asks (`apply_glossary`), else (None) when the model was trained to read annotations (`trained_with`: its
+        --term-annotation, None where it does not record one); `say` tells which, and (`explain_off`: translate,
+        where the glossary would otherwise do nothing) what to do when nothing applies it."""
+        requested = self.apply_glossary
+        if self.glossary is None:
             return False
         if requested is not None:
             if requested:
@@ -200,7 +224,7 @@ class GlossaryOptions:
             say(f"the sources are annotated with the glossary's terms: the model was trained to read them "
                 f"(--term-annotation {trained_with:g}; --no-apply-glossary translates them plain)")  # fmt: skip
             return True
-        if explain_off and not self.constraints:
+        if explain_off and not self.term_constraints:
             why = ("does not record --term-annotation" if trained_with is None
                    else "was trained without --term-annotation")  # fmt: skip
             say(f"note: the model {why}, so the sources are not annotated with the glossary's terms; "
@@ -210,7 +234,9 @@ class GlossaryOptions:
     def read(self) -> Glossary | None:
         from .glossary import read_glossary
 
-        return None if self.path is None else read_glossary(self.path, self.subject, self.sheet)
+        if self.glossary is None:
+            return None
+        return read_glossary(self.glossary, self.glossary_subject, self.glossary_sheet)
 
     def forced(self, glossary: Glossary, source_lang: str, target_lang: str, references: Fit | None = None,
                reading: Any = None) -> Forced:  # fmt: skip

@@ -33,7 +33,7 @@ from typing import Any
 from ..errors import SettingsError
 from ..progress import counted
 from ..registry import LANGUAGES, other_language
-from .pairs import _error
+from .rows import error_at
 from .termbase import Record, fold
 
 TBX_SUFFIXES = (".tbx", ".xml")
@@ -191,8 +191,8 @@ def assemble(path: Path, layout: str, records: list[Record], subject: str | None
         entries.append(Entry(forms["en"], forms["fr"], record.line))
     if not entries:
         left = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in skipped.items())
-        raise _error(path, "no glossary entries with both an English and a French term"
-                     + (f" ({left})" if left else ""))  # fmt: skip
+        raise error_at(path, "no glossary entries with both an English and a French term"
+                       + (f" ({left})" if left else ""))  # fmt: skip
     found = tuple(entries)
     report = GlossaryReport(layout, len(records), {r: skipped[r] for r in SKIP_REASONS if skipped[r]}, retired_forms,
                             conflicts_of(found), subject, sheet)  # fmt: skip

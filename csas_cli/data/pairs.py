@@ -23,106 +23,34 @@ import hashlib
 import json
 import math
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import DataError
-from ..files import file_sha256
+from ..errors import SettingsError
 from ..progress import counted
-from ..registry import LANGUAGES, other_language, primary_language
+from ..files import check_output_file, file_sha256, write_text_atomic
+from ..registry import LANGUAGES, other_language
+from .rows import (
+    BOM,
+    REQUIRED_FIELDS,
+    UTF16_WITHOUT_MARK,
+    Example,
+    ReadCounts,
+    ReadOptions,
+    error_at,
+    looks_utf16,
+    one_line,
+    open_binary,
+    parse_language,
+    read_error,
+)
 
-REQUIRED_FIELDS = ("source", "target", "source_lang")
 PAIR_FORMATS = (".jsonl", ".tmx", ".tsv")
 """The extensions `read_pairs` tells apart (case-insensitive): TMX, TSV, and JSON Lines for any other name."""
-_BOM = b"\xef\xbb\xbf"
-# json.dumps escapes control characters but not these, which str.splitlines() also treats as line breaks.
-_LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-
-
-@dataclass(frozen=True)
-class Example:
-    """One validated row of the data file."""
-
-    source: str
-    """Stripped source sentence (may be empty; `load_examples` drops such rows)."""
-    target: str
-    """Stripped target sentence (may be empty; `load_examples` drops such rows)."""
-    source_lang: str
-    """"en" or "fr", normalised (stripped, lower-cased)."""
-    target_lang: str
-    """The other language."""
-    pub_number: str | None
-    """Stripped publication id; None when absent, null or blank."""
-    line: int
-    """1-based line number in the file (for TMX, the line of the `<tu>`; both rows of a `srclang="*all*"` unit
-    share it)."""
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How a pairs file is read, beyond what its format says: the options every command that reads pairs takes."""
-
-    locales: tuple[str, ...] = ()
-    """--locales: the variants preferred where a TMX unit holds several of one language (data/tmx.py)."""
-    publication_from: str | None = None
-    """--publication-from: where a TMX unit's publication comes from, `tuid-prefix` or `prop:NAME` (data/tmx.py);
-    None: its pub_number prop."""
-
-    @classmethod
-    def of(cls, corpus: Any) -> "ReadOptions":
-        """A run's reading options, from its corpus settings (settings.CorpusSettings)."""
-        return cls(tuple(corpus.locales or ()), corpus.publication_from)
-
-
-@dataclass
-class ReadCounts:
-    """What reading a file left out or chose, counted as it is read (by the TMX and line-aligned readers)."""
-
-    units_skipped: int = 0
-    """Translation units without both an English and a French segment: skipped (a multilingual memory's units in
-    other languages)."""
-    units_with_variants: int = 0
-    """Units holding several segments of one language (fr-FR and fr-CA): one was chosen, by --locales or first."""
-    lines_one_sided: int = 0
-    """Lines of line-aligned files with text on one side only: skipped."""
-    units_without_publication: int = 0
-    """With --publication-from: usable units it found no publication for (no such prop, a tuid without `:`)."""
-    prop_types: list[str] = field(default_factory=list)
-    """The first `<prop>` types seen on units, to name when --publication-from finds none."""
-
-    COUNTS = ("units_skipped", "units_with_variants", "lines_one_sided", "units_without_publication")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**{name: getattr(self, name) for name in self.COUNTS}, "prop_types": list(self.prop_types)}
-
-    @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> "ReadCounts":
-        counts = {name: record.get(name) or 0 for name in cls.COUNTS}
-        return cls(**counts, prop_types=list(record.get("prop_types") or ()))
-
-    def describe(self, options: "ReadOptions" = ReadOptions()) -> str:
-        """The counts in words for a log line, "" when all are 0."""
-        locales = options.locales
-        parts = []
-        if self.units_skipped:
-            parts.append(f"{counted(self.units_skipped, 'TMX unit')} without both an English and a French segment "
-                         "skipped")  # fmt: skip
-        if self.units_with_variants:
-            how = (f"by --locales {','.join(locales)}, else the first" if locales
-                   else "the first of each (--locales chooses)")  # fmt: skip
-            parts.append(f"{counted(self.units_with_variants, 'unit')} with several variants of one language, {how}")
-        if self.lines_one_sided:
-            parts.append(f"{counted(self.lines_one_sided, 'line')} with text on one side only skipped")
-        if self.units_without_publication:
-            source = options.publication_from or ""
-            found = ("no tuid with a ':'" if source == "tuid-prefix" else
-                     f"no such prop (the units' props: {', '.join(self.prop_types) or 'none'})")  # fmt: skip
-            parts.append(f"warning: --publication-from {source}: {counted(self.units_without_publication, 'unit')} "
-                         f"without a publication, {found}")  # fmt: skip
-        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -154,98 +82,42 @@ class Split:
     """Distinct pub_numbers in eval (rows without one are not counted)."""
 
 
-def _one_line(text: str) -> str:
-    """`text` itself, or its repr when it holds a line break, so that a message stays on one line."""
-    return repr(text) if any(c in text for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") else text
-
-
-def _error(path: Path, what: str, line: int | None = None) -> DataError:
-    where = _one_line(str(path)) if line is None else f"{_one_line(str(path))}:{line}"
-    return DataError(f"{where}: {what}")
-
-
 def _json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-def _show(value: str, limit: int = 40) -> str:
-    """A user's value quoted for a message: escaped, so it cannot break the line, and cut short."""
-    shown = value if len(value) <= limit else value[:limit] + "..."
-    return json.dumps(shown, ensure_ascii=False).translate(_LINE_BREAK_ESCAPES)
 
 
 def _string_field(path: Path, number: int, row: dict[str, Any], name: str) -> str:
     value = row[name]
     if not isinstance(value, str):
-        raise _error(path, f"field {name!r} must be a string, got {_json_type(value)}", number)
+        raise error_at(path, f"field {name!r} must be a string, got {_json_type(value)}", number)
     try:
         # A lone surrogate escape ("\ud800") parses but is not text; tokenizers fail on it much later.
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _error(path, f"field {name!r} contains an unpaired surrogate escape (\\ud800-\\udfff)", number) from None
+        raise error_at(path, f"field {name!r} contains an unpaired surrogate escape (\\ud800-\\udfff)",
+                       number) from None
     return value
-
-
-def _open_binary(path: Path, expected: str) -> BinaryIO:
-    """`path` opened for reading bytes; a missing, unreadable or directory path is a one-line `DataError`.
-
-    `expected` names the format in the directory message, e.g. "a JSON Lines file".
-    """
-    if path.is_dir():
-        raise _error(path, f"is a directory, expected {expected}")
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise _error(path, "file not found") from None
-    except IsADirectoryError:
-        raise _error(path, f"is a directory, expected {expected}") from None
-    except PermissionError:
-        raise _error(path, "cannot be read (permission denied)") from None
-    except OSError as exc:
-        raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
-
-
-UTF16_WITHOUT_MARK = "looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its mark)"
-
-
-def looks_utf16(raw: bytes) -> bool:
-    """A line of UTF-16 text read as bytes: every other byte of its characters is zero."""
-    return raw.count(b"\x00") * 3 >= max(1, len(raw.rstrip(b"\r\n")))
-
-
-def _read_error(path: Path, exc: OSError, line: int | None = None) -> DataError:
-    """A read failing half-way (a network share going away, an I/O error) is still about this file."""
-    return _error(path, f"cannot be read ({exc.strerror or exc})", line)
-
-
-def _parse_language(path: Path, number: int, raw_lang: str) -> str:
-    """A row's source_lang by its primary subtag; anything but English or French is refused."""
-    lang = primary_language(raw_lang)
-    if lang not in LANGUAGES:
-        allowed = " or ".join(repr(code) for code in LANGUAGES)
-        raise _error(path, f"source_lang {_show(raw_lang)} is not allowed; expected {allowed} (or a regional code "
-                           "such as en-CA, fr-CA)", number)  # fmt: skip
-    return lang
 
 
 def _parse_row(path: Path, number: int, text: str) -> Example:
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _error(path, f"invalid JSON at column {exc.colno}: {exc.msg} (expected one JSON object per line)",
-                     number) from None
+        raise error_at(path, f"invalid JSON at column {exc.colno}: {exc.msg} (expected one JSON object per line)",
+                       number) from None
     except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
-        raise _error(path, f"invalid JSON: {_one_line(str(exc))} (expected one JSON object per line)", number) from None
+        raise error_at(path, f"invalid JSON: {one_line(str(exc))} (expected one JSON object per line)",
+                       number) from None
     except RecursionError:
-        raise _error(path, "invalid JSON: nested too deeply (expected one JSON object per line)", number) from None
+        raise error_at(path, "invalid JSON: nested too deeply (expected one JSON object per line)", number) from None
     if not isinstance(row, dict):
-        raise _error(path, f"expected a JSON object, got {_json_type(row)}", number)
+        raise error_at(path, f"expected a JSON object, got {_json_type(row)}", number)
     for name in REQUIRED_FIELDS:
         if name not in row:
-            raise _error(path, f"missing field {name!r} (each row needs {', '.join(REQUIRED_FIELDS)})", number)
+            raise error_at(path, f"missing field {name!r} (each row needs {', '.join(REQUIRED_FIELDS)})", number)
     source = _string_field(path, number, row, "source")
     target = _string_field(path, number, row, "target")
-    lang = _parse_language(path, number, _string_field(path, number, row, "source_lang"))
+    lang = parse_language(path, number, _string_field(path, number, row, "source_lang"))
     pub_number = None
     if row.get("pub_number") is not None:
         pub_number = _string_field(path, number, row, "pub_number").strip() or None
@@ -259,35 +131,35 @@ def read_jsonl(path: Path) -> Iterator[Example]:
     is reported after the last line.
     """
     path = Path(path)
-    handle = _open_binary(path, "a JSON Lines file")
+    handle = open_binary(path, "a JSON Lines file")
     rows = 0
     with handle:
         number = 0
         try:
             for number, raw in enumerate(handle, start=1):
                 if number == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-                    raise _error(path, "is UTF-16; csas reads JSON Lines as UTF-8: save it as UTF-8", number)
+                    raise error_at(path, "is UTF-16; csas reads JSON Lines as UTF-8: save it as UTF-8", number)
                 if number == 1 and looks_utf16(raw[:200]):
-                    raise _error(path, UTF16_WITHOUT_MARK, number)
-                if number == 1 and raw.startswith(_BOM):
-                    raw = raw[len(_BOM):]
+                    raise error_at(path, UTF16_WITHOUT_MARK, number)
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[len(BOM):]
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise _error(path, f"invalid UTF-8 at byte {exc.start + 1} of the line (csas reads UTF-8 text)",
-                                 number) from None
+                    raise error_at(path, f"invalid UTF-8 at byte {exc.start + 1} of the line (csas reads UTF-8 text)",
+                                   number) from None
                 stripped = text.strip()
                 if not stripped:
                     continue
                 if rows == 0 and stripped.startswith("["):
-                    raise _error(path, "looks like a JSON array; csas expects JSON Lines, one object per line",
-                                 number)
+                    raise error_at(path, "looks like a JSON array; csas expects JSON Lines, one object per line",
+                                   number)
                 rows += 1
                 yield _parse_row(path, number, text)
         except OSError as exc:
-            raise _read_error(path, exc, number + 1) from None
+            raise read_error(path, exc, number + 1) from None
     if rows == 0:
-        raise _error(path, "is empty; expected JSON Lines, one object per line")
+        raise error_at(path, "is empty; expected JSON Lines, one object per line")
 
 
 def read_pairs(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCounts | None = None) -> Iterator[Example]:
@@ -334,6 +206,31 @@ def example_record(example: Example) -> dict[str, str]:
     if example.pub_number is not None:
         record["pub_number"] = example.pub_number
     return record
+
+
+STDOUT = "-"
+
+
+def check_jsonl_output(path: Path, inputs: tuple[Path, ...], flag: str, overwrite: bool) -> None:
+    """An output of JSON Lines pairs: not named like another format, not one of the inputs, not replaced unasked (its
+    folder is created if missing: the writer must `mkdir` it)."""
+    if path.suffix.lower() in PAIR_FORMATS and path.suffix.lower() != ".jsonl":
+        raise SettingsError(f"{flag} {path}: csas writes JSON Lines; name it .jsonl")
+    if any(path.absolute() == Path(i).absolute() for i in inputs):
+        raise SettingsError(f"{flag} {path}: the same file as an input")
+    check_output_file(path, overwrite, flag=flag, create_parents=True)
+
+
+def write_jsonl(path: Path, rows: Iterable[Example]) -> int:
+    """Write `rows` to `path` as csas's JSON Lines (atomically, creating its folder); the number written, `-` for
+    standard output."""
+    lines = [json.dumps(example_record(ex), ensure_ascii=False) + "\n" for ex in rows]
+    if str(path) == STDOUT:
+        sys.stdout.write("".join(lines))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, "".join(lines))
+    return len(lines)
 
 
 def reversed_example(example: Example) -> Example:
@@ -385,9 +282,10 @@ def load_examples(
             rows_reversed += reverse
     if not examples:
         hint = "; --both-directions trains on them reversed" if rows_other and not both_directions else ""
-        raise _error(Path(path), f"no rows with source_lang {' or '.join(wanted)} ({rows_read} rows read, 0 kept; "
-                                 f"{rows_other} with another source_lang, {rows_empty} with empty source or "
-                                 f"target{hint})")  # fmt: skip
+        read_count = counted(rows_read, "row")
+        raise error_at(Path(path), f"no rows with source_lang {' or '.join(wanted)} ({read_count} read, 0 kept; "
+                            f"{rows_other} with another source_lang, {rows_empty} with empty source or "
+                            f"target{hint})")  # fmt: skip
     return LoadedData(examples, rows_read, rows_other, rows_empty, read, rows_reversed)
 
 
@@ -465,7 +363,7 @@ def seeded_sample(n: int, size: int, seed: int | str) -> list[int]:
 
 
 __all__ = [
-    "PAIR_FORMATS", "Example", "LoadedData", "ReadCounts", "ReadOptions", "Split", "example_record", "load_examples",
-    "read_jsonl",
-    "pairs_sha256", "read_pairs", "primary_language", "seeded_sample", "split_examples", "subsample",
+    "PAIR_FORMATS", "STDOUT", "Example", "LoadedData", "ReadCounts", "ReadOptions", "Split", "check_jsonl_output",
+    "example_record", "load_examples", "pairs_sha256", "read_jsonl", "read_pairs", "seeded_sample", "split_examples",
+    "subsample", "write_jsonl",
 ]  # fmt: skip

@@ -24,9 +24,9 @@ from xml.sax.xmlreader import AttributesImpl, Locator
 from defusedxml.common import DefusedXmlException
 
 from ..registry import LANGUAGES, primary_language
-from .pairs import _error, _open_binary
+from .rows import error_at, open_binary
 from .termbase import Form, Record, retired_status
-from .tmx import _refusal, hardened_parser, normalise_segment, xml_chunks
+from .tmx import hardened_parser, normalise_segment, parser_refusal, xml_chunks
 
 ENTRY_ELEMENTS = ("conceptEntry", "termEntry")
 LANGUAGE_ELEMENTS = ("langSec", "langSet")
@@ -71,14 +71,14 @@ class TbxHandler(ContentHandler):
         if not self.root_seen:
             self.root_seen = True
             if name not in ("tbx", "martif"):
-                raise _error(self.path, f"the root element is <{qualified}>, expected <tbx> or <martif> (not a TBX "
-                                        "file)", self.line())  # fmt: skip
+                raise error_at(self.path, f"the root element is <{qualified}>, expected <tbx> or <martif> (not a TBX "
+                                   "file)", self.line())  # fmt: skip
         if name in ENTRY_ELEMENTS:
             self.entry_line, self.forms, self.subjects = self.line(), {}, []
         elif name in LANGUAGE_ELEMENTS:
             raw = attrs.get("xml:lang", attrs.get("lang"))
             if raw is None or not raw.strip():
-                raise _error(self.path, f"<{qualified}> has no xml:lang attribute", self.line())
+                raise error_at(self.path, f"<{qualified}> has no xml:lang attribute", self.line())
             self.lang = primary_language(raw)
         elif name in TERM_GROUPS:
             self.term, self.status, self.in_group = None, "", True
@@ -90,7 +90,7 @@ class TbxHandler(ContentHandler):
             return
         elif name == "term":
             if self.lang is None:
-                raise _error(self.path, "<term> outside a langSec/langSet", self.line())
+                raise error_at(self.path, "<term> outside a langSec/langSet", self.line())
             self.text, self.reading, self.text_line = [], "term", self.line()
         elif name == "termNote" and attrs.get("type") in STATUS_NOTES or name in STATUS_NOTES:
             self.text, self.reading = [], "status"
@@ -111,7 +111,7 @@ class TbxHandler(ContentHandler):
             else:
                 self.term = normalise_segment(text)
                 if not self.term:
-                    raise _error(self.path, "<term> is empty", self.text_line)
+                    raise error_at(self.path, "<term> is empty", self.text_line)
                 if not self.in_group:  # a <term> straight in the section, with no group around it
                     self.keep_term()
         elif name in TERM_GROUPS:
@@ -132,12 +132,12 @@ class TbxHandler(ContentHandler):
         self.term, self.status = None, ""
 
     def skippedEntity(self, name: str) -> None:
-        raise _error(self.path, f"undefined entity &{name}; (csas never reads the DTD)", self.line())
+        raise error_at(self.path, f"undefined entity &{name}; (csas never reads the DTD)", self.line())
 
 
 def read_tbx(path: Path) -> list[Record]:
     """Every concept entry of the TBX file `path` as a record, English and French forms only."""
-    with _open_binary(path, "a TBX file") as handle:
+    with open_binary(path, "a TBX file") as handle:
         parser = hardened_parser()
         handler = TbxHandler(path, parser)
         parser.setContentHandler(handler)
@@ -147,7 +147,7 @@ def read_tbx(path: Path) -> list[Record]:
                 if not chunk:
                     parser.close()
         except (xml.sax.SAXParseException, DefusedXmlException) as exc:
-            raise _refusal(path, exc, parser.getLineNumber(), "TBX") from None
+            raise parser_refusal(path, exc, parser.getLineNumber(), "TBX") from None
     return handler.records
 
 

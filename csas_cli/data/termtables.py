@@ -46,7 +46,7 @@ from typing import Any
 
 from ..errors import SettingsError
 from ..registry import LANGUAGES, header_language, primary_language
-from .pairs import _error, _open_binary, _read_error, _show
+from .rows import error_at, open_binary, quoted, read_error
 from .termbase import Form, Record, fold, retired_status
 from .tmx import normalise_segment
 
@@ -105,19 +105,19 @@ def decode(path: Path, raw: bytes) -> tuple[str, str]:
         try:
             return raw.decode("utf-16"), "UTF-16"
         except UnicodeDecodeError:
-            raise _error(path, "invalid UTF-16 text (the file starts with a UTF-16 byte order mark)") from None
+            raise error_at(path, "invalid UTF-16 text (the file starts with a UTF-16 byte order mark)") from None
     try:
         return raw.decode("utf-8-sig"), "UTF-8"
     except UnicodeDecodeError as exc:
         if raw[:200].count(b"\x00") * 4 >= min(len(raw), 200):
-            raise _error(path, "looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its "
+            raise error_at(path, "looks like UTF-16 without a byte order mark: save it as UTF-8 (or UTF-16 with its "
                                "mark)") from None  # fmt: skip
         try:
             return raw.decode("cp1252"), "Windows-1252"
         except UnicodeDecodeError:
             line = raw[: exc.start].count(b"\n") + 1
-            raise _error(path, "invalid UTF-8 (csas reads UTF-8, UTF-16 with a byte order mark, or Windows-1252)",
-                         line) from None  # fmt: skip
+            raise error_at(path, "invalid UTF-8 (csas reads UTF-8, UTF-16 with a byte order mark, or Windows-1252)",
+                           line) from None  # fmt: skip
 
 
 def sniff_delimiter(text: str) -> str:
@@ -138,7 +138,7 @@ def delimited_rows(path: Path, text: str) -> Iterator[Row]:
             yield Row(reader.line_num, cells)
     except csv.Error as exc:
         kind = "TSV" if delimiter == "\t" else "CSV"
-        raise _error(path, f"not valid {kind} ({exc})", reader.line_num) from None
+        raise error_at(path, f"not valid {kind} ({exc})", reader.line_num) from None
 
 
 def cell_text(value: Any) -> str:
@@ -171,9 +171,9 @@ def workbook_rows(path: Path, sheet: str | None, content: bytes | None = None) -
                                           data_only=True, keep_vba=False, keep_links=False)  # fmt: skip
         except (BadZipFile, InvalidFileException, KeyError, OSError) as exc:
             if isinstance(exc, FileNotFoundError):
-                raise _error(path, "file not found") from None
+                raise error_at(path, "file not found") from None
             why = " ".join(str(exc).split()) or type(exc).__name__
-            raise _error(path, f"cannot be read as an Excel workbook ({why})") from None
+            raise error_at(path, f"cannot be read as an Excel workbook ({why})") from None
         try:
             names = book.sheetnames
             if sheet is not None and sheet not in names:
@@ -192,15 +192,15 @@ def table_rows(path: Path, sheet: str | None) -> tuple[str | None, Iterator[Row]
     text's encoding (None for a workbook)."""
     if path.suffix.lower() in WORKBOOK_SUFFIXES and not path.is_dir():
         return None, workbook_rows(path, sheet)
-    with _open_binary(path, "a glossary file") as handle:
+    with open_binary(path, "a glossary file") as handle:
         try:
             raw = handle.read()
         except OSError as exc:
-            raise _read_error(path, exc) from None
+            raise read_error(path, exc) from None
     if raw.startswith(_XLSX_MAGIC):
         return None, workbook_rows(path, sheet, raw)
     if raw.startswith(_XLS_MAGIC):
-        raise _error(path, "is an Excel 97-2003 workbook (.xls): save it from Excel as .xlsx or as CSV UTF-8")
+        raise error_at(path, "is an Excel 97-2003 workbook (.xls): save it from Excel as .xlsx or as CSV UTF-8")
     if sheet is not None:
         raise SettingsError(f"--glossary-sheet {sheet}: {path} is not an Excel workbook (.xlsx, .xlsm)")
     text, encoding = decode(path, raw)
@@ -332,11 +332,11 @@ def read_table(path: Path, sheet: str | None = None) -> tuple[str, bool, list[Re
             break
     if layout is None:
         if not searched:
-            raise _error(path, f"empty: expected a header row naming the columns ({LAYOUT_HELP})")
+            raise error_at(path, f"empty: expected a header row naming the columns ({LAYOUT_HELP})")
         first = searched[0]
         where = f" (sheet {sheet})" if sheet else ""
-        raise _error(path, f"no header row matches a glossary layout{where}; got {_show(' | '.join(first.cells), 80)}; "
-                           f"{LAYOUT_HELP}", first.line)  # fmt: skip
+        got = quoted(" | ".join(first.cells), 80)
+        raise error_at(path, f"no header row matches a glossary layout{where}; got {got}; {LAYOUT_HELP}", first.line)
     records = [layout.record(row) for row in rows if not blank(row)]
     name = layout.name if encoding in (None, "UTF-8", "UTF-16") else f"{layout.name}, read as {encoding}"
     return name, layout.has_subjects, records

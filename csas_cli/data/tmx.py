@@ -74,7 +74,7 @@ from defusedxml.expatreader import DefusedExpatParser
 
 from ..errors import DataError
 from ..registry import LANGUAGES, check_publication_from, locale_key, other_language, primary_language
-from .pairs import Example, ReadCounts, ReadOptions, _error, _open_binary, _read_error, _show
+from .rows import Example, ReadCounts, ReadOptions, error_at, open_binary, quoted, read_error
 
 CHUNK_BYTES = 1 << 20
 """How much of the file the parser is fed at a time."""
@@ -199,7 +199,7 @@ def xml_chunks(path: Path, handle: BinaryIO, kind: str) -> Iterator[Any]:
         try:
             chunk = handle.read(CHUNK_BYTES)
         except OSError as exc:
-            raise _read_error(path, exc) from None
+            raise read_error(path, exc) from None
         if first:
             first = False
             codec = text_encoding(chunk[:4])
@@ -210,7 +210,7 @@ def xml_chunks(path: Path, handle: BinaryIO, kind: str) -> Iterator[Any]:
             try:
                 yield decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError:
-                raise _error(path, f"not well-formed {kind} (invalid {decoder_name(decoder)} text)") from None
+                raise error_at(path, f"not well-formed {kind} (invalid {decoder_name(decoder)} text)") from None
         if not chunk:
             return
 
@@ -268,7 +268,7 @@ class _Handler(ContentHandler):
         """Inside a TW4Win tag style: the characters are a tag's, shown as text, not the segment's."""
 
     def fail(self, what: str, line: int | None = None) -> DataError:
-        return _error(self.path, what, self.locator.getLineNumber() if line is None else line)
+        return error_at(self.path, what, self.locator.getLineNumber() if line is None else line)
 
     def startElement(self, name: str, attrs: AttributesImpl) -> None:
         parent = self.stack[-1] if self.stack else None
@@ -373,18 +373,18 @@ class _Handler(ContentHandler):
             self.ready.append(Example(texts[lang], texts[target], lang, target, self.pub_number, self.tu_line))
 
 
-def _refusal(path: Path, exc: Exception, line: int, kind: str = "TMX") -> DataError:
+def parser_refusal(path: Path, exc: Exception, line: int, kind: str = "TMX") -> DataError:
     """The one-line message for what the parser refused (in a TMX file, or a TBX one)."""
     if isinstance(exc, xml.sax.SAXParseException):
-        return _error(path, f"not well-formed {kind} ({exc.getMessage()})", exc.getLineNumber())
+        return error_at(path, f"not well-formed {kind} ({exc.getMessage()})", exc.getLineNumber())
     if isinstance(exc, EntitiesForbidden):
         what = "an external entity" if exc.sysid or exc.pubid else "an entity"
-        return _error(path, f"declares {what} ({_show(exc.name)}); csas refuses entity declarations in {kind} "
+        return error_at(path, f"declares {what} ({quoted(exc.name)}); csas refuses entity declarations in {kind} "
                             f"and expands none", line)  # fmt: skip
     if isinstance(exc, ExternalReferenceForbidden):
-        return _error(path, f"refers to an external resource ({_show(exc.sysid or exc.pubid or '?')}); csas reads "
+        return error_at(path, f"refers to an external resource ({quoted(exc.sysid or exc.pubid or '?')}); csas reads "
                             f"nothing outside the {kind} file", line)  # fmt: skip
-    return _error(path, f"refused by the XML parser ({type(exc).__name__})", line)
+    return error_at(path, f"refused by the XML parser ({type(exc).__name__})", line)
 
 
 def read_tmx(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCounts | None = None) -> Iterator[Example]:
@@ -398,7 +398,7 @@ def read_tmx(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCount
     """
     path = Path(path)
     counts = ReadCounts() if counts is None else counts
-    with _open_binary(path, "a TMX file") as handle:
+    with open_binary(path, "a TMX file") as handle:
         parser = hardened_parser()
         handler = _Handler(path, parser, options, counts)
         parser.setContentHandler(handler)
@@ -409,7 +409,7 @@ def read_tmx(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCount
                 if not chunk:
                     parser.close()
             except (xml.sax.SAXParseException, DefusedXmlException) as exc:
-                failure = _refusal(path, exc, parser.getLineNumber())
+                failure = parser_refusal(path, exc, parser.getLineNumber())
             except DataError as exc:
                 failure = exc
             yield from handler.ready
@@ -417,10 +417,10 @@ def read_tmx(path: Path, options: ReadOptions = ReadOptions(), counts: ReadCount
             if failure is not None:
                 raise failure from None
     if handler.units == 0:
-        raise _error(path, "no <tu> translation units")
+        raise error_at(path, "no <tu> translation units")
     if handler.usable == 0:
         seen = ", ".join(handler.languages_seen) or "none"
-        raise _error(path, f"none of its {handler.units} <tu> units holds both an English and a French <tuv> "
+        raise error_at(path, f"none of its {handler.units} <tu> units holds both an English and a French <tuv> "
                            f"(languages: {seen})")  # fmt: skip
 
 

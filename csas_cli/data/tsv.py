@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..registry import LANGUAGES, header_language, other_language
-from .pairs import (
-    _BOM,
+from .rows import (
+    BOM,
     REQUIRED_FIELDS,
     UTF16_WITHOUT_MARK,
     Example,
-    _error,
-    _open_binary,
-    _parse_language,
-    _read_error,
+    error_at,
     looks_utf16,
+    open_binary,
+    parse_language,
+    read_error,
 )
 
 COLUMNS = (*REQUIRED_FIELDS, "pub_number")
@@ -62,7 +62,7 @@ def _decode(path: Path, number: int, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _error(path, f"invalid UTF-8 at byte {exc.start + 1} of the line (csas reads UTF-8, or UTF-16 with a "
+        raise error_at(path, f"invalid UTF-8 at byte {exc.start + 1} of the line (csas reads UTF-8, or UTF-16 with a "
                            "byte order mark)", number) from None  # fmt: skip
 
 
@@ -77,14 +77,14 @@ def text_lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
             for number, line in enumerate(text, start=1):
                 yield number, line.removesuffix("\n").removesuffix("\r")
         except UnicodeDecodeError:
-            raise _error(path, "invalid UTF-16 text (the file starts with a UTF-16 byte order mark)",
-                         number + 1) from None  # fmt: skip
+            raise error_at(path, "invalid UTF-16 text (the file starts with a UTF-16 byte order mark)",
+                           number + 1) from None  # fmt: skip
         return
     for number, raw in enumerate(handle, start=1):
         if number == 1 and looks_utf16(raw[:200]):
-            raise _error(path, UTF16_WITHOUT_MARK, number)
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raise error_at(path, UTF16_WITHOUT_MARK, number)
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
         # Only the line's own end goes: a field may end in other white space, which the value's strip drops.
         yield number, _decode(path, number, raw).removesuffix("\n").removesuffix("\r")
 
@@ -108,7 +108,7 @@ def _header(path: Path, number: int, text: str) -> Header:
     for index, name in enumerate(names):
         if name in COLUMNS:
             if name in columns:
-                raise _error(path, f"header names column {name!r} twice ({_EXPECTED})", number)
+                raise error_at(path, f"header names column {name!r} twice ({_EXPECTED})", number)
             columns[name] = index
     if all(name in columns for name in REQUIRED_FIELDS):
         return Header(columns, len(names), False)
@@ -120,7 +120,7 @@ def _header(path: Path, number: int, text: str) -> Header:
     if "source" not in columns and "target" not in columns and all(lang in languages for lang in LANGUAGES):
         return Header({**languages, **{k: v for k, v in columns.items() if k == "pub_number"}}, len(names), True)
     missing = next(name for name in REQUIRED_FIELDS if name not in columns)
-    raise _error(path, f"header lacks column {missing!r} ({_EXPECTED}; or an en and an fr column)", number)
+    raise error_at(path, f"header lacks column {missing!r} ({_EXPECTED}; or an en and an fr column)", number)
 
 
 def read_tsv(path: Path) -> Iterator[Example]:
@@ -130,7 +130,7 @@ def read_tsv(path: Path) -> Iterator[Example]:
     `next()`; an empty file, or a header without data lines, is reported after the last line.
     """
     path = Path(path)
-    with _open_binary(path, "a TSV file") as handle:
+    with open_binary(path, "a TSV file") as handle:
         header: Header | None = None
         rows = number = 0
         try:
@@ -145,7 +145,7 @@ def read_tsv(path: Path) -> Iterator[Example]:
                 if needed <= len(fields) < header.width:  # trailing columns csas does not read, left empty
                     fields += [""] * (header.width - len(fields))
                 if len(fields) != header.width:
-                    raise _error(path, f"has {len(fields)} tab-separated fields, the header has {header.width} (a "
+                    raise error_at(path, f"has {len(fields)} tab-separated fields, the header has {header.width} (a "
                                        "field cannot hold a tab or a line break: a spreadsheet cell with a line "
                                        "break splits its row)", number)  # fmt: skip
                 columns = header.columns
@@ -153,17 +153,17 @@ def read_tsv(path: Path) -> Iterator[Example]:
                     source, target, lang = unquoted(fields[columns["en"]]), unquoted(fields[columns["fr"]]), "en"
                 else:
                     source, target = unquoted(fields[columns["source"]]), unquoted(fields[columns["target"]])
-                    lang = _parse_language(path, number, fields[columns["source_lang"]])
+                    lang = parse_language(path, number, fields[columns["source_lang"]])
                 pub = fields[columns["pub_number"]].strip() or None if "pub_number" in columns else None
                 rows += 1
                 yield Example(source.strip(), target.strip(), lang, other_language(lang), pub, number)
         except OSError as exc:
-            raise _read_error(path, exc, number + 1) from None
+            raise read_error(path, exc, number + 1) from None
     if header is None:
-        raise _error(path, "is empty; expected a TSV header row naming source, target, source_lang[, pub_number] (or "
+        raise error_at(path, "is empty; expected a TSV header row naming source, target, source_lang[, pub_number] (or "
                            "en, fr), then one pair per line")
     if rows == 0:
-        raise _error(path, "has a header row but no data lines")
+        raise error_at(path, "has a header row but no data lines")
 
 
 __all__ = ["COLUMNS", "read_tsv", "text_lines", "unquoted"]

@@ -37,7 +37,8 @@ from typing import Any, Callable, Collection, Sequence
 from ..data.glossary import Glossary
 from ..data.terms import PLURALS, GrowingCounts, TermIndex
 from ..errors import SettingsError
-from .source import EXPORTED, Direction, ModelSource
+from ..languages import Direction
+from .source import EXPORTED, ModelSource
 
 WORD_START = ("\u2581", " ", "\u0120")
 """How a piece that begins a word is marked: SentencePiece's ▁ (the families csas trains), a space, byte-level ▁."""

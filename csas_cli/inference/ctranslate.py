@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ModelError, SettingsError
+from ..languages import Direction, source_language, target_prefix
 from ..registry import Family
-from .source import EXPORT_RECORD, Direction
+from .source import EXPORT_RECORD
 
 MODEL_FILE = "model.bin"
 CONFIG_FILE = "config.json"
@@ -92,14 +93,6 @@ def decoding_settings(generation_config: Any, tokenizer: Any) -> dict[str, Any]:
         "suppress_sequences": suppressed,
         "forced_end": value("forced_eos_token_id", None) is not None,
     }
-
-
-def target_prefix(tokenizer: Any, family: Family, direction: Direction) -> list[str] | None:
-    """The target language's code token that M2M100 and mBART-50 must start with; None for Marian."""
-    from .generation import language_token_id
-
-    token_id = language_token_id(tokenizer, family, direction.target)
-    return None if token_id is None else [tokenizer.convert_ids_to_tokens(token_id)]
 
 
 # -- conversion -------------------------------------------------------------------------------------------------------
@@ -189,8 +182,6 @@ class ExportedModel:
 
     @contextmanager
     def direction(self, direction: Direction) -> Iterator[None]:
-        from .generation import source_language
-
         with source_language(self.tokenizer, self.family, direction):
             self.prefix = target_prefix(self.tokenizer, self.family, direction)
             try:
@@ -298,5 +289,5 @@ def load_exported(directory: Path, family: Family, runtime: Any, flag: str = "--
 
 __all__ = [
     "ExportedModel", "INSTALL", "QUANTIZATIONS", "check_exported_files", "convert", "decoding_settings",
-    "import_ctranslate2", "load_exported", "target_prefix", "translator_threads",
+    "import_ctranslate2", "load_exported", "translator_threads",
 ]  # fmt: skip

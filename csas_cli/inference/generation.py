@@ -19,61 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..data.features import set_languages
-from ..errors import ModelError, SettingsError
+from ..errors import ModelError, SettingsError, one_line
+from ..fields import check_bounds, setting
+from ..languages import Direction, generation_overrides, source_language
 from ..layout import RUN_JSON
 from ..registry import Family
-from ..settings import check_bounds, setting
-from .source import EXPORTED, MERGE_RECORD, Direction, ModelSource
+from .source import EXPORTED, MERGE_RECORD, ModelSource
 
 # Everything str.splitlines() breaks on: none of it may survive inside one output line.
 _LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _ONE_LINE = str.maketrans({c: " " for c in _LINE_BREAKS})
-
-
-# -- per-family generation settings (pure) -------------------------------------------------------------------
-
-
-def language_token_id(tokenizer: Any, family: Family, lang: str) -> int | None:
-    """The token generation must start with for target `lang`: its language code; None for Marian.
-
-    M2M100 codes ("fr") name tokens "__fr__", which only `get_lang_id` resolves; mBART-50 codes ("fr_XX") are the
-    tokens themselves.
-    """
-    code = family.code(lang)
-    if code is None:
-        return None
-    get_lang_id = getattr(tokenizer, "get_lang_id", None)
-    try:
-        token_id = get_lang_id(code) if get_lang_id is not None else tokenizer.convert_tokens_to_ids(code)
-    except KeyError:
-        token_id = None
-    if token_id is None or token_id == tokenizer.unk_token_id:
-        raise ModelError(f"the {type(tokenizer).__name__} has no language token for {code!r}")
-    return int(token_id)
-
-
-def set_source_language(tokenizer: Any, family: Family, direction: Direction) -> None:
-    """M2M100 and mBART-50 tokenizers prefix sources with src_lang's code (and must know tgt_lang); Marian: no-op."""
-    set_languages(tokenizer, family, direction.source, direction.target)
-
-
-@contextmanager
-def source_language(tokenizer: Any, family: Family, direction: Direction) -> Iterator[None]:
-    """The tokenizer set to `direction` (set_source_language), and put back as it was afterwards."""
-    kept = {name: getattr(tokenizer, name) for name in ("src_lang", "tgt_lang") if hasattr(tokenizer, name)}
-    set_source_language(tokenizer, family, direction)
-    try:
-        yield
-    finally:
-        for name, value in kept.items():
-            setattr(tokenizer, name, value)
-
-
-def generation_overrides(tokenizer: Any, family: Family, direction: Direction) -> dict[str, Any]:
-    """Fields to set on `generation_config` for `direction`: the forced first token for families with codes."""
-    token_id = language_token_id(tokenizer, family, direction.target)
-    return {} if token_id is None else {"forced_bos_token_id": token_id}
 
 
 @dataclass(frozen=True)
@@ -98,9 +53,11 @@ DEVICES = ("auto", "cpu", "cuda")
 class Runtime:
     """Where translation runs (`--device`, `--threads` of translate and evaluate)."""
 
-    device: str = "auto"
+    device: str = setting("auto", "Where to translate: auto (the GPU when there is one), cpu or cuda.")
     """auto (the GPU when there is one), cpu or cuda."""
-    threads: int = 0
+    threads: int = setting(
+        0, "CPU threads: torch threads, or batches in parallel for an exported model (0: default)."
+    )
     """CPU threads: torch's thread count for `generate`, the batches CTranslate2 translates in parallel for an
     exported model (one thread each); 0: torch's default, one batch per usable core."""
 
@@ -364,8 +321,6 @@ def apply_adapter(model: Any, adapter: Path) -> Any:
     """The base wrapped with the run's LoRA adapter (inference mode: nothing trainable, no dropout)."""
     from peft import PeftModel
 
-    from ..modeling import one_line
-
     try:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
     except Exception as exc:  # noqa: BLE001 - a damaged adapter or one made for another base
@@ -373,7 +328,7 @@ def apply_adapter(model: Any, adapter: Path) -> Any:
 
 
 __all__ = [
-    "DEVICES", "GenerationSettings", "LoadedModel", "Runtime", "Translation", "apply_adapter", "fit_length", "generation_overrides",
-    "inference_dtype", "language_token_id", "length_sorted_batches", "load_for_inference", "load_weights",
-    "set_source_language", "single_line", "source_language", "translate_encoded", "translate_texts",
+    "DEVICES", "GenerationSettings", "LoadedModel", "Runtime", "Translation", "apply_adapter", "fit_length",
+    "inference_dtype", "length_sorted_batches", "load_for_inference", "load_weights", "single_line",
+    "translate_encoded", "translate_texts",
 ]  # fmt: skip

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from ..data.features import tokenize_examples
 from ..data.pairs import Example, reversed_example
+from ..languages import Direction
 from .generation import LoadedModel, length_sorted_batches
-from .source import Direction
 
 MAX_TOKENS = 256
 """Pieces kept per side: enough for a sentence, a bound on memory for a stray paragraph."""

@@ -20,14 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..data.checks import (
-    LANGID_MAX_PROBABILITY,
-    LENGTH_RATIO,
-    LENGTH_RATIO_MIN_CHARACTERS,
-    copy_similarity,
-    language_probabilities,
-    normalise,
-)
+from ..data.checks import LENGTH_RATIO, LENGTH_RATIO_MIN_CHARACTERS, copy_similarity
+from ..data.langid import LANGID_MAX_PROBABILITY, language_probabilities
+from ..data.normalisation import normalise
 
 FLAGS = ("wrong_language", "copy", "repetition", "length_ratio")
 EXAMPLES = 3

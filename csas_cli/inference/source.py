@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, SettingsError
+from ..fields import setting
+from ..languages import Direction
 from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, FINISHED, RUN_JSON, STEP_DIR, run_state
 from ..registry import LANGUAGES, REGISTRY, ModelSpec, check_which, other_language
 
@@ -42,14 +44,29 @@ BASE = "base"
 
 
 @dataclass(frozen=True)
-class Direction:
-    """One translation direction, in csas languages (en, fr)."""
+class ModelChoice:
+    """Which model an inference command means and which way it translates: the options translate and evaluate
+    share (export and merge take some of them), each field its option (fields.setting)."""
 
-    source: str
-    target: str
+    model: Path | None = setting(
+        None, "A finished run directory or a `csas merge` output directory.", short="-m"
+    )
+    which: str | None = setting(
+        None, "Registry key: a base model alone, or a model directory without csas_merge.json."
+    )
+    model_id: str | None = setting(
+        None, "Base model (hub id or local path): a run's base on this machine, or with --which."
+    )
+    revision: str | None = setting(
+        None, "Hub revision of --model-id: a tag, branch or commit (default: the recorded one)."
+    )
+    source_lang: str | None = setting(
+        None, "Source language, en or fr (required for m2m100_418m, which goes both ways)."
+    )
 
-    def __str__(self) -> str:
-        return f"{self.source}->{self.target}"
+    def source(self) -> "ModelSource":
+        """The model resolved (small JSON files read, no weights loaded): resolve_source."""
+        return resolve_source(self.model, self.which, self.model_id, revision=self.revision)
 
 
 @dataclass(frozen=True)
@@ -316,7 +333,6 @@ __all__ = [
     "MERGED",
     "MERGE_RECORD",
     "RUN",
-    "Direction",
     "ModelSource",
     "read_json_object",
     "resolve_direction",

@@ -33,11 +33,6 @@ def distributed_env(environ: Mapping[str, str]) -> tuple[int, int]:
     return world_size, local_rank
 
 
-def main_process(environ: Mapping[str, str]) -> bool:
-    """False on torchrun's ranks other than 0: they train but leave messages and results to rank 0."""
-    return environ.get("RANK", "").strip() in ("", "0")
-
-
 def training_device(local_rank: int) -> Any:
     """The process's own device: its GPU under torchrun, else the first GPU, else the CPU."""
     import torch

@@ -18,9 +18,10 @@ from ..data.glossary import Glossary
 from ..data.pairs import seeded_sample
 from ..data.terms import term_success
 from ..errors import TrainingError
+from ..progress import counted
 from ..inference.generation import GenerationSettings, LoadedModel, translate_encoded
 from ..inference.scoring import score
-from ..inference.source import Direction
+from ..languages import Direction
 from ..layout import ADAPTER_DIR
 from .distributed import ProcessGroup
 
@@ -175,8 +176,8 @@ class Evaluator:
                     mine.update(zip(share, lines))
         except torch.OutOfMemoryError:
             raise TrainingError(
-                f"step {step}: out of memory translating for chrF, {self.generation.batch_size} sentences x "
-                f"{self.generation.num_beams} beams at a time; lower --eval-num-beams or --batch-size"
+                f"step {step}: out of memory translating for chrF, {counted(self.generation.batch_size, 'sentence')} x "
+                f"{counted(self.generation.num_beams, 'beam')} at a time; lower --eval-num-beams or --batch-size"
             ) from None
         self.hypotheses = {}
         for part in group.gather_objects(mine):

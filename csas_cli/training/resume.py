@@ -12,29 +12,33 @@ from typing import Any, Callable
 
 from ..errors import SettingsError
 from ..layout import CHECKPOINTS_DIR, RUN_JSON
-from ..settings import Plan
+from ..fields import MATCH, REQUIRED, WITH_CHRF, WITH_GLOSSARY
+from ..plan import Plan, jsonable, resume_keys
+from ..settings import FIELDS
 from .checkpoints import CheckpointError, newest_usable_checkpoint, read_state
 
-MUST_MATCH = (
-    "which", "model_id", "revision", "learning_rate", "batch_size", "grad_accum", "max_tokens", "world_size", "global_batch",
-    "epochs", "max_steps", "max_train_samples", "max_eval_samples", "lora_r", "lora_alpha", "lora_dropout",
-    "lora_targets", "max_source_len", "max_target_len", "precision", "qlora", "seed", "warmup_ratio", "val_ratio",
-    "train_rows", "eval_rows", "term_annotation", "locales", "publication_from", "both_directions",
-)  # fmt: skip
-"""Plan fields a resumed run must share with the run on disk: they decide the weights after every step.
+MUST_MATCH = resume_keys(MATCH)
+"""Plan fields a resumed run must share with the run on disk: they decide the weights after every step (each
+field says so: fields.setting's and plan.resolved's `resume`).
 
 `patience` and `eval_steps` are not among them: they decide when the run evaluates and stops, not what any step
 computes, and the count of evaluations without improvement comes back from the checkpoint, so a changed value
 applies to the run's history from there on."""
 
-RECORDED_BEFORE = {"term_annotation": 0.0, "locales": None, "glossary_subject": None, "glossary_sheet": None,
-                   "publication_from": None, "both_directions": False}  # fmt: skip
-"""Values of settings added after runs were recorded: what a run.json without them ran with."""
-
-CHRF_MUST_MATCH = ("eval_chrf", "eval_chrf_samples", "eval_num_beams")
+CHRF_MUST_MATCH = resume_keys(WITH_CHRF)
 """Plan fields that must match when either run scores chrF. They leave the weights alone (generation runs in eval
 mode and draws no random numbers), but they define what an eval_chrf value means, and the best checkpoint and
 --patience compare values from before the interruption with values after it."""
+
+GLOSSARY_MUST_MATCH = resume_keys(WITH_GLOSSARY)
+"""Plan fields that must match when the glossary counts: it decides the training sources under --term-annotation,
+and what eval_term_success means."""
+
+RECORDED_BEFORE = {name: jsonable(FIELDS[name].default)
+                   for name in (*MUST_MATCH, *CHRF_MUST_MATCH, *GLOSSARY_MUST_MATCH)
+                   if name in FIELDS and FIELDS[name].metadata["record"] and FIELDS[name].default is not REQUIRED}
+"""What a run.json without a setting ran with (it was recorded before the setting existed): the setting's
+default."""
 
 
 def plan_differences(
@@ -45,9 +49,8 @@ def plan_differences(
     before = recorded.get("plan", {})
     # A run.json from before --eval-chrf existed has no such key: it scored no chrF, like a plan without the flag.
     keys = MUST_MATCH + (CHRF_MUST_MATCH if now["eval_chrf"] or before.get("eval_chrf") else ())
-    # The glossary decides the training sources under --term-annotation, and what eval_term_success means.
     if now["term_annotation"] or before.get("term_annotation") or now["eval_chrf"] or before.get("eval_chrf"):
-        keys += ("glossary_sha256", "glossary_subject", "glossary_sheet")
+        keys += GLOSSARY_MUST_MATCH
     unused = {"val_ratio"} if now.get("eval_data") and before.get("eval_data") else set()
     # --revision COMMIT names the commit the run's branch or tag resolved to when it started: the same weights.
     same_commit = now.get("revision") is not None and now.get("revision") == recorded.get("base_commit")

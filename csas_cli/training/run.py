@@ -21,14 +21,16 @@ from ..data.pairs import Example, ReadOptions, Split, load_examples, pairs_sha25
 from ..errors import HardwareError, SettingsError
 from ..files import file_sha256, read_json_record
 from ..hub import hub_notes
-from ..layout import RUN_JSON, finished_record, run_state
-from ..modeling import check_revision, check_snapshot_files
-from ..progress import say
+from ..layout import RUN_JSON, RunRecord, run_state
+from ..progress import counted, say
 from ..registry import REGISTRY
-from ..settings import FinetuneSettings, Plan, build_plan, flag
+from ..plan import Plan, build_plan
+from ..settings import FinetuneSettings, flag
+from ..snapshots import check_revision, check_snapshot_files
 from .distributed import ProcessGroup, distributed_env
+from .groundwork import check_hardware, load_base, micro_batch_size, schedule
 from .preemption import StopRequest
-from .recipe import FinetuneRecipe, RunResult, check_hardware, load_base, micro_batch_size, schedule
+from .recipe import FinetuneRecipe, RunResult
 from .resume import check_resumable, choose_checkpoint
 from .rundir import RunLock, check_run_dir, lock_holder
 
@@ -91,8 +93,8 @@ def prepare_run(settings: FinetuneSettings, environ: Mapping[str, str] | None = 
         if corpus.term_annotation:
             notes += marker_note(split.train)
             notes += (f"--term-annotation {corpus.term_annotation}: {annotated['rows_annotated']} of the "
-                      f"{annotated['rows_annotatable']} training pairs that use a glossary term have it annotated in "
-                      "their source",)  # fmt: skip
+                      f"{counted(annotated['rows_annotatable'], 'training pair')} that use a glossary term have it "
+                      "annotated in their source",)  # fmt: skip
     needing = settings.evaluation.needing_evaluations()
     if not split.eval and needing:
         name = needing[0]
@@ -111,7 +113,8 @@ def marker_note(train: Sequence[Example]) -> tuple[str, ...]:
     rows = [ex for ex in train if holds_markers(ex.source)]
     if not rows:
         return ()
-    return (f"{len(rows)} training sources already hold the annotation markers {TERM_OPEN.strip()!r} or "
+    holds = "holds" if len(rows) == 1 else "hold"
+    return (f"{counted(len(rows), 'training source')} already {holds} the annotation markers {TERM_OPEN.strip()!r} or "
             f"{TERM_CLOSE!r} (the first at line {rows[0].line} of --data): with --term-annotation the model learns to read what "
             "they enclose as a given term; clean them from the data if they are not annotations",)  # fmt: skip
 
@@ -155,7 +158,7 @@ def clamp_batch(plan: Plan) -> tuple[Plan, tuple[str, ...]]:
         asked += f" x {resolved.world_size} processes" if resolved.world_size > 1 else ""
         asked += f" = {resolved.global_batch} pairs"
     note = (
-        f"note: a step of {asked} is more than the {rows} training pairs: each step holds all {rows} "
+        f"note: a step of {asked} is more than the {counted(rows, 'training pair')}: each step holds all {rows} "
         "(one step per epoch); lower --batch-size to take more steps"
     )
     return replace(plan, resolved=replace(resolved, global_batch=rows)), (note,)
@@ -187,7 +190,8 @@ def shared_note(split: Split, data: Path, eval_data: Path) -> tuple[str, ...]:
     if not (pairs or pubs):
         return ()
     return (
-        f"warning: --eval-data {eval_data} shares {pairs} of its {len(split.eval)} pairs and {pubs} publications "
+        f"warning: --eval-data {eval_data} shares {pairs} of its {counted(len(split.eval), 'pair')} and "
+        f"{counted(pubs, 'publication')} "
         f"with --data {data}; its scores then overstate how the model does on new text",
     )
 
@@ -322,10 +326,10 @@ def check_same_base(run_dir: Path, commit: str | None) -> None:
 
 
 def finished_result(run_dir: Path, say_so: bool = True) -> RunResult:
-    record = finished_record(run_dir)
+    record = RunRecord.read(run_dir)
     if say_so:
         say(f"{run_dir} holds a finished run; nothing to resume")
-    return RunResult(str(run_dir), record.get("steps", 0), record.get("train_loss"), record.get("eval_loss"), 0.0)
+    return RunResult(str(run_dir), record.steps or 0, record.train_loss, record.eval_loss, 0.0)
 
 
 __all__ = [

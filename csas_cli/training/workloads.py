@@ -1,4 +1,5 @@
-"""What `csas bench` and scripts/bench_vs_hf.py train on: a model on disk and the pairs, prepared before any clock runs.
+"""What `csas bench` and scripts/bench_vs_hf.py train on: the benchmark's settings (`BenchSettings`), a model on
+disk and the pairs, prepared before any clock runs.
 
 - Architectures: `random_init` builds the registry model's real architecture (`assets/configs/<hub id>.json`,
   reconstructed from its public config.json) or a small preset, with random weights written to a temporary
@@ -15,18 +16,19 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
+from ..data.aligned import aligned_paths
 from ..data.features import TokenizedPair
-from ..errors import SettingsError
-from ..registry import REGISTRY
+from ..errors import DataError, SettingsError
+from ..fields import check_bounds, setting
+from ..registry import FINETUNE_ALL_TABLE, MARIAN, REGISTRY, check_which
+from ..settings import FinetuneSettings
+from ..shipped import ASSETS
 
-if TYPE_CHECKING:
-    from .bench import BenchSettings
-
-CONFIGS = Path(__file__).resolve().parents[1] / "assets" / "configs"
+CONFIGS = ASSETS / "configs"
 """Architecture configs: one per registry hub id (`<owner>--<name>.json`) and the benchmark presets."""
 PROVENANCE = "csas_provenance"
 """The key in each shipped config that says where its values come from (dropped before the config is built)."""
@@ -47,6 +49,96 @@ SYNTHETIC_PAIRS = 10_000
 
 
 # --- architectures -------------------------------------------------------------------------------------------------
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def run_setting(group: str, name: str) -> Any:
+    """A read-only property of BenchSettings: the measured run's setting `name` of `group`."""
+    return property(lambda self: getattr(getattr(self.finetune, group), name), doc=f"finetune.{group}.{name}")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything `csas bench` (and scripts/bench_vs_hf.py) can be asked: the run measured, as `csas finetune`'s
+    settings (with the finetune-all table's batch size and learning rate for the model), plus the bench's own."""
+
+    finetune: FinetuneSettings
+    random_init: bool = setting(False, "The model's real architecture with random weights: nothing is downloaded.")
+    """Random weights: the registry model's shipped architecture, the preset's, or --model-id's config."""
+    preset: str | None = setting(None, "A small random-weight Marian model instead (small or tiny; opus_mt keys).")
+    """A shipped preset architecture (implies random_init; Marian keys only)."""
+    data: Path | None = setting(None, "Pairs (JSON Lines) to measure on; default: synthetic CSAS-like lengths.")
+    """A JSONL data file tokenized with the model's tokenizer; None: synthetic CSAS-like pairs."""
+    steps: int = setting(20, "Timed optimizer steps.", at_least=1)
+    """Timed optimizer steps."""
+    warmup_steps: int = setting(3, "Optimizer steps before the clock starts.", at_least=0)
+    """Optimizer steps run before the clock starts (allocator, kernel selection, data-loader start-up)."""
+    device: str = setting("auto", "auto, cpu or cuda.")
+    """auto, cpu or cuda."""
+    num_pairs: int = setting(SYNTHETIC_PAIRS, at_least=1)
+    """Synthetic pairs to draw (ignored with data)."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.preset is not None:
+            if self.preset not in PRESETS:
+                raise SettingsError(f"--preset: unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+            if REGISTRY[self.which].family is not MARIAN:
+                raise SettingsError(f"--preset {self.preset} is a Marian model; use it with an opus_mt key")
+            if self.model_id is not None:
+                raise SettingsError("--preset and --model-id exclude each other")
+            if self.data is not None:
+                raise SettingsError("--data needs the model's tokenizer, and a preset has none: use --model-id")
+        if self.device not in DEVICES:
+            raise SettingsError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.data is not None and not Path(self.data).is_file() and aligned_paths(self.data) is None:
+            raise DataError(f"--data: {self.data} is not a file")
+
+    @classmethod
+    def create(cls, *, which: str, batch_size: int | None = None, **values: Any) -> BenchSettings:
+        """From flat names: the bench's own fields, and any `csas finetune` setting; batch_size None (and the
+        learning rate, always) from the finetune-all table's row for `which`."""
+        check_which(which)
+        bench = {name: values.pop(name) for name in list(values) if name in BENCH_FIELDS}
+        row = FINETUNE_ALL_TABLE[which]
+        finetune = FinetuneSettings.create(
+            which=which, batch_size=row.batch_size if batch_size is None else batch_size,
+            learning_rate=row.learning_rate, **values,
+        )  # fmt: skip
+        return cls(finetune, **bench)
+
+    def updated(self, **values: Any) -> BenchSettings:
+        """A copy with flat-named settings (the bench's own or `csas finetune`'s) replaced."""
+        bench = {name: values.pop(name, getattr(self, name)) for name in BENCH_FIELDS}
+        return BenchSettings(self.finetune.updated(**values) if values else self.finetune, **bench)
+
+    # The run's settings that the workload and the report read, by their names there.
+    which = run_setting("model", "which")
+    model_id = run_setting("model", "model_id")
+    revision = run_setting("model", "revision")
+    seed = run_setting("training", "seed")
+    micro_batch = run_setting("training", "batch_size")
+    grad_accum = run_setting("training", "grad_accum")
+    max_tokens = run_setting("training", "max_tokens")
+    precision = run_setting("training", "precision")
+    max_source_len = run_setting("corpus", "max_source_len")
+    max_target_len = run_setting("corpus", "max_target_len")
+
+    @property
+    def weight_dtype(self) -> Any:
+        from ..modeling import torch_dtype
+
+        return torch_dtype(self.precision)
+
+    @property
+    def uses_random_weights(self) -> bool:
+        return self.random_init or self.preset is not None
+
+
+BENCH_FIELDS = tuple(f.name for f in fields(BenchSettings) if f.name != "finetune")
+"""The bench's own settings; every other flat name is a `csas finetune` setting of the run measured."""
 
 
 def config_path(name: str) -> Path:
@@ -208,21 +300,22 @@ class Workload:
     data: str = "synthetic"
 
 
-def architecture_name(settings: "BenchSettings") -> str:
+def architecture_name(settings: BenchSettings) -> str:
     """The shipped config a random-weight benchmark builds: the preset's, or the registry model's."""
     if settings.preset is not None:
         return settings.preset
     return REGISTRY[settings.which].hub_id
 
 
-def prepare_workload(settings: "BenchSettings", workdir: Path, device: str) -> Workload:
+def prepare_workload(settings: BenchSettings, workdir: Path, device: str) -> Workload:
     """Write the random-weight checkpoint when asked for one, and make the pairs. Nothing here is timed."""
     from transformers import AutoConfig
 
     spec = REGISTRY[settings.which]
     if settings.uses_random_weights:
         if settings.model_id is not None:
-            from ..modeling import check_local_snapshot, check_revision, load_failure
+            from ..modeling import load_failure
+            from ..snapshots import check_local_snapshot, check_revision
 
             check_local_snapshot(settings.model_id)
             check_revision(settings.model_id, settings.revision)
@@ -267,7 +360,7 @@ def prepare_workload(settings: "BenchSettings", workdir: Path, device: str) -> W
     return Workload(settings.which, model_dir, pairs, description, parameters, data)
 
 
-def tokenized_data(settings: "BenchSettings", tokenizer_source: str) -> list[TokenizedPair]:
+def tokenized_data(settings: BenchSettings, tokenizer_source: str) -> list[TokenizedPair]:
     """The rows of --data the model trains on, tokenized as `csas finetune` tokenizes them."""
     from ..data.features import tokenize_examples
     from ..data.pairs import load_examples

@@ -1,15 +1,21 @@
 """Typer options made from settings fields, so that a flag's name, type, default and help are written once.
 
 A command lists the flags it takes, in the order `--help` shows them (`csas finetune` in finetune.py's order), and
-`settings_options` turns each into a Typer option from its field (settings.py, or bench's own fields): the flag
-under its dashed name and finetune.py's underscore spelling, the field's type, default and help. The command
-receives the values as one dict of flat settings names, which `FinetuneSettings.create` (or a table's overrides)
-takes as it is. Names in the list that are parameters of the command itself stay the command's own options, at that
-place in the list.
+`settings_options` turns each into a Typer option from its field (settings.py, bench's own fields, or the fields of
+a settings object several commands share: inference.source.ModelChoice, GenerationSettings, Runtime,
+data.fit.GlossaryOptions): the flag under its dashed name and finetune.py's underscore spelling, the field's type,
+default and help. The command receives the values as one dict of flat names (`Values`: also which of them the
+command line gave), which `FinetuneSettings.create` (or a table's overrides) takes as it is and `Values.of(cls)`
+turns into a settings object. Names in the list that are parameters of the command itself stay the command's own
+options, at that place in the list. The training commands' lists (`FINETUNE_FLAGS`, ...) are derived with
+`flags_for`: a setting whose field names a command is an option of it.
 
 A `Flag` adjusts one option for a command: its own wording of the help (which may show `{default}`, the value the
 command uses when the flag is not given), or `given_only` for commands whose defaults come from a table (sweep,
 finetune-all): the option then defaults to "not given" and is passed on only when given.
+
+`WholeFlags` is the commands' class: its --help shows every flag whole at any width. The command-line helpers
+(`usage_message`, `bare_resume_means_auto`) are here too.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Session fixtures: the tiny checkpoints of every registry model, and tiny finished runs trained on demand.
+"""Session fixtures: the tiny checkpoints of every registry model, and tiny finished runs trained on demand; and
+the rule that a test which trains through the CLI is marked `slow` (`make test-fast` leaves those out).
 
 Defined here, once, so that every test module shares one instance of each for the whole session.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ class TinyRuns:
         self.models = models
         self.data = write_pairs(root / "pairs.jsonl", RUN_ROWS_PER_LANGUAGE)
         self.runs: dict[tuple[str, bool], Path] = {}
+        self.training = False
 
     def __call__(self, key: str, qlora: bool = False) -> Path:
         """A finished run of `key` (plain LoRA unless `qlora`), trained on first use."""
@@ -38,11 +41,15 @@ class TinyRuns:
         if run is not None and (run / "finished.json").is_file():
             return run
         out = self.root / ("qlora" if qlora else "lora")
-        result = invoke(
-            "finetune", "--which", key, "--model-id", self.models[key], "--data", self.data, "--output-dir", out,
-            "--max-steps", 3, "--lr", "1e-2", "--batch-size", 4, "--grad-accum", 1, "--disable-tqdm",
-            *([] if qlora else ["--no-qlora"]),
-        )  # fmt: skip
+        self.training = True  # the session's shared runs, trained once for every test that asks: not the test's own
+        try:
+            result = invoke(
+                "finetune", "--which", key, "--model-id", self.models[key], "--data", self.data, "--output-dir", out,
+                "--max-steps", 3, "--lr", "1e-2", "--batch-size", 4, "--grad-accum", 1, "--disable-tqdm",
+                *([] if qlora else ["--no-qlora"]),
+            )  # fmt: skip
+        finally:
+            self.training = False
         assert result.exit_code == 0, result.output
         self.runs[(key, qlora)] = out / key
         return out / key
@@ -51,4 +58,33 @@ class TinyRuns:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> TinyRuns:
     """tiny_runs(key, qlora=False) -> a finished run directory."""
-    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"), tiny_models)
+    runs = TinyRuns(tmp_path_factory.mktemp("tiny-runs"), tiny_models)
+    SHARED_RUNS.append(runs)
+    return runs
+
+
+SHARED_RUNS: list[TinyRuns] = []
+
+
+@pytest.fixture(autouse=True)
+def trains_through_the_cli_only_when_slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A test not marked `slow` that trains through the CLI (csas finetune, finetune-all, sweep, or the API's
+    finetune_model) fails, naming the marker it needs; the shared tiny runs are the session's, not the test's."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    from csas_cli.training.recipe import FinetuneRecipe
+
+    train, trained = FinetuneRecipe.train, []
+
+    def watched(recipe: FinetuneRecipe) -> None:
+        callers = {frame.filename.replace("\\", "/") for frame in inspect.stack(0)}
+        through_cli = any(name.endswith(("csas_cli/cli.py", "csas_cli/api.py")) for name in callers)
+        if through_cli and not any(runs.training for runs in SHARED_RUNS):
+            trained.append(recipe)
+        return train(recipe)
+
+    monkeypatch.setattr(FinetuneRecipe, "train", watched)
+    yield
+    if trained:
+        pytest.fail(f"{request.node.nodeid} trains through the CLI: mark it @pytest.mark.slow", pytrace=False)

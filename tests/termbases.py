@@ -1,5 +1,5 @@
 """Glossaries as termbases and terminologists publish them: one fixture per producer's layout, with its habits, and
-the entries csas must read from it (tests/test_glossaries.py).
+the entries csas must read from it (tests/data/test_glossaries.py).
 
 `TERMBASES` maps a name to a `Termbase`: the file's name, a function writing it, the layout csas must recognise,
 the entries ((English forms), (French forms)) in order, and the records skipped by reason.

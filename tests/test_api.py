@@ -135,6 +135,7 @@ def test_no_config_is_the_finetune_all_table() -> None:
     assert pipeline_plans(None) == cli_plans()
 
 
+@pytest.mark.slow
 def test_the_seeds_tables_give_finetune_alls_plans_as_dicts_module_and_toml(tmp_path: Path) -> None:
     want = cli_plans()
     assert pipeline_plans(SEED_TABLES) == want

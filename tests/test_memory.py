@@ -40,6 +40,7 @@ def test_a_large_tensor_between_start_and_read_raises_the_rise_by_about_its_size
     del tensor
 
 
+@pytest.mark.slow
 def test_the_peak_outlives_the_memory_that_made_it():
     """Freed before read(): the rise is still the tensor's, since it is the high-water mark."""
     peak = PeakMemory("cpu")

@@ -4,6 +4,7 @@ of the settings file, a value of the plan run.json records, and a setting a resu
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import shutil
@@ -74,6 +75,7 @@ def probe(root: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_new_field_reaches_every_consumer(tmp_path: Path) -> None:
     found = probe(with_new_field(tmp_path))
     assert found["package"] == str(tmp_path / "csas_cli")  # the copy, not the installed package

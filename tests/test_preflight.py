@@ -58,6 +58,7 @@ def test_device_map_against_the_gpus() -> None:
         check_device_map("cuda:2", 2)
 
 
+@pytest.mark.slow
 @no_gpu
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_cuda_device_map_on_a_cpu_machine_blames_the_flag(tiny_models, tmp_path: Path, dry_run: bool) -> None:
@@ -200,6 +201,7 @@ def csas_without_hub(*args: object, cache: Path) -> tuple[subprocess.CompletedPr
     return proc, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_fails_fast_naming_model_id_and_offline_mode(tmp_path: Path) -> None:
     proc, seconds = csas_without_hub("finetune", "--which", KEY, "--data", SAMPLE, "--output-dir", tmp_path / "o",
                                      "--no-qlora", cache=tmp_path / "cache")  # fmt: skip
@@ -269,6 +271,7 @@ def test_no_lines_at_a_terminal_without_a_channel_or_a_count(monkeypatch: pytest
     assert lines == [] and drawn == [2, 1]
 
 
+@pytest.mark.slow
 def test_translate_and_evaluate_say_which_model_and_how_far(tiny_models, tmp_path: Path) -> None:
     sentences = tmp_path / "in.txt"
     sentences.write_text("The stock is in the Cautious Zone.\n\nCatches fell in 2023.\n")

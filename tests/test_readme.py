@@ -41,6 +41,7 @@ def test_same_reads_the_readme_spellings(text: str, value: object, want: bool) -
     assert same(text, value) is want
 
 
+@pytest.mark.slow
 def test_a_default_changed_in_settings_changes_help_dry_run_and_the_readme_check(tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "csas_cli", copy / "csas_cli", ignore=shutil.ignore_patterns("assets", "__pycache__"))

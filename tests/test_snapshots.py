@@ -34,6 +34,7 @@ def logits(model_dir: str, key: str) -> torch.Tensor:
 # -- weights -------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 def test_bin_only_and_sharded_snapshots_load_the_same_weights(tiny_models, tmp_path, key):
     reference = logits(str(tiny_models[key]), key)
@@ -47,6 +48,7 @@ def test_bin_only_and_sharded_snapshots_load_the_same_weights(tiny_models, tmp_p
     assert len(shards) > 1 and all(name.endswith(".safetensors") for name in shards)
 
 
+@pytest.mark.slow
 def test_sharded_bin_is_read_weights_only(tiny_models, tmp_path):
     snapshot = sharded_bin(tiny_models["opus_mt_en_fr"], tmp_path / "snap")
     weights = local_weights(str(snapshot))
@@ -104,6 +106,7 @@ def test_a_truncated_bin_is_named(tiny_models, tmp_path):
         check_weights(str(snapshot))
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_code_running_bin_in_one_line(tiny_models, tmp_path):
     marker = tmp_path / "code-ran"
     snapshot = malicious_bin(tiny_models["opus_mt_en_fr"], tmp_path / "evil", marker)
@@ -122,6 +125,7 @@ def test_the_cli_refuses_a_code_running_bin_in_one_line(tiny_models, tmp_path):
 # -- tokenizers ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["opus_mt_en_fr", "m2m100_418m"])
 def test_a_fast_tokenizer_alone_is_refused_for_families_transformers_reads_from_sentencepiece(
     tiny_models, tmp_path, key
@@ -211,6 +215,7 @@ def test_revision_reaches_the_hub_client(monkeypatch):
 LAYOUT_RUNS = [(key, layout) for layout in ("bin", "sharded") for key in FAMILY_KEYS] + [("mbart50_mmt_fr", "spm")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key,layout", LAYOUT_RUNS, ids=[f"{k}-{layout}" for k, layout in LAYOUT_RUNS])
 def test_finetune_translate_and_merge_on_each_layout(tiny_models, tmp_path, key, layout):
     snapshot = build_layout(tiny_models[key], tmp_path / "snapshot", layout)

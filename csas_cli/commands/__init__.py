@@ -1,2 +1,4 @@
-"""What each command does beyond one training run, one module a command: finetune-all, sweep, translate, evaluate,
-merge and merge-all, bench (with workloads.py), tiny-models; summary.py holds the closing tables."""
+"""One module a command (finetune, finetune-all, sweep, bench, check-data, convert, split, check-glossary,
+translate, evaluate, merge and merge-all, export, tiny-models, models and config show): each takes the settings
+objects its options make and writes its output. They build on training/, inference/ and data/, never on each
+other."""

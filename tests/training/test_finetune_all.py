@@ -256,6 +256,7 @@ def fake_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     return FakeRecipe
 
 
+@pytest.mark.slow
 def test_cli_finetune_all_runs_and_reports(fake_recipe, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -272,6 +273,7 @@ def test_cli_finetune_all_runs_and_reports(fake_recipe, tmp_path: Path) -> None:
     assert "Traceback" not in result.output  # a CsasError is reported in one line, not with its traceback
 
 
+@pytest.mark.slow
 def test_cli_finetune_all_exits_75_when_stopped(fake_recipe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -291,6 +293,7 @@ def test_cli_finetune_all_exits_75_when_stopped(fake_recipe, monkeypatch: pytest
     assert not (tmp_path / "runs" / "mbart50_mmt_en" / "finished.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_only_rank_0_reports(fake_recipe, tmp_path: Path, rank: str) -> None:
     from typer.testing import CliRunner
@@ -304,6 +307,7 @@ def test_only_rank_0_reports(fake_recipe, tmp_path: Path, rank: str) -> None:
     assert ("finetune-all" in result.stderr and "training into" in result.stderr) is (rank == "0")
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_models(fake_recipe, tmp_path: Path) -> None:
     settings = settings_under(tmp_path)
     first = run_all(settings, say=lambda m: None)
@@ -314,6 +318,7 @@ def test_rerun_skips_finished_models(fake_recipe, tmp_path: Path) -> None:
     assert fake_recipe.trained == []
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_fails_the_finished_models_naming_them(fake_recipe, tmp_path: Path) -> None:
     """A finished model is skipped only if it was trained with the settings asked for now."""
     first = run_all(settings_under(tmp_path), say=lambda m: None)
@@ -326,6 +331,7 @@ def test_rerun_with_other_settings_fails_the_finished_models_naming_them(fake_re
                o.message and "--overwrite" in o.message for o in second)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_rerun_after_a_failure_retries_the_failed_model(fake_recipe, tmp_path: Path) -> None:
     settings = settings_under(tmp_path)
     fake_recipe.fail_in_train = {"mbart50_mmt_fr"}

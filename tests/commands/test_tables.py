@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import io
 import os
 import subprocess
@@ -52,6 +53,7 @@ def test_a_terminal_keeps_its_own_width():
     assert table_console(Terminal()).width != 1000
 
 
+@pytest.mark.slow
 def test_a_mistyped_key_and_a_flag_named_as_transformers_names_it_get_a_suggestion(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -71,6 +73,7 @@ def test_a_mistyped_key_and_a_flag_named_as_transformers_names_it_get_a_suggesti
                                                                            "--dry-run")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_saved_weights_follow_the_umask(tiny_models, tmp_path):
     """The safetensors library creates files 0600; csas's models and adapters are as readable as the rest."""
     import stat

@@ -169,6 +169,7 @@ def test_evaluate_warns_when_the_glossary_does_not_fit_the_text(sports, tmp_path
     assert "warning: the glossary does not fit this text" in plain.stdout
 
 
+@pytest.mark.slow
 def test_term_constraints_force_what_the_references_confirm(sports, tiny_models) -> None:
     glossary, data = sports
     model = ["--which", KEY, "--model-id", tiny_models[KEY], "--max-new-tokens", "48", "--glossary", glossary]
@@ -181,6 +182,7 @@ def test_term_constraints_force_what_the_references_confirm(sports, tiny_models)
     assert forced["constrained_entries"]["chosen_by"] == "all" and forced["terms"]["success"] == 1.0
 
 
+@pytest.mark.slow
 def test_translate_leaves_single_common_words_unforced_unless_data_confirm_them(sports, tiny_models,
                                                                                tmp_path: Path) -> None:  # fmt: skip
     glossary, data = sports
@@ -200,6 +202,7 @@ def test_translate_leaves_single_common_words_unforced_unless_data_confirm_them(
     assert line == "csas: error: --constrain-all chooses the entries --term-constraints forces: add --term-constraints"
 
 
+@pytest.mark.slow
 def test_sources_are_annotated_only_for_a_model_trained_to_read_annotations(tiny_models, tmp_path: Path) -> None:
     sentences = tmp_path / "in.txt"
     sentences.write_text("The spawning stock biomass declined.\n")

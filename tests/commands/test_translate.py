@@ -109,6 +109,7 @@ def sentences(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_translate_a_file_from_a_run(tiny_runs, sentences, tmp_path):
     run = tiny_runs("opus_mt_en_fr")
     out = tmp_path / "out.txt"

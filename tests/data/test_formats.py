@@ -485,6 +485,7 @@ def test_external_parameter_entity_is_refused_unread(tmp_path: Path, marker_file
 # --- streaming ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tmx_streams_a_large_memory(tmp_path: Path, monkeypatch) -> None:
     """The first row of a 48 MB memory comes after one chunk, in a small fraction of the file's size in memory;
     the file's end is broken, which a reader of the whole file would report first."""

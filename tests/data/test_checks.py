@@ -28,7 +28,7 @@ from csas_cli.data.normalisation import normalise
 from csas_cli.data.numbers import number_mismatch, numbers_in
 from csas_cli.data.pairs import Example, read_jsonl
 
-ASSETS = Path(__file__).resolve().parents[1] / "csas_cli" / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "csas_cli" / "assets"
 SAMPLE_ROWS = list(read_jsonl(ASSETS / "sample_pairs.jsonl"))
 HELDOUT_ROWS = list(read_jsonl(ASSETS / "heldout_pairs.jsonl"))
 
@@ -192,6 +192,7 @@ def test_shared_checks_compare_with_a_test_file() -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_shipped_sample() -> None:
     results = by_name(run_checks(SAMPLE_ROWS, against=HELDOUT_ROWS))
     repeats = len(SAMPLE_ROWS) - len({(ex.source_lang, ex.source, ex.target) for ex in SAMPLE_ROWS})

@@ -60,6 +60,7 @@ def test_decoding_settings_follow_the_generation_config() -> None:
         1.0, 0.8, 3, False)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_an_export_records_what_it_is_and_is_found_by_its_files(opus_export: Path) -> None:
     record = json.loads((opus_export / "csas_export.json").read_text())
     assert (record["which"], record["format"], record["quantization"]) == ("opus_mt_en_fr", "ctranslate2", "float32")
@@ -84,6 +85,7 @@ def test_translate_with_an_export_keeps_lines_and_order(opus_export: Path, tiny_
     assert fast.stdout == slow.stdout  # float32: the same translations as generate's on these
 
 
+@pytest.mark.slow
 def test_evaluate_an_export_gives_the_same_fields(opus_export: Path, tiny_models, tmp_path: Path) -> None:
     _, fast = hypotheses(opus_export, tmp_path, "fast", "--limit", "10")
     _, slow = hypotheses(Path(tiny_models["opus_mt_en_fr"]), tmp_path, "slow", "--limit", "10", "--which",
@@ -141,6 +143,7 @@ def test_export_refuses_what_it_cannot_do(opus_export: Path, tiny_models, tmp_pa
     assert line == "csas: error: CTranslate2 is not installed: pip install 'csas[fast]' (or pip install ctranslate2)"
 
 
+@pytest.mark.slow
 def test_a_conversion_that_does_not_translate_as_generate_is_not_saved(tiny_models, tmp_path: Path, monkeypatch):
     """CTranslate2's own Marian loader starts the decoder from a zero vector; the tiny model's pad row is not zero,
     so that export translates differently, and the probe refuses it."""
@@ -157,6 +160,7 @@ def test_a_conversion_that_does_not_translate_as_generate_is_not_saved(tiny_mode
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
 
 
+@pytest.mark.slow
 def test_export_a_run_merges_it_first(tiny_runs, tmp_path: Path) -> None:
     run = tiny_runs("opus_mt_en_fr")
     out = tmp_path / "run-int8"
@@ -188,7 +192,7 @@ def test_exports_translate_the_heldout_rows_as_generate_does(key: str, tiny_mode
 
 # --- scripts/bench_translate.py --------------------------------------------------------------------------------------
 
-BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench_translate.py"
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_translate.py"
 
 
 def run_bench(*args: str):

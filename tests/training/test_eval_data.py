@@ -99,6 +99,7 @@ def test_a_changed_validation_file_blocks_resume(files):
     )
 
 
+@pytest.mark.slow
 def test_training_says_what_it_cut(tiny_models, tmp_path):
     recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_source_len=12, max_target_len=400)
     try:
@@ -155,6 +156,7 @@ def test_val_ratio_is_not_compared_on_resume_when_a_validation_file_is_used(file
     assert plan_differences({"plan": one.to_dict(), "data_sha256": "x"}, other, "x") == []
 
 
+@pytest.mark.slow
 def test_an_empty_validation_split_and_qlora_on_the_cpu_are_said_up_front(tiny_models, tmp_path):
     rows = [{**r, "pub_number": "2020/001"} for r in EN[:10]]  # one publication: nothing can be held out
     data = write(tmp_path / "ten.jsonl", rows)

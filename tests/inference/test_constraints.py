@@ -148,6 +148,7 @@ def held_rows(n: int) -> list[dict]:
     return [r for r in rows if r["source_lang"] == "en"][:n]
 
 
+@pytest.mark.slow
 def test_constrained_translation_uses_the_terms_and_leaves_rows_without_terms_alone(tiny_models, tmp_path) -> None:
     rows = held_rows(40)
     data = tmp_path / "held.jsonl"
@@ -171,6 +172,7 @@ def test_constrained_translation_uses_the_terms_and_leaves_rows_without_terms_al
     assert without_terms and all(hyps[i] == unconstrained[i] for i in without_terms)
 
 
+@pytest.mark.slow
 def test_greedy_and_both_families_with_codes_take_the_constraints(tiny_models, tmp_path) -> None:
     from csas_cli.inference.generation import GenerationSettings, load_for_inference, translate_texts
     from csas_cli.inference.source import resolve_source
@@ -208,6 +210,7 @@ def test_term_constraints_are_refused_where_they_cannot_apply(tmp_path: Path) ->
     assert "is a CTranslate2 export, whose beam search takes no constraints" in line
 
 
+@pytest.mark.slow
 def test_translate_can_constrain_without_annotating(tiny_models, tmp_path: Path) -> None:
     sentences = tmp_path / "in.txt"
     sentences.write_text("The spawning stock biomass is in the Critical Zone.\nThe stock declined.\n")

@@ -475,6 +475,7 @@ def test_two_by_two_sweep_on_a_tiny_model(tiny_models, tmp_path: Path) -> None:
     assert after == before, "a rerun leaves finished trials untouched"
 
 
+@pytest.mark.slow
 def test_a_trial_with_eval_chrf_fills_the_chrf_column(tiny_models, tmp_path: Path) -> None:
     key = "opus_mt_en_fr"
     result = invoke("sweep", "--which", key, "--model-id", tiny_models[key], "--data", SAMPLE, "--output-dir", tmp_path,

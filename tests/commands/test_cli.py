@@ -486,6 +486,7 @@ def test_broken_json_line(tmp_path: Path) -> None:
     assert line.startswith(f"csas: error: {path}:3: invalid JSON")
 
 
+@pytest.mark.slow
 def test_broken_json_line_without_dry_run(tmp_path: Path) -> None:
     # The data is validated before anything is loaded, so a real run fails the same way (and writes nothing).
     path = tmp_path / "d.jsonl"
@@ -542,6 +543,7 @@ def test_bad_flag_refused_before_data_is_read(tmp_path: Path) -> None:
     assert "--batch-size" in line
 
 
+@pytest.mark.slow
 def test_refuses_finished_run_before_loading(data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "o" / "opus_mt_en_fr"
     run_dir.mkdir(parents=True)
@@ -627,6 +629,7 @@ def test_console_script_broken_json(tmp_path: Path) -> None:
     assert line.startswith(f"csas: error: {path}:2: invalid JSON")
 
 
+@pytest.mark.slow
 def test_console_script_missing_file_and_bad_flag(tmp_path: Path) -> None:
     missing = tmp_path / "none.jsonl"
     line = assert_one_line_error(run_csas("finetune", "--which", "m2m100_418m", "--data", str(missing), "--dry-run"))
@@ -641,6 +644,7 @@ def test_console_script_missing_file_and_bad_flag(tmp_path: Path) -> None:
     assert line.startswith("csas: error: --lora-targets")
 
 
+@pytest.mark.slow
 def test_console_script_dry_run_with_torchrun_env(tmp_path: Path) -> None:
     data = write_data(tmp_path / "d.jsonl")
     proc = run_csas("finetune", "--which", "mbart50_mmt_fr", "--data", str(data), "--dry-run",

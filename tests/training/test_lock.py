@@ -33,6 +33,7 @@ def test_a_second_lock_on_a_run_is_refused_naming_the_holder(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["keep.txt"]
 
 
+@pytest.mark.slow
 def test_a_locked_run_is_not_trained_or_merged_by_another_process(tiny_models, tmp_runs_lock):
     run, holder = tmp_runs_lock
     data = write_pairs(run.parent / "pairs.jsonl", 6)

@@ -324,6 +324,7 @@ def test_translations_must_line_up_with_the_rows(tmp_path: Path) -> None:
 # -- through the CLI with a model -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluate_reports_term_success_of_model_base_and_references(tiny_models, tiny_runs, tmp_path: Path) -> None:
     glossary = tmp_path / "g.tsv"
     glossary.write_text(GLOSSARY_TSV)

@@ -163,6 +163,7 @@ def first_step_loss(recipe: FinetuneRecipe) -> tuple[list[list], float]:
     return groups, loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["as-is", "cudnn-sdpa", "full-logits", "pad8", "random-batches"])
 def test_bench_vs_hf_csas_variants_train_the_same_step(tiny_models, tmp_path, variant):
     """Each engine variant (but compile, minutes to build) runs csas's step and gives the loss of the unchanged

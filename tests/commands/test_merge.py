@@ -95,6 +95,7 @@ def plain(merged) -> dict[str, dict]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 def test_merged_directory_translates_exactly_like_the_run(tiny_runs, merged, key):
     from_run = translate(tiny_runs(key), key, *BEAMS)
@@ -103,6 +104,7 @@ def test_merged_directory_translates_exactly_like_the_run(tiny_runs, merged, key
     assert from_merged == from_run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 def test_merged_directory_works_with_plain_transformers_offline(merged, plain, key):
     seen = plain[key]
@@ -122,6 +124,7 @@ def test_merged_directory_works_with_plain_transformers_offline(merged, plain, k
         assert seen["second_tokens"] == [seen["fr_code"]] * len(SENTENCES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 def test_merged_weights_reproduce_the_adapters_logits(tiny_runs, merged, key):
     import torch
@@ -163,6 +166,7 @@ def test_m2m100_merge_says_translate_needs_source_lang(tiny_runs, tmp_path):
     assert "--source-lang: m2m100_418m translates both ways" in one_error_line(missing)
 
 
+@pytest.mark.slow
 def test_qlora_run_merges_into_an_unquantized_base_and_translates(tiny_runs, tmp_path):
     run = tiny_runs("mbart50_mmt_en", qlora=True)
     assert json.loads((run / "run.json").read_text())["plan"]["qlora"] is True
@@ -188,6 +192,7 @@ def test_qlora_run_merges_into_an_unquantized_base_and_translates(tiny_runs, tmp
     assert generation["forced_bos_token_id"] == AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("en_XX")
 
 
+@pytest.mark.slow
 def test_bfloat16_merge_halves_the_weights_and_still_translates(tiny_runs, merged, tmp_path):
     out = tmp_path / "bf16"
     result = invoke("merge", tiny_runs("opus_mt_en_fr"), out, "--dtype", "bfloat16")
@@ -202,6 +207,7 @@ def test_bfloat16_merge_halves_the_weights_and_still_translates(tiny_runs, merge
     assert len(translate(out, "opus_mt_en_fr", *GREEDY)) == len(SENTENCES)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_an_existing_output(tiny_runs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -284,6 +290,7 @@ def test_generation_overrides_for_merged_models(tiny_models):
 # --- merge-all -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_merge_all_merges_finished_runs_skips_unfinished_and_reruns_cheaply(tiny_runs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -345,6 +352,7 @@ def test_merge_all_passes_model_root_and_dtype(tmp_path):
                                                          "say": quiet})]
 
 
+@pytest.mark.slow
 def test_merge_of_a_runs_best_adapter(tiny_runs, tmp_path):
     import shutil
 

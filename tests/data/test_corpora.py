@@ -150,6 +150,7 @@ def test_a_pair_and_its_reverse_stay_on_one_side() -> None:
     assert held and not held & {ex.line for ex in split.train} and len(split.eval) == 2 * len(held)
 
 
+@pytest.mark.slow
 def test_both_directions_train_the_other_models_from_one_memory(tmp_path: Path, tiny_models) -> None:
     data = write_jsonl(tmp_path / "en-fr.jsonl", [r for r in sample_rows() if r["source_lang"] == "en"][:200])
     line = one_error_line(invoke("finetune", "--which", "opus_mt_fr_en", "--data", data, "--dry-run"))
@@ -195,6 +196,7 @@ def shuffled_sample(path: Path, publications: int = 3, seed: int = 7, limit: int
     return chosen
 
 
+@pytest.mark.slow
 def test_check_data_names_the_shuffled_publications_first(tmp_path: Path) -> None:
     data = tmp_path / "shuffled.jsonl"
     chosen = shuffled_sample(data)
@@ -212,6 +214,7 @@ def test_check_data_names_the_shuffled_publications_first(tmp_path: Path) -> Non
     assert "no publication stands out" in invoke("check-data", SAMPLE).stdout
 
 
+@pytest.mark.slow
 def test_check_data_with_a_model_and_the_clean_file_it_writes(tmp_path: Path, tiny_models) -> None:
     data = tmp_path / "shuffled.jsonl"
     chosen = shuffled_sample(data, limit=30)

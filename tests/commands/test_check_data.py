@@ -44,6 +44,7 @@ def seeded(tmp_path: Path) -> Path:
     return write(tmp_path / "seeded.jsonl", clean + bad)
 
 
+@pytest.mark.slow
 def test_the_report_names_each_problem_with_its_count_and_lines(seeded):
     result = invoke("check-data", seeded, "--json")
     assert result.exit_code == 0, result.output

@@ -221,6 +221,7 @@ def test_translate_texts_with_nothing_to_translate():
      ("mbart50_mmt_en", None, True)],
     ids=["m2m100-en-fr", "m2m100-fr-en", "mbart50-en-fr", "mbart50-fr-en-qlora-run"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_the_first_generated_token_is_the_target_language_code(tiny_runs, key, lang, qlora):
     source = resolve_source(tiny_runs(key, qlora=qlora), None, None)
     direction = resolve_direction(source.spec, lang)

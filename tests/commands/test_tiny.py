@@ -90,6 +90,7 @@ def test_every_registry_key_is_built(tiny_models):
         assert (path / "config.json").is_file() and (path / "generation_config.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", MODEL_KEYS)
 def test_auto_classes_load_the_real_tokenizer_and_model(loaded, key):
     tokenizer, model = loaded[key]
@@ -255,6 +256,7 @@ def random_models(tmp_path_factory):
     return {key: _load(path) for key, path in build_tiny_models(out, random_init=True).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", MODEL_KEYS)
 def test_pretrained_base_knows_the_languages_but_not_the_domain(loaded, random_models, key):
     tokenizer, model = loaded[key]
@@ -306,6 +308,7 @@ def test_tokenizers_use_the_committed_sentencepiece_model(tiny_models):
     assert (tiny_models["m2m100_418m"] / "sentencepiece.bpe.model").read_bytes() == committed
 
 
+@pytest.mark.slow
 def test_building_twice_gives_identical_files(tiny_models, tmp_path):
     again = build_tiny_models(tmp_path)
     for key, first in tiny_models.items():
@@ -317,6 +320,7 @@ def test_building_twice_gives_identical_files(tiny_models, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MODEL_KEYS)  # no leftover work folders
 
 
+@pytest.mark.slow
 def test_single_build_matches_and_leaves_torch_rng_alone(tiny_models, tmp_path):
     import torch
 
@@ -342,6 +346,7 @@ def test_importing_tiny_does_not_import_torch():
 # --- the shipped text -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_data_script_regenerates_the_shipped_files(tmp_path):
     out, heldout, pretrain = tmp_path / "pairs.jsonl", tmp_path / "heldout.jsonl", tmp_path / "pretrain.jsonl"
     subprocess.run(

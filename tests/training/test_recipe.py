@@ -46,6 +46,7 @@ def lora_grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.slow
 def test_decoder_inputs_are_labels_shifted_from_decoder_start(m2m_recipe):
     from transformers.models.m2m_100.modeling_m2m_100 import shift_tokens_right
 
@@ -62,6 +63,7 @@ def test_decoder_inputs_are_labels_shifted_from_decoder_start(m2m_recipe):
     assert set(batch["labels"][:, 0].tolist()) <= lang_ids
 
 
+@pytest.mark.slow
 def test_loss_equals_label_smoothed_cross_entropy_of_hf_forward(m2m_recipe):
     r = m2m_recipe
     r.model.eval()
@@ -79,6 +81,7 @@ def test_loss_equals_label_smoothed_cross_entropy_of_hf_forward(m2m_recipe):
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_accumulated_micro_batches_equal_one_batch(m2m_recipe):
     """Two micro-batches, each divided by the step's tokens, give the gradient of one batch of both."""
     r = m2m_recipe
@@ -101,6 +104,7 @@ def test_accumulated_micro_batches_equal_one_batch(m2m_recipe):
     assert any(g.abs().sum() > 0 for g in whole.values())
 
 
+@pytest.mark.slow
 def test_steps_move_only_the_adapters(m2m_recipe):
     r = m2m_recipe
     before = {n: p.detach().clone() for n, p in r.model.named_parameters()}
@@ -116,6 +120,7 @@ def test_steps_move_only_the_adapters(m2m_recipe):
     assert any("lora_B" in n for n in changed)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step(m2m_recipe, monkeypatch):
     r = m2m_recipe
     monkeypatch.setattr(r, "loss_sum", lambda pairs: torch.tensor(float("nan"), requires_grad=True))
@@ -124,6 +129,7 @@ def test_non_finite_loss_stops_with_the_step(m2m_recipe, monkeypatch):
     assert issubclass(TrainingError, CsasError)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_keeps_the_last_good_checkpoint(tiny_models, tmp_path, monkeypatch):
     recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_steps=8, save_steps=2, batch_size=4)
     try:
@@ -145,6 +151,7 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tiny_models, tmp_path, m
     assert not (run / "finished.json").exists()
 
 
+@pytest.mark.slow
 def test_out_of_memory_suggests_a_smaller_batch(m2m_recipe, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
@@ -190,6 +197,7 @@ def validation_loss(recipe: FinetuneRecipe, evaluator: Evaluator) -> float:
         recipe.model.train()
 
 
+@pytest.mark.slow
 def test_token_budget_batches_evaluate_the_same_loss_and_name_their_flag_when_out_of_memory(
     tiny_models, tmp_path, monkeypatch
 ):
@@ -212,6 +220,7 @@ def test_token_budget_batches_evaluate_the_same_loss_and_name_their_flag_when_ou
         recipe.cleanup()
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_stops_in_one_line_and_keeps_the_previous_one(tiny_models, tmp_path, monkeypatch):
     recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_steps=8, save_steps=2, batch_size=4)
     real_save = torch.save
@@ -245,6 +254,7 @@ def test_mbart_rows_carry_their_language_codes(tiny_models, tmp_path, key, codes
         recipe.cleanup()
 
 
+@pytest.mark.slow
 def test_marian_rows_have_no_language_codes(tiny_models, tmp_path):
     recipe = make_recipe(tiny_models, tmp_path, "opus_mt_fr_en", max_source_len=8, max_target_len=6)
     try:
@@ -275,6 +285,7 @@ def test_prepare_run_applies_the_sample_caps_after_the_split(tmp_path):
     assert roomy.split == whole.split and roomy.plan.resolved.train_rows == whole.plan.resolved.train_rows
 
 
+@pytest.mark.slow
 def test_chrf_generation_forces_each_rows_target_language_and_restores_the_model(tiny_models, tmp_path, monkeypatch):
     from csas_cli.inference.generation import LoadedModel
 
@@ -316,6 +327,7 @@ def test_chrf_generation_forces_each_rows_target_language_and_restores_the_model
 # --- the loop's seams: a callback after every optimizer step, the batching strategy ---------------------------------
 
 
+@pytest.mark.slow
 def test_on_step_hears_every_optimizer_step_with_its_batches_tokens_and_loss(tiny_models, tmp_path):
     reports: list[StepReport] = []
     recipe = recipe_with(tiny_models, tmp_path, "opus_mt_en_fr", {"on_step": reports.append}, max_steps=4,
@@ -367,6 +379,7 @@ class LongestFirst(Batching):
         return "two pairs"
 
 
+@pytest.mark.slow
 def test_the_batching_strategy_decides_what_the_loop_trains_and_evaluates_on(tiny_models, tmp_path):
     batching = LongestFirst()
     reports: list[StepReport] = []
@@ -434,6 +447,7 @@ def trainable(model) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["m2m100_418m", "opus_mt_en_fr", "mbart50_mmt_fr"])
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # the capture below
 def test_csas_step_has_the_loss_and_lora_gradients_of_a_plain_loop(tiny_models, tmp_path, key):
@@ -473,6 +487,7 @@ def test_csas_step_has_the_loss_and_lora_gradients_of_a_plain_loop(tiny_models, 
         recipe.cleanup()
 
 
+@pytest.mark.slow
 def test_csas_training_follows_a_plain_loop_step_by_step(tiny_models, tmp_path):
     """Three optimizer steps of csas and of a reference loop (AdamW, linear schedule, clipping at 1.0) from the same
     weights on the same batches: the same losses and the same adapter weights after."""

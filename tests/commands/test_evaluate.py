@@ -60,6 +60,7 @@ def en_pairs(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_evaluate_json_agrees_with_sacrebleu_on_translate_output(tiny_runs, en_pairs, tmp_path):
     run = tiny_runs("opus_mt_en_fr")
     hyp_file = tmp_path / "hyps.txt"
@@ -90,6 +91,7 @@ def test_evaluate_json_agrees_with_sacrebleu_on_translate_output(tiny_runs, en_p
     assert hyp_file.read_text(encoding="utf-8").splitlines() == hyps
 
 
+@pytest.mark.slow
 def test_compare_base_scores_both_side_by_side(tiny_runs, tiny_models, en_pairs):
     run = tiny_runs("mbart50_mmt_fr")
     result = invoke("evaluate", "--data", en_pairs, "-m", run, "--limit", 4, "--json", "--compare-base", *FAST)
@@ -107,6 +109,7 @@ def test_compare_base_scores_both_side_by_side(tiny_runs, tiny_models, en_pairs)
     assert json.loads(alone.stdout)["chrf"] == pytest.approx(report["base"]["chrf"])
 
 
+@pytest.mark.slow
 def test_human_output_is_a_table_with_signatures(tiny_runs, en_pairs):
     result = invoke("evaluate", "--data", en_pairs, "-m", tiny_runs("opus_mt_en_fr"), "--limit", 2, *FAST)
     assert result.exit_code == 0, result.output
@@ -114,6 +117,7 @@ def test_human_output_is_a_table_with_signatures(tiny_runs, en_pairs):
     assert "BLEU nrefs:1|" in result.stdout and "chrF nrefs:1|" in result.stdout
 
 
+@pytest.mark.slow
 def test_human_compare_base_ends_with_the_before_after_line(tiny_runs, en_pairs):
     args = ["--data", en_pairs, "-m", tiny_runs("opus_mt_en_fr"), "--limit", 3, *FAST]
     human = invoke("evaluate", *args, "--compare-base")
@@ -123,6 +127,7 @@ def test_human_compare_base_ends_with_the_before_after_line(tiny_runs, en_pairs)
     assert human.stdout.splitlines()[-1] == f"chrF before -> after: {before:.1f} -> {after:.1f}"
 
 
+@pytest.mark.slow
 def test_m2m100_scores_the_chosen_direction(tiny_runs, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     rows = [{"source": "Aucun relevé n'a été effectué en 2009.", "target": "No survey was conducted in 2009.",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Mapping
 
 from ..errors import DataError
 from ..progress import counted
@@ -56,11 +56,10 @@ class ReadOptions:
     @classmethod
     def of(cls, corpus: Any) -> "ReadOptions":
         """A run's reading options, from its corpus settings (settings.CorpusSettings), or from a command's options
-        of the same names (their values as the command line gives them: `--locales fr-CA,en-CA`), checked."""
-        locales = getattr(corpus, "locales", None) if not isinstance(corpus, dict) else corpus.get("locales")
-        publication_from = (corpus.get("publication_from") if isinstance(corpus, dict)
-                            else getattr(corpus, "publication_from", None))  # fmt: skip
-        return cls(() if locales is None else parse_locales(locales), check_publication_from(publication_from))
+        of the same names (a mapping, the values as the command line gives them: `--locales fr-CA,en-CA`), checked."""
+        get = corpus.get if isinstance(corpus, Mapping) else lambda name: getattr(corpus, name, None)
+        locales = get("locales")
+        return cls(() if locales is None else parse_locales(locales), check_publication_from(get("publication_from")))
 
 
 @dataclass

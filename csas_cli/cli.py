@@ -412,6 +412,22 @@ def merge_all(
     exit_with(code)
 
 
+@app.command(cls=WholeFlags)
+def report(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Run directories, or output roots of "
+                                                "finetune-all or sweep (every run under them).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="report.html (the page, figures embedded) "
+                                                   "or a .png (the figures); default: PATH/report.html.")] = None,
+    metric: Annotated[str, opt("metric", "Order the table by loss, eval_loss or eval_chrf, best first.")] = "eval_loss",
+) -> None:
+    """Draw the curves of one run or many (training loss, evaluation loss and chrF, learning rate) with a table of
+    each run, as one self-contained HTML page or a PNG (needs csas[report])."""
+    from .commands import report as command
+
+    with user_errors():
+        command.run(paths, output, metric)
+
+
 # --- bench -----------------------------------------------------------------------------------------------------
 
 

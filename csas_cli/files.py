@@ -23,6 +23,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` so that a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def follow_umask(directory: Path | str, pattern: str = "*.safetensors") -> None:
     """Give the files `pattern` matches in `directory` the mode the process umask asks for (0644 under the usual 022),
     as every other file csas writes has: the safetensors library creates its files 0600, which leaves a model or an

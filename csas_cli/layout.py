@@ -36,8 +36,13 @@ CHECKPOINT_ADAPTER = "adapter"
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 """A complete checkpoint's folder name (one being written is step-N.tmp)."""
 # best.tmp and best.old: what an interrupted replacement of best/ can leave (see checkpoints.swap_in).
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
+TRACKER_IDS = "trackers.json"
+"""--report-to's files in a run directory: TensorBoard's event files, W&B's offline runs, the tracker run ids."""
+
 RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BEST_DIR}.tmp", f"{BEST_DIR}.old",
-                 CHECKPOINTS_DIR)  # fmt: skip
+                 CHECKPOINTS_DIR, TENSORBOARD_DIR, WANDB_DIR, TRACKER_IDS)  # fmt: skip
 
 
 LOCK_FILE = ".csas.lock"

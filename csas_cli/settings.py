@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .device_map import check_device_map_form
 from .errors import SettingsError
@@ -50,6 +50,29 @@ def parse_lora_targets(value: str) -> tuple[str, ...]:
     if not names or any(not n.replace("_", "").replace(".", "").isalnum() for n in names):
         raise SettingsError(f"--lora-targets: expected module names like q_proj,v_proj or all-linear, got {value!r}")
     return names
+
+
+REPORT_TO = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb"),
+             "mlflow": ("mlflow", "mlflow")}  # fmt: skip
+"""--report-to's trackers -> (the module each needs, the csas extra that installs it)."""
+
+
+def parse_report_to(value: str | Sequence[str]) -> str:
+    """--report-to as the plan records it: "none", or known tracker names in REPORT_TO's order, comma-separated. A
+    tracker whose package is not installed is refused here, before anything loads, naming the extra."""
+    import importlib.util
+
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    names = {p.strip().lower() for p in parts if p.strip()} - {"none"}
+    unknown = sorted(names - set(REPORT_TO))
+    if unknown:
+        raise SettingsError(f"--report-to: unknown tracker {', '.join(unknown)}; choose from "
+                            f"{', '.join(REPORT_TO)} or none")  # fmt: skip
+    for name in sorted(names, key=list(REPORT_TO).index):
+        module, extra = REPORT_TO[name]
+        if importlib.util.find_spec(module) is None:
+            raise SettingsError(f"--report-to {name} needs {module}: pip install 'csas[{extra}]'")
+    return ",".join(n for n in REPORT_TO if n in names) or "none"
 
 
 def check_token_budget(max_tokens: int | None, max_source_len: int, max_target_len: int) -> None:
@@ -314,6 +337,11 @@ class OutputSettings:
         commands=frozenset({FINETUNE}),
     )
     """Continue from a checkpoint: "auto" (the newest usable one, or a fresh start when there is none) or a path."""
+    report_to: str = setting(
+        "none", "Also report the metrics to tensorboard, wandb or mlflow (comma-separated); none: metrics.jsonl only."
+    )
+    """Trackers that receive a copy of metrics.jsonl (training/tracking.py): "none", or tracker names in REPORT_TO
+    order, comma-separated. Not a training setting: a resume may add or drop one."""
     config: Path | None = setting(
         None, "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY].", in_file=False,
         commands=frozenset({FINETUNE, FINETUNE_ALL}),
@@ -332,6 +360,12 @@ class OutputSettings:
             raise SettingsError("--resume and --overwrite exclude each other: continue a run, or replace it")
         if self.resume is not None and not self.resume.strip():
             raise SettingsError("--resume needs auto or a checkpoint folder")
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers --report-to names, () for none."""
+        return () if self.report_to == "none" else tuple(self.report_to.split(","))
 
 
 GROUPS: Mapping[str, type] = {

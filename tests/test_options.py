@@ -93,7 +93,7 @@ def test_a_default_shown_for_every_run_must_be_shared_by_every_run() -> None:
 
 
 COMMANDS = ("finetune", "finetune-all", "sweep", "bench", "translate", "evaluate", "check-data", "convert", "split",
-            "check-glossary", "merge", "export", "merge-all", "tiny-models", "models")  # fmt: skip
+            "check-glossary", "merge", "export", "merge-all", "tiny-models", "models", "report")  # fmt: skip
 CUT_FLAG = re.compile(r"│ *\*? *-[-a-z_,]*…")
 
 

@@ -243,6 +243,7 @@ class RecipeSetup:
             self.run_dir.rewind(self.resume_from, self.steps_done, note)
         else:
             self.run_dir.create(self.run_record())
+        self.run_dir.open_trackers(self.plan.output.trackers, self.plan.to_dict())
 
     def run_record(self) -> dict[str, Any]:
         eval_data = self.plan.corpus.eval_data

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 from .. import layout
 from ..errors import OutputError
@@ -165,6 +165,7 @@ class RunDirectory:
         self.path = path
         self._metrics: TextIO | None = None
         self._log: TextIO | None = None
+        self._trackers: Any = None
 
     @property
     def writes(self) -> bool:
@@ -199,15 +200,30 @@ class RunDirectory:
         change(record)
         write_json_atomic(self.path / layout.RUN_JSON, record)
 
+    def open_trackers(self, names: Sequence[str], plan: dict[str, Any]) -> None:
+        """Open --report-to's trackers (training/tracking.py) with the metrics kept so far, and keep their run ids in
+        trackers.json, so that a resumed run continues the same tracker runs."""
+        if self.path is None or not names:
+            return
+        from .tracking import open_trackers
+
+        metrics = self.path / layout.METRICS
+        history = layout.read_metrics(metrics) if metrics.exists() else []
+        self._trackers, ids = open_trackers(names, self.path, plan, history)
+        if ids:
+            write_json_atomic(self.path / layout.TRACKER_IDS, ids)
+
     # -- during the run -----------------------------------------------------------------------------------------
     def write_metrics(self, record: dict[str, Any]) -> None:
-        """One line of metrics.jsonl, flushed so that a crashed run keeps its curve."""
+        """One line of metrics.jsonl, flushed so that a crashed run keeps its curve; then the same to the trackers."""
         if self.path is None:
             return
         if self._metrics is None:
             self._metrics = open(self.path / layout.METRICS, "a", encoding="utf-8")
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
+        if self._trackers is not None:
+            self._trackers.log(record)
 
     def write_log(self, line: str) -> None:
         """One line of train.log (the Reporter's copy of the console)."""
@@ -241,6 +257,9 @@ class RunDirectory:
         write_json_atomic(self.path / layout.FINISHED, record)
 
     def close(self) -> None:
+        if self._trackers is not None:
+            self._trackers.close()
+            self._trackers = None
         for handle in (self._metrics, self._log):
             if handle is not None:
                 handle.close()

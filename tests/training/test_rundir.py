@@ -135,7 +135,7 @@ def test_clear_run_dir_on_partial_and_absent(tmp_path: Path) -> None:
 def test_run_artifacts_lists_finished_first() -> None:
     assert RUN_ARTIFACTS[0] == FINISHED
     assert set(RUN_ARTIFACTS) == {FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, CHECKPOINTS_DIR, "best", "best.tmp",
-                                  "best.old"}
+                                  "best.old", "tensorboard", "wandb", "trackers.json"}
 
 
 # --- write_json_atomic -----------------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # bitsandbytes tries to fetch an optional CPU kernel from the hub at import and logs its failure offline.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # The kernels library (transformers' hub kernels) warns on every load, offline, that it skips a check of a
+    # kernel csas does not ask for: not csas's news, and nothing the user can act on.
+    logging.getLogger("kernels").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*sacremoses.*")
     import transformers
 

@@ -168,7 +168,8 @@ class LineCounter:
     def line(self, now: float) -> str:
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
-        text = f"{self.label}: {self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%), {rate:.1f}/s"
+        unit = self.unit.removesuffix("s") if self.total == 1 else self.unit
+        text = f"{self.label}: {self.done}/{self.total} {unit} ({100 * self.done / self.total:.0f}%), {rate:.1f}/s"
         if self.done < self.total and rate > 0:
             return f"{text}, about {(self.total - self.done) / rate:.0f} s left"
         return f"{text}, {elapsed:.0f} s in all"

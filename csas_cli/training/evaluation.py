@@ -18,7 +18,7 @@ from ..data.glossary import Glossary
 from ..data.pairs import seeded_sample
 from ..data.terms import term_success
 from ..errors import TrainingError
-from ..progress import counted
+from ..progress import counted, counting_bar
 from ..inference.generation import GenerationSettings, LoadedModel, translate_encoded
 from ..inference.scoring import score
 from ..languages import Direction
@@ -153,26 +153,31 @@ class Evaluator:
         total_sum, total_tokens = group.sum_(torch.stack([total, total.new_tensor(tokens)])).tolist()
         return total_sum / total_tokens
 
-    def chrf(self, model: LoadedModel, autocast: Any, step: int) -> float:
+    def chrf(self, model: LoadedModel, autocast: Any, step: int, say: Callable[[str], None] | None = None) -> float:
         """chrF of the sample's translations, scored as `csas evaluate` scores (sacrebleu's defaults).
 
         One direction at a time (m2m100_418m's sample holds both), each forced to start with its target language's
         code; `autocast` is the precision the model trains in. Under torchrun each process translates its share of
-        every direction; rank 0 scores the gathered translations and hands the value to every process.
+        every direction; rank 0 scores the gathered translations and hands the value to every process. `say` hears
+        the translation's progress as `translate` logs it: a line every 30 s and one at the end.
         """
         import torch
 
         group = self.group
         by_direction = self.chrf_directions()
         mine: dict[int, str] = {}
+        shares = {}
+        for direction in sorted(by_direction, key=lambda d: (d.source, d.target)):
+            # Sorted by length, then dealt out: every process gets short and long rows alike.
+            rows = sorted(by_direction[direction], key=lambda i: len(self.pairs[i].input_ids))
+            shares[direction] = rows[group.rank :: group.world_size]
+        total = sum(len(share) for share in shares.values())
         try:
-            with autocast:
-                for direction in sorted(by_direction, key=lambda d: (d.source, d.target)):
-                    # Sorted by length, then dealt out: every process gets short and long rows alike.
-                    rows = sorted(by_direction[direction], key=lambda i: len(self.pairs[i].input_ids))
-                    share = rows[group.rank :: group.world_size]
+            with autocast, counting_bar(total, False, f"step {step}: translating for chrF", say) as advance:
+                for direction, share in shares.items():
                     with model.direction(direction):
-                        lines = translate_encoded(model, [self.pairs[i].input_ids for i in share], self.generation)
+                        lines = translate_encoded(model, [self.pairs[i].input_ids for i in share], self.generation,
+                                                  advance)  # fmt: skip
                     mine.update(zip(share, lines))
         except torch.OutOfMemoryError:
             raise TrainingError(

@@ -201,7 +201,7 @@ class FinetuneRecipe(RecipeSetup):
             if self.plan.evaluation.eval_chrf:
                 generator = LoadedModel(self.model, self.tokenizer, REGISTRY[self.plan.which].family, self.batch_device)
                 # The precision the model trains in: under --bf16/--fp16 the frozen weights are half, norms fp32.
-                record["eval_chrf"] = self.evaluator.chrf(generator, self.autocast(), step)
+                record["eval_chrf"] = self.evaluator.chrf(generator, self.autocast(), step, self.reporter.line)
                 if self.glossary is not None:
                     record["eval_term_success"] = self.group.from_main(
                         lambda: self.evaluator.term_success(self.glossary))

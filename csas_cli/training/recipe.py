@@ -229,6 +229,7 @@ class FinetuneRecipe(RecipeSetup):
             "last_eval_loss": self.last_eval_loss,
             "last_eval_chrf": self.last_eval_chrf,
             "best": self.best.state(),
+            "seconds": self.seconds_before + time.monotonic() - self.started,
         }
         saved = self.run_dir.save_checkpoint(
             step, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
@@ -253,6 +254,7 @@ class FinetuneRecipe(RecipeSetup):
             "eval_loss": result.eval_loss,
             **({"eval_chrf": self.last_eval_chrf} if self.plan.evaluation.eval_chrf else {}),
             "seconds": round(seconds, 1),
+            "seconds_total": round(self.seconds_before + seconds, 1),
             "adapter": ADAPTER_DIR,
             # lora/ is the last step's adapter; best/ the best evaluation's (the same weights when best_step is the
             # last step). None of these without an evaluation.

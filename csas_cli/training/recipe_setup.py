@@ -154,6 +154,8 @@ class RecipeSetup:
         self.last_eval_chrf: float | None = None
         self.stopped_early = False
         self.started = time.monotonic()
+        self.seconds_before = 0.0
+        """The time earlier sessions spent on the steps this one resumed from (their checkpoint's `seconds`)."""
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -232,6 +234,7 @@ class RecipeSetup:
         self.last_train_loss = state.get("last_train_loss")
         self.last_eval_loss = state.get("last_eval_loss")
         self.last_eval_chrf = state.get("last_eval_chrf")
+        self.seconds_before = float(state.get("seconds") or 0.0)  # 0 for a checkpoint written before it was kept
         self.best.restore(state.get("best"))
 
     def open_run_dir(self) -> None:

@@ -133,6 +133,9 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny_models, tmp_
     assert "resuming from" in resumed.stderr
     assert_same_run(tmp_path / KEY, uninterrupted[variant])
     assert json.loads((tmp_path / KEY / "run.json").read_text())["resumed"][0]["from_step"] >= 8
+    finished = json.loads((tmp_path / KEY / "finished.json").read_text())
+    # The resumed session alone, and the run's time with the session that wrote the checkpoint it resumed from.
+    assert finished["seconds_total"] > finished["seconds"] > 0
 
 
 @slow

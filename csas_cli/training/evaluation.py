@@ -7,6 +7,7 @@ far, and when `--patience` ends a run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..data.pairs import seeded_sample
 from ..data.terms import term_success
 from ..errors import TrainingError
 from ..progress import counted, counting_bar
-from ..inference.generation import GenerationSettings, LoadedModel, translate_encoded
+from ..inference.generation import GenerationSettings, LoadedModel, length_sorted_batches, translate_encoded
 from ..inference.scoring import score
 from ..languages import Direction
 from ..layout import ADAPTER_DIR
@@ -27,6 +28,19 @@ from .distributed import ProcessGroup
 
 SELECTION_METRICS: Mapping[str, bool] = {"eval_loss": False, "eval_chrf": True}
 """What the best evaluation is chosen by, and whether higher is better: the loss, or chrF with --eval-chrf."""
+
+
+LENGTH_CAP = (1.5, 10)
+"""chrF's translations stop at 1.5 x the longest source of their batch, in tokens, + 10 (and at --max-target-len):
+a translation is about as long as its source, and a model early in training that repeats itself would otherwise
+write --max-target-len tokens for every row, which made the evaluation the run's longest part."""
+
+
+def capped(settings: GenerationSettings, source_tokens: int) -> GenerationSettings:
+    """`settings` with max_new_tokens capped by the source's length (LENGTH_CAP)."""
+    factor, extra = LENGTH_CAP
+    return dataclasses.replace(settings, max_new_tokens=min(settings.max_new_tokens,
+                                                            math.ceil(factor * source_tokens) + extra))
 
 
 def chrf_sample(n_rows: int, size: int, seed: int) -> list[int]:
@@ -175,10 +189,14 @@ class Evaluator:
         try:
             with autocast, counting_bar(total, False, f"step {step}: translating for chrF", say) as advance:
                 for direction, share in shares.items():
+                    lengths = [len(self.pairs[i].input_ids) for i in share]
                     with model.direction(direction):
-                        lines = translate_encoded(model, [self.pairs[i].input_ids for i in share], self.generation,
-                                                  advance)  # fmt: skip
-                    mine.update(zip(share, lines))
+                        for batch in length_sorted_batches(lengths, self.generation.batch_size):
+                            rows = [share[j] for j in batch]
+                            settings = capped(self.generation, max(lengths[j] for j in batch))
+                            lines = translate_encoded(model, [self.pairs[i].input_ids for i in rows], settings,
+                                                      advance)  # fmt: skip
+                            mine.update(zip(rows, lines))
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"step {step}: out of memory translating for chrF, {counted(self.generation.batch_size, 'sentence')} x "

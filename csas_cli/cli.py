@@ -256,7 +256,7 @@ def check_glossary(
     from .data.rows import ReadOptions
 
     with user_errors():
-        command.run(path, GlossaryOptions(path, values.get("glossary_subject"), values.get("glossary_sheet")),
+        command.run(path, subject=values.get("glossary_subject"), sheet=values.get("glossary_sheet"),
                     against=against, reading=ReadOptions.of(values), examples=examples, as_json=as_json)  # fmt: skip
 
 

@@ -68,11 +68,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class RunRecord:
     """What a run directory says about its run, read in one place (the API's results, sweep_results.csv, a resume
-    of a finished run): run.json's plan, and finished.json's numbers once the run finished."""
+    of a finished run, csas report): run.json, and finished.json's numbers once the run finished."""
 
     run_dir: Path
-    plan: dict[str, Any]
-    """run.json's resolved plan ({} when absent or unreadable)."""
+    run: dict[str, Any]
+    """run.json ({} when absent or unreadable)."""
     finished: dict[str, Any]
     """finished.json ({} for a run not finished, or when unreadable)."""
 
@@ -80,8 +80,13 @@ class RunRecord:
     def read(cls, run_dir: Path, *, finished: bool = True) -> "RunRecord":
         """The record of `run_dir`; `finished` False ignores a finished.json (an older run's, left by a failed
         --overwrite)."""
-        plan = read_json_record(run_dir / RUN_JSON).get("plan", {})
-        return cls(run_dir, plan, read_json_record(run_dir / FINISHED) if finished else {})
+        done = read_json_record(run_dir / FINISHED) if finished else {}
+        return cls(run_dir, read_json_record(run_dir / RUN_JSON), done)
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """run.json's resolved plan."""
+        return self.run.get("plan", {})
 
     @property
     def steps(self) -> int | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.fit import CONFIRMED_SHARE, EntryUse, Fit, GlossaryOptions, common_entries
+from ..data.fit import CONFIRMED_SHARE, EntryUse, Fit, common_entries
 from ..data.glossary import EXAMPLES, SKIP_REASONS, Glossary, read_glossary
 from ..data.pairs import ReadOptions, load_examples
 from ..progress import counted, print_json
@@ -147,11 +147,10 @@ def print_report(check: GlossaryCheck, shown: int = EXAMPLES, stream: Any = None
     (stream or sys.stdout).write("\n".join(report_lines(check, shown)) + "\n")
 
 
-def run(path: Path, terms: GlossaryOptions, *, against: Path | None = None, reading: ReadOptions = ReadOptions(),
-        examples: int = EXAMPLES, as_json: bool = False) -> None:  # fmt: skip
+def run(path: Path, *, subject: str | None = None, sheet: str | None = None, against: Path | None = None,
+        reading: ReadOptions = ReadOptions(), examples: int = EXAMPLES, as_json: bool = False) -> None:  # fmt: skip
     """`csas check-glossary`: read, then print the report (as JSON with `as_json`)."""
-    report = check_glossary(path, subject=terms.glossary_subject, sheet=terms.glossary_sheet, against=against,
-                            reading=reading)  # fmt: skip
+    report = check_glossary(path, subject=subject, sheet=sheet, against=against, reading=reading)
     if as_json:
         print_json(report.to_dict(examples))
     else:

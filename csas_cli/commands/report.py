@@ -101,9 +101,8 @@ def read_run(run_dir: Path, name: str) -> RunCurves:
                 run.curves.setdefault(key, []).append((int(row["step"]), float(row[key])))
     speeds = [float(r["samples_per_second"]) for r in rows if r.get("samples_per_second")]
     run.samples_per_second = sum(speeds) / len(speeds) if speeds else None
-    written = read_json_record(run_dir / RUN_JSON)
-    run.total_steps = written.get("total_steps")
-    memory = written.get("peak_memory") or {}
+    run.total_steps = record.run.get("total_steps")
+    memory = record.run.get("peak_memory") or {}
     run.peak_memory_gib = memory["bytes"] / 2**30 if memory.get("bytes") else None
     run.best = read_json_record(run_dir / BEST_DIR / "best.json")
     run.seconds = record.seconds
@@ -163,13 +162,16 @@ def draw(plt: Any, axis: Any, runs: Sequence[RunCurves], key: str) -> None:
         axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
 
 
+def recorded_metrics(runs: Sequence[RunCurves]) -> list[str]:
+    """The metrics some run recorded, in METRICS_SHOWN's order: one figure each."""
+    return [key for key in METRICS_SHOWN if any(run.curves.get(key) for run in runs)]
+
+
 def figures(runs: Sequence[RunCurves]) -> dict[str, bytes]:
     """One PNG per metric some run recorded."""
     plt = pyplot()
     images = {}
-    for key in METRICS_SHOWN:
-        if not any(run.curves.get(key) for run in runs):
-            continue
+    for key in recorded_metrics(runs):
         fig, axis = plt.subplots(figsize=(8, 4.5), dpi=100)
         draw(plt, axis, runs, key)
         axis.legend(fontsize=8, loc="best")
@@ -181,7 +183,7 @@ def figures(runs: Sequence[RunCurves]) -> dict[str, bytes]:
 def one_png(runs: Sequence[RunCurves]) -> bytes:
     """Every metric's figure in one image, two a row."""
     plt = pyplot()
-    keys = [k for k in METRICS_SHOWN if any(run.curves.get(k) for run in runs)]
+    keys = recorded_metrics(runs)
     rows = max(1, math.ceil(len(keys) / 2))
     fig, axes = plt.subplots(rows, 2, figsize=(14, 4.5 * rows), dpi=100, squeeze=False)
     for axis, key in zip(axes.flat, keys):
@@ -189,7 +191,6 @@ def one_png(runs: Sequence[RunCurves]) -> bytes:
         axis.legend(fontsize=8, loc="best")
     for axis in list(axes.flat)[len(keys):]:
         axis.axis("off")
-    fig.tight_layout()
     data = png(fig)
     plt.close(fig)
     return data

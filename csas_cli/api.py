@@ -74,8 +74,9 @@ API_NAMES = {"data": "data_path", "output_dir": "output_directory", "qlora": "no
 """Settings the seed's signature names otherwise (`no_qlora` is `qlora` inverted)."""
 KEYWORD_ORDER = (
     "model_id", "revision", "max_tokens", "max_train_samples", "max_eval_samples", "lora_targets", "eval_data",
-    "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "save_total_limit", "glossary", "glossary_subject",
-    "glossary_sheet", "term_annotation", "locales", "publication_from", "both_directions", "overwrite", "resume",
+    "eval_chrf", "eval_chrf_samples", "eval_num_beams", "eval_max_len", "patience", "save_total_limit",
+    "glossary", "glossary_subject", "glossary_sheet", "term_annotation", "locales", "publication_from",
+    "both_directions", "overwrite", "resume",
 )  # fmt: skip
 """The order the keyword-only options are shown in; every other `csas finetune` setting follows (settings.py)."""
 OWN = ("config", "dry_run")

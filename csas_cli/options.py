@@ -280,9 +280,9 @@ FINETUNE_ORDER = (
     "max_source_len", "max_target_len", "seed", "fp16", "bf16", "qlora", "save_steps", "eval_steps", "logging_steps",
     "warmup_ratio", "device_map", "disable_tqdm", "lora_r", "lora_alpha", "lora_dropout", "max_steps",
     "max_train_samples", "max_eval_samples", "model_id", "revision", "lora_targets", "dry_run", "overwrite", "resume",
-    "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "patience", "config",
-    "glossary", "glossary_subject", "glossary_sheet", "term_annotation", "locales", "publication_from",
-    "both_directions",
+    "save_total_limit", "eval_data", "eval_chrf", "eval_chrf_samples", "eval_num_beams", "eval_max_len",
+    "patience", "config", "glossary", "glossary_subject", "glossary_sheet", "term_annotation", "locales",
+    "publication_from", "both_directions",
 )  # fmt: skip
 """finetune.py's flags in its order, then csas's own; `dry_run` is the command's."""
 FINETUNE_FLAGS = flags_for(FINETUNE, FINETUNE_ORDER)
@@ -302,7 +302,7 @@ FINETUNE_ALL_ORDER = (
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("patience", "Stop a model after N evaluations in a row without a new best.", given_only=True),
     Flag("save_total_limit", "Checkpoints kept per model: the newest N (default: {default}).", given_only=True),
-    Flag("glossary", "Glossary for every model (.tsv/.csv/.xlsx/.tbx): --term-annotation, eval_term_success.",
+    Flag("glossary", "Glossary for every model (TSV, CSV, xlsx, TBX): --term-annotation, eval_term_success.",
          given_only=True),
     Flag("glossary_subject", given_only=True),
     Flag("glossary_sheet", given_only=True),
@@ -323,7 +323,7 @@ FINETUNE_ALL_FLAGS = flags_for(FINETUNE_ALL, FINETUNE_ALL_ORDER, given_only=True
 SWEEP_ORDER = (
     "which", "data",
     Flag("eval_data", "Validation pairs for every trial instead of a split of --data.", given_only=True),
-    Flag("output_dir", "Sweep root; trials go to OUTPUT_DIR/WHICH/trial-NN-..., results beside them."),
+    Flag("output_dir", "Sweep root; the trials go to OUTPUT_DIR/WHICH, each in trial-NN-..., the results beside them."),
     "lrs", "ranks", "dropouts",
     Flag("lora_alpha", "One LoRA alpha for every trial (default: 2 x r).", given_only=True),
     Flag("max_steps", "Optimizer steps per trial (default: {default}).", given_only=True),
@@ -345,6 +345,7 @@ SWEEP_ORDER = (
          given_only=True),
     Flag("eval_chrf_samples", "Validation rows chrF translates (default: {default}).", given_only=True),
     Flag("eval_num_beams", "Beam width of the chrF translations (default: {default}, greedy).", given_only=True),
+    Flag("eval_max_len", given_only=True),
     Flag("patience", "Stop a trial after N evaluations in a row without a new best.", given_only=True),
     Flag("locales", given_only=True),
     Flag("publication_from", given_only=True),

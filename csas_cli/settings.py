@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 from .device_map import check_device_map_form
 from .errors import SettingsError
 from .fields import BENCH, FINETUNE, FINETUNE_ALL, MATCH, MEASURED, ONE_MODEL, UNSWEPT, WITH_CHRF, WITH_GLOSSARY
 from .fields import check_bounds, flag_name, setting, spelled
 from .registry import (
-    ALL_LINEAR_TARGETS,
     DEFAULT_LORA_TARGETS,
     FINETUNE_ALL_CONSTANTS,
     FINETUNE_ALL_TABLE,
@@ -34,57 +33,13 @@ from .registry import (
     check_which,
     parse_locales,
 )
+from .values import check_token_budget, parse_lora_targets, parse_report_to
 
 LABEL_SMOOTHING = 0.1
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 FIXED = {"label_smoothing": LABEL_SMOOTHING, "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM}
 """finetune.py's fixed settings: not flags, recorded with every plan."""
-
-def parse_lora_targets(value: str) -> tuple[str, ...]:
-    """`--lora-targets`: a comma-separated list of module-name suffixes, or `all-linear`."""
-    value = value.strip()
-    if value.lower() in ("all-linear", "all_linear"):
-        return ALL_LINEAR_TARGETS
-    names = tuple(part.strip() for part in value.split(",") if part.strip())
-    if not names or any(not n.replace("_", "").replace(".", "").isalnum() for n in names):
-        raise SettingsError(f"--lora-targets: expected module names like q_proj,v_proj or all-linear, got {value!r}")
-    return names
-
-
-REPORT_TO = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb"),
-             "mlflow": ("mlflow", "mlflow")}  # fmt: skip
-"""--report-to's trackers -> (the module each needs, the csas extra that installs it)."""
-
-
-def parse_report_to(value: str | Sequence[str]) -> str:
-    """--report-to as the plan records it: "none", or known tracker names in REPORT_TO's order, comma-separated. A
-    tracker whose package is not installed is refused here, before anything loads, naming the extra."""
-    import importlib.util
-
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    names = {p.strip().lower() for p in parts if p.strip()} - {"none"}
-    unknown = sorted(names - set(REPORT_TO))
-    if unknown:
-        raise SettingsError(f"--report-to: unknown tracker {', '.join(unknown)}; choose from "
-                            f"{', '.join(REPORT_TO)} or none")  # fmt: skip
-    for name in sorted(names, key=list(REPORT_TO).index):
-        module, extra = REPORT_TO[name]
-        if importlib.util.find_spec(module) is None:
-            raise SettingsError(f"--report-to {name} needs {module}: pip install 'csas[{extra}]'")
-    return ",".join(n for n in REPORT_TO if n in names) or "none"
-
-
-def check_token_budget(max_tokens: int | None, max_source_len: int, max_target_len: int) -> None:
-    """A --max-tokens budget must hold the longest pair the length limits let through."""
-    longest = max(max_source_len, max_target_len)
-    if max_tokens is not None and max_tokens < longest:
-        raise SettingsError(
-            f"--max-tokens {max_tokens} is below the longest pair a batch may have to hold ({longest} tokens: "
-            f"--max-source-len {max_source_len}, --max-target-len {max_target_len}); raise --max-tokens or lower "
-            "those limits"
-        )
-
 
 # --- the groups ------------------------------------------------------------------------------------------------
 
@@ -167,7 +122,7 @@ class CorpusSettings:
     )
     """Evaluate on at most this many rows of the validation split, chosen the same way; None keeps them all."""
     glossary: Path | None = setting(
-        None, "Glossary (.tsv/.csv/.xlsx/.tbx): --term-annotation's terms, and eval_term_success with --eval-chrf."
+        None, "Glossary (TSV, CSV, xlsx, TBX): --term-annotation's terms, and eval_term_success with --eval-chrf."
     )
     """The domain's terminology (data/glossary.py): annotates training sources with --term-annotation, and adds
     eval_term_success to evaluations that score chrF."""
@@ -292,6 +247,13 @@ class EvaluationSettings:
     """Validation rows chrF translates: a seeded sample chosen once, so every evaluation scores the same rows."""
     eval_num_beams: int = setting(1, "Beam width of the chrF translations (1: greedy).", at_least=1, resume=WITH_CHRF)
     """Beam width of the chrF translations (1: greedy, the cheapest)."""
+    eval_max_len: int | None = setting(
+        None, "Most tokens of a chrF translation; unset: 1.5 x its batch's longest source + 10, at most "
+        "--max-target-len.", at_least=1, resume=WITH_CHRF,
+    )  # fmt: skip
+    """Most new tokens of each chrF translation. None: 1.5 x the longest source of its batch + 10, at most
+    max_target_len (evaluation.LENGTH_CAP), which keeps a model that repeats itself early in training from making
+    the evaluation the run's longest part; a number: that many, whatever the source."""
     patience: int | None = setting(
         None, "Stop after N evaluations in a row without a new best (finishes normally).", at_least=1
     )
@@ -340,8 +302,8 @@ class OutputSettings:
     report_to: str = setting(
         "none", "Also report the metrics to tensorboard, wandb or mlflow (comma-separated); none: metrics.jsonl only."
     )
-    """Trackers that receive a copy of metrics.jsonl (training/tracking.py): "none", or tracker names in REPORT_TO
-    order, comma-separated. Not a training setting: a resume may add or drop one."""
+    """Trackers that receive a copy of metrics.jsonl (training/tracking.py): "none", or tracker names in the order of
+    values.REPORT_TO, comma-separated. Not a training setting: a resume may add or drop one."""
     config: Path | None = setting(
         None, "Settings file (TOML): \\[training], \\[quantization], \\[models.KEY].", in_file=False,
         commands=frozenset({FINETUNE, FINETUNE_ALL}),
@@ -487,7 +449,6 @@ __all__ = [
     "ModelSettings",
     "OutputSettings",
     "TrainingSettings",
-    "check_token_budget",
     "flag",
     "given_caption",
     "parse_lora_targets",

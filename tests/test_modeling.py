@@ -107,7 +107,7 @@ def test_model_loads_with_fp32_adapters_on_frozen_base(tiny_models, qlora):
 
 
 def test_all_linear_targets(tiny_models):
-    from csas_cli.settings import parse_lora_targets
+    from csas_cli.values import parse_lora_targets
 
     key = "opus_mt_en_fr"
     plan = plan_for(key, tiny_models[key], qlora=False, lora_targets=parse_lora_targets("all-linear"))

@@ -13,6 +13,7 @@ from helpers import FINETUNE_ALL_SPEC
 from csas_cli import registry
 from csas_cli.errors import CsasError, SettingsError
 from csas_cli.plan import Resolved, build_plan
+from csas_cli.values import parse_lora_targets
 from csas_cli.settings import (
     FIXED,
     GROUPS,
@@ -21,7 +22,6 @@ from csas_cli.settings import (
     WEIGHT_DECAY,
     FinetuneSettings,
     flag,
-    parse_lora_targets,
     settings_fields,
     settings_from_table,
     shared_values,

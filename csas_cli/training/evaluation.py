@@ -31,9 +31,15 @@ SELECTION_METRICS: Mapping[str, bool] = {"eval_loss": False, "eval_chrf": True}
 
 
 LENGTH_CAP = (1.5, 10)
-"""chrF's translations stop at 1.5 x the longest source of their batch, in tokens, + 10 (and at --max-target-len):
-a translation is about as long as its source, and a model early in training that repeats itself would otherwise
-write --max-target-len tokens for every row, which made the evaluation the run's longest part."""
+"""chrF's translations stop at 1.5 x the longest source of their batch, in tokens, + 10 (and at --max-target-len),
+unless --eval-max-len says otherwise: a translation is about as long as its source, and a model early in
+training that repeats itself would otherwise write --max-target-len tokens for every row, which made the evaluation
+the run's longest part."""
+
+
+class EvaluationStopped(Exception):
+    """A stop request (SIGTERM, SIGUSR1, Ctrl-C) came during an evaluation: it was abandoned between two batches, on
+    every process alike. The step before it is complete; the recipe checkpoints it and a resume evaluates again."""
 
 
 def capped(settings: GenerationSettings, source_tokens: int) -> GenerationSettings:
@@ -140,7 +146,8 @@ class Evaluator:
     """The validation loss and chrF of one run's validation split, the same rows and batches at every evaluation."""
 
     def __init__(self, data: TokenizedSplit, batching: Batching, group: ProcessGroup, *, chrf_rows: Sequence[int],
-                 generation: GenerationSettings) -> None:  # fmt: skip
+                 generation: GenerationSettings, follow_source: bool = True,
+                 stop_requested: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         self.pairs = data.eval
         self.examples = data.eval_examples
         self.group = group
@@ -148,6 +155,13 @@ class Evaluator:
         self.chrf_rows = list(chrf_rows)
         """Indices into the validation split that chrF translates (`chrf_sample`)."""
         self.generation = generation
+        """How chrF translates; its max_new_tokens is the most a translation may have."""
+        self.follow_source = follow_source
+        """Whether each batch's translations stop sooner, at LENGTH_CAP from its longest source (the default; False
+        with --eval-max-len)."""
+        self.stop_requested = stop_requested
+        """Whether this process was asked to stop: checked between batches, so that an evaluation, which can last
+        longer than a scheduler's grace period, never delays a stop by more than one batch."""
         self.hypotheses: dict[int, str] = {}
         """The last `chrf` translations, by index into the validation split."""
 
@@ -159,11 +173,15 @@ class Evaluator:
         group = self.group
         total = torch.zeros((), device=device, dtype=torch.float64)
         tokens = 0
+        stopped = False
         with torch.no_grad():
             for batch in self.batches[group.rank :: group.world_size]:
+                if stopped := self.stop_requested():
+                    break
                 pairs = [self.pairs[i] for i in batch]
                 total += loss_sum(pairs).double()
                 tokens += target_tokens(pairs)
+        self.check_stop(stopped)
         total_sum, total_tokens = group.sum_(torch.stack([total, total.new_tensor(tokens)])).tolist()
         return total_sum / total_tokens
 
@@ -186,17 +204,22 @@ class Evaluator:
             rows = sorted(by_direction[direction], key=lambda i: len(self.pairs[i].input_ids))
             shares[direction] = rows[group.rank :: group.world_size]
         total = sum(len(share) for share in shares.values())
+        batches = [(direction, [share[j] for j in batch], max(len(self.pairs[share[j]].input_ids) for j in batch))
+                   for direction, share in shares.items()
+                   for batch in length_sorted_batches([len(self.pairs[i].input_ids) for i in share],
+                                                      self.generation.batch_size)]  # fmt: skip
+        stopped = False
         try:
             with autocast, counting_bar(total, False, f"step {step}: translating for chrF", say) as advance:
-                for direction, share in shares.items():
-                    lengths = [len(self.pairs[i].input_ids) for i in share]
+                for direction, rows, longest in batches:
+                    if stopped := self.stop_requested():
+                        break
+                    settings = capped(self.generation, longest) if self.follow_source else self.generation
                     with model.direction(direction):
-                        for batch in length_sorted_batches(lengths, self.generation.batch_size):
-                            rows = [share[j] for j in batch]
-                            settings = capped(self.generation, max(lengths[j] for j in batch))
-                            lines = translate_encoded(model, [self.pairs[i].input_ids for i in rows], settings,
-                                                      advance)  # fmt: skip
-                            mine.update(zip(rows, lines))
+                        lines = translate_encoded(model, [self.pairs[i].input_ids for i in rows], settings, advance)
+                    mine.update(zip(rows, lines))
+                # Inside the bar: an abandoned evaluation does not log a last count as if it had ended.
+                self.check_stop(stopped)
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"step {step}: out of memory translating for chrF, {counted(self.generation.batch_size, 'sentence')} x "
@@ -207,6 +230,13 @@ class Evaluator:
             self.hypotheses.update(part)
         references = [self.examples[i].target for i in self.chrf_rows]
         return group.from_main(lambda: score([self.hypotheses[i] for i in self.chrf_rows], references)[1])
+
+    def check_stop(self, stopped: bool) -> None:
+        """Raise EvaluationStopped on every process when any was asked to stop. Each process comes here once its
+        own loop ended, early or not, so all of them meet in the same collective under torchrun (torchrun hands a
+        signal to every process, so none goes on for long)."""
+        if self.group.any(stopped):
+            raise EvaluationStopped
 
     def chrf_directions(self) -> dict[Direction, list[int]]:
         """The chrF sample's rows (indices into the validation split) by direction (m2m100_418m's holds both)."""
@@ -227,4 +257,4 @@ class Evaluator:
         return hits / occurrences if occurrences else None
 
 
-__all__ = ["BestTracker", "Evaluator", "SELECTION_METRICS", "chrf_sample", "evaluations_in"]
+__all__ = ["BestTracker", "EvaluationStopped", "Evaluator", "SELECTION_METRICS", "chrf_sample", "evaluations_in"]

@@ -1,9 +1,10 @@
 """Stopping cleanly when the scheduler asks: SIGTERM (preemption, scancel) or SIGUSR1 (SLURM's --signal warning), and
 when the user presses Ctrl-C (SIGINT).
 
-The handler only records the request; the training loop finishes its optimizer step, writes a checkpoint and raises
-errors.Preempted (exit code 75), so that a requeued job running the same command with --resume auto continues
-exactly; after Ctrl-C during the steps the same happens with errors.Interrupted (exit code 130). A second Ctrl-C,
+The handler only records the request; the training loop finishes its optimizer step (an evaluation is abandoned
+between two batches, and done again on resume), writes a checkpoint and raises errors.Preempted (exit code 75), so
+that a requeued job running the same command with --resume auto continues exactly; after Ctrl-C during the steps
+the same happens with errors.Interrupted (exit code 130). A second Ctrl-C,
 or one while the model loads or the adapter is saved, aborts at once (KeyboardInterrupt): the run then resumes from
 its last periodic checkpoint.
 Under torchrun the processes agree after every step whether any of them was asked to stop, so all of them stop
@@ -34,6 +35,8 @@ class StopRequest:
         self.training = False
         """Set by the training loop while it runs steps: only then does Ctrl-C wait for the step to end (while the
         model loads, or the adapter is saved, Ctrl-C interrupts at once, as it always did)."""
+        self.evaluating = False
+        """Set by the training loop during an evaluation, which a stop request abandons between two batches."""
         self._interrupts = 0
         self._previous: dict[int, object] = {}
         self._depth = 0
@@ -48,7 +51,8 @@ class StopRequest:
             self._interrupts += 1
             if self._interrupts > 1 or not self.training:
                 raise KeyboardInterrupt  # a second Ctrl-C, or one with no step to finish: the user wants out now
-            say("csas: Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once)")
+            now = "this evaluation" if self.evaluating else "after this step"
+            say(f"csas: Ctrl-C: stopping {now} and writing a checkpoint (Ctrl-C again aborts at once)")
         if self.signal_name is None:  # the first signal names the stop (torchrun forwards Ctrl-C as SIGTERM)
             self.signal_name = name
 

@@ -34,6 +34,7 @@ from ..inference.generation import LoadedModel
 from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINTS_DIR
 from ..registry import REGISTRY
 from .checkpoints import step_dir_name
+from .evaluation import EvaluationStopped
 from .recipe_setup import RecipeSetup, StepReport
 from .step import optimizer_step
 
@@ -107,6 +108,9 @@ class FinetuneRecipe(RecipeSetup):
             )
         reporter.start(steps.total_steps)
         self.model.train()
+        pending, self.pending_evaluation = self.pending_evaluation, None
+        if pending is not None and self.evaluate(self.steps_done, pending["epoch"], pending["rates"]):
+            return  # the evaluation the last session was stopped in, done again, ended the run (--patience)
         # Throughput since the last log; evaluation and checkpoint time is not training time.
         window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
         for step, epoch, micro_batches in optimizer_steps(
@@ -148,7 +152,9 @@ class FinetuneRecipe(RecipeSetup):
             tokens += step_tokens
             elapsed = max(time.monotonic() - window_start - paused, 1e-9)
             samples_per_second = samples / elapsed
-            reporter.step(step, {"loss": loss_value, "learning_rate": lr, "samples_per_second": samples_per_second})
+            # The bar shows what the next log line will: the loss and throughput since the last one.
+            reporter.step(step, {"loss": self.window[0] / self.window[1], "learning_rate": lr,
+                                 "samples_per_second": samples_per_second})  # fmt: skip
 
             last = step == steps.total_steps
             rates = {"learning_rate": lr, "grad_norm": grad_norm, "samples_per_second": samples_per_second,
@@ -158,17 +164,7 @@ class FinetuneRecipe(RecipeSetup):
                 window_start, paused, samples, tokens = time.monotonic(), 0.0, 0, 0
             pause_start = time.monotonic()
             if self.data.eval and (step % plan.evaluation.eval_steps == 0 or last):
-                self.evaluate_and_select(step)
-                if self.best.exhausted and not last:
-                    # Every process holds the same tracker (rank 0's numbers), so all of them stop here. The run
-                    # ends as if this were its last step: the loss since the last log is logged, finish() follows.
-                    self.stopped_early = True
-                    if self.window[1]:
-                        self.log_training(step, epoch, rates)
-                    reporter.line(
-                        f"early stop after step {step} of {steps.total_steps}: {self.best.metric} has not improved "
-                        f"for {counted(plan.evaluation.patience, 'evaluation')} (best: {self.best.describe()})"
-                    )
+                if self.evaluate(step, epoch, rates):
                     break
             # Every process must stop after the same step, whichever of them the signal reached.
             stop = group.any(self.stop.requested)
@@ -180,6 +176,38 @@ class FinetuneRecipe(RecipeSetup):
                     f"{steps.total_steps}; checkpoint {CHECKPOINTS_DIR}/{step_dir_name(step)} written"
                 )
             paused += time.monotonic() - pause_start
+
+    def evaluate(self, step: int, epoch: int, rates: dict[str, float]) -> bool:
+        """The evaluation after `step` (evaluate_and_select); True when --patience ends the run there.
+
+        A stop request during the evaluation abandons it: the checkpoint of `step` is written with the evaluation
+        marked pending (with `epoch` and the step's `rates`, what the early stop logs), a resume evaluates again,
+        and the run stops at once instead of after an evaluation that can outlast a scheduler's grace period.
+        """
+        plan, total = self.plan, self.steps.total_steps
+        self.stop.evaluating = True
+        try:
+            self.evaluate_and_select(step)
+        except EvaluationStopped:
+            self.save_checkpoint(step, epoch, pending_evaluation={"epoch": epoch, "rates": rates})
+            raise self.stop.stopped(
+                f"{self.stop.signal_name or 'a signal to another process'} during the evaluation after step {step} "
+                f"of {total}; checkpoint {CHECKPOINTS_DIR}/{step_dir_name(step)} written (a resume evaluates it again)"
+            ) from None
+        finally:
+            self.stop.evaluating = False
+        if not self.best.exhausted or step == total:
+            return False
+        # Every process holds the same tracker (rank 0's numbers), so all of them stop here. The run ends as if this
+        # were its last step: the loss since the last log is logged, finish() follows.
+        self.stopped_early = True
+        if self.window[1]:
+            self.log_training(step, epoch, rates)
+        self.reporter.line(
+            f"early stop after step {step} of {total}: {self.best.metric} has not improved for "
+            f"{counted(plan.evaluation.patience, 'evaluation')} (best: {self.best.describe()})"
+        )
+        return True
 
     def log_training(self, step: int, epoch: int, rates: dict[str, float]) -> None:
         """Log the training loss averaged over the target tokens since the last log, and the step's `rates`."""
@@ -218,9 +246,10 @@ class FinetuneRecipe(RecipeSetup):
                     **{k: v for k, v in record.items() if k != "step"}}  # fmt: skip
             self.run_dir.save_best(self.model, best)
 
-    def save_checkpoint(self, step: int, epoch: int) -> None:
+    def save_checkpoint(self, step: int, epoch: int, pending_evaluation: dict[str, Any] | None = None) -> None:
         """Rank 0 writes the checkpoint (every process holds the same state); the others wait until it is complete,
-        because a process that exits first (preemption) makes torchrun stop the rest, rank 0 mid-save included."""
+        because a process that exits first (preemption) makes torchrun stop the rest, rank 0 mid-save included.
+        `pending_evaluation`: the evaluation after `step` was abandoned, and a resume does it first."""
         state = {
             "epoch": epoch,
             "total_steps": self.steps.total_steps,
@@ -230,6 +259,7 @@ class FinetuneRecipe(RecipeSetup):
             "last_eval_chrf": self.last_eval_chrf,
             "best": self.best.state(),
             "seconds": self.seconds_before + time.monotonic() - self.started,
+            "pending_evaluation": pending_evaluation,
         }
         saved = self.run_dir.save_checkpoint(
             step, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,

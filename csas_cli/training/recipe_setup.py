@@ -125,9 +125,13 @@ class RecipeSetup:
         chrf_rows = []
         if evaluation.eval_chrf:
             chrf_rows = chrf_sample(len(data.eval), evaluation.eval_chrf_samples, training.seed)
-        # Labels hold the language code and </s> too, so max_target_len new tokens fit the longest trained target.
-        generation = GenerationSettings(evaluation.eval_num_beams, plan.corpus.max_target_len, micro_batch)
-        self.evaluator = Evaluator(data, self.batching, self.group, chrf_rows=chrf_rows, generation=generation)
+        # Labels hold the language code and </s> too, so max_target_len new tokens fit the longest trained target;
+        # each batch's translations stop sooner, at a length that follows its source, unless
+        # --eval-max-len sets the limit.
+        limit = evaluation.eval_max_len
+        generation = GenerationSettings(evaluation.eval_num_beams, limit or plan.corpus.max_target_len, micro_batch)
+        self.evaluator = Evaluator(data, self.batching, self.group, chrf_rows=chrf_rows, generation=generation,
+                                   follow_source=limit is None, stop_requested=lambda: self.stop.requested)  # fmt: skip
         self.memory = memory if memory is not None else PeakMemory(self.device)
         """The run's peak memory (run.json); set-up starts it unless the caller did (csas bench, before the base)."""
 
@@ -153,6 +157,8 @@ class RecipeSetup:
         self.last_eval_loss: float | None = None
         self.last_eval_chrf: float | None = None
         self.stopped_early = False
+        self.pending_evaluation: dict[str, Any] | None = None
+        """The evaluation the checkpoint resumed from was stopped in ({"epoch", "rates"}): the loop does it first."""
         self.started = time.monotonic()
         self.seconds_before = 0.0
         """The time earlier sessions spent on the steps this one resumed from (their checkpoint's `seconds`)."""
@@ -236,6 +242,7 @@ class RecipeSetup:
         self.last_eval_chrf = state.get("last_eval_chrf")
         self.seconds_before = float(state.get("seconds") or 0.0)  # 0 for a checkpoint written before it was kept
         self.best.restore(state.get("best"))
+        self.pending_evaluation = state.get("pending_evaluation") if self.data.eval else None
 
     def open_run_dir(self) -> None:
         """A fresh run clears the directory and writes run.json; a resumed one rewinds it to its checkpoint."""
@@ -243,7 +250,7 @@ class RecipeSetup:
             return
         if self.resume_from is not None:
             note = {"from_step": self.steps_done, "at": now_iso(), "device": str(self.device)}
-            self.run_dir.rewind(self.resume_from, self.steps_done, note)
+            self.run_dir.rewind(self.resume_from, self.steps_done, note, evaluated=self.pending_evaluation is None)
         else:
             self.run_dir.create(self.run_record())
         self.run_dir.open_trackers(self.plan.output.trackers, self.plan.to_dict())
@@ -269,7 +276,8 @@ class RecipeSetup:
     def report_setup(self) -> None:
         plan, reporter = self.plan, self.reporter
         if self.resume_from is not None:
-            reporter.line(f"resuming from {self.resume_from} (step {self.steps_done})")
+            again = "; the evaluation stopped there is done again" if self.pending_evaluation is not None else ""
+            reporter.line(f"resuming from {self.resume_from} (step {self.steps_done}){again}")
         n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         n_total = sum(p.numel() for p in self.model.parameters())
         lora = plan.lora
@@ -296,9 +304,11 @@ class RecipeSetup:
         evaluation = plan.evaluation
         if self.data.eval and evaluation.eval_chrf:
             beams = evaluation.eval_num_beams
+            limit = evaluation.eval_max_len
+            most = "" if limit is None else f", at most {counted(limit, 'token')} each"
             reporter.line(
                 f"evaluations also score chrF on {counted(len(self.evaluator.chrf_rows), 'validation row')} "
-                f"({'greedy' if beams == 1 else f'beam {beams}'}); the best evaluation is the highest eval_chrf"
+                f"({'greedy' if beams == 1 else f'beam {beams}'}{most}); the best evaluation is the highest eval_chrf"
             )
         evaluations = evaluations_in(self.steps.total_steps, evaluation.eval_steps)
         if evaluation.patience is not None and evaluations <= evaluation.patience:

@@ -180,15 +180,18 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path / layout.RUN_JSON, record)
 
-    def rewind(self, checkpoint: Path, step: int, note: dict[str, Any]) -> None:
+    def rewind(self, checkpoint: Path, step: int, note: dict[str, Any], evaluated: bool = True) -> None:
         """A resumed run: put best/ back as `checkpoint` knew it, drop the metrics logged after its `step` (they
-        will be logged again), and add `note` to run.json's list of resumes."""
+        will be logged again), and add `note` to run.json's list of resumes. `evaluated`: False when the checkpoint
+        was written during the evaluation after its step, which is done again: an evaluation logged at that step
+        by an earlier resume is dropped too."""
         if self.path is None:
             return
         checkpoints.restore_best(checkpoint, self.path / layout.BEST_DIR)
         metrics = self.path / layout.METRICS
         if metrics.exists():
-            kept = [r for r in layout.read_metrics(metrics) if r.get("step", 0) <= step]
+            kept = [r for r in layout.read_metrics(metrics)
+                    if r.get("step", 0) < step or (r.get("step", 0) == step and (evaluated or "eval_loss" not in r))]
             write_text_atomic(metrics, "".join(json.dumps(r) + "\n" for r in kept))
         self.update_record(lambda record: record.setdefault("resumed", []).append(note))
 

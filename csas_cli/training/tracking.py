@@ -7,7 +7,7 @@ metrics.jsonl stays the record; a tracker receives each of its lines as it is wr
     samples_per_second -> train/samples_per_second, eval_loss -> eval/loss, eval_chrf -> eval/chrf
 
 and the resolved plan as the run's text or config. A tracker is a class with `log(step, scalars)` and `close()`;
-another one is a few lines and an entry in `TRACKERS` (settings.py names what may be asked for).
+another one is a few lines and an entry in `TRACKERS` (values.py names what may be asked for).
 
 - tensorboard: event files in RUN/tensorboard/ (tensorboardX: needs neither TensorFlow nor tensorboard). A resumed
   run rewrites them from metrics.jsonl as the resume left it, so the directory holds each step once.
@@ -125,7 +125,7 @@ class Mlflow:
 
 
 TRACKERS = {"tensorboard": TensorBoard, "wandb": Wandb, "mlflow": Mlflow}
-"""--report-to's names -> their trackers (settings.REPORT_TO says which package each needs)."""
+"""--report-to's names -> their trackers (values.REPORT_TO says which package each needs)."""
 
 
 class Trackers:

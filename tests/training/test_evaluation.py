@@ -1,18 +1,22 @@
-"""Evaluation during training, the pure parts: the chrF sample, best tracking and --patience, and the validation
-loss's batches and token average (csas_cli.training.evaluation)."""
+"""Evaluation during training, the pure parts: the chrF sample, best tracking and --patience, the validation
+loss's batches and token average, chrF's batches and length cap, and a stop request between batches
+(csas_cli.training.evaluation)."""
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager, nullcontext
 
 import pytest
 import torch
 
 from csas_cli.data.batches import LengthGrouped, TokenBudget, target_tokens
 from csas_cli.data.features import TokenizedPair, TokenizedSplit
+from csas_cli.data.rows import Example
 from csas_cli.inference.generation import GenerationSettings
 from csas_cli.training.distributed import ProcessGroup
-from csas_cli.training.evaluation import BestTracker, Evaluator, chrf_sample, evaluations_in
+from csas_cli.languages import Direction
+from csas_cli.training.evaluation import BestTracker, EvaluationStopped, Evaluator, chrf_sample, evaluations_in
 
 # --- the chrF sample -------------------------------------------------------------------------------------------
 
@@ -140,3 +144,78 @@ def test_the_validation_loss_is_a_token_average_over_the_strategys_validation_ba
     want = sum(2 * len(p.labels) + len(p.input_ids) for p in data.eval) / target_tokens(data.eval)
     assert loss == pytest.approx(want, rel=1e-12)
     assert evaluator.loss(loss_sum, "cpu") == loss  # the same batches at every evaluation
+
+
+def test_a_stop_request_abandons_the_validation_loss_between_batches():
+    data = validation_split()
+    asked = []
+    evaluator = Evaluator(data, LengthGrouped(3), ProcessGroup(), chrf_rows=[], generation=GenerationSettings(1, 8, 3),
+                          stop_requested=lambda: len(asked) >= 2)  # fmt: skip
+
+    def loss_sum(pairs):
+        asked.append(pairs)
+        return torch.tensor(1.0)
+
+    with pytest.raises(EvaluationStopped):
+        evaluator.loss(loss_sum, "cpu")
+    assert len(asked) == 2 < len(evaluator.batches)  # the batch under way ends; no further one starts
+
+
+# --- chrF's translations ---------------------------------------------------------------------------------------
+
+
+class FakeModel:
+    """What Evaluator.chrf needs of a LoadedModel: a direction to translate in, and batches translated (each source
+    "translated" as its own length), every call recorded with its settings."""
+
+    def __init__(self, on_batch=lambda: None) -> None:
+        self.calls: list[tuple[Direction, int, GenerationSettings]] = []
+        self.current: Direction | None = None
+        self.on_batch = on_batch
+
+    @contextmanager
+    def direction(self, direction: Direction):
+        self.current = direction
+        yield
+        self.current = None
+
+    def translate_batches(self, inputs, settings):
+        for batch in inputs:
+            self.calls.append((self.current, len(batch), settings))
+            self.on_batch()
+            yield [f"{len(ids)} tokens" for ids in batch]
+
+
+def chrf_split(n: int = 10) -> TokenizedSplit:
+    """n validation rows, the even ones English -> French, their sources 2 to 11 tokens long."""
+    pairs = [TokenizedPair(tuple(range(1, 3 + i)), (1, 2)) for i in range(n)]
+    examples = [Example(f"{2 + i} tokens", f"{2 + i} tokens", *(("en", "fr") if i % 2 == 0 else ("fr", "en")), None,
+                        i + 1) for i in range(n)]  # fmt: skip
+    return TokenizedSplit(train=[], eval=pairs, eval_examples=examples)
+
+
+@pytest.mark.parametrize("follow_source", [True, False])
+def test_chrf_translates_each_direction_in_batches_that_stop_at_the_cap(follow_source):
+    data = chrf_split()
+    evaluator = Evaluator(data, LengthGrouped(3), ProcessGroup(), chrf_rows=list(range(10)),
+                          generation=GenerationSettings(1, 12, 2), follow_source=follow_source)  # fmt: skip
+    model = FakeModel()
+    assert evaluator.chrf(model, nullcontext(), step=5) == 100.0  # each row's "translation" is its target
+    directions = [d for d, _, _ in model.calls]
+    assert directions == sorted(directions, key=lambda d: (d.source, d.target)) and len(set(directions)) == 2
+    assert [n for _, n, _ in model.calls] == [2, 2, 1, 2, 2, 1]
+    # English sources are 2, 4, 6, 8, 10 tokens long, length-sorted into batches of 2: longest 4, 8, 10.
+    caps = [s.max_new_tokens for d, _, s in model.calls if d.source == "en"]
+    assert caps == ([min(12, math.ceil(1.5 * n) + 10) for n in (4, 8, 10)] if follow_source else [12, 12, 12])
+
+
+def test_a_stop_request_abandons_chrf_after_the_batch_under_way():
+    data = chrf_split()
+    model = FakeModel()
+    evaluator = Evaluator(data, LengthGrouped(3), ProcessGroup(), chrf_rows=list(range(10)),
+                          generation=GenerationSettings(1, 12, 2), stop_requested=lambda: len(model.calls) >= 2)
+    lines: list[str] = []
+    with pytest.raises(EvaluationStopped):
+        evaluator.chrf(model, nullcontext(), step=5, say=lines.append)
+    assert len(model.calls) == 2
+    assert lines == []  # no closing count, as if the evaluation had ended

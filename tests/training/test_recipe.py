@@ -364,6 +364,40 @@ def test_on_step_hears_every_optimizer_step_with_its_batches_tokens_and_loss(tin
     assert all(math.isfinite(r.loss) and r.loss > 0 for r in reports)
 
 
+@pytest.mark.parametrize("limit", [None, 40])
+def test_eval_max_len_replaces_the_cap_that_follows_the_source(tiny_models, tmp_path, limit):
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", setup=False, eval_chrf=True, max_target_len=300,
+                         eval_max_len=limit)  # fmt: skip
+    try:
+        evaluator = recipe.evaluator
+        assert evaluator.generation.max_new_tokens == (300 if limit is None else limit)
+        assert evaluator.follow_source is (limit is None)
+        assert recipe.plan.to_dict()["eval_max_len"] == limit
+    finally:
+        recipe.cleanup()
+
+
+@pytest.mark.slow
+def test_the_progress_bar_shows_what_the_next_log_line_logs(tiny_models, tmp_path):
+    """The bar's loss is the token-averaged loss since the last log, so that at every logged step (the last one
+    included) the bar and the log line agree."""
+    recipe = make_recipe(tiny_models, tmp_path, "opus_mt_en_fr", max_steps=7, logging_steps=3, batch_size=4)
+    bar: dict[int, dict] = {}
+    real_step = recipe.reporter.step
+    recipe.reporter.step = lambda step, stats: (bar.__setitem__(step, dict(stats)), real_step(step, stats))
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    logged = [r for r in read_metrics(tmp_path / "opus_mt_en_fr" / METRICS) if "loss" in r]
+    assert [r["step"] for r in logged] == [1, 3, 6, 7] and sorted(bar) == list(range(1, 8))
+    for record in logged:
+        shown = bar[record["step"]]
+        assert shown["loss"] == pytest.approx(record["loss"], rel=1e-12)
+        assert (shown["learning_rate"], shown["samples_per_second"]) == (record["learning_rate"],
+                                                                         record["samples_per_second"])  # fmt: skip
+
+
 class LongestFirst(Batching):
     """Pairs of two, longest first, the same every epoch: nothing like csas's length-grouped shuffle."""
 

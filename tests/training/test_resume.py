@@ -265,10 +265,13 @@ def test_chrf_settings_must_match_only_when_a_run_scores_chrf():
     recorded = {"plan": with_chrf.to_dict(), "data_sha256": "abc"}
     other_sample = plan_of(eval_chrf=True, eval_chrf_samples=50, eval_num_beams=4)
     assert plan_differences(recorded, other_sample, "abc") == ["eval_chrf_samples 200 -> 50", "eval_num_beams 1 -> 4"]
+    assert plan_differences(recorded, plan_of(eval_chrf=True, eval_max_len=64), "abc") == [
+        "eval_max_len None -> 64"]  # fmt: skip
     assert plan_differences(recorded, loss_only, "abc") == ["eval_chrf True -> False"]
     # A run.json written before evaluation during training existed has none of the keys.
     before = {k: v for k, v in loss_only.to_dict().items() if k not in ("eval_chrf", "eval_chrf_samples",
-                                                                           "eval_num_beams", "patience")}
+                                                                           "eval_num_beams", "eval_max_len",
+                                                                           "patience")}  # fmt: skip
     assert plan_differences({"plan": before, "data_sha256": "abc"}, loss_only, "abc") == []
 
 
@@ -336,6 +339,68 @@ def test_resume_keeps_the_best_evaluation_and_the_patience_count(tiny_models, tm
     assert_same_best(stopped / KEY, reference / KEY)
     assert_same_adapter(stopped / KEY, reference / KEY)
     assert not list((stopped / KEY).glob("best.*"))
+
+
+def chrf_recipe(tiny_models, out: Path, resume_from: Path | None = None):
+    """A real recipe scoring chrF every 4 of 8 steps, in two batches of 4 validation rows each time."""
+    from csas_cli.training.run import build_recipe, prepare_run
+
+    settings = FinetuneSettings.create(
+        which=KEY, model_id=str(tiny_models[KEY]), data=SAMPLE, output_dir=out, qlora=False, max_steps=8,
+        eval_steps=4, save_steps=100, logging_steps=2, learning_rate=3e-3, batch_size=4, eval_chrf=True,
+        eval_chrf_samples=8, disable_tqdm=True,
+    )  # fmt: skip
+    return build_recipe(prepare_run(settings, environ={}), resume_from=resume_from)
+
+
+@slow
+@pytest.mark.parametrize("signal_name,at_call,step", [("SIGTERM", 1, 4), ("SIGINT", 3, 8)])
+def test_a_signal_during_an_evaluation_stops_it_and_a_resume_evaluates_again(
+    tiny_models, tmp_path, monkeypatch, capfd, signal_name, at_call, step
+):
+    """The stop comes during the chrF translations after step 4 (a periodic evaluation) or step 8 (the last): the
+    evaluation is abandoned after its first batch, the checkpoint of the step is written, and the resumed run, which
+    evaluates again, ends as the uninterrupted one with each evaluation logged once."""
+    from csas_cli.training import evaluation
+
+    reference = tmp_path / "reference"
+    run_recipe(chrf_recipe(tiny_models, reference))
+
+    real, calls = evaluation.translate_encoded, []
+
+    def translate_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "translate_encoded", translate_then_signal)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(Preempted, match=f"{signal_name} during the evaluation after step {step} of 8; checkpoint "
+                       f"checkpoints/{step_dir_name(step)} written") as caught:  # fmt: skip
+        run_recipe(chrf_recipe(tiny_models, stopped))
+    assert caught.value.exit_code == (EXIT_CODES["interrupted"] if signal_name == "SIGINT" else STOPPED)
+    assert len(calls) == at_call  # the batch under way ended, the second of that evaluation never started
+    if signal_name == "SIGINT":
+        assert "csas: Ctrl-C: stopping this evaluation and writing a checkpoint" in capfd.readouterr().err
+    checkpoint = stopped / KEY / "checkpoints" / step_dir_name(step)
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["pending_evaluation"]["epoch"] == 0
+    assert [r["step"] for r in map(json.loads, (stopped / KEY / "metrics.jsonl").read_text().splitlines())
+            if "eval_loss" in r] == ([] if step == 4 else [4])  # fmt: skip
+
+    monkeypatch.setattr(evaluation, "translate_encoded", real)
+    resumed = chrf_recipe(tiny_models, stopped, resume_from=checkpoint)
+    run_recipe(resumed)
+    records = [json.loads(line) for line in (stopped / KEY / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (reference / KEY / "metrics.jsonl").read_text().splitlines()]
+    keys = lambda rs: [(r["step"], "eval_loss" in r) for r in rs]  # noqa: E731
+    assert keys(records) == keys(want) and keys(want).count((step, True)) == 1
+    for got, expected in zip(records, want):
+        assert got.keys() == expected.keys()
+        for name in {"loss", "eval_loss", "eval_chrf"} & got.keys():
+            assert got[name] == pytest.approx(expected[name], rel=1e-5), (got, expected)
+    assert_same_adapter(stopped / KEY, reference / KEY)
+    assert_same_best(stopped / KEY, reference / KEY)
 
 
 @slow

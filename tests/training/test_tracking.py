@@ -18,7 +18,8 @@ from helpers import SAMPLE, invoke
 from csas_cli.errors import SettingsError
 from csas_cli.layout import read_metrics
 from csas_cli.plan import build_plan
-from csas_cli.settings import FinetuneSettings, parse_report_to
+from csas_cli.settings import FinetuneSettings
+from csas_cli.values import parse_report_to
 from csas_cli.training.checkpoints import step_dir_name
 from csas_cli.training.tracking import SCALARS
 

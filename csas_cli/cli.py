@@ -418,7 +418,8 @@ def report(
                                                 "finetune-all or sweep (every run under them).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="report.html (the page, figures embedded) "
                                                    "or a .png (the figures); default: PATH/report.html.")] = None,
-    metric: Annotated[str, opt("metric", "Order the table by loss, eval_loss or eval_chrf, best first.")] = "eval_loss",
+    metric: Annotated[Optional[str], opt("metric", "Order the table by loss, eval_loss or eval_chrf, best first "
+                                         "(default: what the runs chose their best by).")] = None,
 ) -> None:
     """Draw the curves of one run or many (training loss, evaluation loss and chrF, learning rate) with a table of
     each run, as one self-contained HTML page or a PNG (needs csas[report])."""

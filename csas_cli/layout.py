@@ -102,7 +102,13 @@ class RunRecord:
 
     @property
     def seconds(self) -> float | None:
+        """The last session's time (a resumed run's own part)."""
         return self.finished.get("seconds")
+
+    @property
+    def seconds_total(self) -> float | None:
+        """The run's time over every session it took (a finished.json from before it was kept: the last one's)."""
+        return self.finished.get("seconds_total", self.seconds)
 
     @property
     def stopped_early(self) -> bool:

@@ -105,7 +105,7 @@ def read_run(run_dir: Path, name: str) -> RunCurves:
     memory = record.run.get("peak_memory") or {}
     run.peak_memory_gib = memory["bytes"] / 2**30 if memory.get("bytes") else None
     run.best = read_json_record(run_dir / BEST_DIR / "best.json")
-    run.seconds = record.seconds
+    run.seconds = record.seconds_total
     return run
 
 
@@ -238,7 +238,7 @@ def html_page(runs: Sequence[RunCurves], images: dict[str, bytes], metric: str, 
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table_rows(runs, metric))
     pictures = "".join(
         f'<figure><img alt="{esc(METRICS_SHOWN[k])}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-        f"<figcaption>{esc(METRICS_SHOWN[k])}</figcaption></figure>"
+        "</figure>"  # each figure has its title
         for k, data in images.items()
     )
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
@@ -248,14 +248,23 @@ def html_page(runs: Sequence[RunCurves], images: dict[str, bytes], metric: str, 
             f"{esc(metric)} first</p><table><tr>{head}</tr>{body}</table>{pictures}</body></html>\n")  # fmt: skip
 
 
-def run(paths: Sequence[Path], output: Path | None = None, metric: str = "eval_loss") -> Path:
-    """`csas report`: read the runs, write the report (HTML, or PNG by --output's extension); its path."""
-    if metric not in RANKING:
+def default_metric(runs: Sequence[RunCurves]) -> str:
+    """What the table is ordered by without --metric: what the runs chose their best evaluation by, when they all
+    chose by the same (eval_chrf for runs trained with --eval-chrf), else eval_loss."""
+    chosen = {run.best.get("metric") for run in runs}
+    return chosen.pop() if len(chosen) == 1 and chosen <= set(RANKING) else "eval_loss"
+
+
+def run(paths: Sequence[Path], output: Path | None = None, metric: str | None = None) -> Path:
+    """`csas report`: read the runs, write the report (HTML, or PNG by --output's extension); its path. `metric`
+    orders the table (default_metric when None)."""
+    if metric is not None and metric not in RANKING:
         raise SettingsError(f"--metric: expected one of {', '.join(RANKING)}, got {metric!r}")
     if output is not None and output.suffix.lower() not in (".html", ".htm", ".png"):
         raise SettingsError(f"--output {output}: name it .html (the page) or .png (the figures)")
     dirs = find_runs([Path(p) for p in paths])
     runs = [read_run(d, n) for d, n in zip(dirs, run_names(dirs))]
+    metric = metric or default_metric(runs)
     if output is None:
         first = Path(paths[0])
         output = (first if first.is_dir() else first.parent) / "report.html"
@@ -269,4 +278,4 @@ def run(paths: Sequence[Path], output: Path | None = None, metric: str = "eval_l
     return output
 
 
-__all__ = ["RunCurves", "find_runs", "html_page", "read_run", "run", "smoothed"]
+__all__ = ["RunCurves", "default_metric", "find_runs", "html_page", "read_run", "run", "smoothed"]

@@ -203,7 +203,7 @@ def recorded_numbers(run_dir: Path, finished: bool) -> dict[str, Any]:
                                "eval_samples": record.plan.get("eval_rows")}  # fmt: skip
     if finished:
         numbers.update(train_loss=record.train_loss, eval_loss=record.eval_loss, steps=record.steps,
-                       seconds=record.seconds, chrf=record.eval_chrf(logged=True))  # fmt: skip
+                       seconds=record.seconds_total, chrf=record.eval_chrf(logged=True))  # fmt: skip
     return numbers
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import invoke
 
-from csas_cli.commands.report import find_runs, read_run, smoothed
+from csas_cli.commands.report import default_metric, find_runs, read_run, smoothed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -91,6 +91,10 @@ def test_the_table_orders_by_the_metric_and_reads_what_is_on_disk(tmp_path: Path
     assert run.best_of("eval_chrf") == 26.0 and run.best_of("eval_loss") == pytest.approx(3.3)
     assert run.peak_memory_gib == 1.0 and run.seconds == 12.5
     assert smoothed([1.0, 0.0], weight=0.5) == [1.0, 0.5]
+    by_loss = read_run(fake_run(tmp_path / "b"), "b")
+    assert default_metric([run]) == "eval_chrf" and default_metric([run, by_loss]) == "eval_loss"
+    (tmp_path / "b" / "best" / "best.json").unlink()  # no evaluation yet
+    assert default_metric([read_run(tmp_path / "b", "b")]) == "eval_loss"
 
 
 def test_bad_paths_and_options_are_one_line(tmp_path: Path) -> None:
@@ -113,3 +117,47 @@ def test_without_matplotlib_the_report_is_refused_in_one_line(tmp_path: Path, mo
     result = invoke("report", tmp_path / "r")
     assert result.exit_code == 2
     assert result.stderr == "csas: error: csas report draws with matplotlib: pip install 'csas[report]'\n"
+
+
+@pytest.mark.slow
+def test_the_report_of_trained_finetune_all_and_sweep_roots(tiny_models, tmp_path: Path) -> None:
+    """The tiny models trained for real, one of them stopped half-way: every run is named with what its files say,
+    one embedded image per metric recorded, and the PNG is a PNG."""
+    from helpers import SAMPLE
+
+    models = Path(tiny_models["opus_mt_en_fr"]).parent
+    root = tmp_path / "outputs"
+    keys = ("m2m100_418m", "mbart50_mmt_fr", "opus_mt_en_fr")
+    common = ("--data", SAMPLE, "--max-steps", 4, "--eval-steps", 2, "--logging-steps", 1, "--max-eval-samples", 12)
+    trained = invoke("finetune-all", *common, "--output-dir", root, "--model-root", models, "--only", ",".join(keys),
+                     "--eval-chrf", "--eval-chrf-samples", 6)  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    (root / "opus_mt_en_fr" / "finished.json").unlink()  # as if it were still training
+    result = invoke("report", root)
+    assert result.exit_code == 0, result.output
+    page = Page()
+    page.feed((root / "report.html").read_text(encoding="utf-8"))
+    assert len(page.images) == 4 and all(image.startswith(PNG) for image in page.images)  # loss, eval, chrF, lr
+    rows = {page.cells[i]: page.cells[i : i + 10] for i in range(0, len(page.cells), 10)}
+    assert set(rows) == set(keys)
+    for key in keys:
+        finished = key != "opus_mt_en_fr"
+        assert rows[key][1:3] == ["finished" if finished else "unfinished", "4 of 4"]
+        best = json.loads((root / key / "best" / "best.json").read_text())
+        assert rows[key][6] == f"eval_chrf {best['value']:.4g} at step {best['step']}"
+
+    sweeps = tmp_path / "sweeps"
+    swept = invoke("sweep", "--which", "opus_mt_en_fr", "--model-id", tiny_models["opus_mt_en_fr"], *common,
+                   "--output-dir", sweeps, "--lrs", "1e-3,3e-3", "--ranks", 4)  # fmt: skip
+    assert swept.exit_code == 0, swept.output
+    png = tmp_path / "sweep.png"
+    result = invoke("report", sweeps, "--output", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes().startswith(PNG)
+    trials = sorted(p.name for p in (sweeps / "opus_mt_en_fr").glob("trial-*"))
+    assert len(trials) == 2 and [r.name for r in find_runs([sweeps])] == trials
+    page = Page()
+    result = invoke("report", sweeps)
+    page.feed((sweeps / "report.html").read_text(encoding="utf-8"))
+    assert len(page.images) == 3  # no chrF recorded: loss, eval loss, learning rate
+    assert set(trials) <= set(page.cells)

@@ -12,17 +12,17 @@ existing cluster scripts call it with underscores.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from . import __version__
+from .commandline import bar, exit_with, user_errors
 from .commands.check_data import DataChecks
 from .commands.evaluate import Scoring
 from .data.fit import GlossaryOptions
-from .errors import EXIT_CODES, CsasError
+from .errors import EXIT_CODES
 from .inference.generation import GenerationSettings, Runtime
 from .inference.source import ModelChoice
 from .modeling import SAVE_DTYPE
@@ -64,35 +64,6 @@ SETTINGS = tuple(GROUPS.values())
 DECODING = (GenerationSettings, ModelChoice, GlossaryOptions, Runtime, CorpusSettings)
 """Where translate's and evaluate's options come from: decoding, the model choice, the glossary, the device, and
 how pairs are read (CorpusSettings' --locales and --publication-from)."""
-
-
-def fail(message: str, code: int = EXIT_CODES["usage"], label: str = "error") -> typer.Exit:
-    sys.stderr.write(f"csas: {label}: {message}\n")
-    return typer.Exit(code)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Domain errors become one line on stderr and a non-zero exit; anything else is a bug and keeps its traceback."""
-    try:
-        yield
-    except CsasError as exc:
-        raise fail(" ".join(str(exc).split()), exc.exit_code, exc.label) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", EXIT_CODES["interrupted"]) from None
-
-
-def exit_with(code: int | None) -> None:
-    """End a command with the exit code its call returned (0 or None: success)."""
-    if code:
-        raise typer.Exit(code)
-
-
-def bar() -> bool:
-    """Whether a progress bar is drawn (stderr is a terminal)."""
-    from .progress import use_progress_bar
-
-    return use_progress_bar(False, sys.stderr)
 
 
 def version_callback(value: bool) -> None:
@@ -163,7 +134,8 @@ def sweep(
     dropouts: Annotated[
         Optional[str], opt("dropouts", f"LoRA dropouts, comma-separated (default: {GRID_DROPOUTS}).")
     ] = None,
-    metric: Annotated[str, opt("metric", "Rank trials by eval_loss, train_loss or chrf, best first.")] = "eval_loss",
+    metric: Annotated[Optional[str], opt("metric", "Rank trials by eval_loss, train_loss or chrf, best first "
+                                         "(default: chrf where every trial has one, else eval_loss).")] = None,
     dry_run: Annotated[bool, opt("dry_run", "Validate the data and print the trials' plans as a JSON array.")] = False,
     resume: ResumeNoOp = None,
 ) -> None:
@@ -303,6 +275,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the regis
 # --- translate, evaluate, merge, export, merge-all ------------------------------------------------------------------
 
 DtypeOption = Annotated[str, opt("dtype", "Saved weights: float32 (exact), bfloat16 or float16 (half the size).")]
+AdapterOption = Annotated[Optional[str], opt("adapter", "best (best/) or last (lora/): default best where it exists.")]
 
 
 @app.command(cls=WholeFlags)
@@ -329,8 +302,9 @@ def translate(
 
 
 @app.command(cls=WholeFlags)
-@settings_options(("data", *MODEL_CHOICE, "limit", "compare_base", "hypotheses", "overwrite", "as_json", *GENERATION,
-                   *EVALUATE_GLOSSARY, "translations", *READING, *RUNTIME), (Scoring, *DECODING))  # fmt: skip
+@settings_options(("data", *MODEL_CHOICE, "limit", "compare_base", "hypotheses", "overwrite", "as_json", "card",
+                   *GENERATION, *EVALUATE_GLOSSARY, "translations", *READING, *RUNTIME),
+                  (Scoring, *DECODING))  # fmt: skip
 def evaluate(
     values: Values, as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False
 ) -> None:
@@ -346,14 +320,48 @@ def evaluate(
 
 
 @app.command(cls=WholeFlags)
-@settings_options(("run_dir", "out_dir", "dtype", Flag("model_id", "The run's base on this machine (default: the one "
-                   "run.json records)."), "revision", "overwrite"), (ModelChoice,))  # fmt: skip
+@settings_options(("data", "general", "base", Flag("which", "A base model to compare too: its registry key "
+                   "(--model-id: its weights)."), "model_id", "revision", "resamples", "output_dir", "as_json",
+                   "card", *GENERATION, Flag("glossary", "Glossary: every system's term success."), "glossary_subject",
+                   "glossary_sheet", *READING, *RUNTIME), DECODING)  # fmt: skip
+def compare(
+    values: Values,
+    models: Annotated[Optional[list[Path]], typer.Argument(metavar="MODEL...", help="Runs (RUN, RUN/best), merged "
+                                                           "or exported models, finetune-all or sweep roots.")] = None,
+    data: Annotated[list[Path], opt("data", "A test set (repeat for several): .jsonl, .tmx, .tsv, SOURCE,TARGET.")] = [],
+    general: Annotated[list[Path], opt("general", "A --data test set of general text: forgetting is checked on "
+                                       "it.")] = [],  # fmt: skip
+    base: Annotated[bool, opt("base", "Also score each model's base, and compare each model with it.")] = False,
+    resamples: Annotated[int, opt("resamples", "Bootstrap resamples of the significance test.")] = 1000,
+    output_dir: Annotated[Path, opt("output_dir", "Where the translations are kept (and reused).")] = Path(
+        "compare_translations"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    card: Annotated[bool, opt("card", "Add the scores to the model card of each merged or exported model.")] = False,
+) -> None:
+    """Compare models on test sets: BLEU, chrF with its confidence interval, the significance of each difference
+    (paired bootstrap), and forgetting on general text."""
+    from .commands import compare as command
+    from .data.rows import ReadOptions
+
+    with user_errors():
+        options = command.CompareOptions(
+            tuple(models or ()), tuple(data), tuple(general), base, values.get("which"), values.get("model_id"),
+            values.get("revision"), resamples, output_dir, values.get("glossary"), values.get("glossary_subject"),
+            values.get("glossary_sheet"),
+        )  # fmt: skip
+        command.compare(options, values.of(GenerationSettings), runtime=values.of(Runtime),
+                        reading=ReadOptions.of(values), as_json=as_json, card=card, bar=bar())  # fmt: skip
+
+
+@app.command(cls=WholeFlags)
+@settings_options(("run_dir", "out_dir", "adapter", "dtype", Flag("model_id", "The run's base on this machine "
+                   "(default: the one run.json records)."), "revision", "overwrite"), (ModelChoice,))  # fmt: skip
 def merge(
     values: Values,
-    run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="A finished run directory (run.json, lora/, finished.json).")
-    ],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run directory (run.json, lora/, "
+                                            "finished.json), RUN/best or RUN/lora.")],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Where to write the merged transformers model.")],
+    adapter: AdapterOption = None,
     dtype: DtypeOption = SAVE_DTYPE,
     overwrite: Annotated[bool, opt("overwrite", "Replace a non-empty OUT_DIR.")] = False,
 ) -> None:
@@ -362,19 +370,19 @@ def merge(
 
     with user_errors():
         command.run(run_dir, out_dir, dtype=dtype, model_id=values.get("model_id"), revision=values.get("revision"),
-                    overwrite=overwrite)  # fmt: skip
+                    overwrite=overwrite, adapter=adapter)  # fmt: skip
 
 
 @app.command(cls=WholeFlags)
-@settings_options(("model", "out_dir", "export_format", "quantization", "which",
+@settings_options(("model", "out_dir", "adapter", "export_format", "quantization", "which",
                    Flag("model_id", "A run's base on this machine (default: the one run.json records)."), "revision",
                    "overwrite"), (ModelChoice,))  # fmt: skip
 def export(
     values: Values,
-    model: Annotated[
-        Path, typer.Argument(metavar="RUN_OR_MERGED", help="A finished run (or RUN/best, a checkpoint) or a merged model.")
-    ],
+    model: Annotated[Path, typer.Argument(metavar="RUN_OR_MERGED", help="A finished run (or RUN/best, a checkpoint) "
+                                          "or a merged model.")],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the exported model.")],
+    adapter: AdapterOption = None,
     export_format: Annotated[str, typer.Option("--format", help="Export format: ctranslate2.")] = "ctranslate2",
     quantization: Annotated[
         str, opt("quantization", "Weights: int8 (fastest on a CPU), int8_float16, float16 (GPUs) or float32.")
@@ -387,28 +395,28 @@ def export(
 
     with user_errors():
         command.run(model, out_dir, export_format=export_format, quantization=quantization, overwrite=overwrite,
-                    which=values.get("which"), model_id=values.get("model_id"), revision=values.get("revision"))
+                    adapter=adapter, which=values.get("which"), model_id=values.get("model_id"),
+                    revision=values.get("revision"))  # fmt: skip
 
 
 @app.command("merge-all", cls=WholeFlags)
 def merge_all(
-    runs_dir: Annotated[
-        Path, typer.Argument(metavar="RUNS_DIR", help="A finetune-all output root (one run folder per model).")
-    ],
-    out_dir: Annotated[
-        Path, typer.Argument(metavar="OUT_DIR", help="Output root: each run is merged into OUT_DIR/<run folder>.")
-    ],
+    runs_dir: Annotated[Path, typer.Argument(metavar="RUNS_DIR", help="A finetune-all output root (one run folder "
+                                             "per model).")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Output root: each run is merged into "
+                                            "OUT_DIR/<run folder>.")],
+    adapter: AdapterOption = None,
     dtype: DtypeOption = SAVE_DTYPE,
-    model_root: Annotated[
-        Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as a run's base where that folder exists.")
-    ] = None,
+    model_root: Annotated[Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as a run's base where that folder "
+                                              "exists.")] = None,
     overwrite: Annotated[bool, opt("overwrite", "Merge again into non-empty output folders.")] = False,
 ) -> None:
     """Merge every finished run of a finetune-all output root; unfinished runs are skipped."""
     from .commands import merge as command
 
     with user_errors():
-        code = command.run_all(runs_dir, out_dir, dtype=dtype, model_root=model_root, overwrite=overwrite)
+        code = command.run_all(runs_dir, out_dir, dtype=dtype, model_root=model_root, overwrite=overwrite,
+                               adapter=adapter)  # fmt: skip
     exit_with(code)
 
 

@@ -20,8 +20,9 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from .errors import DataError
 from .files import read_json_record
 
 FINISHED = "finished.json"
@@ -30,6 +31,8 @@ METRICS = "metrics.jsonl"
 LOG = "train.log"
 ADAPTER_DIR = "lora"
 BEST_DIR = "best"
+BEST_RECORD = "best.json"
+"""In best/: the best evaluation's record ({"step", "metric", "value", "eval_loss", "eval_chrf"...})."""
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_ADAPTER = "adapter"
 """The adapter inside a checkpoint folder (CHECKPOINTS_DIR/step-N/adapter)."""
@@ -43,6 +46,14 @@ TRACKER_IDS = "trackers.json"
 
 RUN_ARTIFACTS = (FINISHED, RUN_JSON, METRICS, LOG, ADAPTER_DIR, BEST_DIR, f"{BEST_DIR}.tmp", f"{BEST_DIR}.old",
                  CHECKPOINTS_DIR, TENSORBOARD_DIR, WANDB_DIR, TRACKER_IDS)  # fmt: skip
+
+
+MERGE_RECORD = "csas_merge.json"
+"""Provenance written by `csas merge` into a merged directory; it names the registry key."""
+EXPORT_RECORD = "csas_export.json"
+"""Provenance written by `csas export` into an exported directory: the registry key, base, adapter, decoding."""
+MODEL_CARD = "README.md"
+"""The model card of a merged or exported directory (the Hugging Face convention), written by cards.py."""
 
 
 LOCK_FILE = ".csas.lock"
@@ -63,6 +74,44 @@ def run_state(run_dir: Path) -> str:
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a run: after which step, its validation loss and (with --eval-chrf) chrF; for the best
+    one also the metric the run chose it by."""
+
+    step: int
+    eval_loss: float | None
+    eval_chrf: float | None = None
+    metric: str | None = None
+    """eval_loss or eval_chrf: what made it the best (None for an evaluation that is not the best)."""
+
+    @classmethod
+    def of(cls, record: dict[str, Any], metric: str | None = None) -> "Evaluation | None":
+        """From a metrics.jsonl or best.json record; None when it holds no evaluation."""
+        step = record.get("step")
+        if not isinstance(step, int) or (record.get("eval_loss") is None and record.get("eval_chrf") is None):
+            return None
+        return cls(step, record.get("eval_loss"), record.get("eval_chrf"), metric)
+
+    def score_list(self) -> list[str]:
+        """`["eval_chrf 15.31", "eval_loss 4.1234"]`: the metric it was chosen by first, then the other."""
+        shown = [("eval_loss", self.eval_loss, ".4f"), ("eval_chrf", self.eval_chrf, ".2f")]
+        shown.sort(key=lambda item: item[0] != self.metric)
+        return [f"{name} {value:{spec}}" for name, value, spec in shown if value is not None]
+
+    def scores(self) -> str:
+        """`eval_chrf 15.31, eval_loss 4.1234`."""
+        return ", ".join(self.score_list()) or "no scores"
+
+    def describe(self) -> str:
+        """`eval_chrf 15.31 @ 10 (eval_loss 4.1234)`, for a table's cell."""
+        parts = self.score_list()
+        if not parts:
+            return f"step {self.step}"
+        rest = f" ({', '.join(parts[1:])})" if len(parts) > 1 else ""
+        return f"{parts[0]} @ {self.step}{rest}"
 
 
 @dataclass(frozen=True)
@@ -124,6 +173,19 @@ class RunRecord:
         """The best evaluation's adapter (RUN/best); None without evaluations."""
         return self.run_dir / BEST_DIR if self.finished.get("best") else None
 
+    @property
+    def best(self) -> Evaluation | None:
+        """The best evaluation, whose adapter best/ holds (best/best.json); None without one."""
+        record = read_json_record(self.run_dir / BEST_DIR / BEST_RECORD)
+        return Evaluation.of(record, record.get("metric") or self.finished.get("best_metric"))
+
+    def evaluations(self) -> list[Evaluation]:
+        """Every evaluation metrics.jsonl holds, in step order."""
+        if not (self.run_dir / METRICS).is_file():
+            return []
+        found = (Evaluation.of(row) for row in read_metrics(self.run_dir / METRICS) if "eval_loss" in row)
+        return [e for e in found if e is not None]
+
     def eval_chrf(self, *, logged: bool = False) -> float | None:
         """The final validation chrF; with `logged`, the last one metrics.jsonl holds when finished.json has none."""
         chrf = self.finished.get("eval_chrf")
@@ -131,3 +193,30 @@ class RunRecord:
             scores = [m["eval_chrf"] for m in read_metrics(self.run_dir / METRICS) if m.get("eval_chrf") is not None]
             chrf = scores[-1] if scores else None
         return chrf
+
+
+def find_runs(paths: Sequence[Path]) -> list[Path]:
+    """The run directories PATHs name: each one itself, or the runs up to two levels under it, in path order."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise DataError(f"{path}: no such file or directory")
+        if (path / RUN_JSON).is_file():
+            found.append(path)
+            continue
+        under = sorted({p.parent for pattern in ("*/" + RUN_JSON, "*/*/" + RUN_JSON) for p in path.glob(pattern)})
+        if not under:
+            raise DataError(f"{path}: no csas run here (no run.json in it or up to two levels under it)")
+        found.extend(under)
+    return list(dict.fromkeys(found))
+
+
+def run_names(runs: Sequence[Path]) -> list[str]:
+    """Each run's name: its path under the folder all of them share (the folder's own name for a single run)."""
+    if len(runs) == 1:
+        return [runs[0].name]
+    parts = [p.resolve().parts for p in runs]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    return ["/".join(p[common:]) for p in parts]

@@ -22,6 +22,10 @@ outputs in the wrong language, copies of the source, repetition loops and length
 Whether the glossary fits the rows (data/fit.py): when the references' own rate is low, a warning names the entries
 they contradict most (JSON "glossary_fit"); `--term-constraints` forces the entries the references confirm (or
 those `--confirm-with DATA` confirms; all with `--constrain-all`), and says so (JSON "constrained_entries").
+
+`--card` adds the tuned model's BLEU and chrF to the model card (README.md) of a merged or exported model as a
+model-index entry (cards.py), replacing one of the same test file and direction; a run or a base has no card, and a
+line says so.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..cards import CardResult, check_card, record_results
 from ..data.aligned import aligned_paths
 from ..data.fit import Fit, Forced, GlossaryOptions, fit_warning
 from ..data.glossary import Glossary
@@ -42,7 +47,7 @@ from ..inference.constraints import term_constraints_for
 from ..inference.generation import GenerationSettings, Runtime
 from ..inference.quality import QualityReport, quality_flags
 from ..inference.scoring import score
-from ..inference.source import ModelChoice, ModelSource
+from ..inference.source import EXPORTED, MERGED, ModelChoice, ModelSource
 from ..languages import Direction
 from ..progress import counted, print_json
 
@@ -176,6 +181,7 @@ class Scoring:
     translations: Path | None = setting(
         None, "Score this file of translations (a line per row) instead of a model."
     )
+    card: bool = setting(False, "Add the scores to the model card (README.md) of the merged or exported model.")
 
 
 def evaluate(
@@ -217,7 +223,8 @@ def run_evaluate(
     if translations_path is not None:
         given = [name for name, on in (("--compare-base", compare_base), ("--apply-glossary", apply_glossary),
                                        ("--term-constraints", terms.term_constraints),
-                                       ("--hypotheses", hypotheses_path is not None)) if on]  # fmt: skip
+                                       ("--hypotheses", hypotheses_path is not None),
+                                       ("--card", scoring.card)) if on]  # fmt: skip
         if given:
             raise SettingsError(f"--translations scores a file, no model translates: drop {' and '.join(given)}")
     glossary = terms.read()
@@ -227,6 +234,8 @@ def run_evaluate(
         return score_translations(data, translations_path, which, model, source_lang, limit, glossary, reading, tell)
     source = choice.source()
     direction = resolve_direction(source.spec, source_lang)
+    if scoring.card and source.kind in (MERGED, EXPORTED):
+        check_card(Path(source.model_id))  # someone's own README.md is refused before any work
     if glossary is not None and terms.term_constraints:
         term_constraints_for(glossary, source, direction)  # an exported model is refused before any work
     if glossary is not None:
@@ -272,7 +281,26 @@ def run_evaluate(
     if base_source is not None:  # the base was not trained on annotated sources: it gets the plain ones (and the
         # constraints, which need no training)
         base = scored(base_source, translate(base_source, "translating (base)", sources), False)
+    if scoring.card:
+        add_to_card(source, data, direction, tuned, reading, tell)
     return Report(tuned, base, fit, forced)
+
+
+def add_to_card(source: ModelSource, data: Path, direction: Direction, tuned: Scores, reading: ReadOptions,
+                tell: Callable[[str], None]) -> None:  # fmt: skip
+    """--card: the tuned model's scores into its model card; a line says where, or why there is none."""
+    from ..data.pairs import pairs_sha256
+
+    result = CardResult(data, pairs_sha256(data), direction, tuned.n, tuned.bleu, tuned.chrf, tuned.bleu_signature,
+                        tuned.chrf_signature)  # fmt: skip
+    path = record_results(Path(source.model_id), [result]) if source.kind in (MERGED, EXPORTED) else None
+    if path is None:
+        what = {"run": "a run directory", "base": "a base model"}.get(source.kind,
+                                                                      "not a csas merged or exported model")
+        tell(f"--card: {source.label} is {what}: it has no model card to add to (csas merge and csas export write "
+             "one)")  # fmt: skip
+    else:
+        tell(f"--card: BLEU {tuned.bleu:.2f}, chrF {tuned.chrf:.2f} on {data.name} ({direction}) added to {path}")
 
 
 def score_translations(

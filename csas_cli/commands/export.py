@@ -10,10 +10,12 @@ CTranslate2's own converter with csas's two changes (inference/ctranslate.py), a
 - float16: half the size, for GPUs (a CPU computes it in float32);
 - float32: the model's own precision, for outputs as close to `generate`'s as the two engines allow.
 
-OUT_DIR holds CTranslate2's model.bin, config.json and shared_vocabulary.json, the tokenizer files (the source
-language set for one-direction models, as `csas merge` saves it), and csas_export.json: the registry key, base,
-run, adapter sha256, quantization, the decoding settings taken from the model's generation_config, the engines'
-versions, and the probe's result. It is written under a temporary name, checked, then renamed: before the rename
+Of a run directory the export takes best/, the best evaluation's adapter, where the run has one, else lora/
+(`--adapter best|last`), as `csas merge` does. OUT_DIR holds CTranslate2's model.bin, config.json and
+shared_vocabulary.json, the tokenizer files (the source language set for one-direction models, as `csas merge`
+saves it), csas_export.json: the registry key, base, run, which adapter and its sha256, quantization, the decoding
+settings taken from the model's generation_config, the engines' versions, and the probe's result; and README.md,
+the model card (cards.py). It is written under a temporary name, checked, then renamed: before the rename
 the export translates a probe batch (the first held-out sentences shipped with csas, in each direction the model
 translates) next to the merged model's `generate`, and an export that does not agree with it is not saved.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cards import write_card
 from ..errors import ModelError, SettingsError
 from ..files import now_iso, read_json_record, write_json_atomic
 from ..inference.ctranslate import QUANTIZATIONS, ExportedModel, convert, decoding_settings, import_ctranslate2
@@ -34,7 +37,7 @@ from ..inference.generation import GenerationSettings, LoadedModel, Runtime, loa
 from ..inference.source import EXPORT_RECORD, EXPORTED, MERGE_RECORD, RUN, ModelSource, resolve_source
 from ..languages import Direction, directions_of, set_source_language
 from ..progress import counted, say
-from ..training.merging import adapter_sha256, check_out_dir, merge_run, replace_dir
+from ..training.merging import AdapterChoice, adapter_sha256, check_out_dir, chosen_source, merge_run, replace_dir
 
 FORMATS = ("ctranslate2",)
 PROBE_SENTENCES = 16
@@ -80,13 +83,14 @@ def export_model(
     which: str | None = None,
     model_id: str | None = None,
     revision: str | None = None,
+    adapter: str | None = None,
     say: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export MODEL (a run, RUN/best, a checkpoint folder or a merged directory) to OUT_DIR (see the module
-    docstring)."""
+    """Export MODEL (a run: best/ where it has one, or `adapter` best|last; RUN/best, RUN/lora, a checkpoint folder
+    or a merged directory) to OUT_DIR (see the module docstring)."""
     check_export_options(export_format, quantization)
     import_ctranslate2()
-    source = resolve_source(Path(model), which, model_id, flag="MODEL", revision=revision)
+    source, choice = chosen_source(Path(model), adapter, model_id, revision, "MODEL", which)
     if source.kind == EXPORTED:
         raise ModelError(f"MODEL {model}: already an exported model; export the run or merged model it came from")
     out_dir = Path(out_dir)
@@ -98,12 +102,13 @@ def export_model(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         merged = source
-        if source.kind == RUN:
-            tell(f"merging {source.label} into its base first")
-            merge_run(Path(model), merged_dir, dtype="float32", overwrite=True, model_id=model_id, revision=revision,
+        if source.kind == RUN and choice is not None:
+            tell(f"merging into its base first: {choice.describe()}")
+            merge_run(choice.path, merged_dir, dtype="float32", overwrite=True, model_id=model_id, revision=revision,
                       say=say)  # fmt: skip
             merged = resolve_source(merged_dir, None, None, flag="MODEL")
-        record = export_merged(merged, source, staging, quantization, tell)
+        record = export_merged(merged, source, staging, quantization, tell, choice)
+        write_card(staging, out_dir)
         replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -114,7 +119,8 @@ def export_model(
 
 
 def export_merged(
-    merged: ModelSource, source: ModelSource, staging: Path, quantization: str, tell: Callable[[str], None]
+    merged: ModelSource, source: ModelSource, staging: Path, quantization: str, tell: Callable[[str], None],
+    choice: AdapterChoice | None = None,
 ) -> dict[str, Any]:
     """Convert the merged model into `staging`, with its tokenizer and csas_export.json, and check it there."""
     import ctranslate2
@@ -147,6 +153,8 @@ def export_merged(
         "run_dir": str(source.run_dir.resolve()) if source.run_dir else merge_record.get("run_dir"),
         "adapter": str(source.adapter.resolve()) if source.adapter else merge_record.get("adapter"),
         "adapter_sha256": adapter_sha256(source.adapter) if source.adapter else merge_record.get("adapter_sha256"),
+        "adapter_choice": choice.kind if choice else merge_record.get("adapter_choice"),
+        "adapter_step": choice.step if choice else merge_record.get("adapter_step"),
         "term_annotation": source.term_annotation,
         "merged_model": None if source.kind == RUN else str(Path(source.model_id).resolve()),
         "directions": [str(d) for d in directions],
@@ -195,10 +203,11 @@ __all__ = ["AGREEMENT", "ExportResult", "FORMATS", "check_export_options", "expo
 
 def run(model: Path, out_dir: Path, *, export_format: str = "ctranslate2", quantization: str = "int8",
         overwrite: bool = False, which: str | None = None, model_id: str | None = None,
-        revision: str | None = None) -> None:  # fmt: skip
+        revision: str | None = None, adapter: str | None = None) -> None:  # fmt: skip
     """`csas export`: export, then say how the probe went and where the model is."""
     result = export_model(model, out_dir, export_format=export_format, quantization=quantization,
-                          overwrite=overwrite, which=which, model_id=model_id, revision=revision, say=say)  # fmt: skip
+                          overwrite=overwrite, which=which, model_id=model_id, revision=revision, adapter=adapter,
+                          say=say)  # fmt: skip
     probe = result.probe
     say(f"probe: {probe['identical']} of {counted(probe['sentences'], 'sentence')} as generate translates them, chrF "
         f"{probe['chrf_against_generate']:.1f} against its translations")  # fmt: skip

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import DataError, SettingsError
+from ..errors import SettingsError
 from ..files import read_json_record, write_bytes_atomic, write_text_atomic
-from ..layout import BEST_DIR, METRICS, RUN_JSON, RunRecord, read_metrics, run_state
+from ..layout import BEST_DIR, METRICS, RunRecord, find_runs, read_metrics, run_names, run_state
 from ..progress import say
 
 METRICS_SHOWN = {"loss": "training loss", "eval_loss": "evaluation loss", "eval_chrf": "evaluation chrF",
@@ -65,22 +65,6 @@ class RunCurves:
         return max((s for points in self.curves.values() for s, _ in points), default=0)
 
 
-def find_runs(paths: Sequence[Path]) -> list[Path]:
-    """The run directories PATHs name: each one itself, or the runs up to two levels under it, in path order."""
-    found: list[Path] = []
-    for path in paths:
-        if not path.exists():
-            raise DataError(f"{path}: no such file or directory")
-        if (path / RUN_JSON).is_file():
-            found.append(path)
-            continue
-        under = sorted({p.parent for pattern in ("*/" + RUN_JSON, "*/*/" + RUN_JSON) for p in path.glob(pattern)})
-        if not under:
-            raise DataError(f"{path}: no csas run here (no run.json in it or up to two levels under it)")
-        found.extend(under)
-    return list(dict.fromkeys(found))
-
-
 def run_status(run_dir: Path, finished: dict[str, Any]) -> str:
     if run_state(run_dir) == "finished":
         return "stopped early" if finished.get("stopped_early") else "finished"
@@ -107,17 +91,6 @@ def read_run(run_dir: Path, name: str) -> RunCurves:
     run.best = read_json_record(run_dir / BEST_DIR / "best.json")
     run.seconds = record.seconds_total
     return run
-
-
-def run_names(runs: Sequence[Path]) -> list[str]:
-    """Each run's name: its path under the folder all of them share (the folder's own name for a single run)."""
-    if len(runs) == 1:
-        return [runs[0].name]
-    parts = [p.resolve().parts for p in runs]
-    common = 0
-    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
-        common += 1
-    return ["/".join(p[common:]) for p in parts]
 
 
 def smoothed(values: Sequence[float], weight: float = SMOOTHING) -> list[float]:
@@ -278,4 +251,4 @@ def run(paths: Sequence[Path], output: Path | None = None, metric: str | None = 
     return output
 
 
-__all__ = ["RunCurves", "default_metric", "find_runs", "html_page", "read_run", "run", "smoothed"]
+__all__ = ["RunCurves", "default_metric", "html_page", "read_run", "run", "smoothed"]

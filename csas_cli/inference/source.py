@@ -25,17 +25,12 @@ from typing import Any
 from ..errors import ModelError, SettingsError
 from ..fields import setting
 from ..languages import Direction
-from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, FINISHED, RUN_JSON, STEP_DIR, run_state
+from ..layout import (ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, EXPORT_RECORD, FINISHED, MERGE_RECORD,
+                      RUN_JSON, STEP_DIR, run_state)  # fmt: skip
 from ..registry import LANGUAGES, REGISTRY, ModelSpec, check_which, other_language
 
 ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
 """A run's adapters: lora/ (the last step) and best/ (the best evaluation); `--model RUN/best` uses the latter."""
-
-MERGE_RECORD = "csas_merge.json"
-"""Provenance written by `csas merge` into a merged directory; it names the registry key."""
-
-EXPORT_RECORD = "csas_export.json"
-"""Provenance written by `csas export` into an exported directory: the registry key, base, adapter, decoding."""
 
 RUN = "run"
 MERGED = "merged"

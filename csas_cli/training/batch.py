@@ -91,6 +91,8 @@ class Outcome:
     (SIGTERM/SIGUSR1: a checkpoint was written and the rest did not run, so the requeued job resumes right there)."""
     message: str = ""
     result: RunResult | None = None
+    run_dir: Path | None = None
+    """The run's directory, whose record the closing tables read (a skipped run's numbers, the best evaluation)."""
 
 
 def run_all(
@@ -109,7 +111,7 @@ def run_all(
         from .run import check_finished_run, run_finetune
 
         run_one, check_finished = run_finetune, check_finished_run
-    outcomes = []
+    outcomes: list[Outcome] = []
     for settings in settings_list:
         key = settings.output.run_name or settings.which
         overwrite = settings.output.overwrite
@@ -121,10 +123,10 @@ def run_all(
             except CsasError as exc:
                 message = f"{exc} (here --overwrite retrains every finished run of the command)"
                 say(f"{key}: failed: {message}")
-                outcomes.append(Outcome(key, "failed", message))
+                outcomes.append(Outcome(key, "failed", message, run_dir=settings.run_dir))
                 continue
             say(f"{key}: {settings.run_dir} holds a finished run, skipped (--overwrite retrains it)")
-            outcomes.append(Outcome(key, "skipped", "already finished"))
+            outcomes.append(Outcome(key, "skipped", "already finished", run_dir=settings.run_dir))
             continue
         if state == "unfinished" and not overwrite:
             say(f"{key}: {settings.run_dir} holds an unfinished run; resuming it from its newest checkpoint")
@@ -133,17 +135,18 @@ def run_all(
             say(f"{key}: no {model_root / settings.which}; using the hub id {REGISTRY[settings.which].hub_id}")
         say(f"{key}: training into {settings.run_dir}")
         try:
-            outcomes.append(Outcome(key, "ok", result=run_one(settings)))
+            outcomes.append(Outcome(key, "ok", result=run_one(settings), run_dir=settings.run_dir))
         except KeyboardInterrupt:
-            outcomes.append(Outcome(key, "interrupted", "Ctrl-C"))
+            outcomes.append(Outcome(key, "interrupted", "Ctrl-C", run_dir=settings.run_dir))
             break
         except Preempted as exc:  # the job's time is nearly up (or Ctrl-C): starting the next model would be wrong
             say(f"{key}: {exc.what}; rerun the same command: it resumes unfinished runs by itself")
             status, why = ("interrupted", "Ctrl-C") if isinstance(exc, Interrupted) else ("stopped", "signal")
-            outcomes.append(Outcome(key, status, f"{why}: checkpoint written, rerun with the same command"))
+            outcomes.append(Outcome(key, status, f"{why}: checkpoint written, rerun with the same command",
+                                    run_dir=settings.run_dir))
             break
         except Exception as exc:  # noqa: BLE001 - one model's failure, even a bug, must not cost the others their run
             logged, summary = describe_failure(exc)
             say(f"{key}: {logged}")
-            outcomes.append(Outcome(key, "failed", summary))
+            outcomes.append(Outcome(key, "failed", summary, run_dir=settings.run_dir))
     return outcomes

@@ -16,14 +16,12 @@ from typing import Any, Callable, Iterator
 
 from ..errors import OutputError
 from ..files import follow_umask
-from ..layout import CHECKPOINT_ADAPTER, STEP_DIR
+from ..layout import BEST_RECORD, CHECKPOINT_ADAPTER, STEP_DIR
 from ..progress import say
 
 STATE_FILE = "trainer_state.json"
 BEST_COPY = "best"
 """The checkpoint's copy of the run's best/ folder."""
-BEST_RECORD = "best.json"
-"""In best/: the step, metric and value of the evaluation whose adapter it holds."""
 
 
 def step_dir_name(step: int) -> str:

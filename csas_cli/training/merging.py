@@ -8,9 +8,11 @@ bfloat16 halves the size (what merge_weights.py saved) at that cost.
 
 The output directory holds safetensors weights, config.json, the tokenizer, a generation_config.json that forces the
 target language's code for M2M100 and mBART-50 (not for m2m100_418m, which was trained both ways: `csas translate`
-needs --source-lang with it, and plain transformers users set `forced_bos_token_id` per call), and csas_merge.json
-(which model, base, run, adapter sha256). It is written under a temporary name, checked, then renamed: before the
-rename the saved model is reloaded with `AutoModelForSeq2SeqLM.from_pretrained` alone and must reproduce the
+needs --source-lang with it, and plain transformers users set `forced_bos_token_id` per call), csas_merge.json
+(which model, base, run, which adapter and its sha256) and README.md, the model card (cards.py). Of a run
+directory the merge takes best/, the best evaluation's adapter, where the run has one, else lora/, the last step's
+(`--adapter best|last` chooses; `choose_adapter`). It is written under a temporary name, checked, then renamed:
+before the rename the saved model is reloaded with `AutoModelForSeq2SeqLM.from_pretrained` alone and must reproduce the
 adapter's logits (this catches an lm_head that lost its tie to the embeddings, peft#2777).
 """
 
@@ -22,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cards import write_card
 from ..errors import ModelError, OutputError, SettingsError, one_line
 from ..files import file_sha256, follow_umask, now_iso, write_json_atomic
 from ..inference.generation import apply_adapter, load_weights
 from ..inference.source import MERGE_RECORD, RUN, ModelSource, resolve_source
 from ..languages import directions_of, model_generation_overrides, set_source_language
-from ..layout import run_state
+from ..layout import ADAPTER_DIR, BEST_DIR, STEP_DIR, Evaluation, RunRecord, run_state
 from ..modeling import DTYPE_NAMES, SAVE_DTYPE, torch_dtype
 from .rundir import lock_holder
 
@@ -49,6 +52,98 @@ def check_dtype(dtype: str) -> str:
 def adapter_sha256(adapter: Path) -> str | None:
     weights = adapter / ADAPTER_WEIGHTS
     return file_sha256(weights) if weights.is_file() else None
+
+
+ADAPTER_CHOICES = ("best", "last")
+"""--adapter: best/ (the best evaluation's adapter) or lora/ (the last step's)."""
+
+
+def check_adapter(adapter: str | None) -> str | None:
+    if adapter is not None and adapter not in ADAPTER_CHOICES:
+        raise SettingsError(f"--adapter: expected best or last, got {adapter!r}")
+    return adapter
+
+
+@dataclass(frozen=True)
+class AdapterChoice:
+    """Which of a run's adapters a merge folds in, and why."""
+
+    run_dir: Path
+    path: Path
+    """The adapter folder: RUN/best, RUN/lora or a checkpoint's adapter."""
+    kind: str
+    """best, last or checkpoint: what csas_merge.json and the model card record."""
+    step: int | None
+    """The step whose weights it holds."""
+    best: Evaluation | None
+    """The run's best evaluation (best/best.json), None without one."""
+    last_step: int | None
+    """The run's last step (lora/'s)."""
+    defaulted: bool
+    """Chosen for the user: a run directory given without --adapter."""
+
+    def describe(self) -> str:
+        """`best/ (step 10: eval_chrf 15.31, eval_loss 4.1234); lora/ is step 40`, for the line a merge says."""
+        if self.kind == "checkpoint":
+            return f"{self.path} (step {self.step})"
+        if self.kind == "best":
+            if self.best is None:
+                return f"{BEST_DIR}/ (its {BEST_DIR}/best.json is missing: the step is not known)"
+            last = (f"; {ADAPTER_DIR}/ is step {self.last_step}" if self.last_step != self.best.step
+                    else ", the last step's too")  # fmt: skip
+            return f"{BEST_DIR}/ (step {self.best.step}: {self.best.scores()}){last}"
+        if self.best is None:
+            return f"{ADAPTER_DIR}/ (step {self.last_step}; the run has no {BEST_DIR}/: it made no evaluation)"
+        return f"{ADAPTER_DIR}/ (step {self.last_step}); {BEST_DIR}/ is step {self.best.step}: {self.best.scores()}"
+
+
+def choose_adapter(
+    model: Path, run_dir: Path, named: Path, adapter: str | None = None, flag: str = "RUN_DIR"
+) -> AdapterChoice:
+    """The adapter `model` means with `--adapter` (None: not given). A run directory takes best/ where the run has
+    one and `adapter` is not last, else lora/; a folder named itself (RUN/best, RUN/lora, a checkpoint) is that one,
+    and an --adapter that says otherwise is refused. `run_dir` and `named`: the run and the adapter folder `model`
+    resolves to (inference.source; RUN/lora for a run directory)."""
+    check_adapter(adapter)
+    record = RunRecord.read(run_dir)
+    best, last_step = record.best, record.steps
+    has_best = (run_dir / BEST_DIR / "adapter_config.json").is_file() and best is not None
+    if Path(model).resolve() != run_dir.resolve():  # RUN/best, RUN/lora or a checkpoint: the folder says which
+        folder = named.resolve()
+        kind = ("best" if folder == (run_dir / BEST_DIR).resolve() else
+                "last" if folder == (run_dir / ADAPTER_DIR).resolve() else "checkpoint")  # fmt: skip
+        if adapter is not None and adapter != kind:
+            named_as = "a checkpoint's adapter" if kind == "checkpoint" else f"the {kind} adapter"
+            raise SettingsError(f"--adapter {adapter}: {flag} {model} names {named_as} itself; pass the run directory "
+                                f"{run_dir} with --adapter")  # fmt: skip
+        match = STEP_DIR.match(named.parent.name)
+        step = (best.step if best else None) if kind == "best" else last_step if kind == "last" else (
+            int(match.group(1)) if match else None)  # fmt: skip
+        return AdapterChoice(run_dir, named, kind, step, best, last_step, defaulted=False)
+    if adapter == "best" and not has_best:
+        raise ModelError(f"--adapter best: {run_dir} has no {BEST_DIR}/ (the run made no evaluation); pass --adapter "
+                         "last for lora/, the last step's adapter")  # fmt: skip
+    if has_best and adapter != "last":
+        assert best is not None
+        return AdapterChoice(run_dir, run_dir / BEST_DIR, "best", best.step, best, last_step, adapter is None)
+    return AdapterChoice(run_dir, run_dir / ADAPTER_DIR, "last", last_step, best, last_step, adapter is None)
+
+
+def chosen_source(model: Path, adapter: str | None, model_id: str | None, revision: str | None, flag: str,
+                  which: str | None = None) -> tuple[ModelSource, AdapterChoice | None]:  # fmt: skip
+    """`model` resolved, a run's to the adapter `choose_adapter` takes; the choice (None for a model directory)."""
+    check_adapter(adapter)
+    source = resolve_source(Path(model), which, model_id, flag=flag, revision=revision)
+    if source.kind != RUN or source.adapter is None:
+        if adapter is not None:
+            raise SettingsError(f"--adapter {adapter}: {flag} {model} is a model directory, not a run; it has one set "
+                                "of weights")  # fmt: skip
+        return source, None
+    assert source.run_dir is not None
+    choice = choose_adapter(Path(model), source.run_dir, source.adapter, adapter, flag)
+    if choice.path != source.adapter:
+        source = resolve_source(choice.path, which, model_id, flag=flag, revision=revision)
+    return source, choice
 
 
 def is_within(path: Path, parent: Path) -> bool:
@@ -76,6 +171,7 @@ class MergeResult:
     dtype: str
     forced_bos_token_id: int | None
     both_directions: bool
+    adapter: AdapterChoice | None = None
 
 
 def merge_run(
@@ -86,20 +182,25 @@ def merge_run(
     overwrite: bool = False,
     model_id: str | None = None,
     revision: str | None = None,
+    adapter: str | None = None,
     say: Callable[[str], None] | None = None,
 ) -> MergeResult:
-    """Merge one finished run's adapter (RUN_DIR, RUN_DIR/best, or a checkpoint folder of any run) into its
-    unquantized base and save OUT_DIR (see the module docstring)."""
+    """Merge one finished run's adapter (RUN_DIR: best/ where it has one, or `adapter` best|last; RUN_DIR/best,
+    RUN_DIR/lora, or a checkpoint folder of any run) into its unquantized base and save OUT_DIR (see the module
+    docstring). `say` hears which adapter a run directory's default took."""
     check_dtype(dtype)
-    source = resolve_source(Path(run_dir), None, model_id, flag="RUN_DIR", revision=revision)  # RUN_DIR/best merges the best adapter
-    if source.kind != RUN or source.adapter is None:
+    check_adapter(adapter)
+    source, choice = chosen_source(Path(run_dir), adapter, model_id, revision, "RUN_DIR")
+    if choice is None:
         raise ModelError(f"RUN_DIR {run_dir}: a model directory, not a csas run; there is no adapter to merge")
+    assert source.run_dir is not None and source.adapter is not None
     out_dir = Path(out_dir)
-    assert source.run_dir is not None
     holder = lock_holder(source.run_dir)
     if holder is not None:
         raise OutputError(f"RUN_DIR {run_dir}: a csas process is training into it ({holder}); merge it once that ends")
     check_out_dir(out_dir, source.run_dir, overwrite)
+    if say is not None and choice.defaulted:
+        say(f"merging {choice.describe()}")
     merged, tokenizer, probe = merged_model(source, say)
     overrides = model_generation_overrides(tokenizer, source.spec.family, source.spec.source_langs)
     for name, value in overrides.items():
@@ -116,6 +217,8 @@ def merge_run(
         "run_dir": str(source.run_dir.resolve()),
         "adapter": str(source.adapter.resolve()),
         "adapter_sha256": adapter_sha256(source.adapter),
+        "adapter_choice": choice.kind,
+        "adapter_step": choice.step,
         "term_annotation": source.term_annotation,
         "dtype": dtype,
         "directions": [str(d) for d in directions],
@@ -131,13 +234,14 @@ def merge_run(
         follow_umask(staging)
         tokenizer.save_pretrained(str(staging))
         write_json_atomic(staging / MERGE_RECORD, record)
+        write_card(staging, out_dir)
         verify_saved(staging, probe, dtype)
         replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return MergeResult(
-        Path(run_dir), out_dir, source.which, dtype, record["forced_bos_token_id"], len(directions) > 1
+        Path(run_dir), out_dir, source.which, dtype, record["forced_bos_token_id"], len(directions) > 1, choice
     )
 
 

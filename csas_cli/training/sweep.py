@@ -187,9 +187,17 @@ class TrialResult:
     """ok (trained now), skipped (finished earlier), failed, interrupted, stopped (signal), or not run (after those)."""
     note: str = ""
     """Why a trial failed."""
+    best_step: int | None = None
+    """The best evaluation's step (the adapter in the trial's best/); the columns from here on came later, so they
+    are the CSV's last."""
+    best_eval_loss: float | None = None
+    best_chrf: float | None = None
 
     def metric(self, name: str) -> float | None:
-        return getattr(self, name)
+        """The trial's `name` (eval_loss, chrf: its best evaluation's, the final one where it has none; train_loss:
+        the last)."""
+        best = {"eval_loss": self.best_eval_loss, "chrf": self.best_chrf}.get(name)
+        return best if best is not None and self.best_step is not None else getattr(self, name)
 
 
 RESULT_COLUMNS = tuple(f.name for f in fields(TrialResult))
@@ -202,8 +210,12 @@ def recorded_numbers(run_dir: Path, finished: bool) -> dict[str, Any]:
     numbers: dict[str, Any] = {"train_samples": record.plan.get("train_rows"),
                                "eval_samples": record.plan.get("eval_rows")}  # fmt: skip
     if finished:
+        best = record.best
         numbers.update(train_loss=record.train_loss, eval_loss=record.eval_loss, steps=record.steps,
-                       seconds=record.seconds_total, chrf=record.eval_chrf(logged=True))  # fmt: skip
+                       seconds=record.seconds_total, chrf=record.eval_chrf(logged=True),
+                       best_step=None if best is None else best.step,
+                       best_eval_loss=None if best is None else best.eval_loss,
+                       best_chrf=None if best is None else best.eval_chrf)  # fmt: skip
     return numbers
 
 
@@ -227,8 +239,16 @@ def trial_results(trials: Sequence[FinetuneSettings], outcomes: Sequence[Outcome
     return rows
 
 
+def default_metric(results: Sequence[TrialResult]) -> str:
+    """What the table ranks by when --metric is not given: chrf when every finished trial has a chrF, else
+    eval_loss."""
+    finished = [r for r in results if r.status in ("ok", "skipped")]
+    return "chrf" if finished and all(r.metric("chrf") is not None for r in finished) else "eval_loss"
+
+
 def rank_results(results: Sequence[TrialResult], metric: str) -> list[TrialResult]:
-    """Best first by `metric`; trials without it (failed, not run, no chrF) last, in trial order."""
+    """Best first by `metric` (TrialResult.metric: the best evaluation's); trials without it (failed, not run, no
+    chrF) last, in trial order."""
     higher_is_better = RANKING_METRICS[check_metric(metric)]
 
     def key(row: TrialResult) -> tuple[bool, float]:

@@ -349,7 +349,7 @@ def test_merge_all_passes_model_root_and_dtype(tmp_path):
     assert [(o.name, o.status) for o in outcomes] == [("opus_mt_en_fr", "ok"), ("unfinished", "skipped")]
     assert calls == [("opus_mt_en_fr", "opus_mt_en_fr", {"dtype": "bfloat16", "overwrite": False,
                                                          "model_id": str(tmp_path / "models" / "opus_mt_en_fr"),
-                                                         "say": quiet})]
+                                                         "adapter": "last", "say": quiet})]  # no best/: lora/
 
 
 @pytest.mark.slow
@@ -364,3 +364,75 @@ def test_merge_of_a_runs_best_adapter(tiny_runs, tmp_path):
     record = json.loads((tmp_path / "best-merged" / MERGE_RECORD).read_text())
     assert record["adapter"] == str((run / "best").resolve()) and record["run_dir"] == str(run.resolve())
     assert record["adapter_sha256"] == file_sha256(run / "best" / "adapter_model.safetensors")
+
+
+# --- which adapter: best/ or lora/ ------------------------------------------------------------------------------------
+
+
+def run_with_best(root: Path, *, best_step: int | None = 10, steps: int = 40) -> Path:
+    """A finished run's records and adapter folders (configs and weight files, no real weights): lora/ of the last
+    step and, unless `best_step` is None, best/ with best.json."""
+    run = root / "opus_mt_en_fr"
+    (run / "lora").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"plan": {"which": "opus_mt_en_fr", "model_id": "x"}}))
+    finished = {"status": "ok", "steps": steps, "best": "best" if best_step else None, "best_step": best_step}
+    (run / "finished.json").write_text(json.dumps(finished))
+    (run / "lora" / "adapter_config.json").write_text("{}")
+    (run / "lora" / "adapter_model.safetensors").write_bytes(b"last")
+    if best_step is not None:
+        (run / "best").mkdir()
+        (run / "best" / "adapter_config.json").write_text("{}")
+        (run / "best" / "adapter_model.safetensors").write_bytes(b"best")
+        (run / "best" / "best.json").write_text(json.dumps({"step": best_step, "metric": "eval_chrf", "value": 15.31,
+                                                            "eval_loss": 4.1234, "eval_chrf": 15.31}))  # fmt: skip
+    return run
+
+
+def test_a_run_directory_means_its_best_adapter_where_it_has_one(tmp_path):
+    from csas_cli.errors import ModelError, SettingsError
+    from csas_cli.training.merging import chosen_source
+
+    run = run_with_best(tmp_path)
+    source, choice = chosen_source(run, None, None, None, "RUN_DIR")
+    assert (choice.kind, choice.step, choice.defaulted, source.adapter) == ("best", 10, True, run / "best")
+    assert choice.describe() == "best/ (step 10: eval_chrf 15.31, eval_loss 4.1234); lora/ is step 40"
+    source, choice = chosen_source(run, "last", None, None, "RUN_DIR")
+    assert (choice.kind, choice.step, choice.defaulted, source.adapter) == ("last", 40, False, run / "lora")
+    assert choice.describe() == "lora/ (step 40); best/ is step 10: eval_chrf 15.31, eval_loss 4.1234"
+    # A folder named itself is that adapter, as before; an --adapter that contradicts it is refused.
+    assert chosen_source(run / "best", None, None, None, "RUN_DIR")[1].kind == "best"
+    assert chosen_source(run / "lora", "last", None, None, "RUN_DIR")[1].kind == "last"
+    with pytest.raises(SettingsError, match="--adapter last: RUN_DIR .*/best names the best adapter itself"):
+        chosen_source(run / "best", "last", None, None, "RUN_DIR")
+    with pytest.raises(SettingsError, match="--adapter: expected best or last, got 'newest'"):
+        chosen_source(run, "newest", None, None, "RUN_DIR")
+    # Without best/ (no evaluation): lora/, and --adapter best is refused.
+    plain = run_with_best(tmp_path / "plain", best_step=None)
+    source, choice = chosen_source(plain, None, None, None, "RUN_DIR")
+    assert (choice.kind, source.adapter) == ("last", plain / "lora")
+    assert "the run has no best/" in choice.describe()
+    with pytest.raises(ModelError, match="--adapter best: .* has no best/"):
+        chosen_source(plain, "best", None, None, "RUN_DIR")
+
+
+def test_merge_all_merges_the_chosen_adapter_and_skips_it_when_merged(tmp_path):
+    runs = tmp_path / "runs"
+    run = run_with_best(runs)
+    out = tmp_path / "out"
+    lines, calls = [], []
+    merge_one = lambda run, out, **kw: calls.append(kw["adapter"])  # noqa: E731
+    outcomes = merge_all(runs, out, say=lines.append, merge_one=merge_one)
+    assert calls == ["best"] and outcomes[0].adapter == "best"
+    assert lines == [f"opus_mt_en_fr: merging into {out / 'opus_mt_en_fr'}: best/ (step 10: eval_chrf 15.31, "
+                     "eval_loss 4.1234); lora/ is step 40"]  # fmt: skip
+    (out / "opus_mt_en_fr").mkdir(parents=True)
+    (out / "opus_mt_en_fr" / MERGE_RECORD).write_text(json.dumps({"adapter_sha256": file_sha256(
+        run / "best" / "adapter_model.safetensors")}))  # fmt: skip
+    again = merge_all(runs, out, say=lines.append, merge_one=merge_one)
+    assert (again[0].status, calls) == ("skipped", ["best"])  # the best adapter is merged there already
+    last = merge_all(runs, out, adapter="last", say=lines.append, merge_one=merge_one)
+    assert (last[0].status, last[0].adapter, calls) == ("ok", "last", ["best", "last"])  # lora/ is not merged there
+    (run / "best" / "best.json").unlink()
+    (run / "best" / "adapter_config.json").unlink()
+    failed = merge_all(runs, out, adapter="best", say=lines.append, merge_one=merge_one)
+    assert failed[0].status == "failed" and "has no best/" in failed[0].message and calls == ["best", "last"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import invoke
 
-from csas_cli.commands.report import default_metric, find_runs, read_run, smoothed
+from csas_cli.commands.report import default_metric, read_run, smoothed
+from csas_cli.layout import find_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

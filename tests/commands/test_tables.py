@@ -94,3 +94,58 @@ def test_saved_weights_follow_the_umask(tiny_models, tmp_path):
         assert stat.S_IMODE((tmp_path / "merged" / "model.safetensors").stat().st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+def finished_run(path, best_chrf, last_chrf, best_step=10, steps=40):
+    """A finished run's records with --eval-chrf: its best evaluation in best/best.json, the last in finished.json."""
+    import json
+
+    (path / "best").mkdir(parents=True)
+    (path / "finished.json").write_text(json.dumps({"status": "ok", "steps": steps, "train_loss": 2.0,
+                                                    "eval_loss": 3.25, "eval_chrf": last_chrf, "best": "best",
+                                                    "seconds_total": 42.0}))  # fmt: skip
+    (path / "best" / "best.json").write_text(json.dumps({"step": best_step, "metric": "eval_chrf", "value": best_chrf,
+                                                         "eval_loss": 3.5, "eval_chrf": best_chrf}))  # fmt: skip
+    return path
+
+
+def test_the_finetune_all_summary_shows_the_best_evaluation_and_ranks_by_chrf(tmp_path, capsys):
+    from csas_cli.commands.finetune_all import ranked_rows
+
+    runs = {"m2m100_418m": (12.0, 11.0), "opus_mt_en_fr": (15.31, 12.7), "mbart50_mmt_fr": (14.0, 14.0)}
+    outcomes = [Outcome(key, "skipped" if key == "m2m100_418m" else "ok", "",
+                        None if key == "m2m100_418m" else RunResult(str(tmp_path / key), 40, 2.0, 3.25, 10.0),
+                        finished_run(tmp_path / key, *chrf)) for key, chrf in runs.items()]  # fmt: skip
+    outcomes.append(Outcome("mbart50_mmt_en", "failed", "no config.json", run_dir=tmp_path / "mbart50_mmt_en"))
+    rows, by_chrf = ranked_rows(outcomes)
+    assert by_chrf and [r.outcome.key for r in rows] == ["opus_mt_en_fr", "mbart50_mmt_fr", "m2m100_418m",
+                                                          "mbart50_mmt_en"]  # fmt: skip
+    skipped = rows[2]
+    assert (skipped.steps, skipped.eval_chrf, skipped.seconds) == (40, 11.0, 42.0)  # its record's numbers
+    print_summary(outcomes)
+    err = capsys.readouterr().err
+    assert "finetune-all: best chrF first" in err and "last chrF" in err
+    assert "eval_chrf 15.31 @ 10 (eval_loss 3.5000)" in err and "12.70" in err
+    # A finished run without chrF: the runs' order.
+    (tmp_path / "opus_mt_en_fr" / "best" / "best.json").unlink()
+    (tmp_path / "opus_mt_en_fr" / "finished.json").write_text('{"status": "ok", "steps": 40}')
+    rows, by_chrf = ranked_rows(outcomes)
+    assert not by_chrf and [r.outcome.key for r in rows] == [o.key for o in outcomes]
+
+
+def test_the_sweep_table_ranks_by_the_best_chrf_where_every_trial_has_one(capsys):
+    from csas_cli.training.sweep import default_metric, rank_results
+
+    trials = [TrialResult(trial="trial-00", lr=1e-4, r=8, alpha=16, dropout=0.05, eval_loss=3.0, chrf=20.0,
+                          status="ok", best_step=100, best_eval_loss=2.9, best_chrf=21.0),
+              TrialResult(trial="trial-01", lr=2e-4, r=8, alpha=16, dropout=0.05, eval_loss=2.8, chrf=20.5,
+                          status="skipped", best_step=200, best_eval_loss=2.8, best_chrf=20.5),
+              TrialResult(trial="trial-02", lr=3e-4, r=8, alpha=16, dropout=0.05, status="failed")]  # fmt: skip
+    assert default_metric(trials) == "chrf"
+    assert [t.trial for t in rank_results(trials, "chrf")] == ["trial-00", "trial-01", "trial-02"]  # best 21.0 first
+    assert [t.trial for t in rank_results(trials, "eval_loss")] == ["trial-01", "trial-00", "trial-02"]
+    print_sweep_table(trials, "chrf")
+    err = capsys.readouterr().err
+    assert "best chrf first" in err and "eval_chrf 21.00 @ 100 (eval_loss 2.9000)" in err
+    assert default_metric([trials[0], TrialResult(trial="t", lr=1e-4, r=8, alpha=16, dropout=0.05, eval_loss=2.0,
+                                                  status="ok")]) == "eval_loss"  # fmt: skip

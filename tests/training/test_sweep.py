@@ -229,7 +229,7 @@ def test_results_csv(tmp_path: Path) -> None:
     assert got[0] == {
         "trial": "trial-00", "lr": "0.0001", "r": "8", "alpha": "16", "dropout": "0.05", "train_samples": "32",
         "eval_samples": "8", "train_loss": "1.25", "eval_loss": "1.5", "chrf": "", "steps": "2", "seconds": "3.5",
-        "status": "ok", "note": "",
+        "status": "ok", "note": "", "best_step": "", "best_eval_loss": "", "best_chrf": "",
     }  # fmt: skip
     assert (got[1]["status"], got[1]["eval_loss"], got[1]["note"]) == ("failed", "", "step 1: the training loss is nan")
     assert not path.with_name(RESULTS_CSV + ".tmp").exists()
@@ -247,12 +247,19 @@ def test_recorded_numbers(tmp_path: Path) -> None:
     write_run(tmp_path / "a", {"steps": 4, "train_loss": 1.0, "eval_loss": 2.0, "seconds": 9.5, "eval_chrf": 51.0})
     assert recorded_numbers(tmp_path / "a", finished=True) == {
         "train_samples": 32, "eval_samples": 8, "train_loss": 1.0, "eval_loss": 2.0, "steps": 4, "seconds": 9.5,
-        "chrf": 51.0,
+        "chrf": 51.0, "best_step": None, "best_eval_loss": None, "best_chrf": None,
     }  # fmt: skip
     # chrF from metrics.jsonl when finished.json has none: the last evaluation's.
-    metrics = [{"step": 2, "eval_loss": 2.5, "eval_chrf": 40.0}, {"step": 4, "eval_loss": 2.0, "eval_chrf": 45.0}]
+    metrics = [{"step": 2, "eval_loss": 2.5, "eval_chrf": 47.0}, {"step": 4, "eval_loss": 2.0, "eval_chrf": 45.0}]
     write_run(tmp_path / "b", {"steps": 4, "eval_loss": 2.0}, metrics)
     assert recorded_numbers(tmp_path / "b", finished=True)["chrf"] == 45.0
+    # The best evaluation from best/best.json, beside the last.
+    (tmp_path / "b" / "best").mkdir()
+    (tmp_path / "b" / "best" / "best.json").write_text(json.dumps({"step": 2, "metric": "eval_chrf", "value": 47.0,
+                                                                   "eval_loss": 2.5, "eval_chrf": 47.0}))  # fmt: skip
+    numbers = recorded_numbers(tmp_path / "b", finished=True)
+    assert (numbers["best_step"], numbers["best_eval_loss"], numbers["best_chrf"]) == (2, 2.5, 47.0)
+    assert (numbers["eval_loss"], numbers["chrf"]) == (2.0, 45.0)
     # No chrF anywhere: empty.
     write_run(tmp_path / "c", {"steps": 4}, [{"step": 4, "eval_loss": 2.0}])
     assert recorded_numbers(tmp_path / "c", finished=True)["chrf"] is None

@@ -265,7 +265,8 @@ def summary(src: Sources) -> str:
     directions = ", ".join(str(d) for d in src.directions) or "-"
     choice, step = record.get("adapter_choice"), record.get("adapter_step")
     folder = {"best": f"{BEST_DIR}/, the best evaluation's adapter", "last": f"{ADAPTER_DIR}/, the last step's adapter",
-              "checkpoint": "a checkpoint's adapter"}.get(choice, "the adapter")  # fmt: skip
+              "checkpoint": "a checkpoint's adapter",
+              "averaged": "the mean of several steps' adapters (csas average)"}.get(choice, "the adapter")  # fmt: skip
     best = run.best
     rows = [("registry key", f"`{which}`"), ("translates", directions),
             ("base model", f"`{record.get('base_model_id')}`"), ("base revision", record.get("base_revision")),
@@ -378,7 +379,7 @@ def reproducing(src: Sources) -> str:
     run_dir = Path(str(plan.get("output_dir")))
     adapter = record.get("adapter_choice")
     named = {"best": ["--adapter", "best"], "last": ["--adapter", "last"]}.get(adapter, [])
-    source = str(record.get("adapter") if adapter == "checkpoint" else record.get("run_dir") or run_dir)
+    source = str(record.get("adapter") if adapter in ("checkpoint", "averaged") else record.get("run_dir") or run_dir)
     lines = [finetune_command(plan)]
     merged = record.get("merged_model") if src.exported else None
     out = str(src.out_dir)

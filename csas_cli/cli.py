@@ -421,6 +421,23 @@ def merge_all(
 
 
 @app.command(cls=WholeFlags)
+def average(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory with checkpoints.")],
+    last: Annotated[Optional[int], opt("last", "Average the newest N adapters the run kept (the final step's "
+                                       "too).")] = None,  # fmt: skip
+    steps: Annotated[Optional[str], opt("steps", "Average these steps' adapters, comma-separated.")] = None,
+    output: Annotated[Optional[Path], opt("output", "Where to write the adapter (default: RUN/averaged).")] = None,
+    overwrite: Annotated[bool, opt("overwrite", "Replace a non-empty --output.")] = False,
+) -> None:
+    """Average a run's last checkpoints into one adapter (the mean of their weight updates, exactly), which
+    translate, evaluate, compare, merge and export take like lora/."""
+    from .commands import average as command
+
+    with user_errors():
+        command.run(run_dir, last=last, steps=steps, output=output, overwrite=overwrite)
+
+
+@app.command(cls=WholeFlags)
 def report(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Run directories, or output roots of "
                                                 "finetune-all or sweep (every run under them).")],

@@ -10,6 +10,7 @@ A run directory, <output_dir>/<which>/:
     checkpoints/      step-000200/ ... (the newest few)
     best/             the adapter of the best evaluation so far, with best.json (step, metric, value)
     lora/             the final adapter (safetensors): the last step's, which need not be the best
+    averaged/         with --average-last (or csas average): the mean of the last adapters, csas_average.json
     tokenizer files   so the run directory works as a model directory with its adapter
     finished.json     written last; its presence means the run completed
 """
@@ -36,6 +37,10 @@ BEST_RECORD = "best.json"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_ADAPTER = "adapter"
 """The adapter inside a checkpoint folder (CHECKPOINTS_DIR/step-N/adapter)."""
+AVERAGED_DIR = "averaged"
+"""Where --average-last writes a run's averaged adapter (and `csas average` by default)."""
+AVERAGE_RECORD = "csas_average.json"
+"""Beside an averaged adapter: the run it comes from and the steps averaged (inference/source.py reads it)."""
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 """A complete checkpoint's folder name (one being written is step-N.tmp)."""
 # best.tmp and best.old: what an interrupted replacement of best/ can leave (see checkpoints.swap_in).

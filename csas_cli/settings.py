@@ -288,6 +288,13 @@ class OutputSettings:
     save_total_limit: int = setting(3, "Checkpoints kept: the newest N (best/ is kept apart).", at_least=1)
     """How many periodic checkpoints stay on disk, the newest ones (HF's save_total_limit); best/ is not one of
     them. At least one, since --resume continues from the newest."""
+    average_last: int | None = setting(
+        None, "At the end also write RUN/averaged: the mean of the last step and the newest N-1 checkpoints, "
+        "evaluated beside the last step.", at_least=2,
+    )  # fmt: skip
+    """Checkpoint averaging (training/averaging.py): the final step's adapter and the newest N-1 checkpoints' as one
+    exact mean of their weight updates, in RUN/averaged, evaluated on the validation split beside the last step.
+    Not a training setting: a resume may add or drop it."""
     logging_steps: int = setting(50, "Steps between logged losses.", at_least=1)
     """Optimizer steps between logged training losses."""
     disable_tqdm: bool = setting(False, "Plain log lines instead of a progress bar.")
@@ -322,6 +329,10 @@ class OutputSettings:
             raise SettingsError("--resume and --overwrite exclude each other: continue a run, or replace it")
         if self.resume is not None and not self.resume.strip():
             raise SettingsError("--resume needs auto or a checkpoint folder")
+        if self.average_last is not None and self.average_last - 1 > self.save_total_limit:
+            raise SettingsError(f"--average-last {self.average_last} averages {self.average_last - 1} checkpoints "
+                                f"with the last step, but --save-total-limit {self.save_total_limit} keeps fewer; "
+                                f"raise --save-total-limit to {self.average_last - 1}")  # fmt: skip
         object.__setattr__(self, "report_to", parse_report_to(self.report_to))
 
     @property

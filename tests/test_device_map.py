@@ -10,9 +10,11 @@ import pytest
 
 from csas_cli.device_map import on_cpu, resolve_device_map
 from csas_cli.errors import CsasError, SettingsError
+from csas_cli.plan import build_plan
 from csas_cli.registry import M2M100, MARIAN, MBART50, REGISTRY
 from csas_cli.progress import main_process
-from csas_cli.training.distributed import distributed_env, training_device
+from csas_cli.settings import FinetuneSettings
+from csas_cli.training.distributed import ProcessGroup, distributed_env, training_device
 
 REQUESTS = ("auto", "cpu", "cuda:0", "none", "None", "NONE", None)
 WORLD_SIZES = (1, 2, 4)
@@ -112,6 +114,8 @@ def test_shardable_flags_follow_the_is_opus_rule() -> None:
         ({"WORLD_SIZE": "2", "LOCAL_RANK": "1"}, (2, 1)),
         ({"WORLD_SIZE": " 4 ", "LOCAL_RANK": "3"}, (4, 3)),
         ({"LOCAL_RANK": "0", "RANK": "7"}, (1, 0)),
+        ({"RANK": "x"}, (1, 0)),  # RANK means nothing without a launch
+        ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, (4, 1)),  # the second process of a second node
     ],
 )
 def test_distributed_env_parses(environ: dict, want: tuple[int, int]) -> None:
@@ -127,6 +131,9 @@ def test_distributed_env_parses(environ: dict, want: tuple[int, int]) -> None:
         ({"WORLD_SIZE": "0"}, "WORLD_SIZE"),
         ({"WORLD_SIZE": "-1"}, "WORLD_SIZE"),
         ({"WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK"),
+        ({"WORLD_SIZE": "2", "RANK": "one"}, "RANK"),
+        ({"WORLD_SIZE": "4", "RANK": "4", "LOCAL_RANK": "0"}, "RANK"),
+        ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK"),
     ],
 )
 def test_distributed_env_errors_name_the_variable(environ: dict, name: str) -> None:
@@ -172,3 +179,25 @@ def test_training_device_is_the_ranks_own_gpu(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert [training_device(rank) for rank in range(4)] == [torch.device("cuda", r) for r in (0, 1, 0, 1)]
+
+
+@pytest.mark.parametrize("rank,local_rank", [(0, 0), (1, 1), (2, 0), (3, 1)])
+def test_on_two_nodes_the_local_rank_picks_the_gpu_and_the_global_rank_the_writer(
+    monkeypatch: pytest.MonkeyPatch, rank: int, local_rank: int
+) -> None:
+    """Two nodes of two GPUs (torchrun --nnodes 2 --nproc-per-node 2): RANK 2 and 3 are the second node's LOCAL_RANK
+    0 and 1. The local rank chooses the GPU and QLoRA's placement; the global rank alone says who writes and talks."""
+    import torch
+
+    environ = {"WORLD_SIZE": "4", "RANK": str(rank), "LOCAL_RANK": str(local_rank)}
+    world_size, got_local = distributed_env(environ)
+    assert (world_size, got_local) == (4, local_rank)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert training_device(got_local) == torch.device("cuda", local_rank)
+    settings = FinetuneSettings.create(which="m2m100_418m", batch_size=8, grad_accum=2)
+    plan = build_plan(settings, world_size=world_size, local_rank=got_local)
+    assert plan.resolved.device_map == {"": local_rank} and plan.resolved.global_batch == 4 * 8 * 2
+    # The second node's LOCAL_RANK 0 is not the main process: one writer of the run, one console.
+    assert main_process(environ) is (rank == 0)
+    assert ProcessGroup(world_size, rank, torch.device("cuda", local_rank)).is_main is (rank == 0)

@@ -5,7 +5,8 @@ A model source is one of four things, resolved by `resolve_source`:
 - a finished run directory (`run.json`, `lora/`, `finished.json`): the base named in run.json (or `--model-id`,
   since a cluster path differs from the training machine) with the adapter applied, and the run's tokenizer files;
   `RUN/best` is the best evaluation's adapter, and a checkpoint folder (`RUN/checkpoints/step-N`) that step's, of a
-  finished run or of one still training or stopped;
+  finished run or of one still training or stopped; an averaged adapter (`csas average`: `RUN/averaged` or any
+  folder with csas_average.json) goes on the base of the run it names;
 - a merged directory (written by `csas merge`, or any transformers model directory with `--which`): loaded as is;
 - an exported directory (written by `csas export`: CTranslate2's model.bin and config.json, the tokenizer files and
   csas_export.json, which names the registry key; another CTranslate2 export with its tokenizer files and
@@ -25,8 +26,8 @@ from typing import Any
 from ..errors import ModelError, SettingsError
 from ..fields import setting
 from ..languages import Direction
-from ..layout import (ADAPTER_DIR, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, EXPORT_RECORD, FINISHED, MERGE_RECORD,
-                      RUN_JSON, STEP_DIR, run_state)  # fmt: skip
+from ..layout import (ADAPTER_DIR, AVERAGE_RECORD, BEST_DIR, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, EXPORT_RECORD,
+                      FINISHED, MERGE_RECORD, RUN_JSON, STEP_DIR, run_state)  # fmt: skip
 from ..registry import LANGUAGES, REGISTRY, ModelSpec, check_which, other_language
 
 ADAPTER_FOLDERS = (ADAPTER_DIR, BEST_DIR)
@@ -165,6 +166,9 @@ def resolve_source(
         raise ModelError(f"{flag} {model}: no such directory")
     if not model.is_dir():
         raise ModelError(f"{flag} {model}: not a directory (expected a run or merged model directory)")
+    averaged = averaged_run(model, flag)
+    if averaged is not None:  # an averaged adapter (csas average): the run it was averaged from
+        return run_source(averaged, run_state(averaged), which, model_id, flag, revision, adapter=model)
     checkpoint = checkpoint_adapter(model)
     if checkpoint is not None:
         run_dir, adapter = checkpoint
@@ -184,6 +188,17 @@ def resolve_source(
         f"{flag} {model}: neither a csas run ({RUN_JSON}, {ADAPTER_DIR}/, {FINISHED}) nor a model directory "
         "(config.json)"
     )
+
+
+def averaged_run(model: Path, flag: str) -> Path | None:
+    """The run an averaged adapter folder (`csas average`, --average-last) comes from; None for another folder."""
+    if not (model / AVERAGE_RECORD).is_file() or not (model / "adapter_config.json").is_file():
+        return None
+    run_dir = read_json_object(model / AVERAGE_RECORD, "the average record").get("run_dir")
+    if not isinstance(run_dir, str) or not (Path(run_dir) / RUN_JSON).is_file():
+        raise ModelError(f"{flag} {model}: the run it was averaged from ({run_dir}) is not there; its run.json says "
+                         "which base the adapter goes on")  # fmt: skip
+    return Path(run_dir)
 
 
 def checkpoint_adapter(model: Path) -> tuple[Path, Path] | None:
@@ -222,7 +237,8 @@ def run_source(
     """A finished run with its final adapter (lora/), or with `adapter` (its best/ folder, or a checkpoint's adapter,
     which needs only the run's run.json: a run still training or stopped has one)."""
     in_checkpoint = adapter is not None and adapter.parent.parent.name == CHECKPOINTS_DIR
-    if state != "finished" and not in_checkpoint:
+    averaged = adapter is not None and (adapter / AVERAGE_RECORD).is_file()
+    if state != "finished" and not in_checkpoint and not averaged:
         raise ModelError(
             f"{flag} {run_dir}: an unfinished run (no {FINISHED}); finish it with `csas finetune ... --resume auto`"
         )

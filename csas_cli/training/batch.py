@@ -9,6 +9,7 @@ preemption) resumes from its newest checkpoint, so rerunning the same command tr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from ..layout import run_state
 from ..progress import say as stderr_line
 from ..registry import MODEL_KEYS, REGISTRY, check_model_root, model_id_under, select_keys
 from ..settings import FinetuneSettings, settings_from_table, shared_values, table_values
+from .distributed import ProcessGroup, distributed_env
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -111,15 +113,19 @@ def run_all(
         from .run import check_finished_run, run_finetune
 
         run_one, check_finished = run_finetune, check_finished_run
+    # Under torchrun every process walks the list, and each must take the same road (skip, resume, train): rank 0
+    # reads each run directory and hands its answer on, so a node that sees the shared folder late (or not at all)
+    # cannot train one run while the others train the next.
+    group = ProcessGroup.join(*distributed_env(os.environ))
     outcomes: list[Outcome] = []
     for settings in settings_list:
         key = settings.output.run_name or settings.which
         overwrite = settings.output.overwrite
-        state = run_state(settings.run_dir)
+        state = group.from_main(lambda: run_state(settings.run_dir))
         if not overwrite and state == "finished":
             try:
                 if check_finished is not None:
-                    check_finished(settings)
+                    group.from_main(lambda: check_finished(settings))
             except CsasError as exc:
                 message = f"{exc} (here --overwrite retrains every finished run of the command)"
                 say(f"{key}: failed: {message}")

@@ -4,6 +4,10 @@ Under `torchrun --nproc_per_node N -m csas_cli finetune ...` every process runs 
 optimizer step (`batches.rank_share`), DistributedDataParallel averages the gradients, and only rank 0 writes the
 run directory. A single process gets the same object with world size 1, where every collective is the identity, so
 the recipe reads the same either way and a single process computes exactly what it computed before.
+
+On several nodes (`torchrun --nnodes N --rdzv-backend c10d ...` on each) every node has its own LOCAL_RANK 0: the
+local rank only chooses the process's GPU; the global rank (`ProcessGroup.rank`) chooses everything else, so the run
+is the same as that many processes on one node.
 """
 
 from __future__ import annotations
@@ -17,20 +21,30 @@ T = TypeVar("T")
 
 
 def distributed_env(environ: Mapping[str, str]) -> tuple[int, int]:
-    """(world_size, local_rank) from torchrun's environment variables; (1, 0) outside a distributed launch."""
-    values = []
-    for name, default in (("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
-        raw = environ.get(name, "")
-        try:
-            values.append(int(raw) if raw.strip() else default)
-        except ValueError:
-            raise SettingsError(f"environment variable {name}={raw!r} is not an integer") from None
-    world_size, local_rank = values
+    """(world_size, local_rank) from torchrun's environment variables; (1, 0) outside a distributed launch.
+
+    LOCAL_RANK is the process's place on its node and picks its GPU (and a QLoRA model's placement); RANK, its place
+    in the whole run, decides everything else (who writes the run, its share of each step, its dropout masks), and
+    is read from the process group once joined. On one node the two are equal; on several they are not, so RANK is
+    only checked here: an integer from 0 to WORLD_SIZE - 1 under a launch."""
+    world_size, local_rank = env_int(environ, "WORLD_SIZE", 1), env_int(environ, "LOCAL_RANK", 0)
     if world_size < 1:
         raise SettingsError(f"environment variable WORLD_SIZE={world_size} must be at least 1")
     if local_rank < 0:
         raise SettingsError(f"environment variable LOCAL_RANK={local_rank} must not be negative")
+    if world_size > 1:
+        rank = env_int(environ, "RANK", 0)
+        if not 0 <= rank < world_size:
+            raise SettingsError(f"environment variable RANK={rank} must be from 0 to WORLD_SIZE - 1 ({world_size - 1})")
     return world_size, local_rank
+
+
+def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "")
+    try:
+        return int(raw) if raw.strip() else default
+    except ValueError:
+        raise SettingsError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
 def training_device(local_rank: int) -> Any:

@@ -26,11 +26,11 @@ from typing import Any, Callable
 
 from ..cards import write_card
 from ..errors import ModelError, OutputError, SettingsError, one_line
-from ..files import file_sha256, follow_umask, now_iso, write_json_atomic
+from ..files import file_sha256, follow_umask, now_iso, read_json_record, write_json_atomic
 from ..inference.generation import apply_adapter, load_weights
 from ..inference.source import MERGE_RECORD, RUN, ModelSource, resolve_source
 from ..languages import directions_of, model_generation_overrides, set_source_language
-from ..layout import ADAPTER_DIR, BEST_DIR, STEP_DIR, Evaluation, RunRecord, run_state
+from ..layout import ADAPTER_DIR, AVERAGE_RECORD, BEST_DIR, STEP_DIR, Evaluation, RunRecord, run_state
 from ..modeling import DTYPE_NAMES, SAVE_DTYPE, torch_dtype
 from .rundir import lock_holder
 
@@ -72,7 +72,7 @@ class AdapterChoice:
     path: Path
     """The adapter folder: RUN/best, RUN/lora or a checkpoint's adapter."""
     kind: str
-    """best, last or checkpoint: what csas_merge.json and the model card record."""
+    """best, last, checkpoint or averaged: what csas_merge.json and the model card record."""
     step: int | None
     """The step whose weights it holds."""
     best: Evaluation | None
@@ -86,6 +86,9 @@ class AdapterChoice:
         """`best/ (step 10: eval_chrf 15.31, eval_loss 4.1234); lora/ is step 40`, for the line a merge says."""
         if self.kind == "checkpoint":
             return f"{self.path} (step {self.step})"
+        if self.kind == "averaged":
+            steps = read_json_record(self.path / AVERAGE_RECORD).get("steps") or []
+            return f"{self.path} (the mean of steps {', '.join(map(str, steps))})"
         if self.kind == "best":
             if self.best is None:
                 return f"{BEST_DIR}/ (its {BEST_DIR}/best.json is missing: the step is not known)"
@@ -111,14 +114,16 @@ def choose_adapter(
     if Path(model).resolve() != run_dir.resolve():  # RUN/best, RUN/lora or a checkpoint: the folder says which
         folder = named.resolve()
         kind = ("best" if folder == (run_dir / BEST_DIR).resolve() else
-                "last" if folder == (run_dir / ADAPTER_DIR).resolve() else "checkpoint")  # fmt: skip
+                "last" if folder == (run_dir / ADAPTER_DIR).resolve() else
+                "averaged" if (folder / AVERAGE_RECORD).is_file() else "checkpoint")  # fmt: skip
         if adapter is not None and adapter != kind:
             named_as = "a checkpoint's adapter" if kind == "checkpoint" else f"the {kind} adapter"
             raise SettingsError(f"--adapter {adapter}: {flag} {model} names {named_as} itself; pass the run directory "
                                 f"{run_dir} with --adapter")  # fmt: skip
         match = STEP_DIR.match(named.parent.name)
+        averaged = read_json_record(folder / AVERAGE_RECORD).get("steps") or [None] if kind == "averaged" else [None]
         step = (best.step if best else None) if kind == "best" else last_step if kind == "last" else (
-            int(match.group(1)) if match else None)  # fmt: skip
+            int(match.group(1)) if match else averaged[-1])  # fmt: skip
         return AdapterChoice(run_dir, named, kind, step, best, last_step, defaulted=False)
     if adapter == "best" and not has_best:
         raise ModelError(f"--adapter best: {run_dir} has no {BEST_DIR}/ (the run made no evaluation); pass --adapter "

@@ -15,6 +15,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ContextManager, Sequence
 
 from ..data.batches import (
@@ -31,7 +32,7 @@ from ..errors import TrainingError
 from ..progress import counted
 from ..files import now_iso
 from ..inference.generation import LoadedModel
-from ..layout import ADAPTER_DIR, BEST_DIR, CHECKPOINTS_DIR
+from ..layout import ADAPTER_DIR, AVERAGED_DIR, BEST_DIR, CHECKPOINTS_DIR
 from ..registry import REGISTRY
 from .checkpoints import step_dir_name
 from .evaluation import EvaluationStopped
@@ -294,14 +295,107 @@ class FinetuneRecipe(RecipeSetup):
             "best_value": best.best_value,
             "finished": now_iso(),
         }
+        averaged = self.average_at_end() if self.plan.output.average_last else None
+        if averaged is not None:
+            record["averaged"] = averaged
         self.run_dir.finish(self.model, self.tokenizer, self.memory.read().record(), record)
         if self.run_dir.writes:
             self.reporter.line(
                 f"adapter saved to {self.plan.run_dir / ADAPTER_DIR} ({counted(result.steps, 'step')}, {seconds:.0f} s)"
                 f"{self.best.note(self.steps_done, self.plan.run_dir / BEST_DIR)}"
             )
+            if averaged is not None and averaged.get("verdict"):
+                self.reporter.line(averaged["verdict"])
         self.group.barrier()  # the other processes return once rank 0 has written everything
         return result
+
+    # -- checkpoint averaging (--average-last) --------------------------------------------------------------------
+    def average_at_end(self) -> dict[str, Any] | None:
+        """RUN/averaged: the last step (in memory) with the newest checkpoints before it (training/averaging.py),
+        evaluated on the validation split as the last step was; what finished.json records of it, with the line
+        that says which is better. Rank 0 chooses the checkpoints and writes the average; every process averages
+        them itself (the same numbers) and evaluates its share, so no process waits to see another's file."""
+        from .averaging import average_of, run_adapters, write_average
+
+        n, run_dir = self.plan.output.average_last, self.plan.run_dir
+        assert n is not None
+
+        def earlier_steps() -> list[tuple[int, str]]:
+            return [(s, str(p)) for s, p in run_adapters(run_dir) if s < self.steps_done][-(n - 1):]
+
+        earlier = [(s, Path(p)) for s, p in self.group.from_main(earlier_steps)]
+        if not earlier:
+            self.reporter.line(f"--average-last {n}: no checkpoint before the last step (--save-steps "
+                               f"{self.plan.output.save_steps}); nothing averaged")  # fmt: skip
+            return None
+        if len(earlier) < n - 1:
+            self.reporter.line(f"note: --average-last {n}: {counted(len(earlier), 'checkpoint')} before the last "
+                               "step; averaging what there is")  # fmt: skip
+        config, tensors, record = average_of(run_dir, earlier, self.final_adapter(earlier[-1][1]))
+        if self.run_dir.writes:
+            write_average(run_dir / AVERAGED_DIR, config, tensors, record)
+        record = {"dir": AVERAGED_DIR, **record}
+        if not self.data.eval:
+            return record
+        try:
+            scores = self.evaluate_adapter(config, tensors, record)
+        except EvaluationStopped:
+            return {**record, "verdict": "averaged/ written, not evaluated: the run was asked to stop"}
+        metric = self.best.metric
+        last = self.last_eval_chrf if metric == "eval_chrf" else self.last_eval_loss
+        value = scores.get(metric)
+        better = None if value is None or last is None else (value > last if metric == "eval_chrf" else value < last)
+        shown = (lambda v: f"{v:.2f}") if metric == "eval_chrf" else (lambda v: f"{v:.4f}")
+        steps = ", ".join(map(str, record["steps"]))
+        verdict = (f"averaged/ (the mean of steps {steps}): {metric} {shown(value)} against the last step's "
+                   f"{shown(last)}: {'the average' if better else 'the last step'} is better on the validation split"
+                   if better is not None else f"averaged/ (the mean of steps {steps}) written")  # fmt: skip
+        return {**record, **scores, "better_than_last": better, "verdict": verdict}
+
+    def final_adapter(self, like: Any) -> Any:
+        """The last step's adapter as training/averaging.py reads one, from the model in memory (lora/ is written
+        after); its config is a checkpoint's (`like`): the same run's."""
+        import json
+
+        from peft import get_peft_model_state_dict
+
+        from .averaging import CONFIG, Adapter
+
+        state = get_peft_model_state_dict(self.model, save_embedding_layers=False)
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+        return Adapter(self.steps_done, self.plan.run_dir / ADAPTER_DIR,
+                       json.loads((like / CONFIG).read_text(encoding="utf-8")), tensors)  # fmt: skip
+
+    def evaluate_adapter(self, config: dict[str, Any], tensors: dict[str, Any],
+                         record: dict[str, Any]) -> dict[str, float]:  # fmt: skip
+        """The validation loss (and chrF) of an adapter on this model's base, as an evaluation of the run computes
+        them; the run's own adapter is active again after. Loaded from this process's own temporary copy."""
+        import tempfile
+
+        from .averaging import write_average
+
+        model = self.model
+        with tempfile.TemporaryDirectory(prefix="csas-averaged-") as tmp:
+            write_average(Path(tmp) / AVERAGED_DIR, config, tensors, record)
+            model.load_adapter(str(Path(tmp) / AVERAGED_DIR), adapter_name="averaged", is_trainable=False)
+        model.set_adapter("averaged")
+        model.eval()
+
+        def loss_sum(pairs: Sequence[TokenizedPair]) -> Any:  # without DDP: its parameters are the run's adapter
+            batch = self.to_device(pairs)
+            with self.autocast():
+                return self.objective(**batch, ignore_index=IGNORE_INDEX)
+
+        try:
+            scores = {"eval_loss": self.evaluator.loss(loss_sum, self.batch_device)}
+            if self.plan.evaluation.eval_chrf:
+                generator = LoadedModel(model, self.tokenizer, REGISTRY[self.plan.which].family, self.batch_device)
+                scores["eval_chrf"] = self.evaluator.chrf(generator, self.autocast(), self.steps_done,
+                                                          self.reporter.line)  # fmt: skip
+        finally:
+            model.set_adapter("default")
+            model.delete_adapter("averaged")
+        return self.group.from_main(lambda: scores)
 
 
 __all__ = ["FinetuneRecipe", "RunResult", "StepReport"]

@@ -14,6 +14,7 @@ from ..errors import SettingsError
 from ..layout import CHECKPOINTS_DIR, RUN_JSON
 from ..fields import MATCH, REQUIRED, WITH_CHRF, WITH_GLOSSARY
 from ..plan import Plan, jsonable, resume_keys
+from ..progress import counted
 from ..settings import FIELDS
 from .checkpoints import CheckpointError, newest_usable_checkpoint, read_state
 
@@ -94,9 +95,26 @@ def check_resumable(
             f"{run_dir} holds a finished run trained with other settings ({'; '.join(diffs)}); pass "
             "--overwrite to train it again with these, or another --output-dir to keep it"
         )
+    trained_by = recorded.get("plan", {}).get("world_size")
+    if isinstance(trained_by, int) and trained_by != plan.resolved.world_size:
+        raise SettingsError(other_world_size(run_dir, trained_by, plan.resolved.world_size, diffs))
     raise SettingsError(
         f"--resume: {run_dir} was trained with other settings ({'; '.join(diffs)}); "
         "rerun with the original settings, or pass --overwrite to start over"
+    )
+
+
+def other_world_size(run_dir: Path, trained_by: int, launched: int, diffs: list[str]) -> str:
+    """The refusal of a resume on another number of processes (pure). A step's pairs are shared out by rank and
+    each process draws its dropout masks from its rank, so only the same world size continues the run exactly; and
+    another one changes the pairs a step takes unless --grad-accum changes too, which is another run."""
+    others = [d for d in diffs if not d.startswith(("world_size ", "global_batch "))]
+    also = f", with the original settings ({'; '.join(others)})" if others else ""
+    return (
+        f"--resume: {run_dir} was trained by {counted(trained_by, 'process', 'processes')} (WORLD_SIZE) and this "
+        f"launch has {launched}; a run resumes only on as many processes as it started with: launch it with "
+        f"{trained_by} (torchrun --nnodes N --nproc-per-node G, N x G = {trained_by}){also}, or pass --overwrite to "
+        "start over"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence, TextIO
 from .. import layout
 from ..errors import OutputError
 from ..files import now_iso, write_json_atomic, write_text_atomic
+from ..progress import say
 from . import checkpoints
 
 
@@ -54,7 +55,8 @@ class RunLock:
     never blocks its rerun; a second csas on a locked run is refused before it reads or writes anything else.
 
     `acquire` creates the run directory when it is absent, and `release` removes it again if nothing else was
-    written into it (a run that failed while loading leaves no trace)."""
+    written into it (a run that failed while loading leaves no trace). Under torchrun rank 0 alone takes it, on one
+    node or several. A shared file system mounted without locks gets a warning, and the run goes on unguarded."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
@@ -86,6 +88,12 @@ class RunLock:
                     f"--output-dir: {self.run_dir} is in use by another csas ({holder}); wait for it to end, or "
                     "choose another --output-dir"
                 ) from None
+            except OSError as exc:  # a shared file system mounted without locks (Lustre's noflock, NFS's nolock)
+                os.close(fd)
+                self.path.unlink(missing_ok=True)
+                say(f"warning: --output-dir {self.run_dir}: its file system does not lock files "
+                    f"({exc.strerror or exc}); csas cannot refuse a second process training this run")  # fmt: skip
+                return self
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -143,6 +151,8 @@ def lock_holder(run_dir: Path) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return read_holder(fd)
+    except OSError:  # no locks on this file system: nobody can be said to hold it
+        return None
     finally:
         os.close(fd)
     return None

@@ -3,7 +3,9 @@ commands on a tiny model.
 
 The scripts run under plain bash with SLURM's variables set and a fake `scontrol` on PATH that records its
 arguments: a normal run finishes without requeueing; SIGUSR1 to the batch shell (what `--signal=B:USR1@...` sends)
-reaches csas, which checkpoints; the script requeues the job, and running it again (the requeued job) resumes.
+reaches csas, which checkpoints; the script requeues the job, and running it again (the requeued job) resumes. The
+multi-node script runs its two "nodes" on this machine through a fake `srun` that does what srun does for it: the
+command once per node, signals passed on to every task, the highest exit code returned.
 Running the scripts is slow; reading and checking them is not.
 """
 
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,13 +36,27 @@ CONTINUES = {
     "finetune_1gpu.sbatch": ('"$CSAS" finetune --which', '--model-id "$MODEL_ID"', "--resume auto"),
     "finetune_multigpu.sbatch": ("-m csas_cli finetune --which", '--model-id "$MODEL_ID"', "--resume auto"),
     "finetune_all_array.sbatch": ('"$CSAS" finetune-all --only "$key"', '--model-root "$MODEL_ROOT"'),
+    "finetune_multinode.sbatch": ("-m csas_cli finetune --which", '--model-id "$MODEL_ID"', "--resume auto"),
 }
 """What each script runs so that its requeued job continues the same run, on the model it is given."""
 
 
-def test_the_three_scripts_are_there():
-    assert sorted(SCRIPTS) == ["finetune_1gpu.sbatch", "finetune_all_array.sbatch", "finetune_multigpu.sbatch"]
+def test_the_four_scripts_are_there():
+    assert sorted(SCRIPTS) == ["finetune_1gpu.sbatch", "finetune_all_array.sbatch", "finetune_multigpu.sbatch",
+                               "finetune_multinode.sbatch"]  # fmt: skip
     assert sorted(CONTINUES) == sorted(SCRIPTS)
+
+
+def test_the_multinode_script_starts_one_torchrun_per_node_meeting_at_the_first():
+    text = SCRIPTS["finetune_multinode.sbatch"].read_text()
+    directives = [line for line in text.splitlines() if line.startswith("#SBATCH ")]
+    assert "#SBATCH --ntasks-per-node=1" in directives and any(d.startswith("#SBATCH --nodes=") for d in directives)
+    for needed in ('scontrol show hostnames "$nodelist"', 'srun --nodes="$NNODES" --ntasks-per-node=1',
+                   "--kill-on-bad-exit=1", '"$TORCHRUN" --nnodes "$NNODES" --nproc-per-node "$NPROC"',
+                   '--rdzv-backend c10d --rdzv-endpoint "$head_node:$RDZV_PORT"',
+                   "--signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"):  # fmt: skip
+        assert needed in text, needed
+    assert "--standalone" not in text and "--node-rank" not in text.replace("--node-rank is not needed", "")
 
 
 @pytest.mark.parametrize("name", sorted(SHELL_SCRIPTS))
@@ -71,19 +88,64 @@ def test_script_has_what_a_requeueable_offline_job_needs(name):
 # --- running them ---------------------------------------------------------------------------------------------
 
 
+FAKE_SRUN = r"""#!/bin/bash
+# srun on one machine: its options logged, the command started once per node of the job, the signals srun passes on
+# passed to every task, and the highest exit code of the tasks returned as srun's own.
+while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do echo "$1" >> "$SRUN_LOG"; shift; done
+pids=()
+for ((node = 0; node < SLURM_JOB_NUM_NODES; node++)); do
+    SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 "$@" &
+    pids+=($!)
+done
+forward() { kill -"$1" "${pids[@]}" 2>/dev/null || true; }
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+status=0
+for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done
+    wait "$pid"
+    code=$?
+    if [ "$code" -gt "$status" ]; then status=$code; fi
+done
+exit "$status"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_nodes() -> dict[str, str]:
+    """What SLURM sets for the multi-node script on a two-node allocation, with one process per "node"."""
+    return {"SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_NNODES": "2",
+            "SLURM_GPUS_ON_NODE": "1", "RDZV_PORT": str(free_port())}  # fmt: skip
+
+
 @pytest.fixture
 def slurm_env(tiny_models, tmp_path) -> dict[str, str]:
     """SLURM's variables, csas from this environment, a tiny model, and a fake scontrol that logs its arguments."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     scontrol = fake_bin / "scontrol"
-    scontrol.write_text('#!/bin/sh\necho "$@" >> "$SCONTROL_LOG"\n')
+    # `scontrol show hostnames`: the allocation's nodes, here this machine twice; anything else is logged.
+    scontrol.write_text('#!/bin/sh\n'
+                        'if [ "$1 $2" = "show hostnames" ]; then printf "127.0.0.1\\n127.0.0.1\\n"; exit; fi\n'
+                        'echo "$@" >> "$SCONTROL_LOG"\n')  # fmt: skip
     scontrol.chmod(0o755)
-    clean = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")}
+    srun = fake_bin / "srun"
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(0o755)
+    launch = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+              "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_NNODES", "SLURM_CPUS_PER_TASK")  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if k not in launch}
     return {
         **clean,
         "PATH": f"{fake_bin}{os.pathsep}{clean.get('PATH', '')}",
         "SCONTROL_LOG": str(tmp_path / "scontrol.log"),
+        "SRUN_LOG": str(tmp_path / "srun.log"),
         "SLURM_JOB_ID": JOB_ID,
         "SLURM_ARRAY_JOB_ID": "4200",
         "SLURM_ARRAY_TASK_ID": "3",
@@ -111,6 +173,11 @@ def requeues(env: dict[str, str]) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def srun_options(env: dict[str, str]) -> list[str]:
+    log = Path(env["SRUN_LOG"])
+    return log.read_text().splitlines() if log.exists() else []
+
+
 def stop_with_usr1(name: str, env: dict[str, str], run_dir: Path, **extra: str) -> tuple[int, str]:
     """Start the script, send SIGUSR1 to the batch shell once training has logged a step, return (code, stderr)."""
     proc = subprocess.Popen(["bash", str(SCRIPTS[name])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -130,8 +197,10 @@ FINETUNE_ARGS = ("--no-qlora --batch-size 2 --grad-accum 1 --max-source-len 32 -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["finetune_1gpu.sbatch", "finetune_multigpu.sbatch"])
+@pytest.mark.parametrize("name", ["finetune_1gpu.sbatch", "finetune_multigpu.sbatch", "finetune_multinode.sbatch"])
 def test_usr1_checkpoints_requeues_and_the_requeued_job_resumes(name, slurm_env):
+    if name == "finetune_multinode.sbatch":
+        slurm_env = {**slurm_env, **two_nodes()}
     run_dir = Path(slurm_env["OUTPUT_ROOT"]) / KEY
     code, stderr = stop_with_usr1(name, slurm_env, run_dir, CSAS_ARGS=FINETUNE_ARGS)
     assert code == 75, stderr
@@ -140,8 +209,15 @@ def test_usr1_checkpoints_requeues_and_the_requeued_job_resumes(name, slurm_env)
     assert requeues(slurm_env) == [f"requeue {JOB_ID}"]
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert len(checkpoints) == 1 and not (run_dir / "finished.json").exists()
-    if name == "finetune_multigpu.sbatch":
+    if name != "finetune_1gpu.sbatch":
         assert json.loads((run_dir / "run.json").read_text())["plan"]["world_size"] == 2
+    if name == "finetune_multinode.sbatch":
+        # Both "nodes" got the signal through srun, and stopped after the same step.
+        stops = {line for line in stderr.splitlines() if line.startswith("csas: stopped: SIGUSR1 after step")}
+        assert stderr.count("csas: stopped: SIGUSR1 after step") == 2 and len(stops) == 1, stderr
+        assert f"2 nodes x 1 processes, rendezvous at 127.0.0.1:{slurm_env['RDZV_PORT']}" in stderr
+        assert srun_options(slurm_env) == ["--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+        slurm_env["RDZV_PORT"] = str(free_port())  # the requeued job's rendezvous
 
     again = run_script(name, slurm_env, CSAS_ARGS=FINETUNE_ARGS)  # what the requeued job runs
     assert again.returncode == 0, again.stderr

@@ -2,8 +2,9 @@
 
 Two processes with micro-batches of 2 must train exactly what one process does with grad_accum 2 (same samples per
 optimizer step); rank 0 alone writes the run; a stop signal that reaches one rank stops both after the same step,
-and the run resumes to the adapter of an uninterrupted one. The torchrun tests are slow; the single-process group's
-test is not.
+and the run resumes to the adapter of an uninterrupted one. Two torchrun "nodes" on this machine (`--nnodes 2`, a c10d
+rendezvous on 127.0.0.1) must train what one node with two processes trains, and stop and resume together. The
+torchrun tests are slow; the single-process group's tests are not.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +23,12 @@ import pytest
 from helpers import SAMPLE
 from safetensors.torch import load_file
 
-from csas_cli.errors import CsasError
+from csas_cli.errors import CsasError, SettingsError
+from csas_cli.plan import build_plan
+from csas_cli.settings import FinetuneSettings
+from csas_cli.training import batch
 from csas_cli.training.distributed import ProcessGroup
+from csas_cli.training.resume import check_resumable
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 KEY = "opus_mt_en_fr"
@@ -49,8 +55,12 @@ def finetune_args(tiny_models, data: Path, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+LAUNCH_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
+                    "MASTER_PORT", "TORCHELASTIC_RUN_ID")  # fmt: skip
+
+
 def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")}
+    clean = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARIABLES}
     return {**clean, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -225,6 +235,208 @@ def test_a_signal_to_one_rank_stops_both_after_the_same_step_and_resume_matches(
     for name in a:
         assert (a[name] - b[name]).abs().max().item() <= 1e-5, name
     assert json.loads((run_dir / "run.json").read_text())["resumed"][0]["from_step"] == stopped_at
+
+
+# --- two nodes ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def node_commands(args: list[str], nodes: int = 2) -> list[list[str]]:
+    """One torchrun per "node", each with one process, meeting at a c10d rendezvous on this machine: what
+    `srun torchrun --nnodes N --rdzv-backend c10d --rdzv-endpoint HEAD:PORT` starts on N nodes."""
+    endpoint, run_id = f"127.0.0.1:{free_port()}", f"csas-test-{os.getpid()}-{time.monotonic_ns()}"
+    return [[str(TORCHRUN), "--nnodes", str(nodes), "--node-rank", str(rank), "--nproc-per-node", "1",
+             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, *args]
+            for rank in range(nodes)]  # fmt: skip
+
+
+def start_nodes(args: list[str]) -> list[subprocess.Popen]:
+    return [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+            for cmd in node_commands(args)]  # fmt: skip
+
+
+def finish_nodes(nodes: list[subprocess.Popen]) -> tuple[list[int], str]:
+    """Every node's exit code, and their stderr together."""
+    outputs = [node.communicate(timeout=600)[1] for node in nodes]
+    return [node.returncode for node in nodes], "".join(outputs)
+
+
+def run_nodes(args: list[str]) -> tuple[list[int], str]:
+    return finish_nodes(start_nodes(args))
+
+
+def assert_same_adapter(got: Path, want: Path, tolerance: float = 1e-6) -> None:
+    a, b = adapter(got), adapter(want)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= tolerance, name
+
+
+def assert_same_metrics(got: Path, want: Path) -> None:
+    got_records, want_records = metrics(got), metrics(want)
+    assert [(r["step"], sorted(r)) for r in got_records] == [(r["step"], sorted(r)) for r in want_records]
+    for a, b in zip(got_records, want_records):
+        for name in ("loss", "eval_loss", "eval_chrf", "grad_norm", "learning_rate"):
+            if name in b:
+                assert a[name] == pytest.approx(b[name], rel=1e-6, abs=1e-7), (a["step"], name)
+
+
+# QLoRA (each process's 4-bit model placed by its LOCAL_RANK: 0 on both nodes), dropout on (masks drawn from each
+# process's global rank) and chrF (each process translates the validation rows of its global rank): everything that
+# reads a rank, with the global ranks of one node's two processes spread over two nodes.
+NODE_ARGS = ("--grad-accum", "1", "--eval-chrf", "--eval-chrf-samples", "3")
+
+
+@pytest.fixture(scope="module")
+def one_node_and_two_nodes(tiny_models, small_data, tmp_path_factory) -> tuple[Path, Path, str]:
+    out = tmp_path_factory.mktemp("nodes")
+    one = run(torchrun(finetune_args(tiny_models, small_data, out / "one", *NODE_ARGS)))
+    assert one.returncode == 0, one.stderr
+    codes, stderr = run_nodes(finetune_args(tiny_models, small_data, out / "two", *NODE_ARGS))
+    assert codes == [0, 0], stderr
+    return out / "one" / KEY, out / "two" / KEY, stderr
+
+
+@pytest.mark.slow
+def test_two_nodes_train_what_one_node_with_two_processes_trains(one_node_and_two_nodes):
+    one, two, stderr = one_node_and_two_nodes
+    assert_same_adapter(two, one)
+    assert_same_metrics(two, one)
+    record = json.loads((two / "run.json").read_text())
+    assert record["plan"]["world_size"] == 2 and record["plan"]["global_batch"] == 4 and record["plan"]["qlora"]
+    assert "resumed" not in record
+    # Global rank 0 alone wrote the run, once, though each node has its own LOCAL_RANK 0 and sees the same folder.
+    assert_written_once(two, STEPS)
+    assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["step-000015", "step-000030"]
+    assert json.loads((two / "finished.json").read_text())["steps"] == STEPS
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    assert not (two / ".csas.lock").exists() and not list(two.rglob("*.tmp"))
+    assert stderr.count("adapter saved to") == 1 and stderr.count("adapter: ") == 0  # the result goes to stdout
+    assert "Traceback" not in stderr and "csas: error" not in stderr
+
+
+def exit_code_script(directory: Path) -> Path:
+    """`python -m csas_cli` that also leaves its exit code in directory/RANK, for torchrun to start: torchrun reports
+    its workers' code 75 as its own failure (1), and none of it when it was signalled itself."""
+    script = directory / "csas_exit_code.py"
+    script.write_text(
+        "import os, runpy, sys\n"
+        "from pathlib import Path\n"
+        "try:\n"
+        "    runpy.run_module('csas_cli', run_name='__main__', alter_sys=True)\n"
+        "    code = 0\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)\n"
+        "Path(sys.argv[0]).parent.joinpath('exit', os.environ['RANK']).write_text(str(code))\n"
+        "sys.exit(code)\n"
+    )  # fmt: skip
+    (directory / "exit").mkdir()
+    return script
+
+
+@pytest.mark.slow
+def test_sigterm_to_both_nodes_stops_them_after_one_step_and_a_resume_on_two_nodes_matches(
+    tiny_models, small_data, one_node_and_two_nodes, tmp_path
+):
+    _, reference, _ = one_node_and_two_nodes
+    args = finetune_args(tiny_models, small_data, tmp_path / "stopped", *NODE_ARGS)
+    run_dir = tmp_path / "stopped" / KEY
+    script = exit_code_script(tmp_path)
+    nodes = start_nodes([str(script), *args[2:]])
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "step-000015").is_dir():  # renamed into place once complete
+        assert all(node.poll() is None for node in nodes), finish_nodes(nodes)
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.01)
+    for node in nodes:  # as SLURM does at preemption: every task of the job at once
+        node.send_signal(signal.SIGTERM)
+    codes, stderr = finish_nodes(nodes)
+    assert all(code != 0 for code in codes), stderr  # torchrun's own report of a stop
+    assert sorted(p.name for p in (tmp_path / "exit").iterdir()) == ["0", "1"], stderr
+    assert [(tmp_path / "exit" / rank).read_text() for rank in ("0", "1")] == ["75", "75"]
+    stops = [line for line in stderr.splitlines() if line.startswith("csas: stopped: SIGTERM after step ")]
+    assert len(stops) == 2 and len(set(stops)) == 1, stderr
+    stopped_at = int(stops[0].split(" after step ")[1].split()[0])
+    assert 15 <= stopped_at < STEPS
+    assert (run_dir / "checkpoints" / f"step-{stopped_at:06d}").is_dir()
+    assert not (run_dir / "finished.json").exists() and not list(run_dir.rglob("*.tmp"))
+
+    # One process cannot continue what two trained: refused in one line naming both, with nothing written.
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    alone = run([sys.executable, *args, "--resume", "auto"])
+    assert alone.returncode == 2
+    assert alone.stderr.startswith(f"csas: error: --resume: {run_dir} was trained by 2 processes (WORLD_SIZE) and "
+                                   "this launch has 1;")  # fmt: skip
+    assert len(alone.stderr.splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
+
+    codes, stderr = run_nodes([*args, "--resume", "auto"])
+    assert codes == [0, 0], stderr
+    assert stderr.count(f"resuming from {run_dir / 'checkpoints' / f'step-{stopped_at:06d}'}") == 1
+    assert_written_once(run_dir, STEPS, launches=2)
+    assert_same_metrics(run_dir, reference)
+    assert_same_adapter(run_dir, reference)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["plan"]["world_size"] == 2 and [r["from_step"] for r in record["resumed"]] == [stopped_at]
+
+
+# --- resuming on another world size, agreeing on the runs of a batch --------------------------------------------
+
+
+def test_a_resume_on_another_world_size_is_refused_naming_both_sizes(tmp_path):
+    settings = FinetuneSettings.create(which=KEY, data=tmp_path / "pairs.jsonl", output_dir=tmp_path)
+    two = build_plan(settings, world_size=2)
+    two.run_dir.mkdir(parents=True)
+    (two.run_dir / "run.json").write_text(json.dumps({"plan": two.to_dict(), "data_sha256": "abc"}))
+    check_resumable(two.run_dir, two, "abc")  # the same world size (on one node or two): fine
+    with pytest.raises(SettingsError) as refused:
+        check_resumable(two.run_dir, build_plan(settings, world_size=4), "abc")
+    message = str(refused.value)
+    assert message.startswith(f"--resume: {two.run_dir} was trained by 2 processes (WORLD_SIZE) and this launch has "
+                              "4; a run resumes only on as many processes as it started with: launch it with 2 ")
+    assert "global_batch" not in message and message.endswith("or pass --overwrite to start over")
+    # The same global batch through --grad-accum is still another run: named with the sizes.
+    with pytest.raises(SettingsError, match=r"trained by 2 processes .* has 1; .*original settings \(grad_accum "):
+        check_resumable(two.run_dir, build_plan(settings.updated(grad_accum=settings.training.grad_accum * 2)), "abc")
+    # A finished run is not resumed: the usual refusal, naming the sizes among the settings.
+    with pytest.raises(SettingsError, match=r"holds a finished run trained with other settings \(world_size 2 -> 1"):
+        check_resumable(two.run_dir, build_plan(settings), "abc", finished=True)
+
+
+class OtherRank(ProcessGroup):
+    """A process other than rank 0: it reads nothing itself, and takes rank 0's answers in order."""
+
+    def __init__(self, answers: list) -> None:
+        super().__init__(world_size=2, rank=1)
+        self.answers = answers
+
+    def from_main(self, fn):
+        return self.answers.pop(0)
+
+
+def test_every_rank_of_a_batch_takes_rank_0s_view_of_the_run_directories(tmp_path, monkeypatch):
+    # A node that does not see the shared folder (or sees it late) must still skip what rank 0 skips, or it would
+    # train one run while the others train the next.
+    settings = [FinetuneSettings.create(which=key, data=tmp_path / "d.jsonl", output_dir=tmp_path / "runs")
+                for key in ("opus_mt_en_fr", "opus_mt_fr_en")]  # fmt: skip
+    group = OtherRank(["finished", None, "unfinished"])
+    monkeypatch.setattr(batch.ProcessGroup, "join", classmethod(lambda cls, *a: group))
+    trained = []
+
+    def run_one(s: FinetuneSettings):
+        trained.append((s.which, s.output.resume))
+        return None
+
+    outcomes = batch.run_all(settings, run_one=run_one, check_finished=lambda s: pytest.fail("rank 0 checks"),
+                             say=lambda message: None)  # fmt: skip
+    assert [o.status for o in outcomes] == ["skipped", "ok"]
+    assert trained == [("opus_mt_fr_en", "auto")] and group.answers == []
+    assert not (tmp_path / "runs").exists()
 
 
 # --- the single-process group ---------------------------------------------------------------------------------

@@ -33,6 +33,24 @@ def test_a_second_lock_on_a_run_is_refused_naming_the_holder(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["keep.txt"]
 
 
+def test_a_shared_file_system_without_locks_gets_a_warning_and_no_traceback(tmp_path, monkeypatch, capsys):
+    """Lustre mounted without flock (or NFS with nolock) answers flock with an error: csas warns and trains."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run = tmp_path / "out" / "run"
+    with RunLock(run):
+        assert run.is_dir() and not (run / LOCK_FILE).exists()
+        assert lock_holder(run) is None
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: --output-dir {run}: its file system does not lock files (")
+    assert len(err.splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_a_locked_run_is_not_trained_or_merged_by_another_process(tiny_models, tmp_runs_lock):
     run, holder = tmp_runs_lock

@@ -99,6 +99,8 @@ def record_results(model_dir: Path, results: Sequence[CardResult]) -> Path | Non
     card = load_card(path) if path.exists() else None
     if card is None:
         card = build_card(model_dir)
+    # One entry per test file and direction: the last of `results` where two are of the same content.
+    results = list({(r.data_sha256, config_of(r.direction)): r for r in results}.values())
     replaced = {(r.data_sha256, config_of(r.direction)) for r in results}
     kept = [e for e in card.data.eval_results or [] if (e.dataset_revision, e.dataset_config) not in replaced]
     card.data.eval_results = kept + [entry for r in results for entry in eval_results(r)]

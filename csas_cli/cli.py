@@ -322,8 +322,9 @@ def evaluate(
 @app.command(cls=WholeFlags)
 @settings_options(("data", "general", "base", Flag("which", "A base model to compare too: its registry key "
                    "(--model-id: its weights)."), "model_id", "revision", "resamples", "output_dir", "as_json",
-                   "card", *GENERATION, Flag("glossary", "Glossary: every system's term success."), "glossary_subject",
-                   "glossary_sheet", *READING, *RUNTIME), DECODING)  # fmt: skip
+                   "card", "model_root", *GENERATION, Flag("glossary", "Glossary: every system's term success."),
+                   "glossary_subject", "glossary_sheet", Flag("apply_glossary", toggle=True), *READING, *RUNTIME),
+                  DECODING)  # fmt: skip
 def compare(
     values: Values,
     models: Annotated[Optional[list[Path]], typer.Argument(metavar="MODEL...", help="Runs (RUN, RUN/best), merged "
@@ -337,6 +338,8 @@ def compare(
         "compare_translations"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     card: Annotated[bool, opt("card", "Add the scores to the model card of each merged or exported model.")] = False,
+    model_root: Annotated[Optional[Path], opt("model_root", "Use MODEL_ROOT/KEY as a run's base where that folder "
+                                              "exists.")] = None,  # fmt: skip
 ) -> None:
     """Compare models on test sets: BLEU, chrF with its confidence interval, the significance of each difference
     (paired bootstrap), and forgetting on general text."""
@@ -347,7 +350,7 @@ def compare(
         options = command.CompareOptions(
             tuple(models or ()), tuple(data), tuple(general), base, values.get("which"), values.get("model_id"),
             values.get("revision"), resamples, output_dir, values.get("glossary"), values.get("glossary_subject"),
-            values.get("glossary_sheet"),
+            values.get("glossary_sheet"), values.get("apply_glossary"), model_root,
         )  # fmt: skip
         command.compare(options, values.of(GenerationSettings), runtime=values.of(Runtime),
                         reading=ReadOptions.of(values), as_json=as_json, card=card, bar=bar())  # fmt: skip

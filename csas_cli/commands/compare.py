@@ -74,6 +74,10 @@ def read_test_sets(paths: Sequence[Path], general: Sequence[Path], reading: Read
         for example in load_examples(path, ["en", "fr"], reading).examples:
             rows.setdefault(Direction(example.source_lang, example.target_lang), []).append(example)
         name = f"{path.resolve().parent.name}/{path.name}" if path.name in shared else path.name
+        unique_name, n = name, 2
+        while unique_name in {t.name for t in sets}:
+            unique_name, n = f"{name} ({n})", n + 1
+        name = unique_name
         sets.append(TestSet(path, is_general(path, general), dict(sorted(rows.items(), key=lambda kv: str(kv[0]))),
                             name))  # fmt: skip
     for path in map(Path, general):
@@ -94,32 +98,41 @@ class Translations:
 
 def translate_all(
     work: dict[str, tuple[System, list[tuple[TestSet, Direction]]]], settings: GenerationSettings, runtime: Runtime,
-    output_dir: Path, say: Callable[[str], None], bar: bool = False,
+    output_dir: Path, say: Callable[[str], None], bar: bool = False, annotate: Callable[[System], Any] | None = None,
 ) -> Translations:
     """Translate what `work` asks (system name -> the system and its test sets and directions), a model loaded
-    once for all its test sets, and nothing that --output-dir already holds from the same model and settings."""
-    from ..data.pairs import pairs_sha256
+    once for all its test sets, and nothing that --output-dir already holds from the same model and settings.
+    `annotate(system)`: a function that annotates a direction's sources with the glossary's terms for that system
+    (`annotate(system)(sources, direction)`), or None where it translates them plain."""
+    import torch
+
     from ..inference import generation, stored
     from ..progress import counting_bar
 
     out = Translations()
-    decoding = {"num_beams": settings.num_beams, "max_new_tokens": settings.max_new_tokens}
-    hashes: dict[Path, str] = {}
+    device = runtime.resolved_device(torch.cuda.is_available())
     for name, (system, items) in work.items():
         fingerprint = stored.model_fingerprint(system.source)
+        annotator = annotate(system) if annotate is not None else None
+        decoding = {"num_beams": settings.num_beams, "max_new_tokens": settings.max_new_tokens, "device": device,
+                    "annotated": annotator is not None}  # fmt: skip
+        tag = f"b{settings.num_beams}-t{settings.max_new_tokens}" + ("-annotated" if annotator is not None else "")
         missing = []
         for test_set, direction in items:
-            sha = hashes.setdefault(test_set.path, pairs_sha256(test_set.path))
-            produced = stored.Produced(fingerprint, sha, str(direction), len(test_set.rows[direction]), decoding)
-            paths = stored.paths_for(output_dir, name, test_set.name, str(direction))
+            sources = [ex.source for ex in test_set.rows[direction]]
+            if annotator is not None:
+                sources = annotator(sources, direction)
+            produced = stored.Produced(fingerprint, stored.sources_sha256(sources), str(direction), len(sources),
+                                       decoding)  # fmt: skip
+            paths = stored.paths_for(output_dir, name, test_set.name, str(direction), tag)
             what = f"{name} on {test_set.name} {direction}"
             lines = stored.load(*paths, produced)
             if lines is None:
-                lines = stored.find(output_dir, test_set.name, str(direction), produced)
+                lines = stored.find(output_dir, test_set.name, str(direction), produced, tag)
                 if lines is not None:  # kept under another name: copied under this one
                     stored.store(*paths, produced, lines, about(name, system, test_set))
             if lines is None:
-                missing.append((test_set, direction, produced, paths))
+                missing.append((test_set, direction, produced, paths, sources))
             else:
                 out.lines[(name, test_set.path, direction)] = lines
                 out.reused.append(what)
@@ -127,8 +140,7 @@ def translate_all(
             continue
         loaded = generation.load_for_inference(system.source, say=say, runtime=runtime)
         try:
-            for test_set, direction, produced, paths in missing:
-                sources = [ex.source for ex in test_set.rows[direction]]
+            for test_set, direction, produced, paths, sources in missing:
                 say(f"{name}: translating {counted(len(sources), 'row')} of {test_set.name} ({direction})")
                 with counting_bar(len(sources), bar, f"{name} {direction}", say=say) as advance:
                     lines = generation.translate_texts(loaded, sources, direction, settings, advance).lines
@@ -162,7 +174,8 @@ class Row:
         s = self.scores
         return {"name": self.system.name, "model": self.system.source.label, "kind": self.system.source.kind,
                 "baseline": self.baseline, "bleu": s.bleu, "chrf": s.chrf, "bleu_ci": s.bleu_ci, "chrf_ci": s.chrf_ci,
-                "delta_chrf": s.delta_chrf, "p_chrf": s.p_chrf, "delta_bleu": s.delta_bleu, "p_bleu": s.p_bleu,
+                "delta_chrf": s.delta_chrf, "p_chrf": None if s.delta_chrf == 0 else s.p_chrf,
+                "delta_bleu": s.delta_bleu, "p_bleu": None if s.delta_bleu == 0 else s.p_bleu,
                 "terms": self.terms, "significant": s.significant, "worse_than_base": self.worse_than_base,
                 "verdict": self.verdict}  # fmt: skip
 
@@ -195,8 +208,9 @@ def table_systems(systems: Systems, direction: Direction, against_bases: bool) -
     if not against_bases:
         return models
     names = {m.name for m in models}
+    every = {s.name: s for s in (*systems.models, *systems.bases.values())}
     bases = [name for name in dict.fromkeys(s.base for s in models if s.base is not None) if name not in names]
-    return [*models, *(systems.bases[name] for name in bases)]
+    return [*models, *(every[name] for name in bases)]
 
 
 def score_table(test_set: TestSet, direction: Direction, members: Sequence[System], against_bases: bool,
@@ -281,6 +295,10 @@ class CompareOptions:
     glossary: Path | None = None
     glossary_subject: str | None = None
     glossary_sheet: str | None = None
+    apply_glossary: bool | None = None
+    """Annotate the sources with the glossary's terms: True, False, or None: for the models trained to read them."""
+    model_root: Path | None = None
+    """The runs' and merged models' bases are MODEL_ROOT/KEY where that folder exists."""
 
 
 def run_compare(options: CompareOptions, settings: GenerationSettings, *, runtime: Runtime = Runtime(),
@@ -294,6 +312,12 @@ def run_compare(options: CompareOptions, settings: GenerationSettings, *, runtim
         raise SettingsError("--data: pass at least one test set")
     if options.resamples < 1:
         raise SettingsError(f"--resamples must be at least 1, got {options.resamples}")
+    output_dir = Path(options.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SettingsError(f"--output-dir {output_dir}: exists and is not a directory")
+    seed = bootstrap_seed()  # a bad SACREBLEU_SEED is refused before anything translates
+    if options.apply_glossary and options.glossary is None:
+        raise SettingsError("--apply-glossary needs --glossary FILE")
     glossary = None
     if options.glossary is not None:
         from ..data.glossary import read_glossary
@@ -302,7 +326,7 @@ def run_compare(options: CompareOptions, settings: GenerationSettings, *, runtim
         tell(glossary.describe())
     elif options.glossary_subject is not None or options.glossary_sheet is not None:
         raise SettingsError("--glossary-subject and --glossary-sheet apply to --glossary FILE")
-    systems = gather_systems(options.models, options.which, options.model_id, options.revision)
+    systems = gather_systems(options.models, options.which, options.model_id, options.revision, options.model_root)
     for what in systems.left_out:
         tell(f"left out: {what}")
     test_sets = read_test_sets(options.data, options.general, reading)
@@ -313,18 +337,54 @@ def run_compare(options: CompareOptions, settings: GenerationSettings, *, runtim
             members = table_systems(systems, direction, against_bases)
             if members:
                 plan.append((test_set, direction, members, against_bases))
+        for system in systems.models:
+            absent = [str(d) for d in system.directions if d not in test_set.rows]
+            if absent:
+                what = "is not scored on it" if len(absent) == len(system.directions) else "is scored one way only"
+                tell(f"note: {test_set.name} has no {' or '.join(absent)} rows: {system.name} {what}")
     if not plan:
-        raise SettingsError("no test set has rows in a direction the models translate")
+        sets = "; ".join(f"{t.name}: {', '.join(map(str, t.rows)) or 'no rows'}" for t in test_sets)
+        wanted = ", ".join(sorted({str(d) for m in systems.models for d in m.directions}))
+        raise SettingsError(f"--data: no test set has rows in a direction the models translate ({wanted}); they "
+                            f"hold {sets}")  # fmt: skip
     if systems.no_base and any(against for *_, against in plan):
-        tell(f"note: {', '.join(systems.no_base)} record no base model: compared with the others, not their base")
+        records = "records" if len(systems.no_base) == 1 else "record"
+        tell(f"note: {', '.join(systems.no_base)} {records} no base model: compared with the others, not a base")
     work: dict[str, tuple[System, list[tuple[TestSet, Direction]]]] = {}
     for test_set, direction, members, _ in plan:
         for s in members:
             work.setdefault(s.name, (s, []))[1].append((test_set, direction))
-    translations = translate_all(work, settings, runtime, Path(options.output_dir), tell, bar)
+    annotate = None
+    if glossary is not None:
+        annotate = annotations(glossary, options.apply_glossary, tell)
+    translations = translate_all(work, settings, runtime, output_dir, tell, bar, annotate)
     tables = [score_table(t, d, members, against, translations, options.resamples, glossary)
               for t, d, members, against in plan]  # fmt: skip
-    return Comparison(tables, options.resamples, bootstrap_seed(), systems.left_out, systems.no_base, translations)
+    return Comparison(tables, options.resamples, seed, systems.left_out, systems.no_base, translations)
+
+
+def annotations(glossary: Any, apply_glossary: bool | None, say: Callable[[str], None]) -> Callable[[System], Any]:
+    """For each system, how its sources are given: annotated with the glossary's terms where --apply-glossary
+    says so or, without it, where the model was trained to read them (--term-annotation), as `csas evaluate`
+    does; else plain (None)."""
+    from ..data.terms import Annotator
+
+    def annotate(system: System) -> Any:
+        trained = system.source.term_annotation
+        on = apply_glossary if apply_glossary is not None else bool(trained)
+        if not on:
+            return None
+        if apply_glossary is None:
+            say(f"{system.name}: the sources are annotated with the glossary's terms: the model was trained to read "
+                f"them (--term-annotation {trained:g}; --no-apply-glossary translates them plain)")  # fmt: skip
+
+        def annotated(sources: list[str], direction: Direction) -> list[str]:
+            annotator = Annotator(glossary, direction.source, direction.target)
+            return [annotator.source(text) for text in sources]
+
+        return annotated
+
+    return annotate
 
 
 def shown_p(p: float | None, delta: float) -> str:
@@ -334,6 +394,8 @@ def shown_p(p: float | None, delta: float) -> str:
 
 def print_comparison(comparison: Comparison, stream: Any = None) -> None:
     """One table per test set and direction, and under each what its numbers mean."""
+    from rich.markup import escape
+    from rich.table import Column
     from rich.table import Table as RichTable
 
     from ..progress import table_console
@@ -343,17 +405,19 @@ def print_comparison(comparison: Comparison, stream: Any = None) -> None:
         terms = any(r.terms is not None for r in table.rows)
         rows_n = len(table.test_set.rows[table.direction])
         general = ", general: forgetting checked" if table.test_set.general else ""
-        columns = ("system", "BLEU", "chrF", "chrF 95% CI", "Δ chrF", "p", "Δ BLEU", "p",
-                   *(["terms"] if terms else []), "verdict")
-        out = RichTable(*columns, title=f"{table.test_set.name} {table.direction} ({counted(rows_n, 'row')}{general})")
+        # At a narrow terminal the names and verdicts fold onto more lines rather than lose their ends.
+        columns = (Column("system", overflow="fold"), "BLEU", "chrF", "chrF 95% CI", "Δ chrF", "p", "Δ BLEU", "p",
+                   *(["terms"] if terms else []), Column("verdict", overflow="fold"))  # fmt: skip
+        title = f"{table.test_set.name} {table.direction} ({counted(rows_n, 'row')}{general})"
+        out = RichTable(*columns, title=escape(title))
         for r in table.rows:
             s = r.scores
             baseline = r.baseline is None
             out.add_row(
-                r.system.name, f"{s.bleu:.2f}", f"{s.chrf:.2f}", f"±{s.chrf_ci:.2f}",
+                escape(r.system.name), f"{s.bleu:.2f}", f"{s.chrf:.2f}", f"±{s.chrf_ci:.2f}",
                 "" if baseline else f"{s.delta_chrf:+.2f}", "" if baseline else shown_p(s.p_chrf, s.delta_chrf),
                 "" if baseline else f"{s.delta_bleu:+.2f}", "" if baseline else shown_p(s.p_bleu, s.delta_bleu),
-                *([("-" if r.terms is None else f"{r.terms:.3f}")] if terms else []), r.verdict,
+                *([("-" if r.terms is None else f"{r.terms:.3f}")] if terms else []), escape(r.verdict),
             )  # fmt: skip
         console.print(out)
         against = "each model against its base" if table.against_bases else f"against {table.baseline}"

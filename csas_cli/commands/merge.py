@@ -98,6 +98,13 @@ def merge_all(
                 "merges again)")  # fmt: skip
             outcomes.append(MergeOutcome(name, "skipped", "already merged", out_dir, choice.kind))
             continue
+        if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+            held = read_json_record(out_dir / MERGE_RECORD).get("adapter_choice")
+            of = f" (of its {held} adapter)" if held else ""
+            say(f"{name}: {out_dir} holds another merge{of}, skipped (--overwrite replaces it with "
+                f"{choice.path.name}/)")  # fmt: skip
+            outcomes.append(MergeOutcome(name, "skipped", "holds another merge", out_dir, held))
+            continue
         which = run_which(run_dir)
         model_id = model_id_under(model_root, which) if which is not None else None
         say(f"{name}: merging into {out_dir}: {choice.describe()}")

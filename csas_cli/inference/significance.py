@@ -20,9 +20,21 @@ ALPHA = 0.05
 
 
 def bootstrap_seed() -> int | None:
-    """The seed sacrebleu's resampling uses: SACREBLEU_SEED, 12345 unless set, None for `none` (unseeded)."""
-    seed = os.environ.get("SACREBLEU_SEED", "12345")
-    return None if seed.strip().lower() == "none" else int(seed)
+    """The seed sacrebleu's resampling uses: SACREBLEU_SEED, 12345 unless set, None for `none` (unseeded). A value
+    sacrebleu would fail on, or 0 (which its paired test takes as no seed at all), is refused in one line."""
+    from ..errors import SettingsError
+
+    seed = os.environ.get("SACREBLEU_SEED", "12345").strip()
+    if seed.lower() == "none":
+        return None
+    try:
+        value = int(seed)
+    except ValueError:
+        raise SettingsError(f"SACREBLEU_SEED={seed!r}: expected a whole number, or none for no seed") from None
+    if value <= 0:
+        raise SettingsError(f"SACREBLEU_SEED={seed}: sacrebleu's paired test takes 0 (or less) as no seed; set a "
+                            "positive number, or none")  # fmt: skip
+    return value
 
 
 @dataclass(frozen=True)

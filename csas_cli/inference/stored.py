@@ -1,10 +1,12 @@
 """Translations kept on disk with what produced them, so that a comparison run again translates only what changed.
 
 A system's translations of one test set in one direction are a text file (one line per scored row, in the test
-set's order) beside a JSON record of what produced them: the model's fingerprint, the test file's sha256, the
-direction and row count, and the decoding settings. `load` gives the lines back only when the record says the same
-as the one asked for (`find` looks under every system's name), so a retrained adapter, an edited test file or another beam width translates again, and
-adding a model to a comparison leaves the other models' files as they are.
+set's order) beside a JSON record of what produced them: the model's fingerprint, the sources translated (their
+sha256, as read: --locales or a glossary's annotation change them), the direction and row count, and the decoding
+settings and device; the file's name carries the decoding, so translations of other settings are kept side by side.
+`load` gives the lines back only when the record says the same as the one asked for (`find` looks under every
+system's name), so a retrained adapter, an edited test file or another beam width translates again, and adding a
+model to a comparison leaves the other models' files as they are.
 
 A model's fingerprint is cheap to take: a run's adapter file by its sha256 with its base and revision; a merged,
 exported or local base model by its weight files' names, sizes and modification times with its csas record; a hub
@@ -57,11 +59,12 @@ class Produced:
     """What produced a file of translations; two records equal mean the same translations."""
 
     model: dict[str, Any]
-    data_sha256: str
+    sources_sha256: str
+    """The sources translated, as read (--locales and an annotation with the glossary change them)."""
     direction: str
     rows: int
     decoding: dict[str, Any]
-    """num_beams and max_new_tokens (the batch size changes no translation)."""
+    """num_beams, max_new_tokens and the device (the batch size changes no translation)."""
 
 
 def slug(name: str) -> str:
@@ -69,9 +72,17 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "_"
 
 
-def paths_for(root: Path, system: str, test_set: str, direction: str) -> tuple[Path, Path]:
-    """ROOT/SYSTEM/TEST.SRC-TGT.txt and the .json beside it."""
-    folder, stem = root / slug(system), f"{slug(test_set)}.{direction.replace('->', '-')}"
+def sources_sha256(sources: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sources).encode("utf-8")).hexdigest()
+
+
+def paths_for(root: Path, system: str, test_set: str, direction: str, tag: str = "") -> tuple[Path, Path]:
+    """ROOT/SYSTEM/TEST.SRC-TGT[.TAG].txt and the .json beside it; `tag` names the decoding, so that translations
+    of other settings are kept side by side."""
+    folder = root / slug(system)
+    stem = f"{slug(test_set)}.{direction.replace('->', '-')}" + (f".{slug(tag)}" if tag else "")
     return folder / f"{stem}.txt", folder / f"{stem}.json"
 
 
@@ -89,10 +100,10 @@ def load(text_path: Path, record_path: Path, produced: Produced) -> list[str] | 
     return lines if len(lines) == produced.rows else None
 
 
-def find(root: Path, test_set: str, direction: str, produced: Produced) -> list[str] | None:
+def find(root: Path, test_set: str, direction: str, produced: Produced, tag: str = "") -> list[str] | None:
     """Translations `produced` describes, kept under any system's name in `root` (a model renamed, or given twice,
     is not translated again)."""
-    own, _ = paths_for(root, "_", test_set, direction)
+    own, _ = paths_for(root, "_", test_set, direction, tag)
     for record_path in sorted(root.glob(f"*/{own.stem}.json")):
         lines = load(record_path.with_suffix(".txt"), record_path, produced)
         if lines is not None:
@@ -109,4 +120,4 @@ def store(text_path: Path, record_path: Path, produced: Produced, lines: Sequenc
     write_json_atomic(record_path, {**about, "produced": asdict(produced), "written": now_iso()})
 
 
-__all__ = ["Produced", "find", "load", "model_fingerprint", "paths_for", "slug", "store"]
+__all__ = ["Produced", "find", "load", "model_fingerprint", "paths_for", "slug", "sources_sha256", "store"]

@@ -16,7 +16,7 @@ from ..errors import CsasError, SettingsError
 from ..languages import Direction
 from ..layout import RUN_JSON, find_runs, run_names, run_state
 from ..registry import REGISTRY, other_language
-from .source import BASE, ModelSource, checkpoint_adapter, resolve_source
+from .source import BASE, EXPORT_RECORD, MERGE_RECORD, ModelSource, checkpoint_adapter, resolve_source
 
 
 @dataclass
@@ -51,10 +51,13 @@ def model_dirs(paths: Sequence[Path], left_out: list[str]) -> list[Path]:
     for path in map(Path, paths):
         if not path.exists():
             raise SettingsError(f"MODEL {path}: no such directory")
-        is_model = (path / RUN_JSON).is_file() or (path / "config.json").is_file() or \
-            (path / "adapter_config.json").is_file() or checkpoint_adapter(path) is not None  # fmt: skip
-        if is_model:
+        if is_model(path):
             found.append(path)
+            continue
+        models = sorted(p for p in path.iterdir()
+                        if p.is_dir() and ((p / MERGE_RECORD).is_file() or (p / EXPORT_RECORD).is_file()))
+        if models and not any(path.glob(f"*/{RUN_JSON}")):  # merge-all's or a folder of exports' output root
+            found.extend(models)
             continue
         for run in find_runs([path]):
             if run_state(run) == "finished":
@@ -62,6 +65,12 @@ def model_dirs(paths: Sequence[Path], left_out: list[str]) -> list[Path]:
             else:
                 left_out.append(f"{run} (unfinished)")
     return list(dict.fromkeys(found))
+
+
+def is_model(path: Path) -> bool:
+    """A run, a run's adapter folder or checkpoint, a merged or exported model: one model, not a root of them."""
+    return (path / RUN_JSON).is_file() or (path / "config.json").is_file() or \
+        (path / "adapter_config.json").is_file() or checkpoint_adapter(path) is not None  # fmt: skip
 
 
 def system_names(dirs: Sequence[Path]) -> list[str]:
@@ -81,19 +90,26 @@ def system_names(dirs: Sequence[Path]) -> list[str]:
 
 
 def gather_systems(paths: Sequence[Path], which: str | None = None, model_id: str | None = None,
-                   revision: str | None = None) -> Systems:  # fmt: skip
-    """Resolve the models (reading their small JSON records only) and the base of each."""
+                   revision: str | None = None, model_root: Path | None = None) -> Systems:  # fmt: skip
+    """Resolve the models (reading their small JSON records only) and the base of each. `model_root`: a run's or
+    merged model's base is MODEL_ROOT/KEY where that folder exists (a cluster's copy of the bases)."""
     systems = Systems()
     dirs = model_dirs(paths, systems.left_out)
     for path, name in zip(dirs, system_names(dirs)):
-        systems.models.append(System(name, resolve_source(path, None, None, flag="MODEL")))
+        source = resolve_source(path, None, None, flag="MODEL")
+        if model_root is not None and (Path(model_root) / source.which).is_dir() and source.kind != BASE:
+            source = resolve_source(path, None, str(Path(model_root) / source.which), flag="MODEL")
+        systems.models.append(System(name, source))
     if which is not None:
         systems.models.append(System(f"base {which}", resolve_source(None, which, model_id, revision=revision)))
     elif model_id is not None or revision is not None:
-        raise SettingsError("--model-id and --revision name a base model to compare: pass --which KEY with them")
+        raise SettingsError("--model-id and --revision name a base model to compare: pass --which KEY with them "
+                            "(--model-root DIR puts the runs on DIR/KEY)")  # fmt: skip
     if not systems.models:
-        raise SettingsError("nothing to compare: pass MODEL... (runs, merged or exported models, output roots) or "
-                            "--which KEY")  # fmt: skip
+        left = f" (left out: {', '.join(systems.left_out)})" if systems.left_out else ""
+        raise SettingsError(f"nothing to compare{left}: pass MODEL... (runs, merged or exported models, output "
+                            "roots) or --which KEY")  # fmt: skip
+    given = [m for m in systems.models if m.source.kind == BASE]
     for system in systems.models:
         if system.source.kind == BASE:
             continue
@@ -102,9 +118,9 @@ def gather_systems(paths: Sequence[Path], which: str | None = None, model_id: st
         except CsasError:
             systems.no_base.append(system.name)
             continue
-        same = [b for b in systems.bases.values() if (b.source.model_id, b.source.base_revision) ==
-                (base.model_id, base.base_revision)]  # fmt: skip
-        if same:
+        same = [b for b in (*given, *systems.bases.values()) if (b.source.which, b.source.model_id,
+                b.source.base_revision) == (base.which, base.model_id, base.base_revision)]  # fmt: skip
+        if same:  # a base given with --which, or one another model shares
             system.base = same[0].name
             continue
         name = f"base {base.which}"

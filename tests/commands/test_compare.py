@@ -86,10 +86,11 @@ def test_stored_translations_come_back_only_for_what_produced_them(tmp_path):
     produced = stored.Produced({"kind": "run", "adapter_sha256": "a"}, "d", "en->fr", 2, {"num_beams": 4})
     text, record = stored.paths_for(tmp_path, "base opus/x", "test.jsonl", "en->fr")
     assert text.parent.name == "base_opus_x" and text.name == "test.jsonl.en-fr.txt" and record.suffix == ".json"
+    assert stored.paths_for(tmp_path, "x", "test.jsonl", "en->fr", "b4-t256")[0].name == "test.jsonl.en-fr.b4-t256.txt"
     assert stored.load(text, record, produced) is None
     stored.store(text, record, produced, ["un", "deux"], {"system": "x"})
     assert stored.load(text, record, produced) == ["un", "deux"]
-    for changed in ({"model": {"kind": "run", "adapter_sha256": "b"}}, {"data_sha256": "e"}, {"rows": 3},
+    for changed in ({"model": {"kind": "run", "adapter_sha256": "b"}}, {"sources_sha256": "e"}, {"rows": 3},
                     {"decoding": {"num_beams": 1}}, {"direction": "fr->en"}):  # fmt: skip
         other = stored.Produced(**{**produced.__dict__, **changed})
         assert stored.load(text, record, other) is None, changed
@@ -177,19 +178,24 @@ def test_compare_a_root_on_two_test_sets_then_again_with_one_more_model(tiny_run
     translations = tmp_path / "translations"
     refs = {d: [json.loads(line)["target"] for line in general.read_text().splitlines()
                 if json.loads(line)["source_lang"] == d[:2]] for d in ("en->fr", "fr->en")}  # fmt: skip
+    compared = 0
     for direction in ("en->fr", "fr->en"):
         table = tables[("general.jsonl", direction)]
         for system in table["systems"]:
             if system["baseline"] is None:
                 assert system["p_chrf"] is None and not system["worse_than_base"]
                 continue
-            read = [(translations / stored.slug(n) / f"general.jsonl.{direction.replace('->', '-')}.txt")
+            read = [(translations / stored.slug(n) / f"general.jsonl.{direction.replace('->', '-')}.b1-t48.txt")
                     .read_text(encoding="utf-8").splitlines() for n in (system["baseline"], system["name"])]
             bleu, chrf = sacrebleu_paired(read[0], [read[1]], refs[direction], resamples=200)
-            assert (system["p_bleu"], system["p_chrf"]) == (bleu[1].p_value, chrf[1].p_value)
+            # sacrebleu's p-values, or none where the scores are the same (its p-value then means nothing)
+            want = [None if system[f"delta_{m}"] == 0 else r[1].p_value for m, r in (("bleu", bleu), ("chrf", chrf))]
+            assert [system["p_bleu"], system["p_chrf"]] == want
+            compared += want != [None, None]
             assert system["chrf"] == pytest.approx(chrf[1].score)
-            worse = system["p_chrf"] < 0.05 and system["delta_chrf"] < 0
+            worse = system["delta_chrf"] < 0 and system["p_chrf"] < 0.05
             assert system["worse_than_base"] is worse and system["baseline"] == f"base {system['name']}"
+    assert compared >= 2  # p-values checked, not only rows without a difference
     first_calls = len(calls)
     assert first_calls == len(result["translated"]) == 2 + 4 + 3 and not result["reused"]
 
@@ -211,6 +217,7 @@ def test_compare_a_root_on_two_test_sets_then_again_with_one_more_model(tiny_run
     assert domain["baseline"] == "opus_mt_en_fr"
     itself = next(s for s in domain["systems"] if s["name"] == "opus_mt_en_fr (2)")
     assert itself["delta_chrf"] == 0 and itself["delta_bleu"] == 0 and itself["significant"] is False
+    assert itself["p_chrf"] is None and itself["p_bleu"] is None  # no difference: no p-value to misread
     # opus twice, m2m100 both ways on two sets, mbart50, and the three bases on the general set
     assert not again["translated"] and len(again["reused"]) == 2 + 2 + 4 + 2 + 2 + 1 + 1
 
@@ -238,3 +245,53 @@ def test_card_adds_the_scores_to_a_merged_models_card(tiny_runs, tmp_path):
     card = ModelCard.load(merged / "README.md")
     scores = {e.metric_type: e.metric_value for e in card.data.eval_results if e.dataset_name == "heldout.jsonl"}
     assert scores["chrf"] == pytest.approx(row["chrf"]) and scores["bleu"] == pytest.approx(row["bleu"])
+
+
+def fake_run(root: Path, key: str = "opus_mt_en_fr", base: str = "/models/opus", finished: bool = True) -> Path:
+    """A run directory as far as resolving it goes: run.json's plan, lora/'s config, finished.json."""
+    run = root / key
+    (run / "lora").mkdir(parents=True)
+    (run / "lora" / "adapter_config.json").write_text("{}")
+    (run / "run.json").write_text(json.dumps({"plan": {"which": key, "model_id": base}}))
+    if finished:
+        (run / "finished.json").write_text(json.dumps({"status": "ok", "steps": 3}))
+    return run
+
+
+def test_a_base_given_with_which_is_the_runs_base_and_model_root_relocates_bases(tmp_path):
+    from csas_cli.inference.systems import gather_systems
+
+    run = fake_run(tmp_path / "outputs")
+    systems = gather_systems([run], "opus_mt_en_fr", "/models/opus")
+    assert [m.name for m in systems.models] == ["opus_mt_en_fr", "base opus_mt_en_fr"] and not systems.bases
+    assert systems.models[0].base == "base opus_mt_en_fr"  # the one given, not a second copy of it
+    (tmp_path / "cluster" / "opus_mt_en_fr").mkdir(parents=True)
+    moved = gather_systems([run], model_root=tmp_path / "cluster")
+    assert moved.models[0].source.model_id == str(tmp_path / "cluster" / "opus_mt_en_fr")
+    assert moved.bases["base opus_mt_en_fr"].source.model_id == str(tmp_path / "cluster" / "opus_mt_en_fr")
+
+
+def test_roots_of_merged_models_and_roots_with_nothing_finished(tmp_path):
+    from csas_cli.inference.systems import model_dirs
+
+    merged = tmp_path / "merged"
+    for key in ("m2m100_418m", "opus_mt_en_fr"):
+        (merged / key).mkdir(parents=True)
+        (merged / key / "config.json").write_text("{}")
+        (merged / key / "csas_merge.json").write_text(json.dumps({"which": key}))
+    assert model_dirs([merged], []) == [merged / "m2m100_418m", merged / "opus_mt_en_fr"]
+    fake_run(tmp_path / "unfinished", finished=False)
+    result = invoke("compare", tmp_path / "unfinished", "--data", HELDOUT)
+    assert result.exit_code == 2 and "left out:" in result.stderr and "(unfinished)" in result.stderr
+
+
+@pytest.mark.parametrize("seed,message", [("abc", "expected a whole number"), ("0", "takes 0 (or less) as no seed")])
+def test_a_seed_sacrebleu_cannot_use_is_refused_before_anything_translates(tmp_path, monkeypatch, seed, message):
+    monkeypatch.setenv("SACREBLEU_SEED", seed)
+    result = invoke("compare", fake_run(tmp_path), "--data", HELDOUT, "--output-dir", tmp_path / "t")
+    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "t").exists()
+    file = tmp_path / "afile"
+    file.write_text("")
+    monkeypatch.delenv("SACREBLEU_SEED")
+    assert "is not a directory" in invoke("compare", fake_run(tmp_path / "b"), "--data", HELDOUT, "--output-dir",
+                                          file).stderr  # fmt: skip

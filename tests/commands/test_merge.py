@@ -431,6 +431,9 @@ def test_merge_all_merges_the_chosen_adapter_and_skips_it_when_merged(tmp_path):
     again = merge_all(runs, out, say=lines.append, merge_one=merge_one)
     assert (again[0].status, calls) == ("skipped", ["best"])  # the best adapter is merged there already
     last = merge_all(runs, out, adapter="last", say=lines.append, merge_one=merge_one)
+    # Another adapter's merge is there: said before anything is announced, and left alone without --overwrite.
+    assert (last[0].status, calls) == ("skipped", ["best"]) and "holds another merge" in lines[-1]
+    last = merge_all(runs, out, adapter="last", overwrite=True, say=lines.append, merge_one=merge_one)
     assert (last[0].status, last[0].adapter, calls) == ("ok", "last", ["best", "last"])  # lora/ is not merged there
     (run / "best" / "best.json").unlink()
     (run / "best" / "adapter_config.json").unlink()

@@ -279,16 +279,18 @@ AdapterOption = Annotated[Optional[str], opt("adapter", "best (best/) or last (l
 
 
 @app.command(cls=WholeFlags)
-@settings_options(("input_path", *MODEL_CHOICE, "output", "overwrite", *GENERATION, *GLOSSARY, *READING, *RUNTIME),
-                  DECODING)  # fmt: skip
+@settings_options(("input_path", *MODEL_CHOICE, "output", "overwrite", "split", *GENERATION, *GLOSSARY, *READING,
+                   *RUNTIME), DECODING)  # fmt: skip
 def translate(
     values: Values,
     input_path: Annotated[
-        str, typer.Argument(metavar="INPUT", help="Text file (a sentence per line), - for stdin, or pairs: .jsonl, "
-                            ".tmx, .tsv, SOURCE,TARGET files (the rows in the model's source language).")
+        str, typer.Argument(metavar="INPUT", help="Text file (a line per paragraph or sentence), - for stdin, or "
+                            "pairs: .jsonl, .tmx, .tsv, SOURCE,TARGET files (the rows in the model's source language).")
     ],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     overwrite: Annotated[bool, opt("overwrite", "Replace an existing --output file.")] = False,
+    split: Annotated[bool, typer.Option("--split/--no-split", help="Translate each line sentence by sentence (--no-"
+                                        "split: each line whole).")] = True,  # fmt: skip
 ) -> None:
     """Translate a file with a finished run, a merged or exported model, or a base model: one output line per input
     line."""
@@ -298,7 +300,7 @@ def translate(
     with user_errors():
         run_translate(input_path, values.of(ModelChoice), values.of(GenerationSettings), output=output,
                       overwrite=overwrite, runtime=values.of(Runtime), terms=values.of(GlossaryOptions),
-                      reading=ReadOptions.of(values), bar=bar())  # fmt: skip
+                      reading=ReadOptions.of(values), bar=bar(), split=split)  # fmt: skip
 
 
 @app.command(cls=WholeFlags)

@@ -2,7 +2,8 @@
 
 Inputs: a text file (one sentence per line), `-` for stdin, a `.jsonl` file whose rows have a `source` field
 (pairs, as `csas finetune` reads them), or a `.tmx` / `.tsv` file of pairs, whose rows in the model's source language
-are translated. Empty lines give empty output lines.
+are translated. Empty lines give empty output lines; a line of several sentences is translated sentence by sentence
+and joined back with its own spacing (data/sentences.py; --no-split translates each line whole).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from ..data.aligned import aligned_paths
 from ..data.fit import GlossaryOptions
 from ..data.pairs import PAIR_FORMATS
 from ..data.rows import ReadOptions, open_binary, read_error
+from ..data.sentences import Piece
+from ..data.sentences import join as join_sentences
+from ..data.sentences import split as split_sentences
 from ..errors import DataError, SettingsError
 from ..files import check_output_file, write_lines
 from ..inference.generation import GenerationSettings, Runtime
@@ -114,10 +118,12 @@ def run_translate(
     input_path: str, choice: ModelChoice, settings: GenerationSettings, *, output: Path | None = None,
     overwrite: bool = False, runtime: Runtime = Runtime(), terms: GlossaryOptions = GlossaryOptions(),
     reading: ReadOptions = ReadOptions(), bar: bool = False, say: Callable[[str], None] = say_line,
+    split: bool = True,
 ) -> list[str]:
-    """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). With a
-    glossary, sources are annotated with its terms (`terms.apply_glossary`; None: when the model was trained with
-    --term-annotation) and/or its terms constrain decoding (those `terms` chooses: data/fit.py)."""
+    """Everything `csas translate` does; returns the translated lines (also written to --output or stdout). Each
+    line's sentences are translated one by one (`split`; False: each line whole). With a glossary, sources are
+    annotated with its terms (`terms.apply_glossary`; None: when the model was trained with --term-annotation)
+    and/or its terms constrain decoding (those `terms` chooses: data/fit.py)."""
     from ..inference.constraints import term_constraints_for
     from ..inference.generation import load_for_inference, translate_texts
     from ..inference.source import resolve_direction
@@ -142,22 +148,31 @@ def run_translate(
             say(f"term constraints: {forced.describe()}")
             constraints = term_constraints_for(glossary, source, direction, forced.entries)
     check_output_file(output, overwrite)
-    texts = read_sources(input_path, direction, reading=reading)
+    lines = read_sources(input_path, direction, reading=reading)
+    # Each line's sentences (data/sentences.py), translated one by one and joined back with the line's spacing.
+    pieces = [split_sentences(line, direction.source) if split else [Piece("", line, "")] for line in lines]
+    texts = [p.text for line_pieces in pieces for p in line_pieces if p.text.strip()]
     if terms.annotates(source.term_annotation, say):
         from ..data.terms import Annotator
 
         annotator = Annotator(glossary, direction.source, direction.target)
-        texts = [annotator.source(text) if text.strip() else text for text in texts]
+        texts = [annotator.source(text) for text in texts]
     loaded = load_for_inference(source, say=say, runtime=runtime)
-    count = sum(1 for t in texts if t.strip())
-    say(f"translating {counted(count, 'sentence')} ({direction}) with {source.label}")
-    with counting_bar(count, bar, "translating", say=say) as advance:
+    lines_with_text = sum(1 for line in lines if line.strip())
+    in_lines = f" in {counted(lines_with_text, 'line')}" if len(texts) != lines_with_text else ""
+    say(f"translating {counted(len(texts), 'sentence')}{in_lines} ({direction}) with {source.label}")
+    with counting_bar(len(texts), bar, "translating", say=say) as advance:
         result = translate_texts(loaded, texts, direction, settings, advance, constraints)
     if result.truncated:
-        say(f"warning: {counted(result.truncated, 'input line')} longer than {loaded.max_source_tokens} tokens "
-            f"{'was' if result.truncated == 1 else 'were'} cut")
-    write_lines(result.lines, output)
-    return result.lines
+        say(f"warning: {counted(result.truncated, 'sentence' if split else 'input line')} longer than "
+            f"{loaded.max_source_tokens} tokens {'was' if result.truncated == 1 else 'were'} cut")  # fmt: skip
+    translated = iter(result.lines)
+    out = []
+    for line, line_pieces in zip(lines, pieces):
+        texts_here = [next(translated) for p in line_pieces if p.text.strip()]
+        out.append(join_sentences(line_pieces, texts_here) if texts_here else "")
+    write_lines(out, output)
+    return out
 
 
 __all__ = ["decode_text", "read_sources", "run_translate"]

@@ -2,8 +2,9 @@
 
 Inputs: a text file (one sentence per line), `-` for stdin, a `.jsonl` file whose rows have a `source` field
 (pairs, as `csas finetune` reads them), or a `.tmx` / `.tsv` file of pairs, whose rows in the model's source language
-are translated. Empty lines give empty output lines; a line of several sentences is translated sentence by sentence
-and joined back with its own spacing (data/sentences.py; --no-split translates each line whole).
+are translated. Empty lines give empty output lines; a line of text of several sentences is translated sentence by
+sentence and joined back with its own spacing (data/sentences.py; --no-split translates each line whole), while the
+rows of a pairs file, segments already, are translated whole.
 """
 
 from __future__ import annotations
@@ -95,6 +96,14 @@ def pair_sources(path: Path, direction: Direction, reading: ReadOptions = ReadOp
     return sources
 
 
+def is_pairs_file(input_path: str) -> bool:
+    """A pairs file (JSON Lines, a memory, TSV, line-aligned files): rows, not paragraphs of text."""
+    if input_path == STDIN:
+        return False
+    path = Path(input_path)
+    return path.suffix.lower() in PAIR_FORMATS or aligned_paths(path) is not None
+
+
 def read_sources(
     input_path: str, direction: Direction, stdin: Any = None, reading: ReadOptions = ReadOptions()
 ) -> list[str]:
@@ -149,7 +158,9 @@ def run_translate(
             constraints = term_constraints_for(glossary, source, direction, forced.entries)
     check_output_file(output, overwrite)
     lines = read_sources(input_path, direction, reading=reading)
-    # Each line's sentences (data/sentences.py), translated one by one and joined back with the line's spacing.
+    # Each line's sentences (data/sentences.py), translated one by one and joined back with the line's spacing; the
+    # rows of a pairs file are segments already (as evaluate and training take them) and are translated whole.
+    split = split and not is_pairs_file(input_path)
     pieces = [split_sentences(line, direction.source) if split else [Piece("", line, "")] for line in lines]
     texts = [p.text for line_pieces in pieces for p in line_pieces if p.text.strip()]
     if terms.annotates(source.term_annotation, say):

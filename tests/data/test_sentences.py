@@ -58,3 +58,8 @@ def test_a_paragraph_of_five_sentences_gives_five_translated_sentences_on_one_li
     assert lines[0].count(" ") >= 4 and "translating 7 sentences in 2 lines" in result.stderr
     whole = invoke(*args, "--no-split")
     assert whole.exit_code == 0 and given[-1] == [CASES[0][1], "A second paragraph. It has two sentences."]
+    # The rows of a pairs file are segments already: translated whole, as evaluate translates them.
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"source": "Two sentences. In one row.", "target": "x", "source_lang": "en"}\n', encoding="utf-8")
+    rows = invoke(*[pairs if a == text else a for a in args])
+    assert rows.exit_code == 0 and given[-1] == ["Two sentences. In one row."]

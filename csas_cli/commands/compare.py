@@ -464,16 +464,19 @@ def write_cards(comparison: Comparison, say: Callable[[str], None] | None = None
 
     tell = say if say is not None else progress_say
     results: dict[str, tuple[System, list[CardResult]]] = {}
+    hashes: dict[Path, str] = {}
     for table in comparison.tables:
         rows = table.test_set.rows[table.direction]
-        references = [ex.target for ex in rows]
+        path = table.test_set.path
+        sha = hashes[path] = hashes.get(path) or pairs_sha256(path)
+        # The scores are the table's (sacrebleu's corpus scores); the card takes the plain signatures, without the
+        # paired test's resamples and seed, which depend on no translation: one score() gives them.
+        first = comparison.translations.lines[(table.rows[0].system.name, path, table.direction)]
+        _, _, bleu_signature, chrf_signature = score(first, [ex.target for ex in rows])
         for row in table.rows:
-            system = row.system
-            hypotheses = comparison.translations.lines[(system.name, table.test_set.path, table.direction)]
-            bleu, chrf, bleu_signature, chrf_signature = score(hypotheses, references)
-            result = CardResult(table.test_set.path, pairs_sha256(table.test_set.path), table.direction, len(rows),
-                                bleu, chrf, bleu_signature, chrf_signature)  # fmt: skip
-            results.setdefault(system.name, (system, []))[1].append(result)
+            result = CardResult(path, sha, table.direction, len(rows), row.scores.bleu, row.scores.chrf,
+                                bleu_signature, chrf_signature)  # fmt: skip
+            results.setdefault(row.system.name, (row.system, []))[1].append(result)
     without = []
     for name, (system, scored) in results.items():
         path = record_results(Path(system.source.model_id), scored) if system.source.kind in (MERGED, EXPORTED) \

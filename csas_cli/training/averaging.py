@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import DataError, SettingsError
 from ..files import read_json_record, write_json_atomic
 from ..layout import ADAPTER_DIR, AVERAGE_RECORD, CHECKPOINT_ADAPTER, CHECKPOINTS_DIR, FINISHED, STEP_DIR
+from .checkpoints import list_checkpoints
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 SAME = ("target_modules", "lora_alpha", "r", "use_dora", "use_rslora", "bias", "task_type")
@@ -44,12 +45,10 @@ class Adapter:
 def run_adapters(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, adapter folder) of every adapter a run kept, oldest first (see the module docstring)."""
     found: dict[int, Path] = {}
-    root = run_dir / CHECKPOINTS_DIR
-    if root.is_dir():
-        for folder in root.iterdir():
-            match = STEP_DIR.match(folder.name)
-            if match and (folder / CHECKPOINT_ADAPTER / WEIGHTS).is_file():
-                found[int(match.group(1))] = folder / CHECKPOINT_ADAPTER
+    for folder in list_checkpoints(run_dir / CHECKPOINTS_DIR):
+        match = STEP_DIR.match(folder.name)
+        if match and (folder / CHECKPOINT_ADAPTER / WEIGHTS).is_file():
+            found[int(match.group(1))] = folder / CHECKPOINT_ADAPTER
     finished = read_json_record(run_dir / FINISHED)
     if finished.get("steps") and (run_dir / ADAPTER_DIR / WEIGHTS).is_file():
         found.setdefault(int(finished["steps"]), run_dir / ADAPTER_DIR)

@@ -11,6 +11,7 @@ writes the run directory and reports progress.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -71,11 +72,12 @@ class FinetuneRecipe(RecipeSetup):
         pin = self.batch_device.type == "cuda"
         return {k: (v.pin_memory() if pin else v).to(self.batch_device, non_blocking=True) for k, v in batch.items()}
 
-    def loss_sum(self, pairs: Sequence[TokenizedPair]) -> Any:
-        """Label-smoothed cross-entropy summed over the target tokens of `pairs` (the caller divides)."""
+    def loss_sum(self, pairs: Sequence[TokenizedPair], module: Any = None) -> Any:
+        """Label-smoothed cross-entropy summed over the target tokens of `pairs` (the caller divides), through
+        `module` (default: what the loop calls, under torchrun the objective in DDP)."""
         batch = self.to_device(pairs)
         with self.autocast():
-            return self.wrapped(**batch, ignore_index=IGNORE_INDEX)
+            return (module or self.wrapped)(**batch, ignore_index=IGNORE_INDEX)
 
     def optimizer_step(
         self, groups: Sequence[Sequence[TokenizedPair]], step_tokens: int, idle: bool = False
@@ -381,11 +383,8 @@ class FinetuneRecipe(RecipeSetup):
         model.set_adapter("averaged")
         model.eval()
 
-        def loss_sum(pairs: Sequence[TokenizedPair]) -> Any:  # without DDP: its parameters are the run's adapter
-            batch = self.to_device(pairs)
-            with self.autocast():
-                return self.objective(**batch, ignore_index=IGNORE_INDEX)
-
+        # Without DDP, whose parameters are the run's own adapter.
+        loss_sum = functools.partial(self.loss_sum, module=self.objective)
         try:
             scores = {"eval_loss": self.evaluator.loss(loss_sum, self.batch_device)}
             if self.plan.evaluation.eval_chrf:
